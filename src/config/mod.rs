@@ -1,0 +1,3 @@
+//! Configuration: relaytop's own TOML, the canary YAML users already have, and secrets.
+
+pub mod secret;

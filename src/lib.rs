@@ -1,0 +1,8 @@
+//! relaytop: a terminal monitor for AI-API relay stations.
+//!
+//! The engine (sessions, protocol, metrics, cost, recording, simulator) lives in this library
+//! and never imports the terminal UI; `ui` folds the same session events onto the screen.
+
+pub mod config;
+pub mod protocol;
+pub mod session;

@@ -1,0 +1,239 @@
+//! The session events: everything a session reports, the one stream every consumer folds.
+//!
+//! A session task, the replay source and test fixtures all produce `SessionEvent`s; metrics,
+//! cost, the recorder, the headless report and the TUI only ever consume them. Times are
+//! whole microseconds since the run's start (a monotonic clock), so live runs, replays and
+//! fixtures with a fake clock are indistinguishable.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Index of a session in the run's session table (`crate::session::SessionInfo`).
+pub type SessionId = u32;
+
+/// Number of a request within one session, counting from 1.
+pub type RequestId = u64;
+
+/// One thing that happened to one session at one time.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SessionEvent {
+    pub session: SessionId,
+    /// Microseconds since the run started.
+    pub at_us: u64,
+    pub kind: EventKind,
+}
+
+impl SessionEvent {
+    pub fn new(session: SessionId, at: Duration, kind: EventKind) -> Self {
+        Self {
+            session,
+            at_us: micros(at),
+            kind,
+        }
+    }
+
+    /// Time since the run started.
+    pub fn at(&self) -> Duration {
+        Duration::from_micros(self.at_us)
+    }
+}
+
+/// Whole microseconds of a duration, saturating.
+pub fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
+/// What a session is doing, as a person watching it would say it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum SessionState {
+    /// Opening the connection (TCP, TLS, upgrade); `attempt` counts from 1.
+    Connecting { attempt: u32 },
+    /// Connected, no request under way.
+    Open,
+    /// A response is streaming.
+    Streaming { request: RequestId },
+    /// Waiting before the next connection attempt.
+    BackingOff {
+        attempt: u32,
+        max_attempts: u32,
+        /// When the wait ends, in microseconds since the run started.
+        until_us: u64,
+    },
+    /// Given up: retrying cannot help (bad key, policy close, attempts exhausted).
+    Stopped { reason: String },
+    /// Closed because the user (or the end of the run) asked for it.
+    Closed,
+}
+
+impl SessionState {
+    /// A short label: connecting, open, streaming, backing off, stopped, closed.
+    pub fn label(&self) -> &'static str {
+        match self {
+            SessionState::Connecting { .. } => "connecting",
+            SessionState::Open => "open",
+            SessionState::Streaming { .. } => "streaming",
+            SessionState::BackingOff { .. } => "backing off",
+            SessionState::Stopped { .. } => "stopped",
+            SessionState::Closed => "closed",
+        }
+    }
+
+    /// Whether the session has a live connection.
+    pub fn is_up(&self) -> bool {
+        matches!(self, SessionState::Open | SessionState::Streaming { .. })
+    }
+}
+
+/// Tokens of one response, from the relay's `usage` or estimated from the text.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tokens {
+    pub input: u64,
+    pub output: u64,
+    /// Input tokens served from a cache (a subset of `input`, priced on their own).
+    #[serde(default)]
+    pub cached_input: u64,
+    /// True when the relay sent no usage and these are estimates.
+    pub estimated: bool,
+}
+
+/// What kind of failure an error is, for counting and for deciding whether to retry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// 401/403 or close 1008: the key or the policy; retrying cannot help.
+    Auth,
+    /// 429 or a `rate_limited` error frame.
+    RateLimited,
+    /// 503 or an `overloaded` error frame.
+    Overloaded,
+    /// The relay's upstream failed (`upstream_error`, 5xx).
+    Upstream,
+    /// The relay rejected the request (`invalid_request`, 4xx).
+    InvalidRequest,
+    /// TCP, TLS, DNS, handshake or socket failure.
+    Network,
+    /// A handshake or response that took too long, or a peer found dead.
+    Timeout,
+    /// A frame that could not be understood.
+    Protocol,
+    /// Anything else.
+    Other,
+}
+
+impl ErrorKind {
+    pub fn label(self) -> &'static str {
+        match self {
+            ErrorKind::Auth => "auth",
+            ErrorKind::RateLimited => "rate_limited",
+            ErrorKind::Overloaded => "overloaded",
+            ErrorKind::Upstream => "upstream",
+            ErrorKind::InvalidRequest => "invalid_request",
+            ErrorKind::Network => "network",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Protocol => "protocol",
+            ErrorKind::Other => "other",
+        }
+    }
+}
+
+/// What happened.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum EventKind {
+    /// The session's state changed.
+    State(SessionState),
+    /// A connection was established (upgrade answered 101).
+    Connected {
+        attempt: u32,
+        /// From starting the TCP connect to the upgrade's answer.
+        handshake_us: u64,
+    },
+    /// A request was sent.
+    RequestSent {
+        request: RequestId,
+        model: String,
+        /// Estimated prompt tokens (used when the relay sends no usage).
+        prompt_tokens_estimate: u64,
+    },
+    /// The first streamed token of a request arrived.
+    FirstToken {
+        request: RequestId,
+        /// Time to first token: from sending the request to its first chunk.
+        ttft_us: u64,
+    },
+    /// A piece of streamed text.
+    Chunk { request: RequestId, text: String },
+    /// A response completed.
+    Done {
+        request: RequestId,
+        model: String,
+        /// Time to first token; `None` when the response carried no text.
+        ttft_us: Option<u64>,
+        /// From sending the request to `done`.
+        total_us: u64,
+        tokens: Tokens,
+        /// Cost in US dollars reported by the relay, when it reports one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reported_cost_usd: Option<f64>,
+        finish_reason: Option<String>,
+        chunks: u32,
+        /// Output bytes (UTF-8) of the response text.
+        bytes: u64,
+    },
+    /// A request ended without `done` (an error frame, a drop mid-stream, a timeout).
+    RequestFailed {
+        request: RequestId,
+        kind: ErrorKind,
+        reason: String,
+    },
+    /// The relay or the connection reported an error.
+    Error {
+        kind: ErrorKind,
+        message: String,
+        /// Whether the session will retry on its own.
+        retryable: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        retry_after_ms: Option<u64>,
+    },
+    /// An application heartbeat was answered.
+    Pong {
+        /// Round trip from `ping` to `pong`.
+        rtt_us: u64,
+    },
+    /// A heartbeat went unanswered for a whole heartbeat interval.
+    HeartbeatMissed {
+        /// How long the ping has been waiting.
+        waited_us: u64,
+    },
+    /// The connection closed.
+    Closed {
+        /// The WebSocket close code; 1006 when the TCP connection just ended.
+        code: u16,
+        reason: String,
+        /// True when this client asked for the close; false is a drop.
+        requested: bool,
+    },
+    /// Waiting before reconnect attempt `attempt` of `max_attempts`.
+    BackingOff {
+        attempt: u32,
+        max_attempts: u32,
+        delay_ms: u64,
+        cause: String,
+    },
+    /// Sending is held back by a rate limit (the relay's 429, or the local window).
+    RateLimited { wait_ms: u64, cause: String },
+    /// A frame that could not be parsed; counted, never fatal.
+    Malformed { reason: String },
+    /// A well-formed frame of an unknown type; counted, never fatal.
+    UnknownFrame { frame_type: String },
+    /// A transcription result.
+    Transcript {
+        request: RequestId,
+        text: String,
+        is_final: bool,
+    },
+    /// A point of interest (reconnect, canary stage, a key press), shown on timelines.
+    Marker { label: String },
+}

@@ -1,0 +1,12 @@
+//! Sessions: one long-lived relay connection each, its events, and the pure timing logic.
+//!
+//! The session task (`task`) owns its socket and nothing else; it reports through
+//! `SessionEvent`s and takes `SessionCommand`s. Backoff, heartbeats and dead-peer detection
+//! are pure state machines (`backoff`, `heartbeat`) that take `now` and are tested without
+//! sleeping. Nothing here knows about the screen.
+
+pub mod event;
+pub mod spec;
+
+pub use event::{ErrorKind, EventKind, RequestId, SessionEvent, SessionId, SessionState, Tokens};
+pub use spec::{BackoffPolicy, Protocol, SessionInfo, SessionSpec, Timing, Workload};

@@ -1,0 +1,122 @@
+//! What a session is asked to do: where it connects, with which key, its workload and timing.
+//!
+//! A `SessionSpec` is built from the configuration (or by the default world) and handed to
+//! the session task. `SessionInfo` is the part every consumer needs to label events.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::secret::Secret;
+use crate::session::SessionId;
+
+/// The wire protocol a provider speaks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Protocol {
+    /// relay/v1 over WebSocket (spec/PROTOCOL.md).
+    #[default]
+    RelayV1,
+    /// OpenAI-compatible Chat Completions over Server-Sent Events.
+    OpenaiSse,
+    /// The OpenAI Realtime API over WebSocket.
+    OpenaiRealtime,
+}
+
+impl Protocol {
+    pub fn label(self) -> &'static str {
+        match self {
+            Protocol::RelayV1 => "relay-v1",
+            Protocol::OpenaiSse => "openai-sse",
+            Protocol::OpenaiRealtime => "openai-realtime",
+        }
+    }
+}
+
+/// Reconnect backoff: the n-th retry waits a random time in `[0, min(cap, base * 2^(n-1))]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BackoffPolicy {
+    pub base: Duration,
+    pub cap: Duration,
+    /// Retries before the session stops.
+    pub max_attempts: u32,
+}
+
+impl Default for BackoffPolicy {
+    fn default() -> Self {
+        Self {
+            base: Duration::from_secs(1),
+            cap: Duration::from_secs(30),
+            max_attempts: 10,
+        }
+    }
+}
+
+/// Every interval a session uses. Defaults are spec/PROTOCOL.md's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timing {
+    /// How often to send the application `ping`; `None` turns heartbeats off.
+    pub heartbeat: Option<Duration>,
+    /// Whether to send WebSocket Ping frames alongside the application ping.
+    pub ws_ping: bool,
+    /// A connection with nothing received for this long is dead.
+    pub dead_after: Duration,
+    /// Limit on TCP connect, TLS and the upgrade together.
+    pub handshake_timeout: Duration,
+    /// A request with no `done` after this long has failed.
+    pub response_timeout: Duration,
+    /// A connection that stayed up this long resets the reconnect count.
+    pub stable_after: Duration,
+    pub backoff: BackoffPolicy,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Self {
+            heartbeat: Some(Duration::from_secs(30)),
+            ws_ping: true,
+            dead_after: Duration::from_secs(55),
+            handshake_timeout: Duration::from_secs(10),
+            response_timeout: Duration::from_secs(120),
+            stable_after: Duration::from_secs(30),
+            backoff: BackoffPolicy::default(),
+        }
+    }
+}
+
+/// What the session does once connected.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Workload {
+    /// Synthetic monitoring: send `prompt` every `interval` (never two at once).
+    Probe {
+        interval: Duration,
+        prompt: String,
+        max_tokens: Option<u32>,
+    },
+    /// Wait for chat messages sent as commands; the history survives reconnects.
+    Chat { system: Option<String> },
+}
+
+/// Everything a session task needs.
+#[derive(Clone, Debug)]
+pub struct SessionSpec {
+    pub info: SessionInfo,
+    pub api_key: Option<Secret>,
+    pub workload: Workload,
+    pub timing: Timing,
+    /// Seed for the backoff jitter (reproducible runs and tests); `None` seeds from entropy.
+    pub seed: Option<u64>,
+}
+
+/// A session's identity, as every consumer labels it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionInfo {
+    pub id: SessionId,
+    pub name: String,
+    pub provider: String,
+    pub model: String,
+    pub protocol: Protocol,
+    pub url: String,
+    /// `probe` or `chat`.
+    pub workload: String,
+}
