@@ -4,5 +4,9 @@
 //! and never imports the terminal UI; `ui` folds the same session events onto the screen.
 
 pub mod config;
+pub mod cost;
+pub mod metrics;
 pub mod protocol;
+pub mod report;
 pub mod session;
+pub mod sim;

@@ -1,0 +1,1 @@
+//! Cost (being written).

@@ -1,0 +1,1 @@
+//! The embedded relay simulator (being written).
