@@ -5,8 +5,15 @@
 //! are pure state machines (`backoff`, `heartbeat`) that take `now` and are tested without
 //! sleeping. Nothing here knows about the screen.
 
+pub mod backoff;
+pub mod connect;
 pub mod event;
+pub mod heartbeat;
+pub mod response;
 pub mod spec;
+pub mod task;
+pub mod workload;
 
 pub use event::{ErrorKind, EventKind, RequestId, SessionEvent, SessionId, SessionState, Tokens};
 pub use spec::{BackoffPolicy, Protocol, SessionInfo, SessionSpec, Timing, Workload};
+pub use task::{RunClock, SessionCommand, SessionHandle};
