@@ -5,8 +5,12 @@
 
 pub mod config;
 pub mod cost;
+pub mod headless;
 pub mod metrics;
 pub mod protocol;
 pub mod report;
 pub mod session;
 pub mod sim;
+pub mod supervisor;
+pub mod telemetry;
+pub mod world;

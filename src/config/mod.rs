@@ -1,3 +1,6 @@
 //! Configuration: relaytop's own TOML, the canary YAML users already have, and secrets.
 
+pub mod file;
 pub mod secret;
+
+pub use file::{Config, ConfigError, Provider};

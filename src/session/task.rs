@@ -712,7 +712,12 @@ impl Session {
         now: Duration,
     ) -> End {
         use tokio_tungstenite::tungstenite::Error;
+        use tokio_tungstenite::tungstenite::error::ProtocolError;
         let (code, reason) = match error {
+            Error::Protocol(ProtocolError::ResetWithoutClosingHandshake)
+            | Error::ConnectionClosed => {
+                return self.on_dropped(now, 1006, "connection ended without a close frame");
+            }
             Error::Capacity(e) => (
                 1009,
                 format!("refused a message over the size limit ({e}); reconnecting"),
@@ -781,11 +786,12 @@ impl Session {
         let now = self.clock.now();
         match command {
             None | Some(SessionCommand::Close) => {
-                self.close_gracefully(socket, now, "closed by user").await;
+                self.close_gracefully(socket, now, "closed by user", false)
+                    .await;
                 Some(End::Closed)
             }
             Some(SessionCommand::ReconnectNow) => {
-                self.close_gracefully(socket, now, "reconnect asked by user")
+                self.close_gracefully(socket, now, "reconnect asked by user", true)
                     .await;
                 Some(End::Reconnect)
             }
@@ -816,10 +822,21 @@ impl Session {
     }
 
     /// Closes with 1000 and waits briefly for the relay's answer.
-    async fn close_gracefully(&mut self, socket: &mut RelaySocket, now: Duration, reason: &str) {
-        if let Some(failed) = self.tracker.fail(ErrorKind::Other, reason.to_owned()) {
-            self.emit(now, failed);
+    async fn close_gracefully(
+        &mut self,
+        socket: &mut RelaySocket,
+        now: Duration,
+        reason: &str,
+        cut_response: bool,
+    ) {
+        // A response cut by a reconnect the user asked for has failed (a chat offers a retry);
+        // one under way when the session closes is abandoned, not a relay failure.
+        let abandoned = self.tracker.fail(ErrorKind::Other, reason.to_owned());
+        if let Some(failed) = abandoned {
             self.workload.on_failed();
+            if cut_response {
+                self.emit(now, failed);
+            }
         }
         let frame = CloseFrame {
             code: CloseCode::Normal,

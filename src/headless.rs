@@ -1,0 +1,160 @@
+//! Headless runs: the same engine with no terminal UI, ending in a summary.
+//!
+//! Runs the sessions of a world until a duration passes, a number of responses complete,
+//! every session has ended, or Ctrl-C; folds every event into the metrics; and prints a
+//! summary (text or JSON), or streams one JSON event a line (ndjson) while running.
+
+use std::io::Write;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::metrics::Metrics;
+use crate::report::{Report, RunInfo};
+use crate::session::{EventKind, RunClock, SessionEvent, SessionState};
+use crate::supervisor::Supervisor;
+use crate::world::World;
+
+/// How the summary is printed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    /// Aligned tables for people.
+    Text,
+    /// One JSON document at the end (schema: docs/headless-schema.json).
+    Json,
+    /// One JSON event per line while running, then the summary as the last line.
+    Ndjson,
+}
+
+/// When a headless run ends, and how it reports.
+#[derive(Clone, Debug)]
+pub struct HeadlessOptions {
+    pub duration: Option<Duration>,
+    /// Stop after this many completed responses (all sessions together).
+    pub requests: Option<u64>,
+    pub format: OutputFormat,
+}
+
+/// One ndjson line.
+#[derive(Serialize)]
+struct EventLine<'a> {
+    at_ms: f64,
+    session: &'a str,
+    provider: &'a str,
+    #[serde(flatten)]
+    event: &'a EventKind,
+}
+
+/// Runs the world's sessions headless and returns the summary (already printed to `out`).
+pub async fn run(
+    world: &World,
+    options: &HeadlessOptions,
+    out: &mut (dyn Write + Send),
+) -> anyhow::Result<Report> {
+    let started_at = chrono::Utc::now();
+    let clock = RunClock::new();
+    let (mut supervisor, mut events) = Supervisor::new(clock);
+    for spec in &world.config.sessions {
+        supervisor.start(spec.clone());
+    }
+    let infos = supervisor.infos().to_vec();
+    let mut metrics = Metrics::new(infos.clone(), world.config.pricing().into());
+    let total_sessions = infos.len();
+    let mut ended = vec![false; total_sessions];
+    let mut ended_count = 0usize;
+    let mut completed = 0u64;
+
+    let deadline = options
+        .duration
+        .map(|d| clock.instant_at(d))
+        .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(86_400 * 365));
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+
+    let handle_event = |event: &SessionEvent,
+                        metrics: &mut Metrics,
+                        out: &mut (dyn Write + Send)|
+     -> anyhow::Result<()> {
+        metrics.apply(event);
+        if options.format == OutputFormat::Ndjson {
+            let info = &infos[event.session as usize];
+            let line = EventLine {
+                at_ms: event.at_us as f64 / 1000.0,
+                session: &info.name,
+                provider: &info.provider,
+                event: &event.kind,
+            };
+            serde_json::to_writer(&mut *out, &line)?;
+            out.write_all(b"\n")?;
+        }
+        Ok(())
+    };
+
+    let ended_by = if total_sessions == 0 {
+        "no sessions configured".to_owned()
+    } else {
+        loop {
+            tokio::select! {
+                event = events.recv() => {
+                    let Some(event) = event else { break "all sessions ended".to_owned() };
+                    handle_event(&event, &mut metrics, out)?;
+                    if options.format == OutputFormat::Ndjson && events.is_empty() {
+                        out.flush()?;
+                    }
+                    match &event.kind {
+                        EventKind::Done { .. } => completed += 1,
+                        EventKind::State(SessionState::Stopped { .. } | SessionState::Closed) => {
+                            let slot = &mut ended[event.session as usize];
+                            if !*slot {
+                                *slot = true;
+                                ended_count += 1;
+                            }
+                        }
+                        _ => {}
+                    }
+                    if options.requests.is_some_and(|n| completed >= n) {
+                        break format!("{completed} responses completed");
+                    }
+                    if ended_count == total_sessions {
+                        break "every session ended".to_owned();
+                    }
+                }
+                _ = tokio::time::sleep_until(deadline) => {
+                    break format!("duration {} elapsed", humantime::format_duration(options.duration.unwrap_or_default()));
+                }
+                _ = &mut ctrl_c => break "interrupted (Ctrl-C)".to_owned(),
+            }
+        }
+    };
+
+    let duration = clock.now();
+    supervisor.shutdown(Duration::from_secs(2)).await;
+    // Fold what the sessions said while closing (their close events), but stop the clock
+    // at the moment the run ended.
+    while let Ok(event) = events.try_recv() {
+        handle_event(&event, &mut metrics, out)?;
+    }
+    let report = Report::build(
+        &metrics,
+        RunInfo {
+            started_at,
+            duration_us: crate::session::event::micros(duration),
+            source: world.config.source.clone(),
+            ended_by,
+        },
+    );
+    match options.format {
+        OutputFormat::Text => write!(out, "{}", report.to_text())?,
+        OutputFormat::Json => writeln!(out, "{}", report.to_json_pretty())?,
+        OutputFormat::Ndjson => {
+            #[derive(Serialize)]
+            struct Summary<'a> {
+                summary: &'a Report,
+            }
+            serde_json::to_writer(&mut *out, &Summary { summary: &report })?;
+            out.write_all(b"\n")?;
+        }
+    }
+    out.flush()?;
+    Ok(report)
+}

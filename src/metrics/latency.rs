@@ -1,0 +1,582 @@
+//! Latency histograms: HDR histograms over sliding windows (1 min, 15 min, whole run) and the
+//! quantiles read from them.
+//!
+//! A window is a ring of time-sliced histograms merged on query: a sample lands in the slice
+//! that holds its time, and a query at `now` merges the slices that overlap the last window
+//! length. Slices are aligned to multiples of their length, so a window may hold up to one
+//! slice more than its length (a 1-minute window of 10-second slices covers between 60 and
+//! 70 seconds); a sample older than `length + slice` never counts. Next to each histogram an
+//! exact count, sum and maximum are kept, so `mean` and `max` are exact and no quantile is
+//! reported above the true maximum.
+
+use std::collections::VecDeque;
+
+use hdrhistogram::{Counter, Histogram};
+use serde::Serialize;
+
+/// Samples above one hour are recorded as one hour (a bound on histogram size).
+pub const MAX_SAMPLE_US: u64 = 3_600_000_000;
+
+/// A time window for quantiles, rates and series.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Window {
+    /// The last minute.
+    OneMinute,
+    /// The last 15 minutes.
+    FifteenMinutes,
+    /// The whole run.
+    Run,
+}
+
+impl Window {
+    /// Every window, shortest first.
+    pub const ALL: [Window; 3] = [Window::OneMinute, Window::FifteenMinutes, Window::Run];
+
+    /// The window's length in microseconds; `None` for the whole run.
+    pub fn length_us(self) -> Option<u64> {
+        match self {
+            Window::OneMinute => Some(60_000_000),
+            Window::FifteenMinutes => Some(900_000_000),
+            Window::Run => None,
+        }
+    }
+
+    /// A short label: "1m", "15m", "run".
+    pub fn label(self) -> &'static str {
+        match self {
+            Window::OneMinute => "1m",
+            Window::FifteenMinutes => "15m",
+            Window::Run => "run",
+        }
+    }
+}
+
+/// A latency that relaytop measures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LatencyMetric {
+    /// Time to first token: from sending a request to its first streamed chunk.
+    TimeToFirstToken,
+    /// Whole-response time: from sending a request to its `done`.
+    ResponseTime,
+    /// Heartbeat round trip: from `ping` to `pong`.
+    HeartbeatRtt,
+}
+
+impl LatencyMetric {
+    /// Every latency metric.
+    pub const ALL: [LatencyMetric; 3] = [
+        LatencyMetric::TimeToFirstToken,
+        LatencyMetric::ResponseTime,
+        LatencyMetric::HeartbeatRtt,
+    ];
+
+    /// A short label, as the user says it.
+    pub fn label(self) -> &'static str {
+        match self {
+            LatencyMetric::TimeToFirstToken => "time to first token",
+            LatencyMetric::ResponseTime => "response time",
+            LatencyMetric::HeartbeatRtt => "heartbeat rtt",
+        }
+    }
+
+    pub(crate) fn index(self) -> usize {
+        match self {
+            LatencyMetric::TimeToFirstToken => 0,
+            LatencyMetric::ResponseTime => 1,
+            LatencyMetric::HeartbeatRtt => 2,
+        }
+    }
+}
+
+/// Latency quantiles of one metric over one window, in microseconds.
+///
+/// Every figure comes with `count`, the number of samples behind it; all figures are 0 when
+/// `count` is 0. Quantiles are within the histogram's precision (0.1 % for providers, 1 %
+/// for sessions) and never above `max`; `max` and `mean` are exact.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Quantiles {
+    /// Median.
+    pub p50: u64,
+    /// 90th percentile.
+    pub p90: u64,
+    /// 99th percentile.
+    pub p99: u64,
+    /// 99.9th percentile.
+    pub p999: u64,
+    /// Largest sample (exact).
+    pub max: u64,
+    /// Arithmetic mean, rounded to the microsecond.
+    pub mean: u64,
+    /// Samples behind these figures.
+    pub count: u64,
+}
+
+/// Microseconds as milliseconds.
+pub fn ms(us: u64) -> f64 {
+    us as f64 / 1000.0
+}
+
+impl Quantiles {
+    /// Whether there is no sample.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+    /// Median in milliseconds.
+    pub fn p50_ms(&self) -> f64 {
+        ms(self.p50)
+    }
+    /// 90th percentile in milliseconds.
+    pub fn p90_ms(&self) -> f64 {
+        ms(self.p90)
+    }
+    /// 99th percentile in milliseconds.
+    pub fn p99_ms(&self) -> f64 {
+        ms(self.p99)
+    }
+    /// 99.9th percentile in milliseconds.
+    pub fn p999_ms(&self) -> f64 {
+        ms(self.p999)
+    }
+    /// Largest sample in milliseconds.
+    pub fn max_ms(&self) -> f64 {
+        ms(self.max)
+    }
+    /// Mean in milliseconds.
+    pub fn mean_ms(&self) -> f64 {
+        ms(self.mean)
+    }
+}
+
+/// How precise a histogram is, and so how big.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Precision {
+    /// The lowest discernible value: the resolution below `lowest_us * 2^(digits)`.
+    lowest_us: u64,
+    /// Significant decimal digits kept.
+    digits: u8,
+}
+
+/// Providers: microseconds, 3 significant figures (0.1 %).
+pub(crate) const PROVIDER_PRECISION: Precision = Precision {
+    lowest_us: 1,
+    digits: 3,
+};
+
+/// Sessions: 2 significant figures (under 1 %), half-millisecond steps below 131 ms.
+pub(crate) const SESSION_PRECISION: Precision = Precision {
+    lowest_us: 512,
+    digits: 2,
+};
+
+// What `Histogram::new_with_bounds` requires, checked at compile time.
+const _: () = {
+    assert!(PROVIDER_PRECISION.lowest_us >= 1 && PROVIDER_PRECISION.digits <= 5);
+    assert!(SESSION_PRECISION.lowest_us >= 1 && SESSION_PRECISION.digits <= 5);
+    assert!(MAX_SAMPLE_US >= 2 * SESSION_PRECISION.lowest_us);
+};
+
+/// An HDR histogram with an exact sum and maximum beside it.
+#[derive(Clone, Debug)]
+pub(crate) struct Recorded<T: Counter> {
+    hist: Histogram<T>,
+    sum_us: u64,
+    max_us: u64,
+}
+
+impl<T: Counter> Recorded<T> {
+    pub(crate) fn new(precision: Precision) -> Self {
+        let mut hist = Histogram::new_with_bounds(
+            precision.lowest_us,
+            2 * precision.lowest_us,
+            precision.digits,
+        )
+        .expect("bounds checked at compile time: lowest >= 1, high = 2 * lowest, digits <= 5");
+        // Grows to the largest sample seen (at most MAX_SAMPLE_US), and no further.
+        hist.auto(true);
+        Self {
+            hist,
+            sum_us: 0,
+            max_us: 0,
+        }
+    }
+
+    pub(crate) fn record(&mut self, value_us: u64) {
+        let v = value_us.min(MAX_SAMPLE_US);
+        let len = self.hist.distinct_values();
+        if self.hist.record(v).is_err() {
+            // Only a failed resize can fail a record; keep the sample at the top of the range.
+            self.hist.saturating_record(v);
+        }
+        if self.hist.distinct_values() != len {
+            // The histogram grew; a growing Vec may keep up to twice the room it needs, and a
+            // clone holds exactly its length.
+            self.hist = self.hist.clone();
+        }
+        self.sum_us = self.sum_us.saturating_add(v);
+        self.max_us = self.max_us.max(v);
+    }
+
+    fn add(&mut self, other: &Self) {
+        if other.hist.is_empty() {
+            return;
+        }
+        if self.hist.add(&other.hist).is_err() {
+            // Only a failed resize can fail an addition; fall back to value by value.
+            for v in other.hist.iter_recorded() {
+                self.hist
+                    .saturating_record_n(v.value_iterated_to(), v.count_at_value());
+            }
+        }
+        self.sum_us = self.sum_us.saturating_add(other.sum_us);
+        self.max_us = self.max_us.max(other.max_us);
+    }
+
+    /// Takes `other` (a part of `self`) out again. False when the histograms disagree (then
+    /// `self` must be rebuilt).
+    fn subtract(&mut self, other: &Self) -> bool {
+        if self.hist.subtract(&other.hist).is_err() {
+            return false;
+        }
+        self.sum_us = self.sum_us.saturating_sub(other.sum_us);
+        true
+    }
+
+    fn reset(&mut self) {
+        self.hist.reset();
+        self.sum_us = 0;
+        self.max_us = 0;
+    }
+
+    pub(crate) fn quantiles(&self) -> Quantiles {
+        let count = self.hist.len();
+        if count == 0 {
+            return Quantiles::default();
+        }
+        let at = |q: f64| self.hist.value_at_quantile(q).min(self.max_us);
+        Quantiles {
+            p50: at(0.50),
+            p90: at(0.90),
+            p99: at(0.99),
+            p999: at(0.999),
+            max: self.max_us,
+            mean: (self.sum_us + count / 2) / count,
+            count,
+        }
+    }
+
+    /// Heap bytes held by the counts.
+    pub(crate) fn heap_bytes(&self) -> usize {
+        self.hist.distinct_values() * std::mem::size_of::<T>()
+    }
+}
+
+/// One time slice of a window.
+#[derive(Clone, Debug)]
+struct Slice<T: Counter> {
+    /// Start of the slice in multiples of the slice length.
+    index: u64,
+    data: Recorded<T>,
+}
+
+/// A sliding window: a ring of time-sliced histograms, optionally with their running sum
+/// (which makes queries cheap at the price of one more histogram).
+#[derive(Clone, Debug)]
+pub(crate) struct SlicedWindow<T: Counter> {
+    precision: Precision,
+    slice_us: u64,
+    /// Slices in the window's length; a query merges up to one more.
+    slices_per_window: u64,
+    ring: VecDeque<Slice<T>>,
+    merged: Option<Recorded<T>>,
+}
+
+impl<T: Counter> SlicedWindow<T> {
+    /// A window of `length_us` made of slices of `slice_us` (`length_us` a multiple of it).
+    pub(crate) fn new(precision: Precision, length_us: u64, slice_us: u64, keep_sum: bool) -> Self {
+        let slice_us = slice_us.max(1);
+        Self {
+            precision,
+            slice_us,
+            slices_per_window: (length_us / slice_us).max(1),
+            ring: VecDeque::new(),
+            merged: keep_sum.then(|| Recorded::new(precision)),
+        }
+    }
+
+    pub(crate) fn record(&mut self, at_us: u64, value_us: u64) {
+        let index = at_us / self.slice_us;
+        let newest = self.ring.back().map_or(index, |s| s.index.max(index));
+        let oldest_kept = newest.saturating_sub(self.slices_per_window);
+        if index < oldest_kept {
+            // Older than any window this ring can still answer.
+            return;
+        }
+
+        // Retire slices that fell out of the window, keeping one allocation for reuse.
+        let mut spare = None;
+        let mut rebuild = false;
+        while self.ring.front().is_some_and(|s| s.index < oldest_kept) {
+            if let Some(old) = self.ring.pop_front() {
+                if let Some(merged) = &mut self.merged {
+                    rebuild |= !merged.subtract(&old.data);
+                }
+                spare = Some(old);
+            }
+        }
+        if spare.is_some() && !rebuild {
+            self.refresh_merged_max();
+        }
+
+        let pos = self.ring.iter().rposition(|s| s.index <= index);
+        let slot = match pos {
+            Some(p) if self.ring[p].index == index => p,
+            _ => {
+                let mut slice = spare.take().unwrap_or_else(|| Slice {
+                    index,
+                    data: Recorded::new(self.precision),
+                });
+                slice.index = index;
+                slice.data.reset();
+                let at = pos.map_or(0, |p| p + 1);
+                self.ring.insert(at, slice);
+                at
+            }
+        };
+        self.ring[slot].data.record(value_us);
+        if rebuild {
+            self.rebuild_merged();
+        } else if let Some(merged) = &mut self.merged {
+            merged.record(value_us);
+        }
+    }
+
+    fn refresh_merged_max(&mut self) {
+        if let Some(merged) = &mut self.merged {
+            merged.max_us = self.ring.iter().map(|s| s.data.max_us).max().unwrap_or(0);
+        }
+    }
+
+    fn rebuild_merged(&mut self) {
+        if let Some(merged) = &mut self.merged {
+            let mut fresh = Recorded::new(self.precision);
+            for s in &self.ring {
+                fresh.add(&s.data);
+            }
+            *merged = fresh;
+        }
+    }
+
+    /// Quantiles of the samples in the window ending at `now_us`.
+    pub(crate) fn quantiles(&self, now_us: u64) -> Quantiles {
+        let first = (now_us / self.slice_us).saturating_sub(self.slices_per_window);
+        let all_live = self.ring.front().is_none_or(|s| s.index >= first);
+        if all_live && let Some(merged) = &self.merged {
+            return merged.quantiles();
+        }
+        let mut live = self.ring.iter().filter(|s| s.index >= first);
+        let Some(head) = live.next() else {
+            return Quantiles::default();
+        };
+        let mut sum = head.data.clone();
+        for s in live {
+            sum.add(&s.data);
+        }
+        sum.quantiles()
+    }
+
+    /// Heap bytes held by the slices and the running sum.
+    pub(crate) fn heap_bytes(&self) -> usize {
+        self.ring.capacity() * std::mem::size_of::<Slice<T>>()
+            + self.ring.iter().map(|s| s.data.heap_bytes()).sum::<usize>()
+            + self.merged.as_ref().map_or(0, Recorded::heap_bytes)
+    }
+}
+
+/// One latency metric of a provider: full precision, 1-minute window of 10-second slices,
+/// 15-minute window of 1-minute slices, and the whole run.
+#[derive(Clone, Debug)]
+pub(crate) struct ProviderLatency {
+    run: Recorded<u64>,
+    one_minute: SlicedWindow<u32>,
+    fifteen_minutes: SlicedWindow<u32>,
+}
+
+impl ProviderLatency {
+    pub(crate) fn new() -> Self {
+        Self {
+            run: Recorded::new(PROVIDER_PRECISION),
+            one_minute: SlicedWindow::new(PROVIDER_PRECISION, 60_000_000, 10_000_000, true),
+            fifteen_minutes: SlicedWindow::new(PROVIDER_PRECISION, 900_000_000, 60_000_000, true),
+        }
+    }
+
+    pub(crate) fn record(&mut self, at_us: u64, value_us: u64) {
+        self.run.record(value_us);
+        self.one_minute.record(at_us, value_us);
+        self.fifteen_minutes.record(at_us, value_us);
+    }
+
+    pub(crate) fn quantiles(&self, window: Window, now_us: u64) -> Quantiles {
+        match window {
+            Window::OneMinute => self.one_minute.quantiles(now_us),
+            Window::FifteenMinutes => self.fifteen_minutes.quantiles(now_us),
+            Window::Run => self.run.quantiles(),
+        }
+    }
+
+    pub(crate) fn heap_bytes(&self) -> usize {
+        self.run.heap_bytes() + self.one_minute.heap_bytes() + self.fifteen_minutes.heap_bytes()
+    }
+}
+
+/// One latency metric of a session: 2 significant figures, the whole run and a 1-minute
+/// window of three 30-second slices (covering 60 to 90 seconds), merged on query.
+#[derive(Clone, Debug)]
+pub(crate) struct SessionLatency {
+    run: Recorded<u32>,
+    one_minute: SlicedWindow<u16>,
+}
+
+impl SessionLatency {
+    pub(crate) fn new() -> Self {
+        Self {
+            run: Recorded::new(SESSION_PRECISION),
+            one_minute: SlicedWindow::new(SESSION_PRECISION, 60_000_000, 30_000_000, false),
+        }
+    }
+
+    pub(crate) fn record(&mut self, at_us: u64, value_us: u64) {
+        self.run.record(value_us);
+        self.one_minute.record(at_us, value_us);
+    }
+
+    /// `None` for the 15-minute window, which sessions do not keep.
+    pub(crate) fn quantiles(&self, window: Window, now_us: u64) -> Option<Quantiles> {
+        match window {
+            Window::OneMinute => Some(self.one_minute.quantiles(now_us)),
+            Window::FifteenMinutes => None,
+            Window::Run => Some(self.run.quantiles()),
+        }
+    }
+
+    pub(crate) fn heap_bytes(&self) -> usize {
+        self.run.heap_bytes() + self.one_minute.heap_bytes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: u64 = 1_000_000;
+
+    /// The exact q-quantile by the same rule as HDR: the smallest sample with at least
+    /// q * n samples at or below it.
+    fn exact(sorted: &[u64], q: f64) -> u64 {
+        let rank = ((q * sorted.len() as f64).ceil() as usize).max(1);
+        sorted[rank - 1]
+    }
+
+    #[test]
+    fn empty_histogram_has_zero_count() {
+        let r: Recorded<u64> = Recorded::new(PROVIDER_PRECISION);
+        assert_eq!(r.quantiles(), Quantiles::default());
+        let w: SlicedWindow<u32> = SlicedWindow::new(PROVIDER_PRECISION, 60 * S, 10 * S, true);
+        assert_eq!(w.quantiles(0).count, 0);
+    }
+
+    #[test]
+    fn exact_mean_and_max_and_quantiles_capped_at_max() {
+        let mut r: Recorded<u32> = Recorded::new(SESSION_PRECISION);
+        for v in [200, 200, 200] {
+            r.record(v);
+        }
+        let q = r.quantiles();
+        // The bucket is 512 µs wide, but nothing above the true maximum is reported.
+        assert_eq!(
+            (q.p50, q.p99, q.max, q.mean, q.count),
+            (200, 200, 200, 200, 3)
+        );
+    }
+
+    #[test]
+    fn provider_precision_is_within_a_millisecond_at_400ms() {
+        let mut r: Recorded<u64> = Recorded::new(PROVIDER_PRECISION);
+        let mut samples = Vec::new();
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..20_000 {
+            // xorshift64*: a seeded, dependency-free generator.
+            x ^= x >> 12;
+            x ^= x << 25;
+            x ^= x >> 27;
+            let v = 300_000 + (x.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 40) % 700_000;
+            samples.push(v);
+            r.record(v);
+        }
+        samples.sort_unstable();
+        let q = r.quantiles();
+        for (got, want) in [
+            (q.p50, exact(&samples, 0.5)),
+            (q.p99, exact(&samples, 0.99)),
+        ] {
+            assert!(got.abs_diff(want) <= 1000, "got {got} want {want}");
+        }
+        assert_eq!(q.max, *samples.last().expect("samples"));
+    }
+
+    #[test]
+    fn window_drops_samples_older_than_length_plus_a_slice() {
+        let mut w: SlicedWindow<u32> = SlicedWindow::new(PROVIDER_PRECISION, 60 * S, 10 * S, true);
+        w.record(5 * S, 1000);
+        assert_eq!(w.quantiles(5 * S).count, 1);
+        // Still within length + one slice.
+        assert_eq!(w.quantiles(65 * S).count, 1);
+        // Gone once the window has moved a whole length and a slice past it.
+        assert_eq!(w.quantiles(70 * S).count, 0);
+        // A newer sample evicts the old slice and the running sum forgets it.
+        w.record(75 * S, 3000);
+        let q = w.quantiles(75 * S);
+        assert_eq!((q.count, q.max, q.p50), (1, 3000, 3000));
+    }
+
+    #[test]
+    fn window_merges_slices_and_running_sum_agree() {
+        let mut with_sum: SlicedWindow<u32> =
+            SlicedWindow::new(PROVIDER_PRECISION, 60 * S, 10 * S, true);
+        let mut without: SlicedWindow<u32> =
+            SlicedWindow::new(PROVIDER_PRECISION, 60 * S, 10 * S, false);
+        for i in 0..600u64 {
+            let at = i * S / 2;
+            let v = 1000 + (i * 7919) % 5000;
+            with_sum.record(at, v);
+            without.record(at, v);
+            assert_eq!(with_sum.quantiles(at), without.quantiles(at), "at {at}");
+        }
+        // 600 samples, two a second for 300 s: the window holds the last 6 to 7 slices.
+        let q = with_sum.quantiles(299 * S + S / 2);
+        assert_eq!(q.count, 140);
+        assert!(with_sum.ring.len() <= 7);
+    }
+
+    #[test]
+    fn late_samples_land_in_their_slice_or_are_ignored() {
+        let mut w: SlicedWindow<u16> = SlicedWindow::new(SESSION_PRECISION, 60 * S, 30 * S, false);
+        w.record(100 * S, 10_000);
+        w.record(40 * S, 20_000); // slice 1, newest slice 3: kept (3 - 2 = 1)
+        w.record(10 * S, 30_000); // slice 0: too old
+        assert_eq!(w.quantiles(100 * S).count, 2);
+        assert_eq!(
+            w.ring.iter().map(|s| s.index).collect::<Vec<_>>(),
+            vec![1, 3]
+        );
+    }
+
+    #[test]
+    fn samples_are_clamped_to_an_hour() {
+        let mut r: Recorded<u32> = Recorded::new(SESSION_PRECISION);
+        r.record(u64::MAX);
+        assert_eq!(r.quantiles().max, MAX_SAMPLE_US);
+    }
+}

@@ -1,0 +1,324 @@
+//! The simulator's plain-HTTP side: reading a request head byte-exact (httparse), checking the
+//! API key, and writing the few HTTP answers it gives (101, errors, `/v1/models`). It knows
+//! nothing of WebSocket frames.
+
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpStream;
+
+/// A request head larger than this is answered with 431.
+const MAX_HEAD_BYTES: usize = 16 * 1024;
+const MAX_HEADERS: usize = 64;
+
+/// The key prefix of relay/v1 keys.
+const KEY_PREFIX: &str = "hs_live_";
+const KEY_MIN_TAIL: usize = 16;
+
+/// The models `/v1/models` lists (those of the price table in spec/PROTOCOL.md).
+const MODELS: &[&str] = &[
+    "gpt-4.1",
+    "claude-sonnet-4.5",
+    "gemini-2.5-flash",
+    "deepseek-v3.2",
+    "whisper-1",
+];
+
+/// What the simulator needs from a request head, owned.
+#[derive(Debug, Default)]
+pub(crate) struct RequestHead {
+    pub method: String,
+    /// The path without its query string.
+    pub path: String,
+    pub authorization: Option<String>,
+    /// `Upgrade: websocket` and `Connection: upgrade` were both present.
+    pub wants_websocket: bool,
+    pub websocket_key: Option<String>,
+    pub websocket_version: Option<String>,
+}
+
+/// Why no request head could be read.
+#[derive(Debug)]
+pub(crate) enum HeadError {
+    /// The connection ended, failed or stalled before a whole head came: nothing to answer.
+    Gone,
+    /// Not HTTP/1.x, or larger than we take: answer with this status, then close.
+    Bad { status: u16, why: &'static str },
+}
+
+/// Reads a request head. Returns it with the bytes that came after it (the start of the
+/// WebSocket stream, if the client did not wait for `101`).
+pub(crate) async fn read_head(
+    stream: &mut TcpStream,
+    within: Duration,
+) -> Result<(RequestHead, Vec<u8>), HeadError> {
+    let mut buf = Vec::with_capacity(1024);
+    let read = async {
+        loop {
+            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            let mut request = httparse::Request::new(&mut headers);
+            match request.parse(&buf) {
+                Ok(httparse::Status::Complete(head_len)) => {
+                    let head = RequestHead::from_parsed(&request);
+                    return Ok((head, buf[head_len..].to_vec()));
+                }
+                Ok(httparse::Status::Partial) => {}
+                Err(httparse::Error::TooManyHeaders) => {
+                    return Err(HeadError::Bad {
+                        status: 431,
+                        why: "too many request headers",
+                    });
+                }
+                Err(_) => {
+                    return Err(HeadError::Bad {
+                        status: 400,
+                        why: "not an HTTP/1.1 request",
+                    });
+                }
+            }
+            if buf.len() >= MAX_HEAD_BYTES {
+                return Err(HeadError::Bad {
+                    status: 431,
+                    why: "request head too large",
+                });
+            }
+            let mut chunk = [0u8; 2048];
+            let room = (MAX_HEAD_BYTES - buf.len()).min(chunk.len());
+            match stream.read(&mut chunk[..room]).await {
+                Ok(0) | Err(_) => return Err(HeadError::Gone),
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    };
+    tokio::time::timeout(within, read)
+        .await
+        .unwrap_or(Err(HeadError::Gone))
+}
+
+impl RequestHead {
+    fn from_parsed(request: &httparse::Request<'_, '_>) -> Self {
+        let mut head = RequestHead {
+            method: request.method.unwrap_or_default().to_owned(),
+            path: request
+                .path
+                .unwrap_or_default()
+                .split(['?', '#'])
+                .next()
+                .unwrap_or_default()
+                .to_owned(),
+            ..RequestHead::default()
+        };
+        let mut upgrade_websocket = false;
+        let mut connection_upgrade = false;
+        for header in request.headers.iter() {
+            let Ok(value) = std::str::from_utf8(header.value) else {
+                continue;
+            };
+            let value = value.trim_matches([' ', '\t']);
+            let name = header.name;
+            if name.eq_ignore_ascii_case("authorization") {
+                head.authorization = Some(value.to_owned());
+            } else if name.eq_ignore_ascii_case("upgrade") {
+                upgrade_websocket |= has_token(value, "websocket");
+            } else if name.eq_ignore_ascii_case("connection") {
+                connection_upgrade |= has_token(value, "upgrade");
+            } else if name.eq_ignore_ascii_case("sec-websocket-key") {
+                head.websocket_key = Some(value.to_owned());
+            } else if name.eq_ignore_ascii_case("sec-websocket-version") {
+                head.websocket_version = Some(value.to_owned());
+            }
+        }
+        head.wants_websocket = upgrade_websocket && connection_upgrade;
+        head
+    }
+}
+
+/// Whether a comma-separated header value holds `token` (case-insensitive).
+fn has_token(value: &str, token: &str) -> bool {
+    value
+        .split(',')
+        .any(|t| t.trim().eq_ignore_ascii_case(token))
+}
+
+/// Checks the `Authorization` header against the accepted keys (`None` = any well-shaped
+/// key). The error is the message of a 401 answer; it never repeats the key.
+pub(crate) fn check_key(
+    authorization: Option<&str>,
+    accepted_keys: Option<&[String]>,
+) -> Result<(), String> {
+    let Some(value) = authorization else {
+        return Err(format!(
+            "missing Authorization header: send `Authorization: Bearer {KEY_PREFIX}...`"
+        ));
+    };
+    let Some((scheme, key)) = value.split_once(' ') else {
+        return Err("Authorization must be `Bearer <key>`".to_owned());
+    };
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err("Authorization must be `Bearer <key>`".to_owned());
+    }
+    let key = key.trim_matches([' ', '\t']);
+    if let Some(accepted) = accepted_keys
+        && accepted.iter().any(|k| k == key)
+    {
+        return Ok(());
+    }
+    if !key_is_well_shaped(key) {
+        return Err(format!(
+            "malformed API key: expected {KEY_PREFIX} followed by {KEY_MIN_TAIL} or more \
+             letters and digits"
+        ));
+    }
+    match accepted_keys {
+        None => Ok(()),
+        Some(_) => Err("unknown API key: this relay does not know it".to_owned()),
+    }
+}
+
+fn key_is_well_shaped(key: &str) -> bool {
+    key.strip_prefix(KEY_PREFIX).is_some_and(|tail| {
+        tail.len() >= KEY_MIN_TAIL && tail.bytes().all(|b| b.is_ascii_alphanumeric())
+    })
+}
+
+/// The reason phrase of the statuses the simulator sends.
+fn reason(status: u16) -> &'static str {
+    match status {
+        101 => "Switching Protocols",
+        200 => "OK",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        426 => "Upgrade Required",
+        429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        _ => "Error",
+    }
+}
+
+/// The JSON error body relays send: `{"error":{"message":"..."}}`.
+pub(crate) fn error_body(message: &str) -> String {
+    serde_json::json!({ "error": { "message": message } }).to_string()
+}
+
+/// The `/v1/models` body.
+pub(crate) fn models_body() -> String {
+    let data: Vec<_> = MODELS
+        .iter()
+        .map(|id| serde_json::json!({ "id": id, "object": "model", "owned_by": "relaytop-sim" }))
+        .collect();
+    serde_json::json!({ "object": "list", "data": data }).to_string()
+}
+
+/// A whole HTTP/1.1 response with a JSON body; the connection closes after it.
+pub(crate) fn json_response(status: u16, extra_headers: &[(&str, &str)], body: &str) -> String {
+    let mut response = format!("HTTP/1.1 {status} {}\r\n", reason(status));
+    for (name, value) in extra_headers {
+        // Control characters would split the header; a validated profile has none.
+        let value: String = value.chars().filter(|c| !c.is_control()).collect();
+        response.push_str(&format!("{name}: {value}\r\n"));
+    }
+    response.push_str(&format!(
+        "Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    ));
+    response
+}
+
+/// The `101` answer to a WebSocket upgrade with this `Sec-WebSocket-Key`.
+pub(crate) fn switching_protocols(websocket_key: &str) -> String {
+    let accept =
+        tokio_tungstenite::tungstenite::handshake::derive_accept_key(websocket_key.as_bytes());
+    format!(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Accept: {accept}\r\n\r\n"
+    )
+}
+
+/// Writes a response and closes politely: half-close, then wait a little for the client to
+/// close, so that unread bytes from it do not turn the close into a reset that eats the answer.
+pub(crate) async fn respond_and_close(mut stream: TcpStream, response: &str) {
+    if stream.write_all(response.as_bytes()).await.is_err() {
+        return;
+    }
+    if stream.shutdown().await.is_err() {
+        return;
+    }
+    let drain = async {
+        let mut sink = [0u8; 1024];
+        while let Ok(n) = stream.read(&mut sink).await {
+            if n == 0 {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(2), drain).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = "hs_live_abcdefghij012345";
+
+    #[test]
+    fn keys_are_checked_and_the_reason_is_given() {
+        let bearer = format!("Bearer {GOOD}");
+        assert_eq!(check_key(Some(&bearer), None), Ok(()));
+        assert_eq!(check_key(Some(&format!("bearer  {GOOD} ")), None), Ok(()));
+        let missing = check_key(None, None).unwrap_err();
+        assert!(missing.contains("missing Authorization"), "{missing}");
+        let scheme = check_key(Some(&format!("Basic {GOOD}")), None).unwrap_err();
+        assert!(scheme.contains("Bearer"), "{scheme}");
+        let short = check_key(Some("Bearer hs_live_short"), None).unwrap_err();
+        assert!(short.contains("malformed"), "{short}");
+        let punct = check_key(Some("Bearer hs_live_abcdefghij01234-"), None).unwrap_err();
+        assert!(punct.contains("malformed"), "{punct}");
+        let accepted = vec!["hs_live_0000000000000000".to_owned(), "test-key".to_owned()];
+        let unknown = check_key(Some(&bearer), Some(&accepted)).unwrap_err();
+        assert!(unknown.contains("unknown API key"), "{unknown}");
+        assert!(!unknown.contains(GOOD));
+        assert_eq!(check_key(Some("Bearer test-key"), Some(&accepted)), Ok(()));
+    }
+
+    #[test]
+    fn heads_are_parsed() {
+        let raw = b"GET /v1/stream?x=1 HTTP/1.1\r\nHost: a\r\nUpgrade: WebSocket\r\n\
+            Connection: keep-alive, Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+            Sec-WebSocket-Version: 13\r\nAuthorization: Bearer k\r\n\r\n";
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut request = httparse::Request::new(&mut headers);
+        assert!(request.parse(raw).unwrap().is_complete());
+        let head = RequestHead::from_parsed(&request);
+        assert_eq!(head.method, "GET");
+        assert_eq!(head.path, "/v1/stream");
+        assert!(head.wants_websocket);
+        assert_eq!(head.authorization.as_deref(), Some("Bearer k"));
+        assert_eq!(head.websocket_version.as_deref(), Some("13"));
+        // The RFC 6455 example.
+        assert!(
+            switching_protocols(head.websocket_key.as_deref().unwrap())
+                .contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n")
+        );
+    }
+
+    #[test]
+    fn responses_are_well_formed() {
+        let body = error_body("slow \"down\"");
+        assert_eq!(body, r#"{"error":{"message":"slow \"down\""}}"#);
+        let response = json_response(429, &[("Retry-After", "3\r\nX: y")], &body);
+        assert!(response.starts_with("HTTP/1.1 429 Too Many Requests\r\n"));
+        assert!(response.contains("Retry-After: 3X: y\r\n"));
+        assert!(response.contains(&format!("Content-Length: {}\r\n", body.len())));
+        assert!(response.ends_with(&format!("\r\n\r\n{body}")));
+        let models: serde_json::Value = serde_json::from_str(&models_body()).unwrap();
+        assert_eq!(models["object"], "list");
+        assert_eq!(models["data"][0]["id"], "gpt-4.1");
+    }
+}

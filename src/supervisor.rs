@@ -1,0 +1,79 @@
+//! The supervisor: starts session tasks, routes commands to them, and shuts them down.
+//!
+//! Every session reports on one shared event channel; the supervisor hands its receiving end
+//! to whoever consumes the run (headless report, TUI). It holds no session state itself.
+
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use crate::session::task::{self, RunClock, SessionCommand, SessionHandle};
+use crate::session::{SessionEvent, SessionId, SessionInfo, SessionSpec};
+
+/// Events waiting for the consumer before sessions wait for it.
+pub const EVENT_QUEUE: usize = 16_384;
+
+/// The running sessions of one run.
+pub struct Supervisor {
+    clock: RunClock,
+    events: mpsc::Sender<SessionEvent>,
+    sessions: Vec<SessionHandle>,
+    infos: Vec<SessionInfo>,
+}
+
+impl Supervisor {
+    /// A supervisor with no sessions, and the receiving end of its event stream.
+    pub fn new(clock: RunClock) -> (Self, mpsc::Receiver<SessionEvent>) {
+        let (tx, rx) = mpsc::channel(EVENT_QUEUE);
+        (
+            Self {
+                clock,
+                events: tx,
+                sessions: Vec::new(),
+                infos: Vec::new(),
+            },
+            rx,
+        )
+    }
+
+    pub fn clock(&self) -> RunClock {
+        self.clock
+    }
+
+    /// Starts a session; its id is assigned here (the next free index).
+    pub fn start(&mut self, mut spec: SessionSpec) -> SessionId {
+        let id = SessionId::try_from(self.sessions.len()).unwrap_or(SessionId::MAX);
+        spec.info.id = id;
+        self.infos.push(spec.info.clone());
+        self.sessions
+            .push(task::spawn(spec, self.clock, self.events.clone()));
+        id
+    }
+
+    /// Every session started so far, by id.
+    pub fn infos(&self) -> &[SessionInfo] {
+        &self.infos
+    }
+
+    /// Sends a command to a session. False when it has ended or is too busy to take it.
+    pub fn command(&self, id: SessionId, command: SessionCommand) -> bool {
+        self.sessions
+            .get(id as usize)
+            .is_some_and(|s| s.commands.try_send(command).is_ok())
+    }
+
+    /// Asks every session to close, and waits up to `grace` for them; the rest are aborted.
+    pub async fn shutdown(self, grace: Duration) {
+        for s in &self.sessions {
+            // A full queue means the session is busy; it is aborted below if it overstays.
+            let _ = s.commands.try_send(SessionCommand::Close);
+        }
+        let deadline = tokio::time::Instant::now() + grace;
+        for s in self.sessions {
+            let abort = s.task.abort_handle();
+            if tokio::time::timeout_at(deadline, s.task).await.is_err() {
+                abort.abort();
+            }
+        }
+    }
+}

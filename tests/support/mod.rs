@@ -1,0 +1,133 @@
+//! Shared helpers for integration tests: simulators on 127.0.0.1 port 0, session specs with
+//! short timings, and bounded waits on the event stream.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use relaytop::config::secret::Secret;
+use relaytop::session::task::{self, RunClock, SessionHandle};
+use relaytop::session::{
+    BackoffPolicy, EventKind, Protocol, SessionEvent, SessionInfo, SessionSpec, Timing, Workload,
+};
+use relaytop::sim::{SimProfile, SimServer};
+use tokio::sync::mpsc;
+
+/// A recognizable key: tests grep outputs for it. Shaped like a real key (the simulator
+/// checks the shape), but too short to be mistaken for a committed secret.
+pub const TEST_KEY: &str = "hs_live_TESTKEYrelaytop0001";
+
+/// Quick timings so that every rule shows within a second or two.
+pub fn fast_timing() -> Timing {
+    Timing {
+        heartbeat: Some(Duration::from_millis(200)),
+        ws_ping: true,
+        dead_after: Duration::from_millis(1500),
+        handshake_timeout: Duration::from_secs(2),
+        response_timeout: Duration::from_secs(10),
+        stable_after: Duration::from_secs(5),
+        backoff: BackoffPolicy {
+            base: Duration::from_millis(50),
+            cap: Duration::from_millis(200),
+            max_attempts: 10,
+        },
+    }
+}
+
+pub fn probe(interval_ms: u64) -> Workload {
+    Workload::Probe {
+        interval: Duration::from_millis(interval_ms),
+        prompt: "Say hello.".into(),
+        max_tokens: None,
+    }
+}
+
+pub fn chat() -> Workload {
+    Workload::Chat { system: None }
+}
+
+pub fn spec(url: &str, workload: Workload, timing: Timing) -> SessionSpec {
+    SessionSpec {
+        info: SessionInfo {
+            id: 0,
+            name: "test-session".into(),
+            provider: "sim".into(),
+            model: "gpt-4.1".into(),
+            protocol: Protocol::RelayV1,
+            url: url.into(),
+            workload: "probe".into(),
+        },
+        api_key: Some(Secret::new(TEST_KEY)),
+        workload,
+        timing,
+        seed: Some(7),
+    }
+}
+
+pub async fn sim(profile: SimProfile) -> SimServer {
+    let any_port: SocketAddr = ([127, 0, 0, 1], 0).into();
+    SimServer::start(any_port, profile)
+        .await
+        .expect("simulator starts on 127.0.0.1")
+}
+
+/// A session under test and every event it has reported so far.
+pub struct Watched {
+    pub handle: SessionHandle,
+    pub rx: mpsc::Receiver<SessionEvent>,
+    pub seen: Vec<SessionEvent>,
+    pub clock: RunClock,
+}
+
+pub fn watch(spec: SessionSpec) -> Watched {
+    let clock = RunClock::new();
+    let (tx, rx) = mpsc::channel(4096);
+    let handle = task::spawn(spec, clock, tx);
+    Watched {
+        handle,
+        rx,
+        seen: Vec::new(),
+        clock,
+    }
+}
+
+impl Watched {
+    /// Waits (at most `limit`) for an event matching `pred`; returns it.
+    pub async fn wait_for(
+        &mut self,
+        limit: Duration,
+        pred: impl Fn(&EventKind) -> bool,
+    ) -> Option<SessionEvent> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            match tokio::time::timeout_at(deadline, self.rx.recv()).await {
+                Ok(Some(event)) => {
+                    self.seen.push(event.clone());
+                    if pred(&event.kind) {
+                        return Some(event);
+                    }
+                }
+                Ok(None) | Err(_) => return None,
+            }
+        }
+    }
+
+    /// Collects events for `period`.
+    pub async fn collect_for(&mut self, period: Duration) {
+        let _ = self.wait_for(period, |_| false).await;
+    }
+
+    pub fn count(&self, pred: impl Fn(&EventKind) -> bool) -> usize {
+        self.seen.iter().filter(|e| pred(&e.kind)).count()
+    }
+
+    /// A readable list of what happened, for assertion messages.
+    pub fn story(&self) -> String {
+        self.seen
+            .iter()
+            .filter(|e| !matches!(e.kind, EventKind::Chunk { .. }))
+            .map(|e| format!("{:>8.1} ms {:?}", e.at_us as f64 / 1000.0, e.kind))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
