@@ -374,6 +374,7 @@ pub fn parse(
                 workload: workload.clone(),
                 timing,
                 seed: None,
+                tap: None,
             });
         }
     }

@@ -7,10 +7,12 @@
 
 pub mod backoff;
 pub mod connect;
+pub mod decode;
 pub mod event;
 pub mod heartbeat;
 pub mod response;
 pub mod spec;
+pub mod tap;
 pub mod task;
 pub mod workload;
 

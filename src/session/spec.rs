@@ -106,6 +106,8 @@ pub struct SessionSpec {
     pub timing: Timing,
     /// Seed for the backoff jitter (reproducible runs and tests); `None` seeds from entropy.
     pub seed: Option<u64>,
+    /// Where frames and events are shown as they happen (the recorder), if anywhere.
+    pub tap: Option<crate::session::tap::TapHandle>,
 }
 
 /// A session's identity, as every consumer labels it.

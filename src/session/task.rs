@@ -18,12 +18,14 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
-use crate::protocol::relay_v1::{ClientFrame, ErrorCode, ServerFrame};
+use crate::protocol::relay_v1::ClientFrame;
 use crate::session::backoff::{Backoff, Retry};
 use crate::session::connect::{self, ConnectRequest, RelaySocket};
+use crate::session::decode::{Decoder, Inbound};
 use crate::session::event::micros;
 use crate::session::heartbeat::{Heartbeat, HeartbeatAction};
-use crate::session::response::{ResponseTracker, estimate_tokens_from_chars};
+use crate::session::response::estimate_tokens_from_chars;
+use crate::session::tap::{Direction, Wire};
 use crate::session::workload::WorkloadState;
 use crate::session::{
     ErrorKind, EventKind, SessionEvent, SessionId, SessionSpec, SessionState, Workload,
@@ -125,7 +127,7 @@ struct Session {
     backoff: Backoff,
     rng: SmallRng,
     workload: WorkloadState,
-    tracker: ResponseTracker,
+    decoder: Decoder,
     state: Option<SessionState>,
     /// The consumer went away: stop quietly.
     orphaned: bool,
@@ -151,15 +153,36 @@ impl Session {
             outbox: Vec::with_capacity(16),
             commands,
             rng,
-            tracker: ResponseTracker::new(),
+            decoder: Decoder::new(),
             state: None,
             orphaned: false,
         }
     }
 
+    /// Reports an event the session itself knows (not derived from frames): it is tapped.
     fn emit(&mut self, at: Duration, kind: EventKind) {
+        if let Some(tap) = &self.spec.tap {
+            tap.0.event(at, &kind);
+        }
         self.outbox
             .push(SessionEvent::new(self.spec.info.id, at, kind));
+    }
+
+    /// Shows a frame to the tap, if there is one.
+    fn tap_wire(&self, at: Duration, direction: Direction, wire: Wire<'_>) {
+        if let Some(tap) = &self.spec.tap {
+            tap.0.wire(at, direction, wire);
+        }
+    }
+
+    /// Sends a text frame, showing it to the tap.
+    async fn send_text(
+        &mut self,
+        socket: &mut RelaySocket,
+        text: String,
+    ) -> Result<(), tokio_tungstenite::tungstenite::Error> {
+        self.tap_wire(self.clock.now(), Direction::ToRelay, Wire::Text(&text));
+        socket.send(Message::text(text)).await
     }
 
     fn set_state(&mut self, at: Duration, state: SessionState) {
@@ -218,6 +241,7 @@ impl Session {
                     match self.backoff.on_failure(now, retry_after, jitter) {
                         Retry::GiveUp { attempts } => {
                             let reason = format!("gave up after {attempts} retries: {cause}");
+                            tracing::warn!(session = %self.spec.info.name, %reason, "session stopped");
                             self.set_state(now, SessionState::Stopped { reason });
                             self.flush().await;
                             return;
@@ -299,6 +323,8 @@ impl Session {
         let now = self.clock.now();
         match connected {
             Ok((socket, _response)) => {
+                tracing::info!(session = %self.spec.info.name, attempt, "connected");
+                self.tap_wire(now, Direction::FromRelay, Wire::Upgrade { status: 101 });
                 self.emit(
                     now,
                     EventKind::Connected {
@@ -321,6 +347,7 @@ impl Session {
                 let retryable = error.retryable();
                 let retry_after = error.retry_after();
                 let message = error.to_string();
+                tracing::warn!(session = %self.spec.info.name, attempt, %message, retryable, "connection failed");
                 self.emit(
                     now,
                     EventKind::Error {
@@ -380,12 +407,12 @@ impl Session {
             }
 
             let mut wake = heartbeat.next_deadline();
-            if self.tracker.in_flight().is_none()
+            if self.decoder.in_flight().is_none()
                 && let Some(due) = self.workload.next_wake()
             {
                 wake = wake.min(due);
             }
-            if let Some(sent) = self.tracker.sent_at() {
+            if let Some(sent) = self.decoder.sent_at() {
                 wake = wake.min(sent + timing.response_timeout);
             }
             let deadline = self.clock.instant_at(wake);
@@ -433,7 +460,7 @@ impl Session {
         heartbeat: &mut Heartbeat,
         now: Duration,
     ) -> Option<End> {
-        if self.tracker.in_flight().is_some() {
+        if self.decoder.in_flight().is_some() {
             return None;
         }
         let outgoing = self.workload.take_due(now)?;
@@ -451,13 +478,13 @@ impl Session {
             max_tokens: outgoing.max_tokens,
             id: None,
         };
-        if let Err(error) = socket.send(Message::text(frame.to_text())).await {
+        if let Err(error) = self.send_text(socket, frame.to_text()).await {
             self.workload.on_failed();
             return Some(self.on_socket_error(&error, self.clock.now()));
         }
         let (request, sent) =
-            self.tracker
-                .begin(now, &model, estimate_tokens_from_chars(prompt_chars));
+            self.decoder
+                .request_sent(now, &model, estimate_tokens_from_chars(prompt_chars));
         self.emit(now, sent);
         self.set_state(now, SessionState::Streaming { request });
         heartbeat.set_awaiting_response(now, true);
@@ -523,13 +550,13 @@ impl Session {
         heartbeat: &mut Heartbeat,
         now: Duration,
     ) -> Option<End> {
-        let sent = self.tracker.sent_at()?;
+        let sent = self.decoder.sent_at()?;
         let limit = self.spec.timing.response_timeout;
         if now.saturating_sub(sent) < limit {
             return None;
         }
         let reason = format!("no `done` within {:.0} s", limit.as_secs_f64());
-        if let Some(failed) = self.tracker.fail(ErrorKind::Timeout, reason.clone()) {
+        if let Some(failed) = self.decoder.fail(ErrorKind::Timeout, reason.clone()) {
             self.emit(now, failed);
         }
         self.workload.on_failed();
@@ -545,7 +572,7 @@ impl Session {
         );
         self.set_state(now, SessionState::Open);
         let cancel = ClientFrame::Cancel { id: None }.to_text();
-        if let Err(error) = socket.send(Message::text(cancel)).await {
+        if let Err(error) = self.send_text(socket, cancel).await {
             return Some(self.on_socket_error(&error, now));
         }
         None
@@ -562,6 +589,7 @@ impl Session {
         match message {
             Message::Text(text) => self.on_text(text.as_str(), heartbeat, now),
             Message::Binary(bytes) => {
+                self.tap_wire(now, Direction::FromRelay, Wire::Binary(&bytes));
                 self.emit(
                     now,
                     EventKind::UnknownFrame {
@@ -583,60 +611,46 @@ impl Session {
     }
 
     fn on_text(&mut self, text: &str, heartbeat: &mut Heartbeat, now: Duration) {
-        let frame = match ServerFrame::parse(text) {
-            Ok(frame) => frame,
-            Err(error) => {
-                self.emit(
-                    now,
-                    EventKind::Malformed {
-                        reason: error.to_string(),
-                    },
-                );
-                return;
-            }
-        };
-        match frame {
-            ServerFrame::Chunk { content, .. } => {
-                self.workload.on_text(&content);
-                let Session {
-                    tracker,
-                    outbox,
-                    spec,
-                    ..
-                } = self;
-                let session = spec.info.id;
-                tracker.on_chunk(now, &content, |kind| {
-                    outbox.push(SessionEvent::new(session, now, kind));
-                });
-            }
-            ServerFrame::Done {
-                usage,
-                finish_reason,
-                ..
-            } => {
-                if let Some(done) = self.tracker.on_done(now, usage, finish_reason.as_deref()) {
-                    self.emit(now, done);
-                    self.workload.on_done();
-                    heartbeat.set_awaiting_response(now, false);
-                    self.set_state(now, SessionState::Open);
+        self.tap_wire(now, Direction::FromRelay, Wire::Text(text));
+        let first_new = self.outbox.len();
+        let Session {
+            decoder,
+            outbox,
+            spec,
+            ..
+        } = self;
+        let session = spec.info.id;
+        let inbound = decoder.on_text(now, text, &mut |kind| {
+            outbox.push(SessionEvent::new(session, now, kind));
+        });
+        match inbound {
+            Inbound::Nothing => {}
+            Inbound::Text => {
+                for event in &self.outbox[first_new..] {
+                    if let EventKind::Chunk { text, .. } = &event.kind {
+                        self.workload.on_text(text);
+                    }
                 }
             }
-            ServerFrame::Error {
-                details,
-                code,
-                retry_after_ms,
-                ..
-            } => {
-                let kind = match ErrorCode::from_wire(code.as_deref().unwrap_or("")) {
-                    ErrorCode::RateLimited => ErrorKind::RateLimited,
-                    ErrorCode::InvalidRequest => ErrorKind::InvalidRequest,
-                    ErrorCode::UpstreamError => ErrorKind::Upstream,
-                    ErrorCode::Overloaded => ErrorKind::Overloaded,
-                    ErrorCode::Other => ErrorKind::Other,
-                };
-                self.on_error_frame(kind, details.into_owned(), retry_after_ms, heartbeat, now);
+            Inbound::ResponseDone => {
+                self.workload.on_done();
+                heartbeat.set_awaiting_response(now, false);
+                self.set_state(now, SessionState::Open);
             }
-            ServerFrame::Pong => {
+            Inbound::ResponseFailed { wait } => {
+                self.workload.on_failed();
+                heartbeat.set_awaiting_response(now, false);
+                self.set_state(now, SessionState::Open);
+                if let Some(wait) = wait {
+                    self.workload.defer_until(now + wait);
+                }
+            }
+            Inbound::Error { wait } => {
+                if let Some(wait) = wait {
+                    self.workload.defer_until(now + wait);
+                }
+            }
+            Inbound::Pong => {
                 if let Some(rtt) = heartbeat.on_pong(now) {
                     self.emit(
                         now,
@@ -646,63 +660,6 @@ impl Session {
                     );
                 }
             }
-            ServerFrame::Transcript { text, is_final, .. } => {
-                let request = self.tracker.in_flight().unwrap_or(0);
-                self.emit(
-                    now,
-                    EventKind::Transcript {
-                        request,
-                        text: text.into_owned(),
-                        is_final,
-                    },
-                );
-            }
-            ServerFrame::Unknown { kind } => {
-                self.emit(
-                    now,
-                    EventKind::UnknownFrame {
-                        frame_type: kind.into_owned(),
-                    },
-                );
-            }
-        }
-    }
-
-    fn on_error_frame(
-        &mut self,
-        kind: ErrorKind,
-        message: String,
-        retry_after_ms: Option<u64>,
-        heartbeat: &mut Heartbeat,
-        now: Duration,
-    ) {
-        // The error frame fails the request under way; the connection stays open.
-        if let Some(failed) = self.tracker.fail(kind, message.clone()) {
-            self.emit(now, failed);
-            self.workload.on_failed();
-            heartbeat.set_awaiting_response(now, false);
-            self.set_state(now, SessionState::Open);
-        }
-        let retryable = !matches!(kind, ErrorKind::InvalidRequest | ErrorKind::Auth);
-        self.emit(
-            now,
-            EventKind::Error {
-                kind,
-                message: message.clone(),
-                retryable,
-                retry_after_ms,
-            },
-        );
-        if kind == ErrorKind::RateLimited || kind == ErrorKind::Overloaded {
-            let wait = Duration::from_millis(retry_after_ms.unwrap_or(1000));
-            self.workload.defer_until(now + wait);
-            self.emit(
-                now,
-                EventKind::RateLimited {
-                    wait_ms: micros(wait) / 1000,
-                    cause: message,
-                },
-            );
         }
     }
 
@@ -755,7 +712,9 @@ impl Session {
         } else {
             format!("close {code} ({}): {reason}", close_code_meaning(code))
         };
-        if let Some(failed) = self.tracker.fail(ErrorKind::Network, cause.clone()) {
+        tracing::info!(session = %self.spec.info.name, %cause, "connection dropped");
+        self.tap_wire(now, Direction::FromRelay, Wire::Close { code, reason });
+        if let Some(failed) = self.decoder.fail(ErrorKind::Network, cause.clone()) {
             self.emit(now, failed);
             self.workload.on_failed();
         }
@@ -810,9 +769,9 @@ impl Session {
                 None
             }
             Some(SessionCommand::Cancel) => {
-                if self.tracker.in_flight().is_some() {
+                if self.decoder.in_flight().is_some() {
                     let cancel = ClientFrame::Cancel { id: None }.to_text();
-                    if let Err(error) = socket.send(Message::text(cancel)).await {
+                    if let Err(error) = self.send_text(socket, cancel).await {
                         return Some(self.on_socket_error(&error, now));
                     }
                 }
@@ -831,7 +790,7 @@ impl Session {
     ) {
         // A response cut by a reconnect the user asked for has failed (a chat offers a retry);
         // one under way when the session closes is abandoned, not a relay failure.
-        let abandoned = self.tracker.fail(ErrorKind::Other, reason.to_owned());
+        let abandoned = self.decoder.fail(ErrorKind::Other, reason.to_owned());
         if let Some(failed) = abandoned {
             self.workload.on_failed();
             if cut_response {

@@ -61,6 +61,7 @@ pub fn spec(url: &str, workload: Workload, timing: Timing) -> SessionSpec {
         workload,
         timing,
         seed: Some(7),
+        tap: None,
     }
 }
 
