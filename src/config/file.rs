@@ -619,6 +619,21 @@ interval_s = 5
     }
 
     #[test]
+    fn the_readme_example_parses() {
+        let readme = include_str!("../../README.md");
+        let start = readme.find("```toml\n").expect("a TOML example in the README") + 8;
+        let end = start + readme[start..].find("```").expect("the example ends");
+        let read_key = |var: &str| match var {
+            "HOLYSHEEP_API_KEY" => Ok(Secret::new(KEY)),
+            other => Err(SecretError::NotSet { var: other.into() }),
+        };
+        let c = parse(&readme[start..end], "README.md", &read_key).unwrap();
+        assert_eq!(c.sessions.len(), 4);
+        assert_eq!(c.sessions[0].timing.heartbeat, Some(Duration::from_secs(15)));
+        assert_eq!(c.providers[0].billing.billing_currency, "CNY");
+    }
+
+    #[test]
     fn line_columns() {
         assert_eq!(line_column("ab\ncd", 0), (1, 1));
         assert_eq!(line_column("ab\ncd", 4), (2, 2));
