@@ -2,13 +2,16 @@
 //!
 //! Runs the sessions of a world until a duration passes, a number of responses complete,
 //! every session has ended, or Ctrl-C; folds every event into the metrics; and prints a
-//! summary (text or JSON), or streams one JSON event a line (ndjson) while running.
+//! summary (text or JSON), or streams one JSON event a line (ndjson) while running. When the
+//! world records (`World::recording`), the run is recorded and its recording finished with
+//! the run's end (`relaytop replay` prints the same summary from it).
 
 use std::io::Write;
 use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::canary::{CanaryDriver, Phase};
 use crate::metrics::Metrics;
 use crate::report::{Report, RunInfo};
 use crate::session::{EventKind, RunClock, SessionEvent, SessionState};
@@ -53,11 +56,18 @@ pub async fn run(
 ) -> anyhow::Result<Report> {
     let started_at = chrono::Utc::now();
     let clock = RunClock::new();
+    let recorder = world.start_recording(started_at, clock)?;
     let (mut supervisor, mut events) = Supervisor::new(clock);
-    for spec in &world.config.sessions {
-        supervisor.start(spec.clone());
+    for spec in world.session_specs(recorder.as_ref())? {
+        supervisor.start(spec);
     }
     let infos = supervisor.infos().to_vec();
+    // A canary routes its probes over its pools and ends the run once it has decided.
+    let canary = world
+        .config
+        .canary
+        .clone()
+        .map(|plan| CanaryDriver::start(plan, &supervisor, &world.config.providers));
     let mut metrics = Metrics::new(infos.clone(), world.config.pricing().into());
     let total_sessions = infos.len();
     let mut ended = vec![false; total_sessions];
@@ -76,6 +86,10 @@ pub async fn run(
                         out: &mut (dyn Write + Send)|
      -> anyhow::Result<()> {
         metrics.apply(event);
+        world.observe(event);
+        if let Some(canary) = &canary {
+            canary.observe(event);
+        }
         if options.format == OutputFormat::Ndjson {
             let info = &infos[event.session as usize];
             let line = EventLine {
@@ -123,18 +137,31 @@ pub async fn run(
                     break format!("duration {} elapsed", humantime::format_duration(options.duration.unwrap_or_default()));
                 }
                 _ = &mut ctrl_c => break "interrupted (Ctrl-C)".to_owned(),
+                _ = settled(canary.as_ref()) => break canary_ended(canary.as_ref()),
             }
         }
     };
 
     let duration = clock.now();
+    if let Some(canary) = &canary {
+        // Stops routing; gives a rollback or promotion notification time to be posted.
+        canary.shutdown(Duration::from_secs(10)).await;
+    }
     supervisor.shutdown(Duration::from_secs(2)).await;
     // Fold what the sessions said while closing (their close events), but stop the clock
     // at the moment the run ended.
     while let Ok(event) = events.try_recv() {
         handle_event(&event, &mut metrics, out)?;
     }
-    let report = Report::build(
+    if let Some(recorder) = recorder {
+        // Joins the recorder's writer thread: off the async workers.
+        let reason = ended_by.clone();
+        tokio::task::spawn_blocking(move || recorder.finish(&reason, duration))
+            .await
+            .map_err(|e| anyhow::anyhow!("the recorder stopped: {e}"))?
+            .map_err(|e| anyhow::anyhow!("cannot finish the recording: {e}"))?;
+    }
+    let mut report = Report::build(
         &metrics,
         RunInfo {
             started_at,
@@ -143,6 +170,7 @@ pub async fn run(
             ended_by,
         },
     );
+    report.canary = canary.as_ref().map(CanaryDriver::report);
     match options.format {
         OutputFormat::Text => write!(out, "{}", report.to_text())?,
         OutputFormat::Json => writeln!(out, "{}", report.to_json_pretty())?,
@@ -157,4 +185,22 @@ pub async fn run(
     }
     out.flush()?;
     Ok(report)
+}
+
+/// Resolves once the canary (if any) is rolled back, promoted or paused.
+async fn settled(canary: Option<&CanaryDriver>) {
+    match canary {
+        Some(canary) => canary.settled().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// What ended a run the canary ended.
+fn canary_ended(canary: Option<&CanaryDriver>) -> String {
+    match canary.map(CanaryDriver::phase) {
+        Some(Phase::RolledBack { trigger }) => format!("canary rolled back ({})", trigger.rule),
+        Some(Phase::Promoted { .. }) => "canary promoted to 100 %".to_owned(),
+        Some(Phase::Paused { reason }) => format!("canary paused: {reason}"),
+        _ => "canary settled".to_owned(),
+    }
 }

@@ -8,8 +8,11 @@ use std::time::Duration;
 
 use clap::{CommandFactory, Parser, Subcommand};
 
+use relaytop::canary::RunOptions;
+use relaytop::config::UiConfig;
 use relaytop::headless::{self, HeadlessOptions, OutputFormat};
 use relaytop::sim::{SimProfile, SimServer};
+use relaytop::ui::UiOptions;
 use relaytop::world::World;
 
 /// A terminal monitor for AI-API relay stations: live sessions, heartbeats, latency, cost.
@@ -19,13 +22,50 @@ use relaytop::world::World;
 #[derive(Parser, Debug)]
 #[command(name = "relaytop", version, about, long_about)]
 struct Cli {
-    /// Configuration file (relaytop TOML). Without it: the default simulated world.
+    /// Configuration file: relaytop TOML, or canary YAML (.yaml, .yml). Without it:
+    /// ~/.config/relaytop/config.toml when it exists, else the default simulated world.
     #[arg(long, short = 'c', global = true, value_name = "FILE")]
     config: Option<PathBuf>,
+
+    /// Dashboard: the most frames drawn a second (1 to 120; default 30).
+    #[arg(long, value_name = "N")]
+    fps: Option<u32>,
+
+    /// Dashboard: colour theme, built-in (dark, light, high-contrast, solarized) or a TOML file.
+    #[arg(long, value_name = "NAME|PATH")]
+    theme: Option<String>,
+
+    /// Dashboard: do not capture the mouse (the terminal keeps its own selection).
+    #[arg(long)]
+    no_mouse: bool,
 
     /// Directory for relaytop's own log files (default: the XDG state dir).
     #[arg(long, global = true, value_name = "DIR")]
     log_dir: Option<PathBuf>,
+
+    /// Do not record the run (recording is on by default for the dashboard and headless).
+    #[arg(long, global = true)]
+    no_record: bool,
+
+    /// Where run recordings go (default: the XDG state dir, relaytop/recordings).
+    #[arg(long, global = true, value_name = "DIR")]
+    record_dir: Option<PathBuf>,
+
+    /// Run every provider against an embedded simulated relay instead of its URL (a profile
+    /// named like the provider, else the reference case: the baseline legacy, the canary
+    /// holysheep). No key is read. Shows what a canary's rules would do before production.
+    #[arg(long, global = true)]
+    simulate: bool,
+
+    /// Run a canary's clock N times faster: stage durations, check intervals and windows are
+    /// canary time (a 3-hour rollout takes 90 s at 120). Needs simulated relays.
+    #[arg(long, global = true, value_name = "N", default_value_t = 1.0)]
+    time_scale: f64,
+
+    /// Serve Prometheus metrics at http://ADDR/metrics while the dashboard or a headless run
+    /// goes (e.g. 127.0.0.1:9464).
+    #[arg(long, global = true, value_name = "ADDR")]
+    metrics_listen: Option<SocketAddr>,
 
     #[command(subcommand)]
     command: Option<Command>,
@@ -37,6 +77,13 @@ enum Command {
     Headless(HeadlessArgs),
     /// Run an embedded relay/v1 simulator (for demos, tests and benchmarks).
     Sim(SimArgs),
+    /// Replay a recorded run and print the summary it printed live.
+    Replay(ReplayArgs),
+    /// Export a recorded run: one row per request (CSV or JSON).
+    Export(ExportArgs),
+    /// Diagnose a relay URL step by step (URL, DNS, TCP, TLS, upgrade, key, completion,
+    /// heartbeat); exit status 0 only when every step passes.
+    Check(CheckArgs),
     /// Print shell completions.
     Completions {
         #[arg(value_enum)]
@@ -58,6 +105,84 @@ struct HeadlessArgs {
 }
 
 #[derive(clap::Args, Debug)]
+struct ReplayArgs {
+    /// A run directory (with its run.json), or session recording files.
+    #[arg(required = true, value_name = "RUN_DIR|FILE")]
+    paths: Vec<PathBuf>,
+    /// Print the summary without the dashboard.
+    #[arg(long)]
+    headless: bool,
+    /// Output format (default: text on a terminal, json otherwise).
+    #[arg(long, value_enum)]
+    format: Option<OutputFormat>,
+    /// Playback speed: 0.25 to 64 (e.g. 2x), or max (the default headless).
+    #[arg(long)]
+    speed: Option<relaytop::record::Speed>,
+    /// Play silences longer than this many seconds as this long.
+    #[arg(long, value_name = "SECONDS")]
+    idle_limit: Option<f64>,
+    /// Start this many seconds into the recording.
+    #[arg(long, value_name = "SECONDS")]
+    start_at: Option<f64>,
+}
+
+#[derive(clap::Args, Debug)]
+struct ExportArgs {
+    /// A run directory (with its run.json), or session recording files.
+    #[arg(required = true, value_name = "RUN_DIR|FILE")]
+    paths: Vec<PathBuf>,
+    #[arg(long, value_enum, default_value = "csv")]
+    format: relaytop::record::export::ExportFormat,
+}
+
+#[derive(clap::Args, Debug)]
+struct CheckArgs {
+    /// The relay URL: wss://HOST/v1/stream, https://HOST/v1, wss://HOST/v1/realtime.
+    url: String,
+    /// The wire protocol (default: from the URL's scheme and path).
+    #[arg(long, value_enum)]
+    protocol: Option<ProtocolArg>,
+    /// The environment variable holding the key (never the key itself).
+    #[arg(long, value_name = "VAR")]
+    key_env: Option<String>,
+    /// The model of the test completion (default: gpt-4.1, gpt-4o-mini or gpt-realtime).
+    #[arg(long)]
+    model: Option<String>,
+    /// Limit on each step (e.g. 10s).
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "10s")]
+    timeout: Duration,
+    /// Also leave a connection idle this many seconds to find an idle cut-off.
+    #[arg(long, value_name = "SECONDS")]
+    idle: Option<u64>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    format: CheckFormat,
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum ProtocolArg {
+    RelayV1,
+    OpenaiSse,
+    OpenaiRealtime,
+}
+
+impl From<ProtocolArg> for relaytop::session::Protocol {
+    fn from(p: ProtocolArg) -> Self {
+        match p {
+            ProtocolArg::RelayV1 => Self::RelayV1,
+            ProtocolArg::OpenaiSse => Self::OpenaiSse,
+            ProtocolArg::OpenaiRealtime => Self::OpenaiRealtime,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum CheckFormat {
+    Text,
+    Json,
+}
+
+#[derive(clap::Args, Debug)]
 struct SimArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8765")]
@@ -65,6 +190,9 @@ struct SimArgs {
     /// A named profile (default, legacy, holysheep) or a TOML file of simulator knobs.
     #[arg(long, default_value = "default")]
     profile: String,
+    /// The protocol whose URL is printed; the one port serves all three.
+    #[arg(long, value_enum, default_value = "relay-v1")]
+    protocol: ProtocolArg,
 }
 
 fn main() -> ExitCode {
@@ -90,6 +218,17 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let record = (!cli.no_record).then(|| {
+        relaytop::record::RecordOptions::new(
+            cli.record_dir
+                .clone()
+                .unwrap_or_else(relaytop::record::RecordOptions::default_root),
+        )
+    });
+    let run_options = RunOptions {
+        simulate: cli.simulate,
+        time_scale: cli.time_scale,
+    };
     match cli.command {
         Some(Command::Completions { shell }) => {
             clap_complete::generate(
@@ -101,8 +240,25 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Some(Command::Sim(args)) => run_sim(args).await,
-        Some(Command::Headless(args)) => run_headless(cli.config, args).await,
-        // Until the dashboard exists, the default is a headless run.
+        Some(Command::Check(args)) => run_check(args).await,
+        Some(Command::Headless(args)) => {
+            run_headless(cli.config, args, record, run_options, cli.metrics_listen).await
+        }
+        Some(Command::Replay(args)) => run_replay(args).await,
+        Some(Command::Export(args)) => run_export(&args),
+        // The dashboard on a terminal; a headless run when output goes to a pipe or a file.
+        None if std::io::stdout().is_terminal() && std::io::stdin().is_terminal() => {
+            let options = UiOptions {
+                fps: cli.fps,
+                theme: cli.theme,
+                mouse: cli.no_mouse.then_some(false),
+            };
+            let mut world = load_world(cli.config, run_options).await?;
+            world.recording = record;
+            serve_metrics(&mut world, cli.metrics_listen).await?;
+            relaytop::ui::run(world, options).await?;
+            Ok(ExitCode::SUCCESS)
+        }
         None => {
             run_headless(
                 cli.config,
@@ -111,19 +267,30 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     requests: None,
                     format: None,
                 },
+                record,
+                run_options,
+                cli.metrics_listen,
             )
             .await
         }
     }
 }
 
-async fn run_headless(config: Option<PathBuf>, args: HeadlessArgs) -> anyhow::Result<ExitCode> {
+async fn run_headless(
+    config: Option<PathBuf>,
+    args: HeadlessArgs,
+    record: Option<relaytop::record::RecordOptions>,
+    run_options: RunOptions,
+    metrics_listen: Option<SocketAddr>,
+) -> anyhow::Result<ExitCode> {
     let format = args.format.unwrap_or(if std::io::stdout().is_terminal() {
         OutputFormat::Text
     } else {
         OutputFormat::Json
     });
-    let world = World::load(config.as_deref()).await?;
+    let mut world = load_world(config, run_options).await?;
+    world.recording = record;
+    serve_metrics(&mut world, metrics_listen).await?;
     if format == OutputFormat::Text {
         eprintln!(
             "relaytop: {} sessions on {} providers ({}); Ctrl-C for the summary",
@@ -140,8 +307,134 @@ async fn run_headless(config: Option<PathBuf>, args: HeadlessArgs) -> anyhow::Re
     let mut stdout = std::io::BufWriter::new(std::io::stdout());
     let result = headless::run(&world, &options, &mut stdout).await;
     drop(stdout);
+    if let Some(dir) = world.recording_dir() {
+        // stderr: stdout stays the summary alone.
+        eprintln!("relaytop: recorded to {}", dir.display());
+    }
     world.stop().await;
     result.map(|_| ExitCode::SUCCESS)
+}
+
+async fn run_replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
+    use relaytop::record::headless::{self as replay_headless, ReplayOptions};
+    let mut replay = relaytop::record::Replay::open(&args.paths)?;
+    if !args.headless {
+        eprintln!("relaytop: the dashboard's replay screen is coming; replaying headless for now");
+    }
+    let seconds = |s: f64, what: &str| {
+        Duration::try_from_secs_f64(s)
+            .map_err(|_| anyhow::anyhow!("{what} must be a number of seconds >= 0, not {s}"))
+    };
+    let options = ReplayOptions {
+        format: args.format.unwrap_or(if std::io::stdout().is_terminal() {
+            OutputFormat::Text
+        } else {
+            OutputFormat::Json
+        }),
+        speed: args
+            .speed
+            .unwrap_or(relaytop::record::Speed::AsFastAsPossible),
+        idle_limit: args
+            .idle_limit
+            .map(|s| seconds(s, "--idle-limit"))
+            .transpose()?,
+        start_at: args
+            .start_at
+            .map(|s| seconds(s, "--start-at"))
+            .transpose()?,
+    };
+    let mut stdout = std::io::BufWriter::new(std::io::stdout());
+    replay_headless::run(&mut replay, &options, &mut stdout).await?;
+    drop(stdout);
+    for warning in replay.read_stats().warnings() {
+        eprintln!("relaytop: {warning}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_export(args: &ExportArgs) -> anyhow::Result<ExitCode> {
+    let mut replay = relaytop::record::Replay::open(&args.paths)?;
+    let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
+    match relaytop::record::export::export(&mut replay, args.format, &mut stdout) {
+        // `relaytop export ... | head`: the reader had enough.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(ExitCode::SUCCESS),
+        other => other?,
+    };
+    drop(stdout);
+    for warning in replay.read_stats().warnings() {
+        eprintln!("relaytop: {warning}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The world to run: `--config`, else the user's `~/.config/relaytop/config.toml` when it
+/// exists, else the default world. A user file with only `[ui]` settings (no providers or
+/// sessions) dresses the default world.
+/// Loads the world (see `find_world`) and prints its start-up notes to stderr, once.
+async fn load_world(config: Option<PathBuf>, options: RunOptions) -> anyhow::Result<World> {
+    let world = find_world(config, &options).await?;
+    for note in &world.notes {
+        eprintln!("relaytop: {}", note.render(&world.config.source));
+    }
+    Ok(world)
+}
+
+async fn find_world(config: Option<PathBuf>, options: &RunOptions) -> anyhow::Result<World> {
+    if config.is_some() {
+        return World::load_with(config.as_deref(), options).await;
+    }
+    let Some(path) = dirs::config_dir()
+        .map(|dir| dir.join("relaytop").join("config.toml"))
+        .filter(|path| path.is_file())
+    else {
+        return World::load_with(None, options).await;
+    };
+    match ui_only(&path) {
+        Some(ui) => {
+            let mut world = World::load_with(None, options).await?;
+            world.config.ui = ui;
+            Ok(world)
+        }
+        None => World::load_with(Some(&path), options).await,
+    }
+}
+
+/// The `[ui]` table of a file that has nothing else (`None` otherwise, or when the file does
+/// not parse: the full loader then says what is wrong, and where).
+fn ui_only(path: &std::path::Path) -> Option<UiConfig> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let file: relaytop::config::file::ConfigFile = toml::from_str(&text).ok()?;
+    (file.providers.is_empty() && file.sessions.is_empty()).then_some(file.ui)
+}
+
+/// `--metrics-listen`: serves the world's Prometheus metrics while it runs.
+async fn serve_metrics(world: &mut World, listen: Option<SocketAddr>) -> anyhow::Result<()> {
+    if let Some(listen) = listen {
+        let url = world.serve_metrics(listen).await?;
+        eprintln!("relaytop: Prometheus metrics at {url}");
+    }
+    Ok(())
+}
+
+async fn run_check(args: CheckArgs) -> anyhow::Result<ExitCode> {
+    let mut options = relaytop::check::CheckOptions::new(args.url);
+    options.protocol = args.protocol.map(Into::into);
+    options.key_env = args.key_env;
+    options.model = args.model;
+    options.timeout = args.timeout;
+    options.idle = args.idle.map(Duration::from_secs);
+    let report = relaytop::check::run(&options).await;
+    let text = match args.format {
+        CheckFormat::Text => report.to_text(),
+        CheckFormat::Json => report.to_json() + "\n",
+    };
+    // A closed pipe (`| head`) is not an error of the check.
+    let _ = std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes());
+    Ok(if report.passed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 async fn run_sim(args: SimArgs) -> anyhow::Result<ExitCode> {
@@ -152,9 +445,14 @@ async fn run_sim(args: SimArgs) -> anyhow::Result<ExitCode> {
     let server = SimServer::start(args.listen, profile)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.listen))?;
+    let (what, url) = match args.protocol {
+        ProtocolArg::RelayV1 => ("relay/v1", server.url()),
+        ProtocolArg::OpenaiSse => ("openai-sse (base URL)", server.sse_base_url()),
+        ProtocolArg::OpenaiRealtime => ("openai-realtime", server.realtime_url()),
+    };
     eprintln!(
-        "relaytop sim: relay/v1 on {} (profile {}); Ctrl-C to stop",
-        server.url(),
+        "relaytop sim: {what} on {url} (profile {}; relay/v1, openai-sse and openai-realtime \
+         all on this port); Ctrl-C to stop",
         args.profile
     );
     tokio::signal::ctrl_c().await?;

@@ -248,7 +248,7 @@ impl Counts {
     fn add(&mut self, at_us: u64, kind: &EventKind, seen: &Seen) {
         let inc = |n: &mut u64| *n = n.saturating_add(1);
         match kind {
-            EventKind::State(_) | EventKind::Marker { .. } => {}
+            EventKind::State(_) | EventKind::Marker { .. } | EventKind::RateLimitStatus { .. } => {}
             EventKind::Connected { .. } => {
                 inc(&mut self.connects);
                 if seen.reconnect {

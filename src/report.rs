@@ -42,6 +42,9 @@ pub struct Report {
     pub totals: ProviderReport,
     /// Per session, by id.
     pub sessions: Vec<SessionReport>,
+    /// What the canary did, when the run had one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub canary: Option<crate::canary::CanaryReport>,
 }
 
 /// The run: when, how long, from what, ended by what.
@@ -288,6 +291,7 @@ impl Report {
             providers,
             totals: provider_report(metrics.totals(), now),
             sessions,
+            canary: None,
         }
     }
 
@@ -504,6 +508,10 @@ impl Report {
                 let _ = writeln!(out, "  {} stopped: {reason}", s.name);
             }
         }
+        if let Some(canary) = &self.canary {
+            out.push('\n');
+            out.push_str(&canary.to_text());
+        }
         out
     }
 }
@@ -575,7 +583,7 @@ pub fn count(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);

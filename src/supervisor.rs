@@ -62,6 +62,19 @@ impl Supervisor {
             .is_some_and(|s| s.commands.try_send(command).is_ok())
     }
 
+    /// A handle that sends commands to the sessions started so far, from any task.
+    pub fn commander(&self) -> Commander {
+        Commander {
+            senders: self.sessions.iter().map(|s| s.commands.clone()).collect(),
+        }
+    }
+
+    /// A sender on the run's event stream, for reports that belong to no session's socket
+    /// (the canary's markers). Dropping it matters: the stream ends when every sender is gone.
+    pub fn event_sender(&self) -> mpsc::Sender<SessionEvent> {
+        self.events.clone()
+    }
+
     /// Asks every session to close, and waits up to `grace` for them; the rest are aborted.
     pub async fn shutdown(self, grace: Duration) {
         for s in &self.sessions {
@@ -75,5 +88,20 @@ impl Supervisor {
                 abort.abort();
             }
         }
+    }
+}
+
+/// Sends commands to sessions without holding the supervisor (the canary driver's task).
+#[derive(Clone, Debug)]
+pub struct Commander {
+    senders: Vec<mpsc::Sender<SessionCommand>>,
+}
+
+impl Commander {
+    /// Sends a command to a session. False when it has ended or is too busy to take it.
+    pub fn command(&self, id: SessionId, command: SessionCommand) -> bool {
+        self.senders
+            .get(id as usize)
+            .is_some_and(|s| s.try_send(command).is_ok())
     }
 }

@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::config::UiConfig;
 use crate::config::secret::Secret;
 use crate::cost::ProviderPricing;
 use crate::session::{BackoffPolicy, Protocol, SessionInfo, SessionSpec, Timing, Workload};
@@ -26,6 +27,11 @@ pub struct ConfigFile {
     pub providers: Vec<ProviderConfig>,
     #[serde(default)]
     pub sessions: Vec<SessionConfig>,
+    /// Dashboard settings (`[ui]`).
+    #[serde(default)]
+    pub ui: UiConfig,
+    /// A canary between two of the providers (`[canary]`).
+    pub canary: Option<crate::canary::toml::CanaryToml>,
 }
 
 /// Timing settings; every field is optional and falls back to spec/PROTOCOL.md's defaults.
@@ -80,6 +86,10 @@ pub struct ProviderConfig {
     /// Prices, per-call fees and billing currency.
     #[serde(default)]
     pub billing: ProviderPricing,
+    /// Sends the relay allows per minute, over all sessions of this provider (default 60).
+    pub requests_per_minute: Option<u32>,
+    /// Connections the relay allows at once (default 10).
+    pub max_connections: Option<u32>,
 }
 
 /// One session, or `count` alike.
@@ -137,6 +147,12 @@ pub struct Provider {
     /// The simulator profile to start for it, when simulated.
     pub simulate: Option<String>,
     pub billing: ProviderPricing,
+    /// Sends the relay allows per minute (spec/PROTOCOL.md: 60 by default).
+    pub requests_per_minute: u32,
+    /// Connections the relay allows at once (10 by default).
+    pub max_connections: u32,
+    /// The limits all its sessions share, once the world has started (`World::start`).
+    pub limits: Option<crate::session::ratelimit::ProviderLimits>,
 }
 
 /// A checked configuration.
@@ -146,6 +162,10 @@ pub struct Config {
     pub source: String,
     pub providers: Vec<Provider>,
     pub sessions: Vec<SessionSpec>,
+    /// Dashboard settings, as written under `[ui]`.
+    pub ui: UiConfig,
+    /// The canary, from `[canary]` or from canary YAML.
+    pub canary: Option<crate::canary::plan::CanaryPlan>,
 }
 
 impl Config {
@@ -163,6 +183,29 @@ impl Config {
             .iter()
             .filter_map(|p| p.api_key.clone())
             .collect()
+    }
+
+    /// Gives each provider the limits its sessions share (a sliding window of
+    /// `requests_per_minute` sends per `window`, and `max_connections` × `connections_factor`
+    /// connections), and hands them to its sessions. `window` is a minute, or a minute of
+    /// canary time under `--time-scale`.
+    pub fn attach_limits(&mut self, window: std::time::Duration, connections_factor: u32) {
+        for p in &mut self.providers {
+            let limits = crate::session::ratelimit::ProviderLimits::new(
+                p.name.clone(),
+                p.requests_per_minute,
+                window,
+                p.max_connections.saturating_mul(connections_factor.max(1)),
+            );
+            for s in self
+                .sessions
+                .iter_mut()
+                .filter(|s| s.info.provider == p.name)
+            {
+                s.limits = Some(limits.clone());
+            }
+            p.limits = Some(limits);
+        }
     }
 
     /// Points a simulated provider at its running simulator.
@@ -256,7 +299,7 @@ pub fn parse(
                     return Err(at(
                         profile.span(),
                         format!(
-                            "no simulator profile `{}`: use legacy, holysheep or default",
+                            "no simulator profile `{}`: use legacy, holysheep, openai or default",
                             profile.get_ref()
                         ),
                     ));
@@ -297,6 +340,27 @@ pub fn parse(
             model: p.model.clone(),
             simulate,
             billing: p.billing.clone(),
+            requests_per_minute: match p.requests_per_minute {
+                Some(0) => {
+                    return Err(at(
+                        p.name.span(),
+                        format!("provider `{name}`: requests_per_minute must be at least 1"),
+                    ));
+                }
+                Some(n) => n,
+                None => crate::session::ratelimit::DEFAULT_REQUESTS_PER_MINUTE,
+            },
+            max_connections: match p.max_connections {
+                Some(0) => {
+                    return Err(at(
+                        p.name.span(),
+                        format!("provider `{name}`: max_connections must be at least 1"),
+                    ));
+                }
+                Some(n) => n,
+                None => crate::session::ratelimit::DEFAULT_MAX_CONNECTIONS,
+            },
+            limits: None,
         });
     }
 
@@ -375,16 +439,33 @@ pub fn parse(
                 timing,
                 seed: None,
                 tap: None,
+                limits: None,
             });
         }
     }
     for (id, s) in sessions.iter_mut().enumerate() {
         s.info.id = u32::try_from(id).unwrap_or(u32::MAX);
     }
+    let canary = match &file.canary {
+        Some(table) => Some(
+            table
+                .to_plan(&providers, &|var| std::env::var(var).ok())
+                .map_err(|e| match e.span {
+                    Some(span) => at(span, e.message),
+                    None => ConfigError::Whole {
+                        path: path.to_owned(),
+                        message: e.message,
+                    },
+                })?,
+        ),
+        None => None,
+    };
     Ok(Config {
         source: path.to_owned(),
         providers,
         sessions,
+        ui: file.ui,
+        canary,
     })
 }
 
@@ -621,7 +702,8 @@ interval_s = 5
     #[test]
     fn the_readme_example_parses() {
         let readme = include_str!("../../README.md");
-        let start = readme.find("```toml\n").expect("a TOML example in the README") + 8;
+        let marker = "```toml\n# Timing for every session";
+        let start = readme.find(marker).expect("the configuration example in the README") + 8;
         let end = start + readme[start..].find("```").expect("the example ends");
         let read_key = |var: &str| match var {
             "HOLYSHEEP_API_KEY" => Ok(Secret::new(KEY)),

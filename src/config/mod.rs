@@ -2,5 +2,7 @@
 
 pub mod file;
 pub mod secret;
+pub mod ui;
 
 pub use file::{Config, ConfigError, Provider};
+pub use ui::UiConfig;

@@ -177,15 +177,36 @@ pub struct ConnectRequest<'a> {
     pub timeout: Duration,
 }
 
+/// Which WebSocket protocol an upgrade is for (they differ in headers and in the advice a
+/// wrong scheme gets).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flavor {
+    /// relay/v1: `X-Model` and `X-Stream` on the upgrade.
+    RelayV1,
+    /// The OpenAI Realtime API: `Authorization` only, and no `OpenAI-Beta` (GA shape).
+    Realtime,
+}
+
 /// Opens a relay/v1 WebSocket: DNS, TCP, TLS and the upgrade within `timeout` together.
 pub async fn connect(req: &ConnectRequest<'_>) -> Result<(RelaySocket, Response), ConnectError> {
-    match tokio::time::timeout(req.timeout, connect_inner(req)).await {
+    connect_as(req, Flavor::RelayV1).await
+}
+
+/// Opens a WebSocket of either flavor: DNS, TCP, TLS and the upgrade within `timeout` together.
+pub async fn connect_as(
+    req: &ConnectRequest<'_>,
+    flavor: Flavor,
+) -> Result<(RelaySocket, Response), ConnectError> {
+    match tokio::time::timeout(req.timeout, connect_inner(req, flavor)).await {
         Ok(result) => result,
         Err(_) => Err(ConnectError::Timeout(req.timeout)),
     }
 }
 
-async fn connect_inner(req: &ConnectRequest<'_>) -> Result<(RelaySocket, Response), ConnectError> {
+async fn connect_inner(
+    req: &ConnectRequest<'_>,
+    flavor: Flavor,
+) -> Result<(RelaySocket, Response), ConnectError> {
     let url_error = |reason: &str| ConnectError::Url {
         url: req.url.to_owned(),
         reason: reason.to_owned(),
@@ -195,9 +216,14 @@ async fn connect_inner(req: &ConnectRequest<'_>) -> Result<(RelaySocket, Respons
         "ws" => 80,
         "wss" => 443,
         "http" | "https" => {
-            return Err(url_error(
-                "relay/v1 is a WebSocket protocol: use ws:// or wss://, not http(s)://",
-            ));
+            return Err(url_error(match flavor {
+                Flavor::RelayV1 => {
+                    "relay/v1 is a WebSocket protocol: use ws:// or wss://, not http(s)://"
+                }
+                Flavor::Realtime => {
+                    "the Realtime API is a WebSocket protocol: use ws:// or wss://, not http(s)://"
+                }
+            }));
         }
         _ => return Err(url_error("the scheme must be ws:// or wss://")),
     };
@@ -217,10 +243,12 @@ async fn connect_inner(req: &ConnectRequest<'_>) -> Result<(RelaySocket, Respons
             .map_err(|_| url_error("the API key has characters a header cannot carry"))?;
         headers.insert(header::AUTHORIZATION, value);
     }
-    if let Ok(model) = HeaderValue::from_str(req.model) {
-        headers.insert("X-Model", model);
+    if flavor == Flavor::RelayV1 {
+        if let Ok(model) = HeaderValue::from_str(req.model) {
+            headers.insert("X-Model", model);
+        }
+        headers.insert("X-Stream", HeaderValue::from_static("true"));
     }
-    headers.insert("X-Stream", HeaderValue::from_static("true"));
 
     let host_for_lookup = host.trim_start_matches('[').trim_end_matches(']');
     let addrs: Vec<_> = tokio::net::lookup_host((host_for_lookup, port))

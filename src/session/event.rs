@@ -236,4 +236,21 @@ pub enum EventKind {
     },
     /// A point of interest (reconnect, canary stage, a key press), shown on timelines.
     Marker { label: String },
+    /// The relay's own account of its rate limits: openai-sse's `x-ratelimit-*` response
+    /// headers, or openai-realtime's `rate_limits.updated`. Each field is absent when the relay
+    /// did not say; resets are in milliseconds from when the event was reported.
+    RateLimitStatus {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        requests_limit: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        requests_remaining: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        requests_reset_ms: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tokens_limit: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tokens_remaining: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tokens_reset_ms: Option<u64>,
+    },
 }

@@ -95,6 +95,9 @@ pub enum Workload {
     },
     /// Wait for chat messages sent as commands; the history survives reconnects.
     Chat { system: Option<String> },
+    /// Connect and keep the connection alive (heartbeats); send only when told
+    /// (`SessionCommand::Send`). The canary's connection pools are made of these.
+    OnDemand,
 }
 
 /// Everything a session task needs.
@@ -108,6 +111,8 @@ pub struct SessionSpec {
     pub seed: Option<u64>,
     /// Where frames and events are shown as they happen (the recorder), if anywhere.
     pub tap: Option<crate::session::tap::TapHandle>,
+    /// The provider's rate limits, shared by all its sessions; `None` = unlimited.
+    pub limits: Option<crate::session::ratelimit::ProviderLimits>,
 }
 
 /// A session's identity, as every consumer labels it.
@@ -119,6 +124,6 @@ pub struct SessionInfo {
     pub model: String,
     pub protocol: Protocol,
     pub url: String,
-    /// `probe` or `chat`.
+    /// `probe`, `chat` or `canary` (a canary pool's on-demand session).
     pub workload: String,
 }

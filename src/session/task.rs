@@ -18,15 +18,16 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
-use crate::protocol::relay_v1::ClientFrame;
+use crate::protocol::relay_v1::{ChatMessage, ClientFrame, Role};
 use crate::session::backoff::{Backoff, Retry};
 use crate::session::connect::{self, ConnectRequest, RelaySocket};
 use crate::session::decode::{Decoder, Inbound};
 use crate::session::event::micros;
 use crate::session::heartbeat::{Heartbeat, HeartbeatAction};
+use crate::session::ratelimit::{RateLimitBackoff, RateLimitRetry};
 use crate::session::response::estimate_tokens_from_chars;
 use crate::session::tap::{Direction, Wire};
-use crate::session::workload::WorkloadState;
+use crate::session::workload::{Outgoing, WorkloadState};
 use crate::session::{
     ErrorKind, EventKind, SessionEvent, SessionId, SessionSpec, SessionState, Workload,
 };
@@ -36,6 +37,12 @@ use crate::session::{
 pub enum SessionCommand {
     /// Send a chat turn (chat sessions); queued while disconnected.
     Chat { text: String },
+    /// Send one request now (any workload): queued like chat turns, sent before the session's
+    /// own requests, and never added to a chat history. The canary routes its probes so.
+    Send {
+        prompt: String,
+        max_tokens: Option<u32>,
+    },
     /// Stop the response under way (relay/v1 `cancel`).
     Cancel,
     /// Close the connection and connect again at once, without backoff.
@@ -57,9 +64,10 @@ impl RunClock {
         }
     }
 
-    /// Time since the run started.
+    /// Time since the run started, in whole microseconds (the unit of every event time), so
+    /// that a replay computing from recorded times gets exactly what the live run got.
     pub fn now(&self) -> Duration {
-        self.start.elapsed()
+        Duration::from_micros(micros(self.start.elapsed()))
     }
 
     /// The instant at offset `at` (for timers).
@@ -93,6 +101,16 @@ pub fn spawn(
     clock: RunClock,
     events: mpsc::Sender<SessionEvent>,
 ) -> SessionHandle {
+    // Each protocol has its own task; they all report the same events.
+    match spec.info.protocol {
+        crate::session::Protocol::RelayV1 => {}
+        crate::session::Protocol::OpenaiSse => {
+            return crate::session::sse::spawn(spec, clock, events);
+        }
+        crate::session::Protocol::OpenaiRealtime => {
+            return crate::session::realtime::spawn(spec, clock, events);
+        }
+    }
     let (tx, rx) = mpsc::channel(64);
     let id = spec.info.id;
     let task = tokio::spawn(Session::new(spec, clock, events, rx).run());
@@ -115,6 +133,8 @@ enum End {
     Retry {
         cause: String,
         retry_after: Option<Duration>,
+        /// The relay answered 429: the rate-limit schedule applies, not the reconnect one.
+        rate_limited: bool,
     },
 }
 
@@ -131,6 +151,34 @@ struct Session {
     state: Option<SessionState>,
     /// The consumer went away: stop quietly.
     orphaned: bool,
+    /// 429s at the upgrade, in a row.
+    connect_limited: RateLimitBackoff,
+    /// `rate_limited` answers to requests, in a row.
+    request_limited: RateLimitBackoff,
+    /// Counted among the provider's requests waiting for a send slot.
+    waiting_for_slot: bool,
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        if self.waiting_for_slot
+            && let Some(limits) = &self.spec.limits
+        {
+            limits.set_waiting(false);
+        }
+    }
+}
+
+/// Whether a command queued a request; emits nothing (the caller reports refusals).
+fn queue_request(workload: &mut WorkloadState, command: SessionCommand) -> bool {
+    match command {
+        SessionCommand::Chat { text } => workload.push_turn(text),
+        SessionCommand::Send { prompt, max_tokens } => workload.push_oneshot(Outgoing {
+            messages: vec![ChatMessage::new(Role::User, prompt)],
+            max_tokens,
+        }),
+        _ => true,
+    }
 }
 
 impl Session {
@@ -156,6 +204,9 @@ impl Session {
             decoder: Decoder::new(),
             state: None,
             orphaned: false,
+            connect_limited: RateLimitBackoff::default(),
+            request_limited: RateLimitBackoff::default(),
+            waiting_for_slot: false,
         }
     }
 
@@ -175,13 +226,15 @@ impl Session {
         }
     }
 
-    /// Sends a text frame, showing it to the tap.
+    /// Sends a text frame, showing it to the tap as sent at `at` (the time the session acts
+    /// on, so that a recording's lines and events stay in time order).
     async fn send_text(
         &mut self,
         socket: &mut RelaySocket,
+        at: Duration,
         text: String,
     ) -> Result<(), tokio_tungstenite::tungstenite::Error> {
-        self.tap_wire(self.clock.now(), Direction::ToRelay, Wire::Text(&text));
+        self.tap_wire(at, Direction::ToRelay, Wire::Text(&text));
         socket.send(Message::text(text)).await
     }
 
@@ -215,7 +268,14 @@ impl Session {
             if self.orphaned {
                 return;
             }
+            let Some(slot) = self.connection_slot().await else {
+                let now = self.clock.now();
+                self.set_state(now, SessionState::Closed);
+                self.flush().await;
+                return;
+            };
             let end = self.connect_and_serve(attempt).await;
+            drop(slot);
             let now = self.clock.now();
             match end {
                 End::Closed => {
@@ -236,7 +296,59 @@ impl Session {
                         },
                     );
                 }
-                End::Retry { cause, retry_after } => {
+                End::Retry {
+                    cause,
+                    retry_after,
+                    rate_limited: true,
+                } => match self.connect_limited.on_rate_limited(retry_after) {
+                    RateLimitRetry::GiveUp { retries } => {
+                        let reason = format!(
+                            "rate limited: the relay answered 429 again after {retries} retries ({cause})"
+                        );
+                        tracing::warn!(session = %self.spec.info.name, %reason, "session stopped");
+                        self.set_state(now, SessionState::Stopped { reason });
+                        self.flush().await;
+                        return;
+                    }
+                    RateLimitRetry::After { retry, delay } => {
+                        let max_attempts = self.connect_limited.max_retries();
+                        let delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+                        self.emit(
+                            now,
+                            EventKind::RateLimited {
+                                wait_ms: delay_ms,
+                                cause: format!("{cause} (retry {retry} of {max_attempts})"),
+                            },
+                        );
+                        self.emit(
+                            now,
+                            EventKind::BackingOff {
+                                attempt: retry,
+                                max_attempts,
+                                delay_ms,
+                                cause,
+                            },
+                        );
+                        self.set_state(
+                            now,
+                            SessionState::BackingOff {
+                                attempt: retry,
+                                max_attempts,
+                                until_us: micros(now + delay),
+                            },
+                        );
+                        self.flush().await;
+                        if self.wait_out_backoff(now + delay).await {
+                            let now = self.clock.now();
+                            self.set_state(now, SessionState::Closed);
+                            self.flush().await;
+                            return;
+                        }
+                    }
+                },
+                End::Retry {
+                    cause, retry_after, ..
+                } => {
                     let jitter = self.rng.random::<f64>();
                     match self.backoff.on_failure(now, retry_after, jitter) {
                         Retry::GiveUp { attempts } => {
@@ -291,8 +403,8 @@ impl Session {
                 command = self.commands.recv() => match command {
                     None | Some(SessionCommand::Close) => return true,
                     Some(SessionCommand::ReconnectNow) => return false,
-                    Some(SessionCommand::Chat { text }) => {
-                        self.workload.push_turn(text);
+                    Some(command @ (SessionCommand::Chat { .. } | SessionCommand::Send { .. })) => {
+                        queue_request(&mut self.workload, command);
                     }
                     Some(SessionCommand::Cancel) => {}
                 },
@@ -314,8 +426,7 @@ impl Session {
                 // Only a close interrupts a connection attempt; anything else waits for it.
                 match command {
                     None | Some(SessionCommand::Close) => return End::Closed,
-                    Some(SessionCommand::Chat { text }) => { self.workload.push_turn(text); }
-                    Some(_) => {}
+                    Some(command) => { queue_request(&mut self.workload, command); }
                 }
                 connect::connect(&request).await
             }
@@ -333,9 +444,10 @@ impl Session {
                     },
                 );
                 self.backoff.on_connected(now);
+                self.connect_limited.on_success();
                 let first_delay = match &self.spec.workload {
                     Workload::Probe { interval, .. } => interval.mul_f64(self.rng.random::<f64>()),
-                    Workload::Chat { .. } => Duration::ZERO,
+                    Workload::Chat { .. } | Workload::OnDemand => Duration::ZERO,
                 };
                 self.workload.on_connected(now, first_delay);
                 self.set_state(now, SessionState::Open);
@@ -357,21 +469,23 @@ impl Session {
                         retry_after_ms: retry_after.map(|d| micros(d) / 1000),
                     },
                 );
-                if kind == ErrorKind::RateLimited || kind == ErrorKind::Overloaded {
-                    if let Some(wait) = retry_after {
-                        self.emit(
-                            now,
-                            EventKind::RateLimited {
-                                wait_ms: micros(wait) / 1000,
-                                cause: message.clone(),
-                            },
-                        );
-                    }
+                // A 429's wait is reported where the rate-limit schedule picks it (`run`).
+                if kind == ErrorKind::Overloaded
+                    && let Some(wait) = retry_after
+                {
+                    self.emit(
+                        now,
+                        EventKind::RateLimited {
+                            wait_ms: micros(wait) / 1000,
+                            cause: message.clone(),
+                        },
+                    );
                 }
                 if retryable {
                     End::Retry {
                         cause: message,
                         retry_after,
+                        rate_limited: kind == ErrorKind::RateLimited,
                     }
                 } else {
                     End::Fatal(message)
@@ -460,7 +574,10 @@ impl Session {
         heartbeat: &mut Heartbeat,
         now: Duration,
     ) -> Option<End> {
-        if self.decoder.in_flight().is_some() {
+        if self.decoder.in_flight().is_some() || !self.workload.is_due(now) {
+            return None;
+        }
+        if !self.take_send_slot(now) {
             return None;
         }
         let outgoing = self.workload.take_due(now)?;
@@ -478,7 +595,7 @@ impl Session {
             max_tokens: outgoing.max_tokens,
             id: None,
         };
-        if let Err(error) = self.send_text(socket, frame.to_text()).await {
+        if let Err(error) = self.send_text(socket, now, frame.to_text()).await {
             self.workload.on_failed();
             return Some(self.on_socket_error(&error, self.clock.now()));
         }
@@ -500,8 +617,8 @@ impl Session {
         while let Some(action) = heartbeat.poll(now) {
             match action {
                 HeartbeatAction::SendPing => {
-                    let sent = socket
-                        .send(Message::text(ClientFrame::Ping.to_text()))
+                    let sent = self
+                        .send_text(socket, now, ClientFrame::Ping.to_text())
                         .await;
                     let sent = match sent {
                         Ok(()) if self.spec.timing.ws_ping => {
@@ -572,7 +689,7 @@ impl Session {
         );
         self.set_state(now, SessionState::Open);
         let cancel = ClientFrame::Cancel { id: None }.to_text();
-        if let Err(error) = self.send_text(socket, cancel).await {
+        if let Err(error) = self.send_text(socket, now, cancel).await {
             return Some(self.on_socket_error(&error, now));
         }
         None
@@ -633,6 +750,7 @@ impl Session {
                 }
             }
             Inbound::ResponseDone => {
+                self.request_limited.on_success();
                 self.workload.on_done();
                 heartbeat.set_awaiting_response(now, false);
                 self.set_state(now, SessionState::Open);
@@ -642,12 +760,12 @@ impl Session {
                 heartbeat.set_awaiting_response(now, false);
                 self.set_state(now, SessionState::Open);
                 if let Some(wait) = wait {
-                    self.workload.defer_until(now + wait);
+                    self.hold_back(now, wait, first_new);
                 }
             }
             Inbound::Error { wait } => {
                 if let Some(wait) = wait {
-                    self.workload.defer_until(now + wait);
+                    self.hold_back(now, wait, first_new);
                 }
             }
             Inbound::Pong => {
@@ -659,6 +777,127 @@ impl Session {
                         },
                     );
                 }
+            }
+        }
+    }
+
+    /// The relay asked us to slow down (`rate_limited` or `overloaded`, with `wait` as the
+    /// decoder read it). A rate limit follows the 1, 2, 4, 8, 16 s schedule unless the relay
+    /// gave `retry_after_ms`, and gives up after 5 retries: the one-shot requests waiting are
+    /// dropped. The `RateLimited` event the decoder just reported is corrected to the real wait.
+    fn hold_back(&mut self, now: Duration, wait: Duration, first_new: usize) {
+        let rate_limited = self.outbox[first_new..].iter().find_map(|e| match &e.kind {
+            EventKind::Error {
+                kind: ErrorKind::RateLimited,
+                retry_after_ms,
+                ..
+            } => Some(*retry_after_ms),
+            _ => None,
+        });
+        let Some(retry_after_ms) = rate_limited else {
+            self.workload.defer_until(now + wait);
+            return;
+        };
+        let max = self.request_limited.max_retries();
+        let (delay, note) = match self
+            .request_limited
+            .on_rate_limited(retry_after_ms.map(Duration::from_millis))
+        {
+            RateLimitRetry::After { retry, delay } => (delay, format!("retry {retry} of {max}")),
+            RateLimitRetry::GiveUp { retries } => {
+                let dropped = self.workload.drop_oneshots();
+                self.emit(
+                    now,
+                    EventKind::Error {
+                        kind: ErrorKind::RateLimited,
+                        message: format!(
+                            "still rate limited after {retries} retries: gave up ({dropped} waiting requests dropped)"
+                        ),
+                        retryable: false,
+                        retry_after_ms,
+                    },
+                );
+                (wait, "gave up".to_owned())
+            }
+        };
+        self.workload.defer_until(now + delay);
+        for event in &mut self.outbox[first_new..] {
+            if let EventKind::RateLimited { wait_ms, cause } = &mut event.kind {
+                *wait_ms = micros(delay) / 1000;
+                cause.push_str(&format!(" ({note})"));
+            }
+        }
+    }
+
+    /// Takes a send slot from the provider's sliding window; when it is full, holds requests
+    /// back until the next slot (reported once per wait) and returns false.
+    fn take_send_slot(&mut self, now: Duration) -> bool {
+        let Some(limits) = self.spec.limits.clone() else {
+            return true;
+        };
+        match limits.try_send() {
+            Ok(()) => {
+                if self.waiting_for_slot {
+                    self.waiting_for_slot = false;
+                    limits.set_waiting(false);
+                }
+                true
+            }
+            Err(wait) => {
+                self.workload.defer_until(now + wait);
+                if !self.waiting_for_slot {
+                    self.waiting_for_slot = true;
+                    limits.set_waiting(true);
+                    let view = limits.view();
+                    self.emit(
+                        now,
+                        EventKind::RateLimited {
+                            wait_ms: micros(wait) / 1000,
+                            cause: format!(
+                                "local limit: {} sends per {} s to {}",
+                                view.requests_per_window,
+                                fmt_secs(view.window),
+                                view.provider
+                            ),
+                        },
+                    );
+                }
+                false
+            }
+        }
+    }
+
+    /// A connection slot of the provider (`Some(None)` when it has no cap); `None` when the
+    /// session was closed while waiting for one.
+    async fn connection_slot(&mut self) -> Option<Option<tokio::sync::OwnedSemaphorePermit>> {
+        let Some(limits) = self.spec.limits.clone() else {
+            return Some(None);
+        };
+        if let Some(permit) = limits.try_connection() {
+            return Some(Some(permit));
+        }
+        let now = self.clock.now();
+        self.emit(
+            now,
+            EventKind::Marker {
+                label: format!(
+                    "waiting for a connection slot: {} of {} open to {}",
+                    limits.max_connections(),
+                    limits.max_connections(),
+                    limits.provider()
+                ),
+            },
+        );
+        self.flush().await;
+        let wait = limits.connection();
+        tokio::pin!(wait);
+        loop {
+            tokio::select! {
+                permit = &mut wait => return Some(permit),
+                command = self.commands.recv() => match command {
+                    None | Some(SessionCommand::Close) => return None,
+                    Some(command) => { queue_request(&mut self.workload, command); }
+                },
             }
         }
     }
@@ -734,6 +973,7 @@ impl Session {
         End::Retry {
             cause,
             retry_after: None,
+            rate_limited: false,
         }
     }
 
@@ -754,13 +994,17 @@ impl Session {
                     .await;
                 Some(End::Reconnect)
             }
-            Some(SessionCommand::Chat { text }) => {
-                if !self.workload.push_turn(text) {
+            Some(command @ (SessionCommand::Chat { .. } | SessionCommand::Send { .. })) => {
+                let message = match &command {
+                    SessionCommand::Chat { .. } => "not a chat session, or too many turns waiting",
+                    _ => "too many requests waiting to be sent",
+                };
+                if !queue_request(&mut self.workload, command) {
                     self.emit(
                         now,
                         EventKind::Error {
                             kind: ErrorKind::InvalidRequest,
-                            message: "not a chat session, or too many turns waiting".into(),
+                            message: message.into(),
                             retryable: false,
                             retry_after_ms: None,
                         },
@@ -771,7 +1015,7 @@ impl Session {
             Some(SessionCommand::Cancel) => {
                 if self.decoder.in_flight().is_some() {
                     let cancel = ClientFrame::Cancel { id: None }.to_text();
-                    if let Err(error) = self.send_text(socket, cancel).await {
+                    if let Err(error) = self.send_text(socket, now, cancel).await {
                         return Some(self.on_socket_error(&error, now));
                     }
                 }
@@ -815,6 +1059,16 @@ impl Session {
                 requested: true,
             },
         );
+    }
+}
+
+/// Seconds, without a fraction when there is none (60, 0.5).
+fn fmt_secs(d: Duration) -> String {
+    let secs = d.as_secs_f64();
+    if secs.fract() == 0.0 {
+        format!("{secs:.0}")
+    } else {
+        format!("{secs:.2}")
     }
 }
 

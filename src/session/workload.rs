@@ -1,7 +1,9 @@
-//! What a session sends once connected: a probe on a schedule, or the user's chat turns.
+//! What a session sends once connected: a probe on a schedule, the user's chat turns, or
+//! one-shot requests it is told to send (the canary's routed probes).
 //!
 //! Pure: it is asked, with the time, whether a request is due and what it carries, and told
-//! how each response ended. A chat's history lives here, so it survives reconnects.
+//! how each response ended. A chat's history lives here, so it survives reconnects; one-shot
+//! requests wait here too (across reconnects) and never touch the history.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -19,16 +21,26 @@ pub struct Outgoing {
     pub max_tokens: Option<u32>,
 }
 
-/// The state of a session's workload.
+/// What the request under way came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum UnderWay {
+    /// The probe schedule.
+    Probe,
+    /// A chat turn: its reply joins the history.
+    Turn,
+    /// A one-shot `Send`: kept out of any history.
+    OneShot,
+}
+
+/// The schedule of a session's own requests.
 #[derive(Clone, Debug)]
-pub enum WorkloadState {
+enum Schedule {
     Probe {
         interval: Duration,
         prompt: String,
         max_tokens: Option<u32>,
         /// When the next probe may go out; `None` until the first connection.
         next_due: Option<Duration>,
-        last_sent: Option<Duration>,
     },
     Chat {
         system: Option<String>,
@@ -38,79 +50,104 @@ pub enum WorkloadState {
         pending: VecDeque<String>,
         /// The reply streaming in.
         reply: String,
-        /// Earliest time the next turn may go out (a rate limit asked us to wait).
-        not_before: Duration,
     },
+    /// Nothing of its own: only one-shot requests.
+    OnDemand,
+}
+
+/// The state of a session's workload: its schedule, the one-shot requests waiting (sent
+/// before anything else, for any workload), and how long a rate limit holds them all back.
+#[derive(Clone, Debug)]
+pub struct WorkloadState {
+    schedule: Schedule,
+    /// One-shot requests (`SessionCommand::Send`) not yet sent.
+    oneshots: VecDeque<Outgoing>,
+    /// Earliest time the next request may go out (a rate limit asked us to wait).
+    not_before: Duration,
+    under_way: Option<UnderWay>,
 }
 
 impl WorkloadState {
     pub fn new(workload: &Workload) -> Self {
-        match workload {
+        let schedule = match workload {
             Workload::Probe {
                 interval,
                 prompt,
                 max_tokens,
-            } => WorkloadState::Probe {
+            } => Schedule::Probe {
                 interval: *interval,
                 prompt: prompt.clone(),
                 max_tokens: *max_tokens,
                 next_due: None,
-                last_sent: None,
             },
-            Workload::Chat { system } => WorkloadState::Chat {
+            Workload::Chat { system } => Schedule::Chat {
                 system: system.clone(),
                 history: Vec::new(),
                 pending: VecDeque::new(),
                 reply: String::new(),
-                not_before: Duration::ZERO,
             },
+            Workload::OnDemand => Schedule::OnDemand,
+        };
+        Self {
+            schedule,
+            oneshots: VecDeque::new(),
+            not_before: Duration::ZERO,
+            under_way: None,
         }
     }
 
     /// A connection came up at `now`. The very first probe waits `first_delay` (spread
     /// across the interval, so that many probe sessions do not fire in step).
     pub fn on_connected(&mut self, now: Duration, first_delay: Duration) {
-        if let WorkloadState::Probe { next_due, .. } = self
+        if let Schedule::Probe { next_due, .. } = &mut self.schedule
             && next_due.is_none()
         {
             *next_due = Some(now + first_delay);
         }
     }
 
+    /// Whether `take_due(now)` would hand out a request.
+    pub fn is_due(&self, now: Duration) -> bool {
+        self.next_wake().is_some_and(|at| at <= now)
+    }
+
     /// The request due at `now`, if one is (call only when no response is under way).
+    /// One-shot requests go first.
     pub fn take_due(&mut self, now: Duration) -> Option<Outgoing> {
-        match self {
-            WorkloadState::Probe {
+        if now < self.not_before {
+            return None;
+        }
+        if let Some(outgoing) = self.oneshots.pop_front() {
+            self.under_way = Some(UnderWay::OneShot);
+            return Some(outgoing);
+        }
+        match &mut self.schedule {
+            Schedule::Probe {
                 interval,
                 prompt,
                 max_tokens,
                 next_due,
-                last_sent,
             } => {
                 let due = (*next_due)?;
                 if now < due {
                     return None;
                 }
-                *last_sent = Some(now);
                 // Start to start: the next probe is one interval after this one was due,
                 // unless that is already past (a long outage): then one interval from now.
                 let next = due + *interval;
                 *next_due = Some(if next <= now { now + *interval } else { next });
+                self.under_way = Some(UnderWay::Probe);
                 Some(Outgoing {
                     messages: vec![ChatMessage::new(Role::User, prompt.clone())],
                     max_tokens: *max_tokens,
                 })
             }
-            WorkloadState::Chat {
+            Schedule::Chat {
                 system,
                 history,
                 pending,
                 reply,
-                not_before,
             } => {
-                if now < *not_before {
-                    return None;
-                }
                 let turn = pending.pop_front()?;
                 history.push(ChatMessage::new(Role::User, turn));
                 reply.clear();
@@ -119,36 +156,41 @@ impl WorkloadState {
                     messages.push(ChatMessage::new(Role::System, system.clone()));
                 }
                 messages.extend(history.iter().cloned());
+                self.under_way = Some(UnderWay::Turn);
                 Some(Outgoing {
                     messages,
                     max_tokens: None,
                 })
             }
+            Schedule::OnDemand => None,
         }
     }
 
     /// When a request may next become due, if ever (for the task's timer).
     pub fn next_wake(&self) -> Option<Duration> {
-        match self {
-            WorkloadState::Probe { next_due, .. } => *next_due,
-            WorkloadState::Chat {
-                pending,
-                not_before,
-                ..
-            } => (!pending.is_empty()).then_some(*not_before),
-        }
+        let own = match &self.schedule {
+            _ if !self.oneshots.is_empty() => Some(Duration::ZERO),
+            Schedule::Probe { next_due, .. } => *next_due,
+            Schedule::Chat { pending, .. } => (!pending.is_empty()).then_some(Duration::ZERO),
+            Schedule::OnDemand => None,
+        };
+        own.map(|at| at.max(self.not_before))
     }
 
     /// Text of the response under way arrived.
     pub fn on_text(&mut self, text: &str) {
-        if let WorkloadState::Chat { reply, .. } = self {
+        if self.under_way == Some(UnderWay::Turn)
+            && let Schedule::Chat { reply, .. } = &mut self.schedule
+        {
             reply.push_str(text);
         }
     }
 
     /// The response completed: a chat keeps the reply in its history.
     pub fn on_done(&mut self) {
-        if let WorkloadState::Chat { history, reply, .. } = self {
+        if self.under_way.take() == Some(UnderWay::Turn)
+            && let Schedule::Chat { history, reply, .. } = &mut self.schedule
+        {
             history.push(ChatMessage::new(Role::Assistant, std::mem::take(reply)));
         }
     }
@@ -156,25 +198,27 @@ impl WorkloadState {
     /// The response failed. A chat keeps the user's turn (so a retry resends it) and drops
     /// the cut reply.
     pub fn on_failed(&mut self) {
-        if let WorkloadState::Chat { reply, .. } = self {
+        if self.under_way.take() == Some(UnderWay::Turn)
+            && let Schedule::Chat { reply, .. } = &mut self.schedule
+        {
             reply.clear();
         }
     }
 
-    /// Hold requests back until `until` (the relay asked us to wait).
+    /// Hold requests back until `until` (the relay, or the local rate limit, asked us to wait).
     pub fn defer_until(&mut self, until: Duration) {
-        match self {
-            WorkloadState::Probe { next_due, .. } => {
-                *next_due = Some(next_due.map_or(until, |d| d.max(until)));
-            }
-            WorkloadState::Chat { not_before, .. } => *not_before = (*not_before).max(until),
-        }
+        self.not_before = self.not_before.max(until);
+    }
+
+    /// Until when requests are held back (zero when they are not).
+    pub fn not_before(&self) -> Duration {
+        self.not_before
     }
 
     /// Queues a chat turn. Returns false when this is not a chat or the queue is full.
     pub fn push_turn(&mut self, text: String) -> bool {
-        match self {
-            WorkloadState::Chat { pending, .. } if pending.len() < MAX_PENDING_TURNS => {
+        match &mut self.schedule {
+            Schedule::Chat { pending, .. } if pending.len() < MAX_PENDING_TURNS => {
                 pending.push_back(text);
                 true
             }
@@ -182,11 +226,37 @@ impl WorkloadState {
         }
     }
 
+    /// Queues a one-shot request (any workload): sent before the session's own requests and
+    /// kept out of any chat history. Returns false when too many are waiting.
+    pub fn push_oneshot(&mut self, outgoing: Outgoing) -> bool {
+        if self.oneshots.len() >= MAX_PENDING_TURNS {
+            return false;
+        }
+        self.oneshots.push_back(outgoing);
+        true
+    }
+
+    /// Drops every one-shot request still waiting; returns how many there were.
+    pub fn drop_oneshots(&mut self) -> usize {
+        let n = self.oneshots.len();
+        self.oneshots.clear();
+        n
+    }
+
+    /// One-shot requests and chat turns waiting to be sent.
+    pub fn waiting(&self) -> usize {
+        let turns = match &self.schedule {
+            Schedule::Chat { pending, .. } => pending.len(),
+            _ => 0,
+        };
+        self.oneshots.len() + turns
+    }
+
     /// The chat history (empty for probes).
     pub fn history(&self) -> &[ChatMessage] {
-        match self {
-            WorkloadState::Chat { history, .. } => history,
-            WorkloadState::Probe { .. } => &[],
+        match &self.schedule {
+            Schedule::Chat { history, .. } => history,
+            _ => &[],
         }
     }
 }
@@ -290,5 +360,74 @@ mod tests {
         }
         assert!(!w.push_turn("one too many".into()));
         assert!(!probe(1).push_turn("not a chat".into()));
+    }
+
+    fn oneshot(text: &str) -> Outgoing {
+        Outgoing {
+            messages: vec![ChatMessage::new(Role::User, text.to_owned())],
+            max_tokens: Some(8),
+        }
+    }
+
+    #[test]
+    fn on_demand_sends_only_when_told() {
+        let mut w = WorkloadState::new(&Workload::OnDemand);
+        w.on_connected(s(0), s(0));
+        assert_eq!(w.next_wake(), None, "nothing of its own");
+        assert_eq!(w.take_due(s(100)), None);
+        assert!(w.push_oneshot(oneshot("one")));
+        assert!(w.push_oneshot(oneshot("two")));
+        assert!(w.is_due(s(100)));
+        assert_eq!(w.take_due(s(100)), Some(oneshot("one")), "in order");
+        w.on_done();
+        assert_eq!(w.take_due(s(100)), Some(oneshot("two")));
+        w.on_failed();
+        assert_eq!(w.take_due(s(100)), None);
+        assert!(!w.is_due(s(100)));
+    }
+
+    #[test]
+    fn one_shots_go_first_and_stay_out_of_the_chat_history() {
+        let mut w = WorkloadState::new(&Workload::Chat { system: None });
+        w.push_turn("hi".into());
+        w.push_oneshot(oneshot("probe"));
+        assert_eq!(w.waiting(), 2);
+        assert_eq!(w.take_due(s(0)), Some(oneshot("probe")));
+        w.on_text("not part of the chat");
+        w.on_done();
+        assert!(w.history().is_empty(), "a one-shot leaves no trace");
+        let turn = w.take_due(s(0)).unwrap();
+        assert_eq!(turn.messages.len(), 1);
+        w.on_text("hello");
+        w.on_done();
+        assert_eq!(w.history().len(), 2);
+
+        let mut p = probe(10);
+        p.on_connected(s(0), s(5));
+        p.push_oneshot(oneshot("routed"));
+        assert_eq!(
+            p.take_due(s(1)),
+            Some(oneshot("routed")),
+            "before the probe is due"
+        );
+        p.on_done();
+        assert_eq!(p.next_wake(), Some(s(5)), "the probe schedule is untouched");
+    }
+
+    #[test]
+    fn one_shots_wait_out_a_deferral_and_can_be_dropped() {
+        let mut w = WorkloadState::new(&Workload::OnDemand);
+        w.push_oneshot(oneshot("a"));
+        w.defer_until(s(4));
+        assert_eq!(w.next_wake(), Some(s(4)));
+        assert_eq!(w.take_due(s(3)), None);
+        assert_eq!(w.not_before(), s(4));
+        w.push_oneshot(oneshot("b"));
+        assert_eq!(w.drop_oneshots(), 2);
+        assert_eq!(w.take_due(s(5)), None);
+        for _ in 0..MAX_PENDING_TURNS {
+            assert!(w.push_oneshot(oneshot("x")));
+        }
+        assert!(!w.push_oneshot(oneshot("one too many")));
     }
 }

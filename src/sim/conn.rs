@@ -1,5 +1,6 @@
 //! One simulated relay connection, from its first byte to its end: the HTTP request head, the
-//! upgrade (or a plain-HTTP answer), then the relay/v1 session with its completions,
+//! upgrade (or a plain-HTTP answer; chat completions go to `sse`, Realtime upgrades to
+//! `realtime`), then the relay/v1 session with its completions,
 //! transcriptions, heartbeats and injected faults. The task owns its socket and its state; it
 //! shares nothing with other connections but the live profile and the stats counters.
 
@@ -26,6 +27,8 @@ use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use super::http::{self, HeadError, RequestHead};
 use super::profile::{DropMode, SimProfile, chance};
 use super::{MODELS_PATH, Shared, bump};
+use crate::protocol::openai_realtime::REALTIME_PATH;
+use crate::protocol::openai_sse::CHAT_COMPLETIONS_PATH;
 use crate::protocol::relay_v1::{ChatMessage, ClientFrame, STREAM_PATH, ServerFrame, Usage};
 
 /// How long a client may take to send its request head.
@@ -58,8 +61,28 @@ pub(crate) async fn serve(mut tcp: TcpStream, connection_number: u64, shared: Ar
         }
     };
     let live = shared.live_profile();
+    if head.path == REALTIME_PATH && head.wants_websocket {
+        // A bad key is told after the upgrade, as the Realtime API does.
+        match check_upgrade(&head, &live, false) {
+            Ok(websocket_key) => {
+                let switching = http::switching_protocols(&websocket_key);
+                if tcp.write_all(switching.as_bytes()).await.is_ok() {
+                    super::realtime::serve(tcp, leftover, &head, connection_number, shared).await;
+                }
+            }
+            Err(refusal) => {
+                bump(&shared.stats.upgrades_rejected);
+                http::respond_and_close(tcp, &refusal).await;
+            }
+        }
+        return;
+    }
+    if head.path == CHAT_COMPLETIONS_PATH && head.method == "POST" {
+        super::sse::serve(tcp, head, leftover, connection_number, shared).await;
+        return;
+    }
     if head.path == STREAM_PATH && head.wants_websocket {
-        match check_upgrade(&head, &live) {
+        match check_upgrade(&head, &live, true) {
             Ok(websocket_key) => {
                 let switching = http::switching_protocols(&websocket_key);
                 if tcp.write_all(switching.as_bytes()).await.is_ok() {
@@ -78,8 +101,8 @@ pub(crate) async fn serve(mut tcp: TcpStream, connection_number: u64, shared: Ar
     http::respond_and_close(tcp, &plain_http_answer(&head, &live.profile)).await;
 }
 
-/// The answer to a request that is not a WebSocket upgrade.
-fn plain_http_answer(head: &RequestHead, profile: &SimProfile) -> String {
+/// The answer to a request that is neither a WebSocket upgrade nor a chat completion.
+pub(super) fn plain_http_answer(head: &RequestHead, profile: &SimProfile) -> String {
     let path = head.path.as_str();
     match (head.method.as_str(), path) {
         ("GET", MODELS_PATH) => match http::check_key(
@@ -87,17 +110,26 @@ fn plain_http_answer(head: &RequestHead, profile: &SimProfile) -> String {
             profile.accepted_keys.as_deref(),
         ) {
             Ok(()) => http::json_response(200, &[], &http::models_body()),
-            Err(why) => http::json_response(401, &[], &http::error_body(&why)),
+            Err(why) => http::json_response(
+                401,
+                &[],
+                &http::openai_error_body(&why, "invalid_request_error", Some("invalid_api_key")),
+            ),
         },
-        ("GET", STREAM_PATH) => http::json_response(
+        ("GET", STREAM_PATH | REALTIME_PATH) => http::json_response(
             426,
             &[("Upgrade", "websocket")],
             &http::error_body("this is a WebSocket endpoint: send an upgrade request"),
         ),
-        (_, MODELS_PATH | STREAM_PATH) => http::json_response(
+        (_, MODELS_PATH | STREAM_PATH | REALTIME_PATH) => http::json_response(
             405,
             &[("Allow", "GET")],
             &http::error_body("only GET is served here"),
+        ),
+        (_, CHAT_COMPLETIONS_PATH) => http::json_response(
+            405,
+            &[("Allow", "POST")],
+            &http::error_body("only POST is served here"),
         ),
         (method, _) => {
             let message = format!("no route for {method} {path}");
@@ -108,7 +140,11 @@ fn plain_http_answer(head: &RequestHead, profile: &SimProfile) -> String {
 
 /// Decides a WebSocket upgrade: the `Sec-WebSocket-Key` to answer `101` with, or the whole
 /// HTTP answer that refuses it.
-fn check_upgrade(head: &RequestHead, live: &super::LiveProfile) -> Result<String, String> {
+fn check_upgrade(
+    head: &RequestHead,
+    live: &super::LiveProfile,
+    check_api_key: bool,
+) -> Result<String, String> {
     let refuse = |status, headers: &[(&str, &str)], message: &str| {
         http::json_response(status, headers, &http::error_body(message))
     };
@@ -136,6 +172,9 @@ fn check_upgrade(head: &RequestHead, live: &super::LiveProfile) -> Result<String
             retry_after.as_slice(),
             rejection.message(),
         ));
+    }
+    if !check_api_key {
+        return Ok(key);
     }
     let profile = &live.profile;
     http::check_key(
@@ -165,10 +204,10 @@ async fn run_websocket(
 
 /// The TCP stream under the WebSocket, with a switch that swallows writes: the one way to keep
 /// tungstenite's automatic Pong answer off the wire when pings must go unanswered.
-struct SimStream {
-    tcp: TcpStream,
+pub(super) struct SimStream {
+    pub(super) tcp: TcpStream,
     /// While set, writes are reported done and dropped.
-    mute: bool,
+    pub(super) mute: bool,
 }
 
 impl AsyncRead for SimStream {

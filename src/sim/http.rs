@@ -22,6 +22,8 @@ const MODELS: &[&str] = &[
     "gemini-2.5-flash",
     "deepseek-v3.2",
     "whisper-1",
+    "gpt-4o-mini",
+    "gpt-realtime",
 ];
 
 /// What the simulator needs from a request head, owned.
@@ -35,6 +37,14 @@ pub(crate) struct RequestHead {
     pub wants_websocket: bool,
     pub websocket_key: Option<String>,
     pub websocket_version: Option<String>,
+    /// `Content-Length`, when given.
+    pub content_length: Option<usize>,
+    /// `Transfer-Encoding: chunked`.
+    pub chunked: bool,
+    /// The client asked to close after this request (`Connection: close`, or HTTP/1.0).
+    pub close: bool,
+    /// `OpenAI-Beta`, when given (a Realtime beta client).
+    pub openai_beta: Option<String>,
 }
 
 /// Why no request head could be read.
@@ -52,7 +62,16 @@ pub(crate) async fn read_head(
     stream: &mut TcpStream,
     within: Duration,
 ) -> Result<(RequestHead, Vec<u8>), HeadError> {
-    let mut buf = Vec::with_capacity(1024);
+    read_head_after(stream, Vec::with_capacity(1024), within).await
+}
+
+/// Reads a request head that may have begun in `buf` (bytes a keep-alive connection already
+/// received after the previous request).
+pub(crate) async fn read_head_after(
+    stream: &mut TcpStream,
+    mut buf: Vec<u8>,
+    within: Duration,
+) -> Result<(RequestHead, Vec<u8>), HeadError> {
     let read = async {
         loop {
             let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
@@ -122,6 +141,13 @@ impl RequestHead {
                 upgrade_websocket |= has_token(value, "websocket");
             } else if name.eq_ignore_ascii_case("connection") {
                 connection_upgrade |= has_token(value, "upgrade");
+                head.close |= has_token(value, "close");
+            } else if name.eq_ignore_ascii_case("content-length") {
+                head.content_length = value.parse().ok();
+            } else if name.eq_ignore_ascii_case("transfer-encoding") {
+                head.chunked |= has_token(value, "chunked");
+            } else if name.eq_ignore_ascii_case("openai-beta") {
+                head.openai_beta = Some(value.to_owned());
             } else if name.eq_ignore_ascii_case("sec-websocket-key") {
                 head.websocket_key = Some(value.to_owned());
             } else if name.eq_ignore_ascii_case("sec-websocket-version") {
@@ -129,6 +155,7 @@ impl RequestHead {
             }
         }
         head.wants_websocket = upgrade_websocket && connection_upgrade;
+        head.close |= request.version == Some(0);
         head
     }
 }
@@ -191,6 +218,8 @@ fn reason(status: u16) -> &'static str {
         403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        413 => "Content Too Large",
         426 => "Upgrade Required",
         429 => "Too Many Requests",
         431 => "Request Header Fields Too Large",
@@ -202,9 +231,84 @@ fn reason(status: u16) -> &'static str {
     }
 }
 
+/// Reads a request body (`Content-Length` or chunked) whose first bytes may be in `buf`.
+/// Returns the body and leaves in `buf` what came after it; `Err` holds the status to answer.
+pub(crate) async fn read_body(
+    stream: &mut TcpStream,
+    head: &RequestHead,
+    buf: &mut Vec<u8>,
+    max: usize,
+    within: Duration,
+) -> Result<Vec<u8>, u16> {
+    let read = async {
+        if head.chunked {
+            return read_chunked(stream, buf, max).await;
+        }
+        let len = head.content_length.unwrap_or(0);
+        if len > max {
+            return Err(413);
+        }
+        while buf.len() < len {
+            fill(stream, buf).await?;
+        }
+        let rest = buf.split_off(len);
+        Ok(std::mem::replace(buf, rest))
+    };
+    tokio::time::timeout(within, read).await.unwrap_or(Err(408))
+}
+
+async fn fill(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Result<(), u16> {
+    let mut chunk = [0u8; 8192];
+    match stream.read(&mut chunk).await {
+        Ok(0) | Err(_) => Err(400),
+        Ok(n) => {
+            buf.extend_from_slice(&chunk[..n]);
+            Ok(())
+        }
+    }
+}
+
+async fn read_chunked(
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    max: usize,
+) -> Result<Vec<u8>, u16> {
+    let mut body = Vec::new();
+    loop {
+        let (size, header_len) = loop {
+            match httparse::parse_chunk_size(buf) {
+                Ok(httparse::Status::Complete((used, size))) => break (size, used),
+                Ok(httparse::Status::Partial) => fill(stream, buf).await?,
+                Err(_) => return Err(400),
+            }
+        };
+        let size = usize::try_from(size).map_err(|_| 413u16)?;
+        if body.len() + size > max {
+            return Err(413);
+        }
+        // The chunk's data and its CRLF.
+        while buf.len() < header_len + size + 2 {
+            fill(stream, buf).await?;
+        }
+        body.extend_from_slice(&buf[header_len..header_len + size]);
+        buf.drain(..header_len + size + 2);
+        if size == 0 {
+            return Ok(body);
+        }
+    }
+}
+
 /// The JSON error body relays send: `{"error":{"message":"..."}}`.
 pub(crate) fn error_body(message: &str) -> String {
     serde_json::json!({ "error": { "message": message } }).to_string()
+}
+
+/// An OpenAI-style error body: `{"error":{"message","type","param","code"}}`.
+pub(crate) fn openai_error_body(message: &str, kind: &str, code: Option<&str>) -> String {
+    serde_json::json!({
+        "error": { "message": message, "type": kind, "param": null, "code": code }
+    })
+    .to_string()
 }
 
 /// The `/v1/models` body.

@@ -1,7 +1,9 @@
 //! The embedded relay simulator: a real relay/v1 server on a local port, driven by a live
 //! `SimProfile` of knobs (latency, token rate, drops, errors, rate limits, rejected upgrades,
 //! keys, idle cut-offs, malformed frames, silent peers). Sessions, tests, the demo world and the
-//! benchmarks connect to it like to any relay.
+//! benchmarks connect to it like to any relay. The same port also speaks openai-sse
+//! (`POST /v1/chat/completions`, `sse`) and openai-realtime (`GET /v1/realtime`, `realtime`),
+//! with the same knobs.
 //!
 //! `SimServer` owns the listener and one task per connection (`conn`); the tasks share only
 //! the live profile (behind a lock never held across an await) and atomic stats counters.
@@ -23,6 +25,8 @@ mod audio;
 mod conn;
 mod http;
 mod profile;
+mod realtime;
+mod sse;
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -37,6 +41,7 @@ use tokio::task::{JoinHandle, JoinSet};
 pub use audio::{WavInfo, parse_wav, tone_wav, transcript_text};
 pub use profile::{DropMode, LogNormalLatency, SimProfile, UpgradeRejection};
 
+use crate::protocol::openai_realtime::REALTIME_PATH;
 use crate::protocol::relay_v1::STREAM_PATH;
 
 /// The REST path that lists models beside the stream.
@@ -197,6 +202,17 @@ impl SimServer {
     /// The `GET /v1/models` URL beside the stream.
     pub fn models_url(&self) -> String {
         format!("http://{}{MODELS_PATH}", self.reachable_addr())
+    }
+
+    /// The openai-sse base URL, as OpenAI's SDKs take it: `http://127.0.0.1:PORT/v1`
+    /// (chat completions are at `/v1/chat/completions` below it).
+    pub fn sse_base_url(&self) -> String {
+        format!("http://{}/v1", self.reachable_addr())
+    }
+
+    /// The openai-realtime URL: `ws://127.0.0.1:PORT/v1/realtime` (a client adds `?model=`).
+    pub fn realtime_url(&self) -> String {
+        format!("ws://{}{REALTIME_PATH}", self.reachable_addr())
     }
 
     fn reachable_addr(&self) -> SocketAddr {

@@ -145,6 +145,16 @@ pub struct SimProfile {
     pub answer_pings: bool,
     /// Seed of the random choices; each connection derives its own generator from seed + its number.
     pub seed: u64,
+    /// openai-sse and openai-realtime: probability, per response, that the stream goes silent
+    /// after its first event (headers and the role delta; `response.created`) and never ends,
+    /// the connection held open: what a stalled upstream looks like.
+    pub stall_rate: f64,
+    /// openai-sse: report `usage.cost` in US dollars, at this price per million tokens (prompt
+    /// and completion alike); absent = no `cost` in the usage chunk.
+    pub usage_cost_per_mtok: Option<f64>,
+    /// openai-sse and openai-realtime: the share of each prompt's tokens reported as served
+    /// from a cache (`prompt_tokens_details.cached_tokens`, `input_token_details.cached_tokens`).
+    pub cached_prompt_fraction: f64,
 }
 
 impl Default for SimProfile {
@@ -170,13 +180,16 @@ impl Default for SimProfile {
             malformed_rate: 0.0,
             answer_pings: true,
             seed: 0,
+            stall_rate: 0.0,
+            usage_cost_per_mtok: None,
+            cached_prompt_fraction: 0.0,
         }
     }
 }
 
 impl SimProfile {
     /// The names `named` knows.
-    pub const NAMES: [&'static str; 3] = ["default", "legacy", "holysheep"];
+    pub const NAMES: [&'static str; 4] = ["default", "legacy", "holysheep", "openai"];
 
     /// A named profile: "default" (a quick relay without faults, for tests), or one of the two
     /// relays of the reference case in spec/PROTOCOL.md: "legacy" (TTFT p50 420 ms, p99 890 ms,
@@ -196,6 +209,15 @@ impl SimProfile {
                 ttft_p50_ms: 180.0,
                 ttft_p99_ms: 320.0,
                 drop_rate: 0.0,
+                ..base
+            }),
+            // An OpenAI-compatible relay for the openai-sse and openai-realtime demos: it
+            // reports `usage.cost` (SSE) and cached prompt tokens (both).
+            "openai" => Some(SimProfile {
+                ttft_p50_ms: 300.0,
+                ttft_p99_ms: 700.0,
+                usage_cost_per_mtok: Some(5.0),
+                cached_prompt_fraction: 0.5,
                 ..base
             }),
             _ => None,
@@ -232,6 +254,15 @@ impl SimProfile {
         probability("error_rate", self.error_rate)?;
         probability("rate_limit_rate", self.rate_limit_rate)?;
         probability("malformed_rate", self.malformed_rate)?;
+        probability("stall_rate", self.stall_rate)?;
+        probability("cached_prompt_fraction", self.cached_prompt_fraction)?;
+        if let Some(price) = self.usage_cost_per_mtok
+            && !(price.is_finite() && price >= 0.0)
+        {
+            return Err(format!(
+                "usage_cost_per_mtok = {price}: must be 0 or more US $ per million tokens"
+            ));
+        }
         if !(self.ttft_p50_ms.is_finite() && self.ttft_p50_ms >= 0.0) {
             return Err(format!(
                 "ttft_p50_ms = {}: must be 0 or more milliseconds",

@@ -62,6 +62,7 @@ pub fn spec(url: &str, workload: Workload, timing: Timing) -> SessionSpec {
         timing,
         seed: Some(7),
         tap: None,
+        limits: None,
     }
 }
 

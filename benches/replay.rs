@@ -1,0 +1,296 @@
+//! Replay of a 1 GB recording: how long it takes to open and hand out its first events, to
+//! index it (the background pass that makes seeks quick), and to seek.
+//!
+//! `cargo bench --bench replay` generates the recording in a temporary directory (one session
+//! file of about 1 GiB, shaped like a long probe session: a request a second, 25 chunks each,
+//! heartbeats, a drop and reconnect every ten minutes), measures, and deletes it. Set
+//! `RELAYTOP_BENCH_MB` to use another size, `RELAYTOP_BENCH_BUDGET_MB` for another checkpoint
+//! budget (default 1 GiB). Numbers are for a warm page cache (the file was just written).
+
+use std::io::{BufWriter, Write};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use relaytop::record::Replay;
+
+const TARGETS: [&str; 2] = ["open + first 100 events", "seek (indexed)"];
+
+fn main() {
+    let mb: u64 = std::env::var("RELAYTOP_BENCH_MB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1024);
+    let dir = match tempfile::tempdir() {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("cannot make a temp dir: {e}");
+            std::process::exit(1);
+        }
+    };
+    let run = dir.path().join("2026-11-25T03-00-00Z");
+    let t = Instant::now();
+    let (bytes, end_us) = generate(&run, mb << 20).expect("generate the recording");
+    println!(
+        "generated {:.0} MiB ({} s of recording) in {:.1} s",
+        bytes as f64 / (1 << 20) as f64,
+        end_us / 1_000_000,
+        t.elapsed().as_secs_f64()
+    );
+
+    // Open and the first events.
+    let t = Instant::now();
+    let mut replay = Replay::open(std::slice::from_ref(&run)).expect("open");
+    let open = t.elapsed();
+    if let Some(budget) = std::env::var("RELAYTOP_BENCH_BUDGET_MB")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        replay.set_checkpoint_budget(budget << 20);
+        println!("checkpoint budget {budget} MiB");
+    }
+    let mut n = 0;
+    while n < 100 && replay.next_event().is_some() {
+        n += 1;
+    }
+    let first = t.elapsed();
+    report("open", open);
+    report("open + first 100 events", first);
+
+    // A seek before any index: folds from the start.
+    let now = Duration::ZERO;
+    let t = Instant::now();
+    replay.seek_to(now, end_us / 10);
+    report(
+        "cold seek to 10 % (no index yet: folds from the start)",
+        t.elapsed(),
+    );
+
+    // The background index.
+    let t = Instant::now();
+    replay.wait_indexed();
+    let indexing = t.elapsed();
+    let progress = replay.indexing();
+    println!(
+        "{:<56} {:>10.1} ms  ({:.0} MiB/s, {} checkpoints every {} lines, {:.0} MiB)",
+        "index the whole recording (background)",
+        ms(indexing),
+        bytes as f64 / (1 << 20) as f64 / indexing.as_secs_f64(),
+        progress.checkpoints,
+        progress.spacing_lines,
+        progress.checkpoint_bytes as f64 / (1 << 20) as f64
+    );
+
+    // Seeks with the index: spread over the recording, forwards and backwards.
+    let mut times = Vec::new();
+    let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+    for _ in 0..40 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let target = x % end_us.max(1);
+        let t = Instant::now();
+        replay.seek_to(now, target);
+        let e = replay.next_event();
+        times.push(t.elapsed());
+        assert!(e.is_some_and(|e| e.at_us >= target));
+    }
+    times.sort();
+    report("seek (indexed), median of 40", times[times.len() / 2]);
+    report("seek (indexed), slowest of 40", times[times.len() - 1]);
+
+    let mut steps = Vec::new();
+    for i in 0..20 {
+        let t = Instant::now();
+        replay.seek_by(now, if i % 2 == 0 { 10_000_000 } else { -10_000_000 });
+        steps.push(t.elapsed());
+    }
+    steps.sort();
+    report(
+        "seek +/-10 s (indexed), slowest of 20",
+        steps[steps.len() - 1],
+    );
+
+    let t = Instant::now();
+    replay.seek_to_start(now);
+    let found = replay.next_marker(now);
+    report("next marker from the start (indexed)", t.elapsed());
+    assert!(found.is_some());
+
+    println!("targets: {} < 300 ms, {} < 50 ms", TARGETS[0], TARGETS[1]);
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn report(what: &str, d: Duration) {
+    println!("{what:<56} {:>10.1} ms", ms(d));
+}
+
+/// Writes a run directory holding one session of about `target` bytes. Returns the bytes
+/// written and the last time.
+fn generate(run: &Path, target: u64) -> std::io::Result<(u64, u64)> {
+    std::fs::create_dir_all(run)?;
+    let started = "2026-11-25T03:00:00.000000Z";
+    std::fs::write(
+        run.join("run.json"),
+        format!(
+            r#"{{"format":"relaytop-run","version":1,"app":"relaytop bench","run_id":"bench",
+"started_at":"{started}","source":"bench","files":[{{"path":"probe.jsonl","session":"probe","id":0,
+"provider":"legacy","model":"gpt-4.1","part":0}}],"pricing":{{}}}}"#
+        ),
+    )?;
+    let file = std::fs::File::create(run.join("probe.jsonl"))?;
+    let mut w = CountingWriter {
+        inner: BufWriter::with_capacity(1 << 20, file),
+        bytes: 0,
+    };
+    writeln!(
+        w,
+        r#"{{"format":"relaytop-recording","version":1,"app":"relaytop bench","started_at":"{started}","session":{{"name":"probe","provider":"legacy","protocol":"relay-v1","url":"ws://127.0.0.1:1/v1/stream","model":"gpt-4.1","id":0,"workload":"probe"}},"config":{{"heartbeat_s":30,"dead_after_s":55,"backoff":{{"base_ms":1000,"cap_ms":30000,"max_attempts":10}}}}}}"#
+    )?;
+    let mut t: u64 = 0;
+    let mut request: u64 = 0;
+    let mut attempt = 1;
+    writeln!(w, r#"[{t},"=","state",{{"to":"connecting","attempt":1}}]"#)?;
+    t += 40_000;
+    connect(&mut w, t, attempt)?;
+    let words = [
+        "Relay",
+        " stations",
+        " forward",
+        " each",
+        " request",
+        " to",
+        " an",
+        " upstream",
+        " model",
+        " and",
+        " stream",
+        " the",
+        " answer",
+        " back",
+        " to",
+        " the",
+        " waiting",
+        " client",
+        ",",
+        " one",
+        " token",
+        " at",
+        " a",
+        " time",
+        ".",
+    ];
+    while w.bytes < target {
+        let second = t / 1_000_000 + 1;
+        t = second * 1_000_000;
+        request += 1;
+        writeln!(
+            w,
+            r#"[{t},">","text","{{\"type\":\"chat.completion\",\"model\":\"gpt-4.1\",\"messages\":[{{\"role\":\"user\",\"content\":\"Reply with a short greeting.\"}}],\"stream\":true,\"max_tokens\":25}}"]"#
+        )?;
+        writeln!(
+            w,
+            r#"[{t},"=","event",{{"type":"request_sent","request":{request},"model":"gpt-4.1","prompt_tokens_estimate":7}}]"#
+        )?;
+        writeln!(
+            w,
+            r#"[{t},"=","state",{{"to":"streaming","request":{request}}}]"#
+        )?;
+        let mut at = t + 420_000 + (request * 7919 % 300_000);
+        let dropped = request.is_multiple_of(600);
+        for (i, word) in words.iter().enumerate() {
+            if dropped && i == 12 {
+                break;
+            }
+            writeln!(
+                w,
+                r#"[{at},"<","text","{{\"type\":\"chunk\",\"content\":\"{word}\"}}"]"#
+            )?;
+            at += 4_000;
+        }
+        if dropped {
+            // A drop, a backoff and a reconnect.
+            writeln!(
+                w,
+                r#"[{at},"<","close",{{"code":1012,"reason":"restart","requested":false}}]"#
+            )?;
+            writeln!(
+                w,
+                r#"[{at},"=","event",{{"type":"request_failed","request":{request},"kind":"network","reason":"close 1012 (service restart): restart"}}]"#
+            )?;
+            writeln!(
+                w,
+                r#"[{at},"=","event",{{"type":"closed","code":1012,"reason":"restart","requested":false}}]"#
+            )?;
+            writeln!(
+                w,
+                r#"[{at},"=","backoff",{{"attempt":1,"max_attempts":10,"delay_ms":734,"cause":"close 1012"}}]"#
+            )?;
+            writeln!(w, r#"[{at},"=","marker","reconnect 1"]"#)?;
+            let until = at + 734_000;
+            writeln!(
+                w,
+                r#"[{at},"=","state",{{"to":"backing_off","attempt":1,"max_attempts":10,"until_us":{until}}}]"#
+            )?;
+            attempt += 1;
+            writeln!(
+                w,
+                r#"[{until},"=","state",{{"to":"connecting","attempt":{attempt}}}]"#
+            )?;
+            t = until + 40_000;
+            connect(&mut w, t, attempt)?;
+            continue;
+        }
+        writeln!(
+            w,
+            r#"[{at},"<","text","{{\"type\":\"done\",\"usage\":{{\"prompt_tokens\":7,\"completion_tokens\":25}},\"finish_reason\":\"stop\"}}"]"#
+        )?;
+        writeln!(w, r#"[{at},"=","state",{{"to":"open"}}]"#)?;
+        t = at;
+        if second.is_multiple_of(30) {
+            let ping = second * 1_000_000 + 900_000;
+            writeln!(w, r#"[{ping},">","text","{{\"type\":\"ping\"}}"]"#)?;
+            writeln!(
+                w,
+                r#"[{},"<","text","{{\"type\":\"pong\"}}"]"#,
+                ping + 46_000
+            )?;
+            writeln!(
+                w,
+                r#"[{},"=","event",{{"type":"pong","rtt_us":46000}}]"#,
+                ping + 46_000
+            )?;
+            t = ping + 46_000;
+        }
+    }
+    writeln!(w, r#"[{t},"=","end",{{"reason":"quit"}}]"#)?;
+    w.inner.flush()?;
+    Ok((w.bytes, t))
+}
+
+fn connect(w: &mut impl Write, t: u64, attempt: u32) -> std::io::Result<()> {
+    writeln!(w, r#"[{t},"<","upgrade",{{"status":101}}]"#)?;
+    writeln!(
+        w,
+        r#"[{t},"=","event",{{"type":"connected","attempt":{attempt},"handshake_us":40000}}]"#
+    )?;
+    writeln!(w, r#"[{t},"=","state",{{"to":"open"}}]"#)
+}
+
+struct CountingWriter<W: Write> {
+    inner: W,
+    bytes: u64,
+}
+
+impl<W: Write> Write for CountingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.bytes += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}

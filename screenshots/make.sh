@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Makes the README's screenshots from the real binary, with its real colours:
+#   1. tmux (on a private socket) runs target/release/relaytop at a fixed size;
+#   2. `tmux capture-pane -e -p` captures the screen with its colour codes;
+#   3. screenshots/ansi2html.py turns the capture into an HTML page in DejaVu Sans Mono;
+#   4. headless Chromium renders the page to a PNG in screenshots/.
+# Needs tmux, python3, chromium and fonts-dejavu-core (Debian: apt-get install tmux chromium
+# fonts-dejavu-core). Takes about two minutes: each shot lets the default world run a while.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+BIN="${CARGO_TARGET_DIR:-target}/release/relaytop"
+OUT=screenshots
+SOCKET="relaytop-shots-$$"
+TMP=$(mktemp -d)
+FONT_PX=14
+CHROME=${CHROME:-chromium}
+
+cleanup() {
+    tmux -L "$SOCKET" kill-server 2>/dev/null || true
+    rm -rf "$TMP"
+}
+trap cleanup EXIT
+
+cargo build --release --quiet
+
+# shoot NAME COLS ROWS SECONDS BG "KEY KEY ..." [relaytop arguments...]
+#   runs relaytop for SECONDS, sends the keys (tmux key names), captures and renders.
+shoot() {
+    local name=$1 cols=$2 rows=$3 seconds=$4 bg=$5 keys=$6
+    shift 6
+    local session="shot-$name"
+    tmux -L "$SOCKET" new-session -d -s "$session" -x "$cols" -y "$rows" \
+        -e COLORTERM=truecolor "$BIN --log-dir $TMP/logs $*"
+    sleep "$seconds"
+    if ! tmux -L "$SOCKET" has-session -t "$session" 2>/dev/null; then
+        echo "relaytop exited early for the $name shot; see $TMP/logs" >&2
+        exit 1
+    fi
+    for key in $keys; do
+        tmux -L "$SOCKET" send-keys -t "$session" "$key"
+        sleep 0.4
+    done
+    sleep 1.2
+    tmux -L "$SOCKET" capture-pane -e -p -t "$session" > "$TMP/$name.ansi"
+    tmux -L "$SOCKET" send-keys -t "$session" Escape q
+    sleep 1
+    tmux -L "$SOCKET" kill-session -t "$session" 2>/dev/null || true
+
+    python3 "$OUT/ansi2html.py" "$TMP/$name.ansi" "$TMP/$name.html" \
+        --cols "$cols" --rows "$rows" --bg "$bg" --font-px "$FONT_PX"
+    # DejaVu Sans Mono: 0.602 em a column, 1.2 em a row, 10 px of padding around.
+    local width height
+    width=$(python3 -c "print(round($cols * $FONT_PX * 0.6021) + 22)")
+    height=$(python3 -c "print($rows * round($FONT_PX * 1.2) + 20)")
+    "$CHROME" --headless --no-sandbox --disable-gpu --disable-background-networking \
+        --disable-component-update --disable-sync --no-first-run --hide-scrollbars \
+        --force-device-scale-factor=1 --user-data-dir="$(mktemp -d -p "$TMP")" \
+        --screenshot="$PWD/$OUT/$name.png" --window-size="$width,$height" \
+        "file://$TMP/$name.html" >/dev/null 2>&1
+    echo "screenshots/$name.png ($cols x $rows)"
+}
+
+DARK_BG="#1c1c1c"
+LIGHT_BG="#fafafa"
+
+# The default world after 30 s: sessions, health, cost, stream and events.
+shoot main 200 50 30 "$DARK_BG" ""
+# The help overlay, generated from the key table.
+shoot help 200 50 6 "$DARK_BG" "?"
+# The light theme, with the selection moved to a legacy session.
+shoot light 200 50 25 "$LIGHT_BG" "Down Down Down" --theme light
+# The default world at 80x24: the compact layout.
+shoot small 80 24 20 "$DARK_BG" ""
+
+# A relay that turns every connection away: its sessions back off; the filter shows them and
+# the stream pane follows the first one.
+tmux -L "$SOCKET" new-session -d -s overloaded-relay \
+    "$BIN --log-dir $TMP/logs sim --listen 127.0.0.1:18765 --profile $OUT/overloaded-relay.toml"
+sleep 1
+shoot backoff 200 50 22 "$DARK_BG" "/ s t a g i n g Enter" --config "$OUT/backoff-world.toml"

@@ -1,0 +1,915 @@
+//! openai-sse wire shapes (spec/ADAPTERS.md): the Chat Completions request, the Server-Sent
+//! Events framing of its streamed answer, the chunks inside it, error bodies and the
+//! `x-ratelimit-*` headers. No I/O.
+//!
+//! Chunks are on the hot path (one per streamed token), so they are parsed from the borrowed
+//! event text into flat structs of optional fields, never into a `serde_json::Value`, and
+//! anything a relay adds or bends is tolerated: a usage chunk with non-empty `choices`,
+//! `content: null`, ids that change on every chunk, a `model` other than the one asked for,
+//! unknown fields, `usage: null` on every chunk, numbers where strings were expected. The SSE
+//! framing is bounded: one event may hold at most `MAX_EVENT_BYTES`; a longer one is refused
+//! and skipped, never buffered.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::time::Duration;
+
+use serde::de::{self, Deserializer, Visitor};
+use serde::{Deserialize, Serialize};
+
+use crate::protocol::relay_v1::ChatMessage;
+
+/// The path a relay serves streamed chat completions on (below the host).
+pub const CHAT_COMPLETIONS_PATH: &str = "/v1/chat/completions";
+
+/// The largest Server-Sent Event accepted (all its lines together): 1 MiB.
+pub const MAX_EVENT_BYTES: usize = 1 << 20;
+
+/// The request body: `{"model","messages","stream":true,"stream_options":{"include_usage":true},..}`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ChatRequest {
+    pub model: String,
+    pub messages: Vec<ChatMessage>,
+    #[serde(default)]
+    pub stream: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream_options: Option<StreamOptions>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<f32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<u32>,
+}
+
+/// `stream_options`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamOptions {
+    #[serde(default)]
+    pub include_usage: bool,
+}
+
+impl ChatRequest {
+    /// A streamed request that asks for the usage chunk.
+    pub fn streamed(model: &str, messages: Vec<ChatMessage>, max_tokens: Option<u32>) -> Self {
+        Self {
+            model: model.to_owned(),
+            messages,
+            stream: true,
+            stream_options: Some(StreamOptions {
+                include_usage: true,
+            }),
+            temperature: None,
+            max_tokens,
+        }
+    }
+
+    /// The JSON body.
+    pub fn to_json(&self) -> String {
+        // Plain structs of strings and numbers: serializing cannot fail.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+/// The chat-completions URL for a configured base: `http(s)://HOST` gets
+/// `/v1/chat/completions`, a base ending in `/v1` gets `/chat/completions`, and a URL that
+/// already ends in `/chat/completions` is used as it is.
+pub fn chat_completions_url(base: &str) -> String {
+    let base = base.trim();
+    let (path_part, query) = match base.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (base, None),
+    };
+    let trimmed = path_part.trim_end_matches('/');
+    let url = if trimmed.ends_with("/chat/completions") {
+        trimmed.to_owned()
+    } else if trimmed.ends_with("/v1") {
+        format!("{trimmed}/chat/completions")
+    } else {
+        format!("{trimmed}{CHAT_COMPLETIONS_PATH}")
+    };
+    match query {
+        Some(q) => format!("{url}?{q}"),
+        None => url,
+    }
+}
+
+/// The `GET /v1/models` URL beside a chat-completions URL (see `chat_completions_url`).
+pub fn models_url(base: &str) -> String {
+    let chat = chat_completions_url(base);
+    let without_query = chat.split('?').next().unwrap_or_default();
+    match without_query.strip_suffix("/chat/completions") {
+        Some(prefix) => format!("{prefix}/models"),
+        None => format!("{without_query}/models"),
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// Server-Sent Events framing
+// ------------------------------------------------------------------------------------------
+
+/// One Server-Sent Event: its `event:` name, if any, and its `data:` lines joined by `\n`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SseEvent<'a> {
+    pub event: Option<&'a str>,
+    /// Borrowed from the buffer when the event had one `data:` line (the usual case).
+    pub data: Cow<'a, str>,
+}
+
+/// Why an event was refused. Never fatal to a stream: it is counted and the stream goes on.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SseError {
+    #[error("a Server-Sent Event over {} KiB was refused", MAX_EVENT_BYTES / 1024)]
+    TooLarge,
+    #[error("a Server-Sent Event that is not UTF-8 was refused")]
+    NotUtf8,
+}
+
+/// Splits a byte stream into Server-Sent Events. Lines may end in `\n`, `\r\n` or `\r`;
+/// comments (`:`) and the `id:`/`retry:` fields are ignored. Bounded: an event longer than
+/// `MAX_EVENT_BYTES` is refused once and its bytes dropped up to the blank line that ends it.
+#[derive(Debug, Default)]
+pub struct SseBuffer {
+    buf: Vec<u8>,
+    /// Bytes of `buf` already handed out.
+    consumed: usize,
+    /// Dropping the rest of an over-long event.
+    skipping: bool,
+    /// The stream ended: a last event without its blank line still counts.
+    finished: bool,
+}
+
+impl SseBuffer {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Bytes received and not yet handed out as events.
+    pub fn pending(&self) -> usize {
+        self.buf.len() - self.consumed
+    }
+
+    /// Adds bytes from the stream.
+    pub fn push(&mut self, bytes: &[u8]) {
+        if self.consumed > 0 {
+            self.buf.drain(..self.consumed);
+            self.consumed = 0;
+        }
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// The stream ended: what is left is the last event, even without its blank line.
+    pub fn finish(&mut self) {
+        self.finished = true;
+    }
+
+    /// The next complete event, if one is buffered.
+    pub fn next_event(&mut self) -> Option<Result<SseEvent<'_>, SseError>> {
+        let (start, block_len) = loop {
+            let start = self.consumed;
+            let rest = &self.buf[start..];
+            let Some((block_len, consumed_len)) = find_event_end(rest, self.finished) else {
+                if rest.len() > MAX_EVENT_BYTES {
+                    // Drop what is buffered; keep dropping up to the end of this event.
+                    let was_skipping = std::mem::replace(&mut self.skipping, true);
+                    self.buf.clear();
+                    self.consumed = 0;
+                    return (!was_skipping).then_some(Err(SseError::TooLarge));
+                }
+                return None;
+            };
+            self.consumed = start + consumed_len;
+            if self.skipping {
+                self.skipping = false;
+                continue;
+            }
+            if block_len > MAX_EVENT_BYTES {
+                return Some(Err(SseError::TooLarge));
+            }
+            // Only comments or fields without data: nothing to dispatch.
+            if has_data_line(&self.buf[start..start + block_len]) {
+                break (start, block_len);
+            }
+        };
+        parse_block(&self.buf[start..start + block_len]).transpose()
+    }
+}
+
+/// Whether an event block has a `data` field.
+fn has_data_line(block: &[u8]) -> bool {
+    block
+        .split(|b| *b == b'\n' || *b == b'\r')
+        .any(|line| line == b"data" || line.starts_with(b"data:"))
+}
+
+/// Where the first event of `bytes` ends: (bytes of its lines, bytes to consume including the
+/// blank line). `None` when no blank line has come yet (and the stream goes on).
+fn find_event_end(bytes: &[u8], finished: bool) -> Option<(usize, usize)> {
+    let mut line_start = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b == b'\n' || b == b'\r' {
+            let line_end = i;
+            let mut next = i + 1;
+            if b == b'\r' {
+                match bytes.get(i + 1) {
+                    Some(b'\n') => next = i + 2,
+                    Some(_) => {}
+                    // A `\r` at the end may be the first half of `\r\n`: wait for more.
+                    None if !finished => return None,
+                    None => {}
+                }
+            }
+            if line_end == line_start {
+                return Some((line_start, next));
+            }
+            line_start = next;
+            i = next;
+        } else {
+            i += 1;
+        }
+    }
+    if finished && !bytes.is_empty() {
+        return Some((bytes.len(), bytes.len()));
+    }
+    None
+}
+
+/// The fields of one event block (its lines, without the blank line).
+fn parse_block(block: &[u8]) -> Result<Option<SseEvent<'_>>, SseError> {
+    let text = std::str::from_utf8(block).map_err(|_| SseError::NotUtf8)?;
+    let mut event = None;
+    let mut data: Option<Cow<'_, str>> = None;
+    for line in text.split(['\n', '\r']).filter(|l| !l.is_empty()) {
+        if line.starts_with(':') {
+            continue;
+        }
+        let (field, value) = match line.split_once(':') {
+            Some((f, v)) => (f, v.strip_prefix(' ').unwrap_or(v)),
+            None => (line, ""),
+        };
+        match field {
+            "data" => {
+                data = Some(match data {
+                    None => Cow::Borrowed(value),
+                    Some(before) => {
+                        let mut joined = before.into_owned();
+                        joined.push('\n');
+                        joined.push_str(value);
+                        Cow::Owned(joined)
+                    }
+                });
+            }
+            "event" => event = Some(value),
+            _ => {}
+        }
+    }
+    Ok(data.map(|data| SseEvent { event, data }))
+}
+
+// ------------------------------------------------------------------------------------------
+// What the events carry
+// ------------------------------------------------------------------------------------------
+
+/// Token usage from the usage chunk.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Usage {
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    /// `prompt_tokens_details.cached_tokens` (a subset of `prompt_tokens`).
+    pub cached_tokens: u64,
+    /// `usage.cost`, in US dollars, when the relay reports it.
+    pub cost_usd: Option<f64>,
+}
+
+/// An OpenAI-style error: `{"error":{"message","type","param","code"}}`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ApiError<'a> {
+    pub message: Cow<'a, str>,
+    /// `type`: `invalid_request_error`, `server_error`, `rate_limit_error`, ...
+    pub kind: Option<Cow<'a, str>>,
+    /// `code`: `invalid_api_key`, `rate_limit_exceeded`, `insufficient_quota`, ... (numbers
+    /// some relays send are read as text).
+    pub code: Option<Cow<'a, str>>,
+    pub param: Option<Cow<'a, str>>,
+}
+
+impl ApiError<'_> {
+    /// `message (code)`, or the message alone.
+    pub fn summary(&self) -> String {
+        match &self.code {
+            Some(code) if !self.message.contains(code.as_ref()) => {
+                format!("{} ({code})", self.message)
+            }
+            _ => self.message.clone().into_owned(),
+        }
+    }
+
+    /// Whether it says the key is wrong, whatever the status was (some relays answer a bad
+    /// key with 400 or 500).
+    pub fn is_bad_key(&self) -> bool {
+        let code_says = matches!(
+            self.code.as_deref(),
+            Some("invalid_api_key" | "incorrect_api_key" | "invalid_authentication")
+        );
+        let type_says = matches!(self.kind.as_deref(), Some("authentication_error"));
+        let message = self.message.to_ascii_lowercase();
+        let message_says = (message.contains("api key") || message.contains("api_key"))
+            && (message.contains("invalid")
+                || message.contains("incorrect")
+                || message.contains("unknown"));
+        code_says || type_says || message_says
+    }
+
+    /// Whether it says the account has no quota left (never worth retrying).
+    pub fn is_insufficient_quota(&self) -> bool {
+        self.code.as_deref() == Some("insufficient_quota")
+            || self.kind.as_deref() == Some("insufficient_quota")
+    }
+
+    pub fn into_owned(self) -> ApiError<'static> {
+        ApiError {
+            message: Cow::Owned(self.message.into_owned()),
+            kind: self.kind.map(|k| Cow::Owned(k.into_owned())),
+            code: self.code.map(|c| Cow::Owned(c.into_owned())),
+            param: self.param.map(|p| Cow::Owned(p.into_owned())),
+        }
+    }
+}
+
+/// One chunk of a streamed completion, with only what a monitor needs.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Chunk<'a> {
+    pub id: Option<Cow<'a, str>>,
+    pub model: Option<Cow<'a, str>>,
+    /// The `delta.content` of every choice, in order (borrowed when there is one).
+    pub content: Option<Cow<'a, str>>,
+    /// The first `finish_reason` that is not null.
+    pub finish_reason: Option<Cow<'a, str>>,
+    pub usage: Option<Usage>,
+}
+
+/// What one event's data means.
+#[derive(Clone, Debug, PartialEq)]
+pub enum StreamData<'a> {
+    /// `[DONE]`: the stream is over.
+    Done,
+    Chunk(Chunk<'a>),
+    /// `{"error":{...}}` in the stream (sometimes under `event: error`).
+    Error(ApiError<'a>),
+}
+
+/// Why an event's data could not be understood. Counted, never fatal.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ChunkError {
+    #[error("not JSON: {0}")]
+    NotJson(String),
+    #[error("JSON that is not a chunk: {0}")]
+    BadShape(String),
+}
+
+impl<'a> StreamData<'a> {
+    /// Parses one event. `event` is its `event:` name (`error` marks an error event).
+    pub fn parse(event: Option<&str>, data: &'a str) -> Result<StreamData<'a>, ChunkError> {
+        let trimmed = data.trim();
+        if trimmed == "[DONE]" {
+            return Ok(StreamData::Done);
+        }
+        let raw: RawChunk<'a> = serde_json::from_str(data).map_err(|e| {
+            use serde_json::error::Category;
+            match e.classify() {
+                Category::Data => ChunkError::BadShape(e.to_string()),
+                _ => ChunkError::NotJson(e.to_string()),
+            }
+        })?;
+        if let Some(error) = raw.error {
+            return Ok(StreamData::Error(error.into_api_error()));
+        }
+        if event == Some("error") {
+            // An error event whose data has no `error` object: the message may be at the top.
+            let message = raw
+                .message
+                .map(|m| m.0)
+                .unwrap_or(Cow::Borrowed("error event without a message"));
+            return Ok(StreamData::Error(ApiError {
+                message,
+                ..ApiError::default()
+            }));
+        }
+        let mut content: Option<Cow<'a, str>> = None;
+        let mut finish_reason = None;
+        for choice in raw.choices.into_iter().flatten() {
+            let piece = choice
+                .delta
+                .and_then(|d| d.content)
+                .or(choice.message.and_then(|m| m.content))
+                .map(|t| t.0);
+            if let Some(piece) = piece {
+                content = Some(match content {
+                    None => piece,
+                    Some(before) => Cow::Owned(before.into_owned() + &piece),
+                });
+            }
+            if finish_reason.is_none() {
+                finish_reason = choice.finish_reason.map(|t| t.0);
+            }
+        }
+        Ok(StreamData::Chunk(Chunk {
+            id: raw.id.map(|t| t.0),
+            model: raw.model.map(|t| t.0),
+            content,
+            finish_reason,
+            usage: raw.usage.map(RawUsage::into_usage),
+        }))
+    }
+}
+
+/// Reads an error body (`{"error":{...}}`, `{"error":"text"}` or `{"message":"text"}`).
+pub fn parse_error_body(body: &[u8]) -> Option<ApiError<'_>> {
+    let text = std::str::from_utf8(body).ok()?;
+    #[derive(Deserialize)]
+    struct Body<'a> {
+        #[serde(default, borrow)]
+        error: Option<ErrorField<'a>>,
+        #[serde(default, borrow)]
+        message: Option<Text<'a>>,
+    }
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum ErrorField<'a> {
+        Object(#[serde(borrow)] RawError<'a>),
+        Text(#[serde(borrow)] Text<'a>),
+    }
+    let body: Body<'_> = serde_json::from_str(text).ok()?;
+    match (body.error, body.message) {
+        (Some(ErrorField::Object(e)), _) => Some(e.into_api_error()),
+        (Some(ErrorField::Text(t)), _) | (None, Some(t)) => Some(ApiError {
+            message: t.0,
+            ..ApiError::default()
+        }),
+        (None, None) => None,
+    }
+}
+
+/// A string borrowed from the event text when it has no escapes.
+#[derive(Deserialize)]
+#[serde(transparent)]
+struct Text<'a>(#[serde(borrow)] Cow<'a, str>);
+
+#[derive(Deserialize)]
+struct RawChunk<'a> {
+    #[serde(default, borrow)]
+    id: Option<Text<'a>>,
+    #[serde(default, borrow)]
+    model: Option<Text<'a>>,
+    #[serde(default, borrow)]
+    choices: Option<Vec<RawChoice<'a>>>,
+    #[serde(default)]
+    usage: Option<RawUsage>,
+    #[serde(default, borrow)]
+    error: Option<RawError<'a>>,
+    #[serde(default, borrow)]
+    message: Option<Text<'a>>,
+}
+
+#[derive(Deserialize)]
+struct RawChoice<'a> {
+    #[serde(default, borrow)]
+    delta: Option<RawDelta<'a>>,
+    /// Some relays send whole-message shapes in a stream.
+    #[serde(default, borrow)]
+    message: Option<RawDelta<'a>>,
+    #[serde(default, borrow)]
+    finish_reason: Option<Text<'a>>,
+}
+
+#[derive(Deserialize)]
+struct RawDelta<'a> {
+    #[serde(default, borrow)]
+    content: Option<Text<'a>>,
+}
+
+#[derive(Deserialize)]
+struct RawUsage {
+    #[serde(default)]
+    prompt_tokens: Lenient,
+    #[serde(default)]
+    completion_tokens: Lenient,
+    #[serde(default)]
+    prompt_tokens_details: Option<RawPromptDetails>,
+    #[serde(default)]
+    cost: Option<LenientF64>,
+}
+
+#[derive(Deserialize)]
+struct RawPromptDetails {
+    #[serde(default)]
+    cached_tokens: Lenient,
+}
+
+impl RawUsage {
+    fn into_usage(self) -> Usage {
+        Usage {
+            prompt_tokens: self.prompt_tokens.0,
+            completion_tokens: self.completion_tokens.0,
+            cached_tokens: self.prompt_tokens_details.map_or(0, |d| d.cached_tokens.0),
+            cost_usd: self
+                .cost
+                .and_then(|c| c.0)
+                .filter(|c| c.is_finite() && *c >= 0.0),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct RawError<'a> {
+    #[serde(default, borrow)]
+    message: Option<Text<'a>>,
+    #[serde(default, rename = "type", borrow)]
+    kind: Option<StrOrNum<'a>>,
+    #[serde(default, borrow)]
+    code: Option<StrOrNum<'a>>,
+    #[serde(default, borrow)]
+    param: Option<StrOrNum<'a>>,
+}
+
+impl<'a> RawError<'a> {
+    fn into_api_error(self) -> ApiError<'a> {
+        ApiError {
+            message: self
+                .message
+                .map(|m| m.0)
+                .unwrap_or(Cow::Borrowed("(no message)")),
+            kind: self.kind.map(|k| k.0),
+            code: self.code.map(|c| c.0),
+            param: self.param.map(|p| p.0),
+        }
+    }
+}
+
+/// A whole number that may come as an integer, a float, a numeric string or null (0).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Lenient(u64);
+
+impl<'de> Deserialize<'de> for Lenient {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Lenient;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a token count")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Lenient, E> {
+                Ok(Lenient(v))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Lenient, E> {
+                Ok(Lenient(u64::try_from(v).unwrap_or(0)))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Lenient, E> {
+                // `as` saturates: negative and NaN become 0.
+                Ok(Lenient(v.round() as u64))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Lenient, E> {
+                Ok(Lenient(v.trim().parse().unwrap_or(0)))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Lenient, E> {
+                Ok(Lenient(0))
+            }
+            fn visit_none<E: de::Error>(self) -> Result<Lenient, E> {
+                Ok(Lenient(0))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A number that may come as a float, an integer, a numeric string or null.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+struct LenientF64(Option<f64>);
+
+impl<'de> Deserialize<'de> for LenientF64 {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = LenientF64;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a cost")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<LenientF64, E> {
+                Ok(LenientF64(Some(v as f64)))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<LenientF64, E> {
+                Ok(LenientF64(Some(v as f64)))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<LenientF64, E> {
+                Ok(LenientF64(Some(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<LenientF64, E> {
+                Ok(LenientF64(v.trim().parse().ok()))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<LenientF64, E> {
+                Ok(LenientF64(None))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A string, or a number read as its text (error codes some relays send as numbers).
+struct StrOrNum<'a>(Cow<'a, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for StrOrNum<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = StrOrNum<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string or a number")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<StrOrNum<'de>, E> {
+                Ok(StrOrNum(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<StrOrNum<'de>, E> {
+                Ok(StrOrNum(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<StrOrNum<'de>, E> {
+                Ok(StrOrNum(Cow::Owned(v)))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<StrOrNum<'de>, E> {
+                Ok(StrOrNum(Cow::Owned(v.to_string())))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<StrOrNum<'de>, E> {
+                Ok(StrOrNum(Cow::Owned(v.to_string())))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<StrOrNum<'de>, E> {
+                Ok(StrOrNum(Cow::Owned(v.to_string())))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// Rate-limit headers
+// ------------------------------------------------------------------------------------------
+
+/// The `x-ratelimit-*` response headers, each absent when the relay did not send it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RateLimitHeaders {
+    pub requests_limit: Option<u64>,
+    pub requests_remaining: Option<u64>,
+    pub requests_reset_ms: Option<u64>,
+    pub tokens_limit: Option<u64>,
+    pub tokens_remaining: Option<u64>,
+    pub tokens_reset_ms: Option<u64>,
+}
+
+impl RateLimitHeaders {
+    /// Reads them through `header(name)` (names in lower case).
+    pub fn read<'h>(header: impl Fn(&str) -> Option<&'h str>) -> Self {
+        let number = |name: &str| header(name).and_then(|v| v.trim().parse::<u64>().ok());
+        let reset = |name: &str| {
+            header(name)
+                .and_then(parse_openai_duration)
+                .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        };
+        Self {
+            requests_limit: number("x-ratelimit-limit-requests"),
+            requests_remaining: number("x-ratelimit-remaining-requests"),
+            requests_reset_ms: reset("x-ratelimit-reset-requests"),
+            tokens_limit: number("x-ratelimit-limit-tokens"),
+            tokens_remaining: number("x-ratelimit-remaining-tokens"),
+            tokens_reset_ms: reset("x-ratelimit-reset-tokens"),
+        }
+    }
+
+    /// Whether any header was there.
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+/// Parses the durations of `x-ratelimit-reset-*`: `1s`, `6m0s`, `12ms`, `1h2m3.5s`, `0.5s`
+/// (and a bare number of seconds).
+pub fn parse_openai_duration(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    if text.is_empty() {
+        return None;
+    }
+    if let Ok(seconds) = text.parse::<f64>() {
+        return (seconds.is_finite() && seconds >= 0.0)
+            .then(|| Duration::from_secs_f64(seconds.min(1e9)));
+    }
+    let mut total = 0.0_f64;
+    let mut rest = text;
+    while !rest.is_empty() {
+        let number_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        if number_len == 0 {
+            return None;
+        }
+        let value: f64 = rest[..number_len].parse().ok()?;
+        rest = &rest[number_len..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let scale = match &rest[..unit_len] {
+            "h" => 3600.0,
+            "m" => 60.0,
+            "s" => 1.0,
+            "ms" => 0.001,
+            "us" | "µs" => 0.000_001,
+            "ns" => 0.000_000_001,
+            _ => return None,
+        };
+        total += value * scale;
+        rest = &rest[unit_len..];
+    }
+    (total.is_finite() && total >= 0.0).then(|| Duration::from_secs_f64(total.min(1e9)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::relay_v1::Role;
+
+    fn events(input: &[&[u8]]) -> Vec<Result<(Option<String>, String), SseError>> {
+        let mut buffer = SseBuffer::new();
+        let mut out = Vec::new();
+        for piece in input {
+            buffer.push(piece);
+            while let Some(event) = buffer.next_event() {
+                out.push(event.map(|e| (e.event.map(str::to_owned), e.data.into_owned())));
+            }
+        }
+        buffer.finish();
+        while let Some(event) = buffer.next_event() {
+            out.push(event.map(|e| (e.event.map(str::to_owned), e.data.into_owned())));
+        }
+        out
+    }
+
+    #[test]
+    fn events_split_on_blank_lines_with_any_line_ending() {
+        let got = events(&[b"data: a\n\ndata: b\r\n\r\ndata: c\r\rdata:d\n\n"]);
+        let data: Vec<String> = got.into_iter().map(|e| e.unwrap().1).collect();
+        assert_eq!(data, ["a", "b", "c", "d"]);
+    }
+
+    #[test]
+    fn events_survive_any_split_across_reads() {
+        let stream =
+            b": comment\nevent: error\ndata: {\"x\":1}\r\n\r\ndata: line1\ndata: line2\n\n";
+        for cut in 0..stream.len() {
+            let got = events(&[&stream[..cut], &stream[cut..]]);
+            assert_eq!(
+                got,
+                vec![
+                    Ok((Some("error".into()), "{\"x\":1}".into())),
+                    Ok((None, "line1\nline2".into()))
+                ],
+                "cut at {cut}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_last_event_without_its_blank_line_still_counts() {
+        assert_eq!(
+            events(&[b"data: [DONE]"]),
+            vec![Ok((None, "[DONE]".into()))]
+        );
+    }
+
+    #[test]
+    fn single_data_lines_are_borrowed() {
+        let mut buffer = SseBuffer::new();
+        buffer.push(b"data: hello\n\n");
+        let event = buffer.next_event().unwrap().unwrap();
+        assert!(matches!(event.data, Cow::Borrowed("hello")));
+    }
+
+    #[test]
+    fn over_long_events_are_refused_and_skipped() {
+        let mut buffer = SseBuffer::new();
+        buffer.push(b"data: ");
+        let big = vec![b'x'; 256 * 1024];
+        let mut refused = 0;
+        for _ in 0..5 {
+            buffer.push(&big);
+            while let Some(e) = buffer.next_event() {
+                assert_eq!(e, Err(SseError::TooLarge));
+                refused += 1;
+            }
+            assert!(buffer.pending() <= MAX_EVENT_BYTES + big.len());
+        }
+        buffer.push(b"\n\ndata: after\n\n");
+        let mut after = Vec::new();
+        while let Some(e) = buffer.next_event() {
+            after.push(e.map(|e| e.data.into_owned()));
+        }
+        assert_eq!(refused, 1, "refused once");
+        assert_eq!(after, vec![Ok("after".to_owned())]);
+    }
+
+    #[test]
+    fn the_request_has_the_reference_shape() {
+        let request = ChatRequest::streamed(
+            "gpt-4o-mini",
+            vec![ChatMessage::new(Role::User, "hi")],
+            Some(16),
+        );
+        assert_eq!(
+            request.to_json(),
+            r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}],"stream":true,"stream_options":{"include_usage":true},"max_tokens":16}"#
+        );
+    }
+
+    #[test]
+    fn urls_from_any_base() {
+        for base in [
+            "https://relay.example",
+            "https://relay.example/",
+            "https://relay.example/v1",
+            "https://relay.example/v1/",
+            "https://relay.example/v1/chat/completions",
+        ] {
+            assert_eq!(
+                chat_completions_url(base),
+                "https://relay.example/v1/chat/completions",
+                "{base}"
+            );
+            assert_eq!(
+                models_url(base),
+                "https://relay.example/v1/models",
+                "{base}"
+            );
+        }
+        assert_eq!(
+            chat_completions_url("https://r.example/openai/v1?api-version=1"),
+            "https://r.example/openai/v1/chat/completions?api-version=1"
+        );
+    }
+
+    #[test]
+    fn reset_durations() {
+        let ms = |s: &str| parse_openai_duration(s).map(|d| d.as_millis());
+        assert_eq!(ms("1s"), Some(1000));
+        assert_eq!(ms("6m0s"), Some(360_000));
+        assert_eq!(ms("12ms"), Some(12));
+        assert_eq!(ms("1h2m3.5s"), Some(3_723_500));
+        assert_eq!(ms("0.5"), Some(500));
+        assert_eq!(ms("soon"), None);
+        assert_eq!(ms(""), None);
+        assert_eq!(ms("5x"), None);
+    }
+
+    #[test]
+    fn rate_limit_headers() {
+        let headers = [
+            ("x-ratelimit-limit-requests", "500"),
+            ("x-ratelimit-remaining-requests", "499"),
+            ("x-ratelimit-reset-requests", "120ms"),
+            ("x-ratelimit-remaining-tokens", "not a number"),
+            ("x-ratelimit-reset-tokens", "6m0s"),
+        ];
+        let r = RateLimitHeaders::read(|name| {
+            headers.iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
+        });
+        assert_eq!(
+            r,
+            RateLimitHeaders {
+                requests_limit: Some(500),
+                requests_remaining: Some(499),
+                requests_reset_ms: Some(120),
+                tokens_limit: None,
+                tokens_remaining: None,
+                tokens_reset_ms: Some(360_000),
+            }
+        );
+        assert!(RateLimitHeaders::read(|_| None).is_empty());
+    }
+
+    #[test]
+    fn error_bodies_of_every_shape() {
+        let e = parse_error_body(
+            br#"{"error":{"message":"Incorrect API key provided","type":"invalid_request_error","param":null,"code":"invalid_api_key"}}"#,
+        )
+        .unwrap();
+        assert!(e.is_bad_key());
+        assert_eq!(e.code.as_deref(), Some("invalid_api_key"));
+        let e = parse_error_body(br#"{"error":{"message":"boom","code":500}}"#).unwrap();
+        assert_eq!(e.code.as_deref(), Some("500"));
+        assert!(!e.is_bad_key());
+        let e = parse_error_body(br#"{"error":"invalid api key"}"#).unwrap();
+        assert!(e.is_bad_key(), "a relay's 500 with a key message");
+        let e = parse_error_body(br#"{"message":"quota","code":1}"#).unwrap();
+        assert_eq!(e.message, "quota");
+        let e = parse_error_body(
+            br#"{"error":{"message":"You exceeded your current quota","type":"insufficient_quota","code":"insufficient_quota"}}"#,
+        )
+        .unwrap();
+        assert!(e.is_insufficient_quota());
+        assert!(parse_error_body(b"<html>502</html>").is_none());
+    }
+}

@@ -1,0 +1,647 @@
+//! The recording format on disk (format 1, `shared/spec/RECORDING.md`): the header line, the
+//! event lines `[t_us, dir, kind, data]`, `run.json`, and how session events map to line kinds.
+//!
+//! Shared by the writer and the reader so that the two cannot disagree. Pure: strings in,
+//! strings out.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use crate::cost::ProviderPricing;
+use crate::session::{EventKind, SessionInfo, SessionState, Timing};
+
+/// The header's `format`.
+pub const FORMAT: &str = "relaytop-recording";
+/// `run.json`'s `format`.
+pub const RUN_FORMAT: &str = "relaytop-run";
+/// The format version this code writes and reads; it changes only on an incompatible change.
+pub const VERSION: u32 = 1;
+/// The name of a run's index file.
+pub const RUN_FILE: &str = "run.json";
+
+/// The app string of headers: "relaytop 0.1.0".
+pub fn app() -> String {
+    format!("relaytop {}", crate::report::VERSION)
+}
+
+/// A wall-clock time as headers write it: RFC 3339, UTC, microseconds.
+pub fn wall_clock(t: &DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+/// Parses a header's or `run.json`'s wall-clock time.
+pub fn parse_wall_clock(s: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(s)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+/// A number of seconds written as an integer when whole (`30`, not `30.0`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Seconds(pub f64);
+
+impl Serialize for Seconds {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let x = self.0;
+        if x.fract() == 0.0 && (0.0..9.0e15).contains(&x) {
+            s.serialize_u64(x as u64)
+        } else {
+            s.serialize_f64(x)
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Seconds {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        f64::deserialize(d).map(Seconds)
+    }
+}
+
+/// The session a file records, as its header names it. Secret names may appear, values never.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HeaderSession {
+    pub name: String,
+    pub provider: String,
+    #[serde(default = "relay_v1")]
+    pub protocol: String,
+    #[serde(default)]
+    pub url: String,
+    #[serde(default)]
+    pub model: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key_env: Option<String>,
+    /// The session's id in its run (relaytop's addition; readers may ignore it).
+    #[serde(default)]
+    pub id: u32,
+    /// `probe` or `chat` (relaytop's addition).
+    #[serde(default)]
+    pub workload: String,
+}
+
+fn relay_v1() -> String {
+    "relay-v1".to_owned()
+}
+
+/// Backoff settings as the header writes them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HeaderBackoff {
+    pub base_ms: u64,
+    pub cap_ms: u64,
+    pub max_attempts: u32,
+}
+
+/// The session's timing, as the header writes it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HeaderConfig {
+    /// `null` when heartbeats are off.
+    pub heartbeat_s: Option<Seconds>,
+    pub dead_after_s: Seconds,
+    pub backoff: HeaderBackoff,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ws_ping: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handshake_timeout_s: Option<Seconds>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_timeout_s: Option<Seconds>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stable_after_s: Option<Seconds>,
+}
+
+impl HeaderConfig {
+    pub fn from_timing(t: &Timing) -> Self {
+        let ms = |d: std::time::Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        Self {
+            heartbeat_s: t.heartbeat.map(|d| Seconds(d.as_secs_f64())),
+            dead_after_s: Seconds(t.dead_after.as_secs_f64()),
+            backoff: HeaderBackoff {
+                base_ms: ms(t.backoff.base),
+                cap_ms: ms(t.backoff.cap),
+                max_attempts: t.backoff.max_attempts,
+            },
+            ws_ping: Some(t.ws_ping),
+            handshake_timeout_s: Some(Seconds(t.handshake_timeout.as_secs_f64())),
+            response_timeout_s: Some(Seconds(t.response_timeout.as_secs_f64())),
+            stable_after_s: Some(Seconds(t.stable_after.as_secs_f64())),
+        }
+    }
+}
+
+/// Which run a file belongs to (relaytop's addition to the header).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HeaderRun {
+    pub id: String,
+    /// Where the sessions came from ("default world" or a config path).
+    #[serde(default)]
+    pub source: String,
+}
+
+/// Line 1 of every recording file.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Header {
+    pub format: String,
+    pub version: u32,
+    pub app: String,
+    pub started_at: String,
+    pub session: HeaderSession,
+    pub config: Option<HeaderConfig>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<HeaderRun>,
+    /// 0 for a session's first file, then 1, 2, ... for the files it rotated into.
+    #[serde(default)]
+    pub part: u32,
+    /// The session's provider's prices, so that a lone file still prices its responses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pricing: Option<ProviderPricing>,
+}
+
+impl Header {
+    /// The session's identity as events label it.
+    pub fn info(&self) -> SessionInfo {
+        let s = &self.session;
+        SessionInfo {
+            id: s.id,
+            name: s.name.clone(),
+            provider: s.provider.clone(),
+            model: s.model.clone(),
+            protocol: serde_json::from_value(serde_json::Value::String(s.protocol.clone()))
+                .unwrap_or_default(),
+            url: s.url.clone(),
+            workload: s.workload.clone(),
+        }
+    }
+
+    /// When the file's clock started.
+    pub fn started_at(&self) -> Option<DateTime<Utc>> {
+        parse_wall_clock(&self.started_at)
+    }
+}
+
+/// One file of a run, as `run.json` lists it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunFile {
+    /// The file name inside the run directory.
+    pub path: String,
+    pub session: String,
+    #[serde(default)]
+    pub id: u32,
+    #[serde(default)]
+    pub provider: String,
+    #[serde(default)]
+    pub model: String,
+    /// 0 for the session's first file, then the rotated ones in order.
+    #[serde(default)]
+    pub part: u32,
+}
+
+/// `run.json`: the files of a run and their shared wall-clock start; rewritten when a file is
+/// added and when the run ends.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunManifest {
+    pub format: String,
+    pub version: u32,
+    pub app: String,
+    pub run_id: String,
+    /// The shared wall-clock start: every file's `t_us` counts from here.
+    pub started_at: String,
+    #[serde(default)]
+    pub source: String,
+    pub files: Vec<RunFile>,
+    /// Every provider's prices, so that a replay prices responses as the run did.
+    #[serde(default)]
+    pub pricing: BTreeMap<String, ProviderPricing>,
+    /// Set when the run ended cleanly.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_at: Option<String>,
+    /// How long the run lasted, microseconds (set when it ended cleanly).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_us: Option<u64>,
+    /// What ended the run (set when it ended cleanly).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_by: Option<String>,
+}
+
+/// Which way a line went: `>`, `<` or `=`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dir {
+    ToRelay,
+    FromRelay,
+    Local,
+}
+
+impl Dir {
+    pub fn symbol(self) -> &'static str {
+        match self {
+            Dir::ToRelay => ">",
+            Dir::FromRelay => "<",
+            Dir::Local => "=",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Dir> {
+        match s {
+            ">" => Some(Dir::ToRelay),
+            "<" => Some(Dir::FromRelay),
+            "=" => Some(Dir::Local),
+            _ => None,
+        }
+    }
+}
+
+/// What one event line says.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Entry {
+    /// A text frame, verbatim.
+    Text { dir: Dir, text: String },
+    /// A binary frame (its body, when recorded, is not kept by the reader).
+    Binary { dir: Dir, len: u64 },
+    /// The upgrade's answer.
+    Upgrade { status: u16 },
+    /// A close frame, or 1006 for a connection that just ended.
+    Close {
+        code: u16,
+        reason: String,
+        requested: bool,
+    },
+    /// An event the session reported itself (`state`, `backoff`, `ratelimit`, `error`, `event`).
+    Event(EventKind),
+    /// A point to jump to (`marker`): navigation only, never a session event.
+    Marker(String),
+    /// The session's recording ends (`end`).
+    End { reason: String },
+    /// A kind this reader does not know (or a WebSocket ping/pong): skipped.
+    Other,
+}
+
+/// One parsed event line.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Record {
+    pub t_us: u64,
+    pub entry: Entry,
+}
+
+/// Why a line is not a valid event line.
+#[derive(Debug, thiserror::Error)]
+pub enum LineError {
+    #[error("not a JSON array [t_us, dir, kind, data]: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("unknown direction {0:?}")]
+    Dir(String),
+    #[error("`{kind}` line with unexpected data: {error}")]
+    Data {
+        kind: String,
+        error: serde_json::Error,
+    },
+}
+
+#[derive(Deserialize)]
+struct CloseData<'a> {
+    code: u16,
+    #[serde(default, borrow)]
+    reason: Cow<'a, str>,
+    #[serde(default)]
+    requested: bool,
+}
+
+#[derive(Deserialize)]
+struct LenData {
+    #[serde(default)]
+    len: u64,
+}
+
+#[derive(Deserialize)]
+struct StatusData {
+    status: u16,
+}
+
+#[derive(Deserialize)]
+struct EndData {
+    #[serde(default)]
+    reason: String,
+}
+
+/// A text line as relaytop writes it (`[t,"<","text","..."]`), read without the general
+/// parser: most lines are these. `None` when the line is not exactly of that shape.
+fn parse_text_line(line: &[u8]) -> Option<Record> {
+    let rest = line.strip_prefix(b"[")?;
+    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    if digits == 0 || digits > 19 {
+        return None;
+    }
+    let t_us: u64 = std::str::from_utf8(&rest[..digits]).ok()?.parse().ok()?;
+    let rest = &rest[digits..];
+    let (dir, rest) = if let Some(r) = rest.strip_prefix(b",\"<\",\"text\",") {
+        (Dir::FromRelay, r)
+    } else if let Some(r) = rest.strip_prefix(b",\">\",\"text\",") {
+        (Dir::ToRelay, r)
+    } else {
+        return None;
+    };
+    let data = rest.strip_suffix(b"]")?;
+    let text: String = serde_json::from_slice(data).ok()?;
+    Some(Record {
+        t_us,
+        entry: Entry::Text { dir, text },
+    })
+}
+
+/// Parses one event line (without its newline).
+pub fn parse_line(line: &[u8]) -> Result<Record, LineError> {
+    if let Some(record) = parse_text_line(line) {
+        return Ok(record);
+    }
+    let (t_us, dir, kind, data): (u64, Cow<'_, str>, Cow<'_, str>, &RawValue) =
+        serde_json::from_slice(line)?;
+    let dir = Dir::parse(&dir).ok_or_else(|| LineError::Dir(dir.to_string()))?;
+    let raw = data.get();
+    let bad = |error| LineError::Data {
+        kind: kind.to_string(),
+        error,
+    };
+    let entry = match kind.as_ref() {
+        "text" => Entry::Text {
+            dir,
+            text: serde_json::from_str::<String>(raw).map_err(bad)?,
+        },
+        "binary" => Entry::Binary {
+            dir,
+            len: serde_json::from_str::<LenData>(raw).map_err(bad)?.len,
+        },
+        "upgrade" => Entry::Upgrade {
+            status: serde_json::from_str::<StatusData>(raw).map_err(bad)?.status,
+        },
+        "close" => {
+            let c: CloseData<'_> = serde_json::from_str(raw).map_err(bad)?;
+            Entry::Close {
+                code: c.code,
+                reason: c.reason.into_owned(),
+                requested: c.requested,
+            }
+        }
+        "state" => Entry::Event(EventKind::State(decode_state(raw).map_err(bad)?)),
+        "backoff" => Entry::Event(tagged(raw, "backing_off", &[("max_attempts", 0)]).map_err(bad)?),
+        "ratelimit" => Entry::Event(tagged(raw, "rate_limited", &[]).map_err(bad)?),
+        "error" => Entry::Event(tagged(raw, "error", &[]).map_err(bad)?),
+        "event" => Entry::Event(serde_json::from_str::<EventKind>(raw).map_err(bad)?),
+        "marker" => Entry::Marker(match serde_json::from_str::<String>(raw) {
+            Ok(label) => label,
+            // Another writer might store an object; keep what can be shown.
+            Err(_) => raw.to_owned(),
+        }),
+        "end" => Entry::End {
+            reason: serde_json::from_str::<EndData>(raw)
+                .map(|e| e.reason)
+                .unwrap_or_default(),
+        },
+        _ => Entry::Other,
+    };
+    Ok(Record { t_us, entry })
+}
+
+/// The `t_us` of a line, read from its first bytes without parsing the rest.
+pub fn line_time(line: &[u8]) -> Option<u64> {
+    let mut i = 0;
+    while i < line.len() && line[i].is_ascii_whitespace() {
+        i += 1;
+    }
+    if line.get(i) != Some(&b'[') {
+        return None;
+    }
+    i += 1;
+    while i < line.len() && line[i].is_ascii_whitespace() {
+        i += 1;
+    }
+    let start = i;
+    let mut t: u64 = 0;
+    while let Some(d) = line.get(i).filter(|c| c.is_ascii_digit()) {
+        t = t.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
+        i += 1;
+    }
+    (i > start).then_some(t)
+}
+
+/// Deserializes an object written without its `type` tag as the `EventKind` variant `tag`,
+/// filling in `defaults` that other writers may leave out (the spec's own backoff example has
+/// no `max_attempts`).
+fn tagged(raw: &str, tag: &str, defaults: &[(&str, u64)]) -> Result<EventKind, serde_json::Error> {
+    let mut value: serde_json::Value = serde_json::from_str(raw)?;
+    if let Some(map) = value.as_object_mut() {
+        map.insert("type".into(), tag.into());
+        for (field, default) in defaults {
+            map.entry(*field).or_insert_with(|| (*default).into());
+        }
+    }
+    serde_json::from_value(value)
+}
+
+/// A `state` line's data: `{"to":"connecting","attempt":1}`.
+fn decode_state(raw: &str) -> Result<SessionState, serde_json::Error> {
+    let mut value: serde_json::Value = serde_json::from_str(raw)?;
+    if let Some(map) = value.as_object_mut()
+        && let Some(to) = map.remove("to")
+    {
+        map.insert("state".into(), to);
+    }
+    serde_json::from_value(value)
+}
+
+/// The kind and data of the line that records a session-reported event.
+pub fn encode_event(kind: &EventKind) -> (&'static str, String) {
+    match kind {
+        EventKind::State(state) => {
+            let mut value = serde_json::to_value(state).unwrap_or_default();
+            let mut out = String::from("{");
+            if let Some(map) = value.as_object_mut() {
+                // `to` first, as the spec shows it.
+                if let Some(to) = map.remove("state") {
+                    out.push_str("\"to\":");
+                    out.push_str(&to.to_string());
+                }
+                for (key, v) in map.iter() {
+                    if out.len() > 1 {
+                        out.push(',');
+                    }
+                    out.push_str(&json_string(key));
+                    out.push(':');
+                    out.push_str(&v.to_string());
+                }
+            }
+            out.push('}');
+            ("state", out)
+        }
+        EventKind::BackingOff { .. } => ("backoff", untagged(kind)),
+        EventKind::RateLimited { .. } => ("ratelimit", untagged(kind)),
+        EventKind::Error { .. } => ("error", untagged(kind)),
+        other => ("event", to_json(other)),
+    }
+}
+
+/// An event serialized without its `type` tag (the line's kind says it).
+fn untagged(kind: &EventKind) -> String {
+    let mut value = serde_json::to_value(kind).unwrap_or_default();
+    if let Some(map) = value.as_object_mut() {
+        map.remove("type");
+    }
+    value.to_string()
+}
+
+/// A value as JSON. Cannot fail for what lines carry (string keys, no non-finite floats);
+/// writes `null` if it ever did.
+pub fn to_json<T: Serialize + ?Sized>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_else(|_| "null".to_owned())
+}
+
+/// A JSON string literal.
+pub fn json_string(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_else(|_| "\"\"".to_owned())
+}
+
+/// A session name as a file name: letters, digits, `.`, `-` and `_` kept, anything else `_`,
+/// at most 64 characters, never empty, never starting with `.`.
+pub fn sanitize(name: &str) -> String {
+    let mut out: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(64)
+        .collect();
+    if out.starts_with('.') {
+        out.replace_range(0..1, "_");
+    }
+    if out.is_empty() {
+        out.push_str("session");
+    }
+    out
+}
+
+/// A run id from its UTC start: `2026-11-25T09-30-00Z`.
+pub fn run_id(started_at: &DateTime<Utc>) -> String {
+    started_at.format("%Y-%m-%dT%H-%M-%SZ").to_string()
+}
+
+/// The file name of part `part` of a session file stem: `s.jsonl`, `s.1.jsonl`, ...
+pub fn part_file_name(stem: &str, part: u32) -> String {
+    if part == 0 {
+        format!("{stem}.jsonl")
+    } else {
+        format!("{stem}.{part}.jsonl")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::session::ErrorKind;
+
+    #[test]
+    fn spec_lines_parse() {
+        let lines: [&[u8]; 6] = [
+            br#"[0,"=","state",{"to":"connecting","attempt":1}]"#,
+            br#"[41230,"<","upgrade",{"status":101}]"#,
+            br#"[233100,"<","text","{\"type\":\"chunk\",\"content\":\"Hel\"}"]"#,
+            br#"[61000000,"<","close",{"code":1012,"reason":"restart","requested":false}]"#,
+            br#"[61740000,"=","marker","reconnect 1"]"#,
+            br#"[3600000000,"=","end",{"reason":"quit"}]"#,
+        ];
+        let records: Vec<Record> = lines.iter().map(|l| parse_line(l).unwrap()).collect();
+        assert_eq!(
+            records[0].entry,
+            Entry::Event(EventKind::State(SessionState::Connecting { attempt: 1 }))
+        );
+        assert_eq!(records[1].entry, Entry::Upgrade { status: 101 });
+        assert_eq!(
+            records[2].entry,
+            Entry::Text {
+                dir: Dir::FromRelay,
+                text: r#"{"type":"chunk","content":"Hel"}"#.into()
+            }
+        );
+        assert!(matches!(records[3].entry, Entry::Close { code: 1012, .. }));
+        assert_eq!(records[4].entry, Entry::Marker("reconnect 1".into()));
+        assert_eq!(records[5].t_us, 3_600_000_000);
+        // The spec's backoff line has no max_attempts: read as 0 (unknown).
+        let backoff = parse_line(br#"[1,"=","backoff",{"attempt":1,"delay_ms":734,"cause":"x"}]"#);
+        assert!(matches!(
+            backoff.unwrap().entry,
+            Entry::Event(EventKind::BackingOff {
+                max_attempts: 0,
+                delay_ms: 734,
+                ..
+            })
+        ));
+        assert_eq!(
+            parse_line(br#"[5,"<","ping",{}]"#).unwrap().entry,
+            Entry::Other
+        );
+    }
+
+    #[test]
+    fn events_round_trip() {
+        let kinds = [
+            EventKind::State(SessionState::BackingOff {
+                attempt: 2,
+                max_attempts: 10,
+                until_us: 99,
+            }),
+            EventKind::State(SessionState::Open),
+            EventKind::BackingOff {
+                attempt: 1,
+                max_attempts: 10,
+                delay_ms: 734,
+                cause: "close 1012".into(),
+            },
+            EventKind::RateLimited {
+                wait_ms: 1500,
+                cause: "slow down".into(),
+            },
+            EventKind::Error {
+                kind: ErrorKind::Network,
+                message: "refused".into(),
+                retryable: true,
+                retry_after_ms: Some(3),
+            },
+            EventKind::Pong { rtt_us: 42 },
+            EventKind::Marker {
+                label: "reconnect (asked)".into(),
+            },
+        ];
+        for kind in kinds {
+            let (k, data) = encode_event(&kind);
+            let line = format!("[7,\"=\",\"{k}\",{data}]");
+            let record = parse_line(line.as_bytes()).unwrap();
+            assert_eq!(record.entry, Entry::Event(kind.clone()), "{line}");
+        }
+        let (k, data) = encode_event(&EventKind::State(SessionState::Connecting { attempt: 1 }));
+        assert_eq!(
+            (k, data.as_str()),
+            ("state", r#"{"to":"connecting","attempt":1}"#)
+        );
+    }
+
+    #[test]
+    fn times_and_names() {
+        assert_eq!(line_time(b"[233100,\"<\""), Some(233_100));
+        assert_eq!(line_time(b" [ 7 ,"), Some(7));
+        assert_eq!(line_time(b"{\"format\""), None);
+        assert_eq!(line_time(b"[,"), None);
+        assert_eq!(sanitize("probe-legacy-1"), "probe-legacy-1");
+        assert_eq!(sanitize("a/b c:d"), "a_b_c_d");
+        assert_eq!(sanitize(".."), "_.");
+        assert_eq!(sanitize(""), "session");
+        assert_eq!(part_file_name("s", 0), "s.jsonl");
+        assert_eq!(part_file_name("s", 2), "s.2.jsonl");
+        let t = parse_wall_clock("2026-11-25T09:30:00.123456Z").unwrap();
+        assert_eq!(run_id(&t), "2026-11-25T09-30-00Z");
+        assert_eq!(wall_clock(&t), "2026-11-25T09:30:00.123456Z");
+        assert_eq!(serde_json::to_string(&Seconds(30.0)).unwrap(), "30");
+        assert_eq!(serde_json::to_string(&Seconds(0.2)).unwrap(), "0.2");
+    }
+}

@@ -1,0 +1,26 @@
+//! Session recording and replay (format 1: `shared/spec/RECORDING.md`; relaytop's choices
+//! within it: `docs/RECORDING-NOTES.md`).
+//!
+//! - `writer`: the `Recorder`, a session `Tap` that buffers lines in memory and writes them
+//!   from one background thread every quarter second; redaction, markers, rotation.
+//! - `reader`: finding a run's files, headers, lines from any position; torn and malformed
+//!   lines.
+//! - `replay`: the `Replay` source: the recording played back as the same `SessionEvent`s,
+//!   through the live `Decoder`, with seeks, markers and checkpoints.
+//! - `player`: the replay clock (speed, pause, idle limit), pure.
+//! - `headless`: `relaytop replay --headless`: the summary the live run printed.
+//! - `export`: one row per request, CSV or JSON.
+//!
+//! Engine code: nothing here knows about the terminal UI.
+
+pub mod export;
+pub mod format;
+pub mod headless;
+pub mod player;
+pub mod reader;
+pub mod replay;
+pub mod writer;
+
+pub use player::{Due, Player, Speed};
+pub use replay::{LineProblem, Marker, Progress, ReadStats, Replay};
+pub use writer::{MarkerTarget, RecordOptions, Recorder, RunMeta};

@@ -1,0 +1,724 @@
+//! The recorder: the `Tap` that writes a run's sessions to disk, one JSONL file a session.
+//!
+//! The session task calls the tap synchronously, so the tap only formats a line, scrubs the
+//! secrets out of it and appends it to the session's in-memory buffer (a std `Mutex<Vec<u8>>`
+//! held for the append alone, never across an await). One background thread writes every
+//! buffer out every quarter second and at the end, so a `kill -9` loses at most that quarter
+//! second; it also rotates files past a size limit and keeps `run.json` up to date. A buffer
+//! that the disk cannot keep up with stops growing at `MAX_BUFFERED_BYTES`; the lines it
+//! refuses are counted and reported in the file by a `dropped` line.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use base64::Engine as _;
+use chrono::{DateTime, Utc};
+
+use crate::config::secret::Secret;
+use crate::cost::ProviderPricing;
+use crate::protocol::relay_v1::{ErrorCode, ServerFrame};
+use crate::record::format::{
+    self, Header, HeaderConfig, HeaderRun, HeaderSession, RunFile, RunManifest, json_string,
+    to_json,
+};
+use crate::session::event::micros;
+use crate::session::tap::{Direction, Tap, TapHandle, Wire};
+use crate::session::{EventKind, RunClock, SessionId, SessionInfo, SessionSpec, SessionState};
+
+/// A session file is rotated once it grows past this many bytes (256 MiB).
+pub const DEFAULT_ROTATE_BYTES: u64 = 256 << 20;
+/// How often buffered lines are written out.
+pub const FLUSH_EVERY: Duration = Duration::from_millis(250);
+/// Most bytes a session's buffer holds while the disk is behind; later lines are dropped.
+pub const MAX_BUFFERED_BYTES: usize = 64 << 20;
+
+/// Where and how runs are recorded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecordOptions {
+    /// The directory run directories are made in.
+    pub root: PathBuf,
+    /// A session's file is rotated past this size (`<session>.1.jsonl`, ...).
+    pub rotate_bytes: u64,
+    /// Whether binary frames keep their bodies (base64) or only their length.
+    pub binary_bodies: bool,
+}
+
+impl RecordOptions {
+    /// Recording under `root`, with the default rotation size and binary bodies kept.
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self {
+            root: root.into(),
+            rotate_bytes: DEFAULT_ROTATE_BYTES,
+            binary_bodies: true,
+        }
+    }
+
+    /// The default root: `$XDG_STATE_HOME/relaytop/recordings` (or the platform's equivalent).
+    pub fn default_root() -> PathBuf {
+        dirs::state_dir()
+            .or_else(dirs::data_local_dir)
+            .unwrap_or_else(std::env::temp_dir)
+            .join("relaytop")
+            .join("recordings")
+    }
+}
+
+/// What the recording of a run must know about the run.
+#[derive(Clone, Debug)]
+pub struct RunMeta {
+    /// The run's wall-clock start (the zero of every `t_us`).
+    pub started_at: DateTime<Utc>,
+    /// Where the sessions came from ("default world" or a config path).
+    pub source: String,
+    /// Every provider's prices, by name.
+    pub pricing: std::collections::BTreeMap<String, ProviderPricing>,
+    /// Every secret the configuration loaded: scrubbed from everything written.
+    pub secrets: Vec<Secret>,
+}
+
+/// Which sessions a marker goes to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MarkerTarget {
+    All,
+    Session(SessionId),
+}
+
+/// Replaces every loaded secret, as written raw or JSON-escaped once or twice (a key inside a
+/// chat message inside a frame), by `[REDACTED]`.
+#[derive(Clone, Debug, Default)]
+struct Redactor {
+    needles: Vec<Secret>,
+}
+
+impl Redactor {
+    fn new(secrets: &[Secret]) -> Self {
+        let mut needles: Vec<Secret> = Vec::new();
+        for secret in secrets {
+            let raw = secret.expose();
+            if raw.is_empty() {
+                continue;
+            }
+            let once = json_string(raw);
+            let once = &once[1..once.len() - 1];
+            let twice = json_string(once);
+            let twice = &twice[1..twice.len() - 1];
+            for variant in [raw, once, twice] {
+                if !needles.iter().any(|n| n.expose() == variant) {
+                    needles.push(Secret::new(variant));
+                }
+            }
+        }
+        // Longest first, so that a longer variant is not cut by a shorter one inside it.
+        needles.sort_by_key(|n| std::cmp::Reverse(n.expose().len()));
+        Self { needles }
+    }
+
+    /// A binary body with every raw secret replaced (before it is encoded).
+    fn redact_bytes<'a>(&self, bytes: &'a [u8]) -> std::borrow::Cow<'a, [u8]> {
+        let mut out = std::borrow::Cow::Borrowed(bytes);
+        for needle in &self.needles {
+            let n = needle.expose().as_bytes();
+            if memchr::memmem::find(&out, n).is_none() {
+                continue;
+            }
+            let mut scrubbed = Vec::with_capacity(out.len());
+            let mut rest: &[u8] = &out;
+            while let Some(i) = memchr::memmem::find(rest, n) {
+                scrubbed.extend_from_slice(&rest[..i]);
+                scrubbed.extend_from_slice(crate::config::secret::REDACTED.as_bytes());
+                rest = &rest[i + n.len()..];
+            }
+            scrubbed.extend_from_slice(rest);
+            out = std::borrow::Cow::Owned(scrubbed);
+        }
+        out
+    }
+
+    fn redact(&self, text: String) -> String {
+        let mut text = text;
+        for needle in &self.needles {
+            if let std::borrow::Cow::Owned(scrubbed) = needle.redact(&text) {
+                text = scrubbed;
+            }
+        }
+        text
+    }
+}
+
+/// Lines waiting to be written, and what the tap needs to keep the file in order.
+#[derive(Debug, Default)]
+struct Buffer {
+    bytes: Vec<u8>,
+    /// The last `t_us` written: lines never go back in time.
+    last_t: u64,
+    /// The `end` line is written: later lines are ignored.
+    ended: bool,
+    /// Lines refused because the buffer was full, not yet reported.
+    dropped: u64,
+}
+
+/// The file a session is being written to.
+#[derive(Debug)]
+struct Disk {
+    file: Option<std::fs::File>,
+    part: u32,
+    written: u64,
+    /// The buffer swapped in on the last flush (keeps its allocation).
+    spare: Vec<u8>,
+    /// A write failed: logged once; later lines of this session are lost.
+    failed: bool,
+}
+
+#[derive(Debug)]
+struct SessionFile {
+    id: SessionId,
+    stem: String,
+    header: Header,
+    buffer: Mutex<Buffer>,
+    disk: Mutex<Disk>,
+}
+
+struct Inner {
+    dir: PathBuf,
+    clock: RunClock,
+    options: RecordOptions,
+    redactor: Redactor,
+    manifest: Mutex<RunManifest>,
+    files: Mutex<Vec<Arc<SessionFile>>>,
+    finished: AtomicBool,
+    stop: Mutex<Option<mpsc::Sender<()>>>,
+    flusher: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// Records a run: makes its directory, hands out one tap a session, writes in the background.
+/// Cheap to clone; every clone records the same run.
+#[derive(Clone)]
+pub struct Recorder {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Recorder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Recorder")
+            .field("dir", &self.inner.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Locks a mutex, taking the data of one poisoned by a panic elsewhere (the data here is
+/// bytes and counters: always usable).
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Recorder {
+    /// Makes the run directory `<root>/<run-id>/` (run id from the UTC start) with its
+    /// `run.json`, and starts the writer thread. `clock` is the run's clock (markers and the
+    /// end are stamped with it).
+    pub fn start(options: &RecordOptions, run: RunMeta, clock: RunClock) -> std::io::Result<Self> {
+        std::fs::create_dir_all(&options.root)?;
+        let base = format::run_id(&run.started_at);
+        let mut n = 1;
+        let (dir, run_id) = loop {
+            let run_id = if n == 1 {
+                base.clone()
+            } else {
+                format!("{base}-{n}")
+            };
+            let dir = options.root.join(&run_id);
+            match std::fs::create_dir(&dir) {
+                Ok(()) => break (dir, run_id),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && n < 1000 => n += 1,
+                Err(e) => return Err(e),
+            }
+        };
+        let manifest = RunManifest {
+            format: format::RUN_FORMAT.to_owned(),
+            version: format::VERSION,
+            app: format::app(),
+            run_id,
+            started_at: format::wall_clock(&run.started_at),
+            source: run.source,
+            files: Vec::new(),
+            pricing: run.pricing,
+            ended_at: None,
+            duration_us: None,
+            ended_by: None,
+        };
+        let (stop_tx, stop_rx) = mpsc::channel();
+        let inner = Arc::new(Inner {
+            dir,
+            clock,
+            options: options.clone(),
+            redactor: Redactor::new(&run.secrets),
+            manifest: Mutex::new(manifest),
+            files: Mutex::new(Vec::new()),
+            finished: AtomicBool::new(false),
+            stop: Mutex::new(Some(stop_tx)),
+            flusher: Mutex::new(None),
+        });
+        inner.write_manifest()?;
+        let weak = Arc::downgrade(&inner);
+        let handle = std::thread::Builder::new()
+            .name("relaytop-recorder".into())
+            .spawn(move || flush_loop(&weak, &stop_rx))?;
+        *lock(&inner.flusher) = Some(handle);
+        Ok(Self { inner })
+    }
+
+    /// The run directory (`<root>/<run-id>`).
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// The run id (the run directory's name).
+    pub fn run_id(&self) -> String {
+        lock(&self.inner.manifest).run_id.clone()
+    }
+
+    /// Opens a file for `spec`'s session (its id must be the one the supervisor will give it)
+    /// and sets `spec.tap` to write to it. `api_key_env` names the key's variable in the header.
+    pub fn attach(&self, spec: &mut SessionSpec, api_key_env: Option<&str>) -> std::io::Result<()> {
+        let tap = self.tap(&spec.info, &spec.timing, api_key_env)?;
+        spec.tap = Some(tap);
+        Ok(())
+    }
+
+    /// A tap recording the session `info` into a new file of this run.
+    pub fn tap(
+        &self,
+        info: &SessionInfo,
+        timing: &crate::session::Timing,
+        api_key_env: Option<&str>,
+    ) -> std::io::Result<TapHandle> {
+        let inner = &self.inner;
+        let (run_id, source, started_at, pricing) = {
+            let m = lock(&inner.manifest);
+            (
+                m.run_id.clone(),
+                m.source.clone(),
+                m.started_at.clone(),
+                m.pricing.get(&info.provider).cloned(),
+            )
+        };
+        let header = Header {
+            format: format::FORMAT.to_owned(),
+            version: format::VERSION,
+            app: format::app(),
+            started_at,
+            session: HeaderSession {
+                name: info.name.clone(),
+                provider: info.provider.clone(),
+                protocol: info.protocol.label().to_owned(),
+                url: info.url.clone(),
+                model: info.model.clone(),
+                api_key_env: api_key_env.map(str::to_owned),
+                id: info.id,
+                workload: info.workload.clone(),
+            },
+            config: Some(HeaderConfig::from_timing(timing)),
+            run: Some(HeaderRun { id: run_id, source }),
+            part: 0,
+            pricing,
+        };
+        let mut files = lock(&inner.files);
+        let base = format::sanitize(&info.name);
+        let taken = |stem: &str| files.iter().any(|f| f.stem == stem);
+        let mut stem = base.clone();
+        let mut n = 0u32;
+        while taken(&stem) {
+            n += 1;
+            stem = if n == 1 {
+                format!("{base}-{}", info.id)
+            } else {
+                format!("{base}-{}-{n}", info.id)
+            };
+        }
+        let (file, written) = inner.create_part(&stem, &header, 0)?;
+        let session = Arc::new(SessionFile {
+            id: info.id,
+            stem,
+            header,
+            buffer: Mutex::new(Buffer::default()),
+            disk: Mutex::new(Disk {
+                file: Some(file),
+                part: 0,
+                written,
+                spare: Vec::new(),
+                failed: false,
+            }),
+        });
+        files.push(session.clone());
+        drop(files);
+        inner.add_to_manifest(&session, 0)?;
+        Ok(TapHandle(Arc::new(SessionTap {
+            inner: self.inner.clone(),
+            file: session,
+        })))
+    }
+
+    /// Writes every buffered line out now (the writer thread does it every quarter second).
+    pub fn flush(&self) {
+        self.inner.flush_all();
+    }
+
+    /// Records an event that a session did not report through its own tap (the canary's
+    /// markers, sent on the run's event stream) in session `session`'s file, as its tap
+    /// would. Without this a replay would not reproduce it.
+    pub fn event(&self, session: SessionId, at: Duration, kind: &EventKind) {
+        let files = lock(&self.inner.files).clone();
+        if let Some(file) = files.into_iter().find(|f| f.id == session) {
+            SessionTap {
+                inner: self.inner.clone(),
+                file,
+            }
+            .event(at, kind);
+        }
+    }
+
+    /// Writes a `marker` line (a point to jump to in replay) to one session or all, now.
+    pub fn marker(&self, target: MarkerTarget, label: &str) {
+        let at = self.inner.clock.now();
+        let files = lock(&self.inner.files).clone();
+        for file in files {
+            if target == MarkerTarget::All || target == MarkerTarget::Session(file.id) {
+                self.inner
+                    .push(&file, at, "=", "marker", &json_string(label));
+            }
+        }
+    }
+
+    /// Ends the recording: an `end` line for every session still going (`reason` is what
+    /// ended the run), everything written out, the writer thread stopped and `run.json`
+    /// completed with the duration. Later taps are ignored. Returns the run directory.
+    pub fn finish(&self, ended_by: &str, duration: Duration) -> std::io::Result<PathBuf> {
+        let inner = &self.inner;
+        if inner.finished.swap(true, Ordering::SeqCst) {
+            return Ok(inner.dir.clone());
+        }
+        let files = lock(&inner.files).clone();
+        let end = format!("{{\"reason\":{}}}", json_string(ended_by));
+        for file in &files {
+            inner.push_line(file, duration, "=", "end", &end, true);
+        }
+        // Stop the writer thread; it writes out what is left before it ends.
+        drop(lock(&inner.stop).take());
+        if let Some(handle) = lock(&inner.flusher).take()
+            && handle.join().is_err()
+        {
+            tracing::warn!("the recorder's writer thread panicked");
+        }
+        inner.flush_all();
+        {
+            let mut m = lock(&inner.manifest);
+            m.duration_us = Some(micros(duration));
+            m.ended_by = Some(ended_by.to_owned());
+            m.ended_at = format::parse_wall_clock(&m.started_at).map(|start| {
+                let end = start
+                    + chrono::Duration::from_std(duration).unwrap_or(chrono::Duration::zero());
+                format::wall_clock(&end)
+            });
+        }
+        inner.write_manifest()?;
+        for file in &files {
+            let disk = lock(&file.disk);
+            if let Some(f) = &disk.file {
+                let _ = f.sync_all();
+            }
+        }
+        Ok(inner.dir.clone())
+    }
+}
+
+impl Inner {
+    /// Creates part `part` of a session's file with its header line.
+    fn create_part(
+        &self,
+        stem: &str,
+        header: &Header,
+        part: u32,
+    ) -> std::io::Result<(std::fs::File, u64)> {
+        let mut header = header.clone();
+        header.part = part;
+        let mut line = self.redactor.redact(to_json(&header));
+        line.push('\n');
+        let path = self.dir.join(format::part_file_name(stem, part));
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(path)?;
+        file.write_all(line.as_bytes())?;
+        Ok((file, line.len() as u64))
+    }
+
+    fn add_to_manifest(&self, file: &SessionFile, part: u32) -> std::io::Result<()> {
+        {
+            let mut m = lock(&self.manifest);
+            m.files.push(RunFile {
+                path: format::part_file_name(&file.stem, part),
+                session: file.header.session.name.clone(),
+                id: file.id,
+                provider: file.header.session.provider.clone(),
+                model: file.header.session.model.clone(),
+                part,
+            });
+        }
+        self.write_manifest()
+    }
+
+    /// Rewrites `run.json` (through a temporary file, so that it is always whole).
+    /// Holds the manifest's lock throughout, so that two writers never share the temporary.
+    fn write_manifest(&self) -> std::io::Result<()> {
+        let m = lock(&self.manifest);
+        let text = self
+            .redactor
+            .redact(serde_json::to_string_pretty(&*m).unwrap_or_default());
+        let tmp = self.dir.join(".run.json.tmp");
+        std::fs::write(&tmp, text.as_bytes())?;
+        std::fs::rename(&tmp, self.dir.join(format::RUN_FILE))
+    }
+
+    /// Appends one line to a session's buffer (taps and markers).
+    fn push(&self, file: &SessionFile, at: Duration, dir: &str, kind: &str, data: &str) {
+        if self.finished.load(Ordering::Relaxed) {
+            return;
+        }
+        self.push_line(file, at, dir, kind, data, false);
+    }
+
+    fn push_line(
+        &self,
+        file: &SessionFile,
+        at: Duration,
+        dir: &str,
+        kind: &str,
+        data: &str,
+        end: bool,
+    ) {
+        let body = self
+            .redactor
+            .redact(format!(",\"{dir}\",\"{kind}\",{data}]\n"));
+        let mut b = lock(&file.buffer);
+        if b.ended {
+            return;
+        }
+        let t = micros(at).max(b.last_t);
+        b.last_t = t;
+        if b.bytes.len() + body.len() + 64 > MAX_BUFFERED_BYTES {
+            b.dropped += 1;
+            return;
+        }
+        if b.dropped > 0 {
+            let dropped = std::mem::take(&mut b.dropped);
+            let _ = writeln!(
+                b.bytes,
+                "[{t},\"=\",\"dropped\",{{\"lines\":{dropped},\"why\":\"the disk fell behind\"}}]"
+            );
+        }
+        let _ = write!(b.bytes, "[{t}");
+        b.bytes.extend_from_slice(body.as_bytes());
+        if end {
+            b.ended = true;
+        }
+    }
+
+    /// Writes every buffer out, rotating files past the size limit.
+    fn flush_all(&self) {
+        let files = lock(&self.files).clone();
+        for file in files {
+            let rotated = self.flush_file(&file);
+            if let Some(part) = rotated
+                && let Err(e) = self.add_to_manifest(&file, part)
+            {
+                tracing::warn!(error = %e, "cannot update run.json");
+            }
+        }
+    }
+
+    /// Writes one session's buffer out. Returns the new part number when it rotated.
+    fn flush_file(&self, file: &SessionFile) -> Option<u32> {
+        let mut disk = lock(&file.disk);
+        let disk = &mut *disk;
+        disk.spare.clear();
+        {
+            let mut b = lock(&file.buffer);
+            std::mem::swap(&mut b.bytes, &mut disk.spare);
+        }
+        if disk.spare.is_empty() || disk.failed {
+            return None;
+        }
+        let f = disk.file.as_mut()?;
+        if let Err(e) = f.write_all(&disk.spare) {
+            tracing::warn!(session = %file.header.session.name, error = %e,
+                "cannot write the recording; this session's later lines are lost");
+            disk.failed = true;
+            return None;
+        }
+        disk.written += disk.spare.len() as u64;
+        // Bound what a quiet run keeps allocated.
+        if disk.spare.capacity() > 4 << 20 {
+            disk.spare = Vec::new();
+        }
+        if disk.written < self.options.rotate_bytes {
+            return None;
+        }
+        let part = disk.part + 1;
+        match self.create_part(&file.stem, &file.header, part) {
+            Ok((new, written)) => {
+                disk.file = Some(new);
+                disk.part = part;
+                disk.written = written;
+                Some(part)
+            }
+            Err(e) => {
+                // Keep writing to the big file rather than lose lines.
+                tracing::warn!(session = %file.header.session.name, error = %e, "cannot rotate the recording");
+                disk.written = 0;
+                None
+            }
+        }
+    }
+}
+
+impl Drop for Inner {
+    /// A recorder dropped without `finish` (a panic, an early return) still writes out what
+    /// it holds; `run.json` then has no end, and replay reads to the last whole line.
+    fn drop(&mut self) {
+        if !self.finished.load(Ordering::SeqCst) {
+            self.flush_all();
+        }
+    }
+}
+
+fn flush_loop(inner: &Weak<Inner>, stop: &mpsc::Receiver<()>) {
+    loop {
+        let last = match stop.recv_timeout(FLUSH_EVERY) {
+            Err(RecvTimeoutError::Timeout) => false,
+            Ok(()) | Err(RecvTimeoutError::Disconnected) => true,
+        };
+        match inner.upgrade() {
+            Some(inner) => inner.flush_all(),
+            None => return,
+        }
+        if last {
+            return;
+        }
+    }
+}
+
+/// The tap of one session.
+struct SessionTap {
+    inner: Arc<Inner>,
+    file: Arc<SessionFile>,
+}
+
+impl SessionTap {
+    fn push(&self, at: Duration, dir: &str, kind: &str, data: &str) {
+        self.inner.push(&self.file, at, dir, kind, data);
+    }
+
+    fn marker(&self, at: Duration, label: &str) {
+        self.push(at, "=", "marker", &json_string(label));
+    }
+}
+
+impl Tap for SessionTap {
+    fn wire(&self, at: Duration, direction: Direction, wire: Wire<'_>) {
+        let dir = match direction {
+            Direction::ToRelay => ">",
+            Direction::FromRelay => "<",
+        };
+        match wire {
+            Wire::Text(text) => {
+                self.push(at, dir, "text", &json_string(text));
+                if direction == Direction::FromRelay
+                    && (text.contains("rate_limited") || text.contains("overloaded"))
+                    && let Ok(ServerFrame::Error {
+                        code,
+                        retry_after_ms,
+                        ..
+                    }) = ServerFrame::parse(text)
+                    && matches!(
+                        ErrorCode::from_wire(code.as_deref().unwrap_or("")),
+                        ErrorCode::RateLimited | ErrorCode::Overloaded
+                    )
+                {
+                    let wait = retry_after_ms.unwrap_or(1000);
+                    self.marker(at, &format!("rate limited: wait {wait} ms"));
+                }
+            }
+            Wire::Binary(bytes) => {
+                let data = if self.inner.options.binary_bodies {
+                    let body = self.inner.redactor.redact_bytes(bytes);
+                    format!(
+                        "{{\"len\":{},\"b64\":\"{}\"}}",
+                        bytes.len(),
+                        base64::engine::general_purpose::STANDARD.encode(&*body)
+                    )
+                } else {
+                    format!("{{\"len\":{},\"omitted\":true}}", bytes.len())
+                };
+                self.push(at, dir, "binary", &data);
+            }
+            Wire::Upgrade { status } => {
+                self.push(at, dir, "upgrade", &format!("{{\"status\":{status}}}"));
+            }
+            Wire::Close { code, reason } => {
+                let data = format!(
+                    "{{\"code\":{code},\"reason\":{},\"requested\":{}}}",
+                    json_string(reason),
+                    direction == Direction::ToRelay
+                );
+                self.push(at, dir, "close", &data);
+            }
+        }
+    }
+
+    fn event(&self, at: Duration, kind: &EventKind) {
+        let (line_kind, data) = format::encode_event(kind);
+        self.push(at, "=", line_kind, &data);
+        match kind {
+            EventKind::BackingOff { attempt, .. } => {
+                self.marker(at, &format!("reconnect {attempt}"));
+            }
+            EventKind::RateLimited { wait_ms, .. } => {
+                self.marker(at, &format!("rate limited: wait {wait_ms} ms"));
+            }
+            EventKind::Marker { label } => self.marker(at, label),
+            EventKind::State(SessionState::Closed) => {
+                self.inner
+                    .push_line(&self.file, at, "=", "end", r#"{"reason":"closed"}"#, true);
+            }
+            EventKind::State(SessionState::Stopped { reason }) => {
+                let data = format!(
+                    "{{\"reason\":\"stopped\",\"detail\":{}}}",
+                    json_string(reason)
+                );
+                self.inner
+                    .push_line(&self.file, at, "=", "end", &data, true);
+            }
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redaction_covers_escaped_forms() {
+        let r = Redactor::new(&[Secret::new("k\"ey-12345678"), Secret::new("")]);
+        let raw = "a k\"ey-12345678 b".to_owned();
+        assert_eq!(r.redact(raw), "a [REDACTED] b");
+        let once = json_string("a k\"ey-12345678 b");
+        assert!(!r.redact(once.clone()).contains("ey-1234"), "{once}");
+        let twice = json_string(&once);
+        assert!(!r.redact(twice.clone()).contains("ey-1234"), "{twice}");
+    }
+}

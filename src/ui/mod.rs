@@ -1,0 +1,326 @@
+//! The terminal dashboard: live panes for every session of a world (sessions, stream,
+//! health, cost, event log), driven by one loop.
+//!
+//! The loop (`run`) `select!`s over terminal events, session events, a frame deadline and
+//! SIGTERM/SIGINT/SIGHUP. Session events are folded into the `App` as they come; the screen
+//! is redrawn at most `fps` times a second and only when something changed (a key press
+//! redraws at once; with nothing happening, once a second for the clock). Drawing reads the
+//! `App` and never awaits. The engine knows nothing of this module.
+
+pub mod app;
+pub mod format;
+pub mod keys;
+pub mod log;
+pub mod render;
+pub mod stream;
+pub mod terminal;
+pub mod theme;
+
+use std::time::Duration;
+
+use crossterm::event::{Event, EventStream, KeyEventKind};
+use futures_util::StreamExt;
+use ratatui::layout::Rect;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::time::Instant;
+
+use crate::canary::CanaryDriver;
+use crate::config::UiConfig;
+use crate::session::event::micros;
+use crate::session::{RunClock, SessionCommand, SessionEvent};
+use crate::supervisor::Supervisor;
+use crate::world::World;
+
+use app::{App, Effect, SelfUsage, SessionSetup};
+use keys::KeyMap;
+use theme::Theme;
+
+/// Frames a second when neither the command line nor the configuration says.
+pub const DEFAULT_FPS: u32 = 30;
+/// Session events folded before the screen gets a chance to redraw.
+const EVENT_BATCH: usize = 4_096;
+
+/// Dashboard settings from the command line; each overrides the configuration's `[ui]`.
+#[derive(Clone, Debug, Default)]
+pub struct UiOptions {
+    /// `--fps`: the most frames a second.
+    pub fps: Option<u32>,
+    /// `--theme`: a built-in theme's name or a theme file.
+    pub theme: Option<String>,
+    /// `--no-mouse` gives `Some(false)`.
+    pub mouse: Option<bool>,
+}
+
+/// Everything the dashboard needs that can be wrong, checked before the terminal is touched.
+pub struct Settings {
+    pub fps: u32,
+    pub mouse: bool,
+    pub keys: KeyMap,
+    pub themes: Vec<Theme>,
+    pub theme: usize,
+    pub cost_warning_per_hour_usd: Option<f64>,
+}
+
+impl Settings {
+    /// Command line over configuration over defaults. `NO_COLOR` picks the colourless theme
+    /// unless a theme was asked for by name (as no-color.org asks).
+    pub fn resolve(
+        options: &UiOptions,
+        config: &UiConfig,
+        source: &str,
+    ) -> anyhow::Result<Settings> {
+        let fps = options.fps.or(config.fps).unwrap_or(DEFAULT_FPS);
+        if !(1..=120).contains(&fps) {
+            anyhow::bail!("fps must be 1 to 120, not {fps}");
+        }
+        let keys = KeyMap::new(&config.keys).map_err(|e| anyhow::anyhow!("{source}: {e}"))?;
+        let chosen = match options.theme.as_deref().or(config.theme.as_deref()) {
+            Some(name) => Theme::load(name)?,
+            None if theme::no_color_requested() => Theme::no_color(),
+            None => Theme::dark(),
+        };
+        let (themes, theme) = theme::theme_cycle(chosen);
+        Ok(Settings {
+            fps,
+            mouse: options.mouse.or(config.mouse).unwrap_or(true),
+            keys,
+            themes,
+            theme,
+            cost_warning_per_hour_usd: config.cost_warning_per_hour_usd,
+        })
+    }
+}
+
+/// Runs the dashboard over `world` until the person quits (or SIGTERM, SIGINT, SIGHUP), then
+/// restores the terminal and stops the sessions and simulators. Shaped like `headless::run`:
+/// the run is recorded when the world says so, every event is shown to the world's observers
+/// and to a canary, if the configuration has one.
+pub async fn run(world: World, options: UiOptions) -> anyhow::Result<()> {
+    let settings = Settings::resolve(&options, &world.config.ui, &world.config.source)?;
+    let started_at = chrono::Utc::now();
+    let clock = RunClock::new();
+    let recorder = world.start_recording(started_at, clock)?;
+    let (mut supervisor, mut events) = Supervisor::new(clock);
+    let specs = world.session_specs(recorder.as_ref())?;
+    for spec in &specs {
+        supervisor.start(spec.clone());
+    }
+    let setups: Vec<SessionSetup> = supervisor
+        .infos()
+        .iter()
+        .zip(&specs)
+        .map(|(info, spec)| SessionSetup {
+            info: info.clone(),
+            heartbeat_every: spec.timing.heartbeat,
+        })
+        .collect();
+    let canary = world
+        .config
+        .canary
+        .clone()
+        .map(|plan| CanaryDriver::start(plan, &supervisor, &world.config.providers));
+    let observe = |event: &SessionEvent| {
+        world.observe(event);
+        if let Some(canary) = &canary {
+            canary.observe(event);
+        }
+    };
+    let started_local = started_at.with_timezone(&chrono::Local).fixed_offset();
+    let mut app = App::new(&setups, world.config.pricing().into(), started_local)
+        .with_keys(settings.keys.clone())
+        .with_themes(settings.themes.clone(), settings.theme)
+        .with_cost_warning(settings.cost_warning_per_hour_usd);
+
+    let result = match terminal::TerminalGuard::enter(settings.mouse) {
+        Ok(mut guard) => {
+            let result = event_loop(
+                &mut guard.terminal,
+                &mut app,
+                &supervisor,
+                &mut events,
+                &observe,
+                clock,
+                settings.fps,
+            )
+            .await;
+            drop(guard);
+            result
+        }
+        Err(e) => Err(anyhow::anyhow!("cannot set up the terminal: {e}")),
+    };
+    for message in terminal::take_held_panics() {
+        eprintln!("relaytop: a background task panicked: {message}");
+    }
+    let duration = clock.now();
+    if let Some(canary) = &canary {
+        canary.shutdown(Duration::from_secs(10)).await;
+    }
+    supervisor.shutdown(Duration::from_secs(2)).await;
+    while let Ok(event) = events.try_recv() {
+        observe(&event);
+    }
+    if let Some(recorder) = recorder {
+        // Joins the recorder's writer thread: off the async workers.
+        let reason = match &result {
+            Ok(()) => "quit from the dashboard".to_owned(),
+            Err(e) => format!("the dashboard failed: {e}"),
+        };
+        tokio::task::spawn_blocking(move || recorder.finish(&reason, duration))
+            .await
+            .map_err(|e| anyhow::anyhow!("the recorder stopped: {e}"))?
+            .map_err(|e| anyhow::anyhow!("cannot finish the recording: {e}"))?;
+    }
+    world.stop().await;
+    result
+}
+
+/// Reads relaytop's own CPU and memory use.
+struct SelfMeter {
+    system: sysinfo::System,
+    pid: Option<sysinfo::Pid>,
+}
+
+impl SelfMeter {
+    fn new() -> SelfMeter {
+        SelfMeter {
+            system: sysinfo::System::new(),
+            pid: sysinfo::get_current_pid().ok(),
+        }
+    }
+
+    fn measure(&mut self) -> Option<SelfUsage> {
+        let pid = self.pid?;
+        self.system.refresh_processes_specifics(
+            sysinfo::ProcessesToUpdate::Some(&[pid]),
+            false,
+            sysinfo::ProcessRefreshKind::nothing()
+                .with_cpu()
+                .with_memory(),
+        );
+        let process = self.system.process(pid)?;
+        Some(SelfUsage {
+            cpu_percent: process.cpu_usage(),
+            memory_bytes: process.memory(),
+        })
+    }
+}
+
+async fn event_loop(
+    terminal: &mut terminal::Term,
+    app: &mut App,
+    supervisor: &Supervisor,
+    events: &mut tokio::sync::mpsc::Receiver<SessionEvent>,
+    observe: &dyn Fn(&SessionEvent),
+    clock: RunClock,
+    fps: u32,
+) -> anyhow::Result<()> {
+    let frame_interval = Duration::from_secs_f64(1.0 / f64::from(fps));
+    let mut terminal_events = EventStream::new();
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sighup = signal(SignalKind::hangup())?;
+    let mut meter = SelfMeter::new();
+    let mut next_measure = Instant::now();
+    let mut batch = Vec::with_capacity(EVENT_BATCH);
+    let mut sessions_open = true;
+
+    let mut dirty = true;
+    let mut draw_now = true;
+    let mut last_draw = Instant::now();
+    let mut drawn_tick = u64::MAX;
+
+    loop {
+        let now = Instant::now();
+        if now >= next_measure {
+            app.set_self_usage(meter.measure());
+            next_measure = now + Duration::from_secs(1);
+            dirty = true;
+        }
+        let now_us = micros(clock.now());
+        // The clock on screen moves once a second; countdowns every tenth.
+        let tick = if app.any_backing_off() {
+            100_000
+        } else {
+            1_000_000
+        };
+        if now_us / tick != drawn_tick {
+            dirty = true;
+        }
+        if draw_now || (dirty && now >= last_draw + frame_interval) {
+            app.set_now(now_us);
+            terminal.draw(|frame| {
+                app.prepare(frame.area());
+                render::draw(frame, app);
+            })?;
+            last_draw = Instant::now();
+            drawn_tick = now_us / tick;
+            dirty = false;
+            draw_now = false;
+        }
+        let next_tick = clock.instant_at(Duration::from_micros((now_us / tick + 1) * tick));
+        let wake = if dirty {
+            last_draw + frame_interval
+        } else {
+            next_tick.min(next_measure)
+        };
+
+        tokio::select! {
+            event = terminal_events.next() => {
+                let Some(event) = event else { break };
+                match event? {
+                    Event::Key(key) if key.kind != KeyEventKind::Release => {
+                        app.set_now(micros(clock.now()));
+                        match app.handle_key(key) {
+                            Some(Effect::Quit) => break,
+                            Some(Effect::Reconnect(id)) => {
+                                let accepted = supervisor.command(id, SessionCommand::ReconnectNow);
+                                app.reconnect_sent(id, accepted);
+                            }
+                            None => {}
+                        }
+                        draw_now = true;
+                    }
+                    Event::Mouse(mouse) => {
+                        if matches!(mouse.kind, crossterm::event::MouseEventKind::Moved) {
+                            continue;
+                        }
+                        let size = terminal.size()?;
+                        let area = Rect::new(0, 0, size.width, size.height);
+                        if let Some(Effect::Quit) = app.handle_mouse(mouse, area) {
+                            break;
+                        }
+                        draw_now = true;
+                    }
+                    Event::Paste(text) => {
+                        app.handle_paste(&text);
+                        draw_now = true;
+                    }
+                    Event::Resize(_, _) => {
+                        terminal.autoresize()?;
+                        draw_now = true;
+                    }
+                    _ => {}
+                }
+            }
+            received = events.recv_many(&mut batch, EVENT_BATCH), if sessions_open => {
+                if received == 0 {
+                    sessions_open = false;
+                } else {
+                    for event in batch.drain(..) {
+                        app.apply(&event);
+                        observe(&event);
+                    }
+                    dirty = true;
+                }
+            }
+            _ = tokio::time::sleep_until(wake) => {}
+            _ = sigterm.recv() => break,
+            _ = sigint.recv() => break,
+            _ = sighup.recv() => break,
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;
