@@ -1,9 +1,10 @@
 //! Replaying a recording: seeking lands in the state that playing there reaches, markers are
 //! found and jumped to in order, and damaged files (a torn last line, malformed lines in the
-//! middle, blank and `#` lines) replay what they still hold and say what they skipped.
+//! middle, blank and `#` lines) replay what they still hold and say what they skipped, and a
+//! session rotated into several files replays as one.
 //!
 //! One recording of a simulated run (1.5 s, loopback, port 0) is made once and shared; each
-//! test that damages it works on its own copy.
+//! test that damages it works on its own copy. Rotation uses a synthetic session (no network).
 
 mod support;
 
@@ -27,8 +28,25 @@ const USER_MARK: &str = "mark from the test";
 fn recording() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let root = Path::new(env!("CARGO_TARGET_TMPDIR"))
-            .join(format!("record_replay-{}", std::process::id()));
+        let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
+        // Recordings of earlier runs (an hour old: no run of this file is still using them).
+        for entry in std::fs::read_dir(tmp).into_iter().flatten().flatten() {
+            let old = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > Duration::from_secs(3600));
+            if old
+                && entry
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with("record_replay-")
+            {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+        let root = tmp.join(format!("record_replay-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&root);
         tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)

@@ -22,12 +22,8 @@ pub const MAX_LINE_BYTES: usize = 64 << 20;
 /// Why a recording cannot be opened.
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
-    #[error("{path}: {source}")]
-    Io {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error("{path}: {error}")]
+    Io { path: String, error: std::io::Error },
     #[error("{path} is not a relaytop recording: {reason}")]
     NotARecording { path: String, reason: String },
     #[error(
@@ -39,10 +35,10 @@ pub enum ReadError {
     Empty(String),
 }
 
-fn io_error(path: &Path, source: std::io::Error) -> ReadError {
+fn io_error(path: &Path, error: std::io::Error) -> ReadError {
     ReadError::Io {
         path: path.display().to_string(),
-        source,
+        error,
     }
 }
 
@@ -328,7 +324,7 @@ pub fn discover(paths: &[PathBuf]) -> Result<Recordings, ReadError> {
             if !file.exists() {
                 return Err(io_error(
                     &file,
-                    std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
+                    std::io::Error::new(std::io::ErrorKind::NotFound, "no such file or directory"),
                 ));
             }
             files.push(file);

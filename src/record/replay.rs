@@ -698,11 +698,12 @@ impl Replay {
             started_at: self.started_at,
             duration_us: self.duration_us(),
             source: self.source_label.clone(),
-            ended_by: self
-                .manifest
-                .as_ref()
-                .and_then(|m| m.ended_by.clone())
-                .unwrap_or_else(|| "the recording ends (the run did not finish cleanly)".into()),
+            ended_by: match &self.manifest {
+                Some(m) => m.ended_by.clone().unwrap_or_else(|| {
+                    "the recording ends (the run did not finish cleanly)".into()
+                }),
+                None => "the recording ends (no run.json says how the run ended)".into(),
+            },
         }
     }
 
