@@ -29,9 +29,9 @@ use crate::protocol::openai_realtime::{
 use crate::protocol::openai_sse::{models_url, parse_error_body};
 use crate::protocol::relay_v1::STREAM_PATH;
 use crate::session::connect::{self, ConnectError, ConnectRequest, Flavor};
-use crate::session::task::{self, RunClock, SessionCommand};
 use crate::session::{
-    BackoffPolicy, EventKind, Protocol, SessionInfo, SessionSpec, SessionState, Timing, Workload,
+    self, BackoffPolicy, EventKind, Protocol, RunClock, SessionCommand, SessionInfo, SessionSpec,
+    SessionState, Timing, Workload,
 };
 
 /// Resolves a host name to addresses (tests inject their own).
@@ -1232,7 +1232,7 @@ async fn check_completion_and_heartbeat(
     let heartbeat = (target.protocol != Protocol::OpenaiSse).then_some(Duration::from_millis(200));
     let spec = session_spec(options, target, key, heartbeat);
     let (tx, mut rx) = mpsc::channel(1024);
-    let handle = task::spawn(spec, RunClock::new(), tx);
+    let handle = session::spawn(spec, RunClock::new(), tx);
     let started = Instant::now();
     let _ = handle
         .commands
@@ -1397,7 +1397,7 @@ async fn check_idle(options: &CheckOptions, target: &Target, key: &Key, walk: &m
     let started = Instant::now();
     let spec = session_spec(options, target, key, None);
     let (tx, mut rx) = mpsc::channel(1024);
-    let handle = task::spawn(spec, RunClock::new(), tx);
+    let handle = session::spawn(spec, RunClock::new(), tx);
     let mut connected_at: Option<u64> = None;
     let deadline = tokio::time::Instant::now() + options.timeout + idle;
     let mut cut: Option<(u64, u16)> = None;

@@ -7,8 +7,10 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use crate::session::task::{self, RunClock, SessionCommand, SessionHandle};
-use crate::session::{SessionEvent, SessionId, SessionInfo, SessionSpec};
+use crate::session::{
+    self, RunClock, SessionCommand, SessionEvent, SessionHandle, SessionId, SessionInfo,
+    SessionSpec,
+};
 
 /// Events waiting for the consumer before sessions wait for it.
 pub const EVENT_QUEUE: usize = 16_384;
@@ -46,7 +48,7 @@ impl Supervisor {
         spec.info.id = id;
         self.infos.push(spec.info.clone());
         self.sessions
-            .push(task::spawn(spec, self.clock, self.events.clone()));
+            .push(session::spawn(spec, self.clock, self.events.clone()));
         id
     }
 

@@ -1,9 +1,10 @@
 //! The openai-sse and openai-realtime session tasks against the embedded simulator on
 //! 127.0.0.1: a streamed response with TTFT, tokens (cached ones too) and a reported cost,
-//! rate-limit headers, a bad key (stops), a 429 (retried per the reference policy), a drop
-//! mid-stream (reconnects), a stalled stream (idle timeout), a mid-stream error, Esc
-//! (`response.cancel`), heartbeats (none for SSE, WebSocket Ping for Realtime), and the
-//! 101-then-error-then-close-3000 of a bad Realtime key (not retried). Every wait is bounded.
+//! rate-limit headers, a bad key (stops), a 429 (retried per the reference policy; at a
+//! Realtime upgrade, on the rate-limit schedule), a drop mid-stream (reconnects), a stalled
+//! stream (idle timeout), a mid-stream error, Esc (`response.cancel`), heartbeats (none for
+//! SSE, WebSocket Ping for Realtime), and the 101-then-error-then-close-3000 of a bad Realtime
+//! key (not retried). Every wait is bounded.
 
 mod support;
 
@@ -438,6 +439,50 @@ async fn realtime_bad_key_is_a_configuration_failure_not_retried() {
         1,
         "101 first"
     );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn realtime_429_at_the_upgrade_follows_the_rate_limit_schedule() {
+    let server = sim(SimProfile {
+        reject_upgrades: Some(UpgradeRejection {
+            first: Some(2),
+            status: 429,
+            retry_after: Some("0".into()),
+            message: None,
+        }),
+        ..quick(10.0, 3)
+    })
+    .await;
+    let mut s = watch(realtime_spec(&server, probe(100)));
+    s.wait_for(LONG, |k| matches!(k, EventKind::Connected { .. }))
+        .await
+        .unwrap_or_else(|| panic!("no connection after two 429s:\n{}", s.story()));
+    // The rate-limit schedule (5 retries), not the reconnect backoff (10 attempts).
+    for retry in 1..=2 {
+        let note = format!("(retry {retry} of 5)");
+        assert_eq!(
+            s.count(
+                |k| matches!(k, EventKind::RateLimited { cause, .. } if cause.ends_with(&note))
+            ),
+            1,
+            "{note}:\n{}",
+            s.story()
+        );
+    }
+    assert_eq!(
+        s.count(|k| matches!(
+            k,
+            EventKind::BackingOff {
+                max_attempts: 5,
+                ..
+            }
+        )),
+        2,
+        "{}",
+        s.story()
+    );
+    assert_eq!(s.count(|k| matches!(k, EventKind::RateLimited { .. })), 2);
     server.stop().await;
 }
 

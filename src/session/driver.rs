@@ -1,9 +1,12 @@
-//! What the openai-sse and openai-realtime session tasks share: reporting (the event outbox,
-//! the wire tap, state changes), the reconnect loop with its backoff, and the commands taken
-//! while no connection is up. Each transport supplies only "connect, then serve until the
-//! connection ends" (`Transport`); every timing rule stays in the pure state machines.
+//! What every session task shares, whatever its protocol: reporting (the event outbox, the
+//! wire tap, state changes), the provider's limits (send slots, connection slots), the
+//! commands taken while no connection is up, and the reconnect loop (`run`) with its two
+//! schedules: `Backoff` after a drop or a failed connect, `RateLimitBackoff` after a 429 at the
+//! connect (1, 2, 4, 8, 16 s or `Retry-After`; the session stops after 5 retries).
 //!
-//! relay/v1's task (`task.rs`) predates this and keeps its own copy of the same loop.
+//! Each transport (relay/v1 in `task`, `sse`, `realtime`) supplies only "connect, then serve
+//! until the connection ends" (`Transport`); every timing rule stays in the pure state
+//! machines. Nothing here touches a socket.
 
 use std::future::Future;
 use std::time::Duration;
@@ -15,8 +18,9 @@ use tokio::sync::mpsc;
 use crate::protocol::relay_v1::{ChatMessage, Role};
 use crate::session::backoff::{Backoff, Retry};
 use crate::session::event::micros;
+use crate::session::handle::{RunClock, SessionCommand};
+use crate::session::ratelimit::{RateLimitBackoff, RateLimitRetry};
 use crate::session::tap::{Direction, Wire};
-use crate::session::task::{RunClock, SessionCommand};
 use crate::session::workload::{Outgoing, WorkloadState};
 use crate::session::{ErrorKind, EventKind, SessionEvent, SessionSpec, SessionState, Workload};
 
@@ -29,8 +33,14 @@ pub(crate) enum End {
     Reconnect,
     /// Retrying cannot help.
     Fatal(String),
-    /// Try again after backoff.
+    /// Try again after the reconnect backoff.
     Retry {
+        cause: String,
+        retry_after: Option<Duration>,
+    },
+    /// The relay answered 429 to the connect: try again on the rate-limit schedule, not the
+    /// reconnect one (`Core::connect_failed` says which).
+    RateLimited {
         cause: String,
         retry_after: Option<Duration>,
     },
@@ -47,13 +57,33 @@ pub(crate) trait Transport: Send {
 
 /// What a command asked of a session that has no connection to act on.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Offline {
+enum Offline {
     /// Nothing to do now (a chat turn was queued, a cancel had nothing to cancel).
     Nothing,
     /// Connect now.
     ReconnectNow,
     /// End the session.
     Close,
+}
+
+/// What the reconnect loop does after a connection ended.
+enum Next {
+    /// Connect again at once.
+    Connect,
+    /// Wait, then connect again.
+    Pause(Pause),
+    /// End the session: closed.
+    Close,
+    /// End the session: stopped, for this reason.
+    Stop(String),
+}
+
+/// A wait before the next connection attempt.
+struct Pause {
+    attempt: u32,
+    max_attempts: u32,
+    delay: Duration,
+    cause: String,
 }
 
 /// A session's reporting and shared state, owned by its task.
@@ -64,6 +94,8 @@ pub(crate) struct Core {
     outbox: Vec<SessionEvent>,
     pub commands: mpsc::Receiver<SessionCommand>,
     pub backoff: Backoff,
+    /// 429s at the connect, in a row.
+    connect_limited: RateLimitBackoff,
     pub rng: SmallRng,
     pub workload: WorkloadState,
     state: Option<SessionState>,
@@ -96,6 +128,7 @@ impl Core {
         };
         Self {
             backoff: Backoff::new(spec.timing.backoff, spec.timing.stable_after),
+            connect_limited: RateLimitBackoff::default(),
             workload: WorkloadState::new(&spec.workload),
             spec,
             clock,
@@ -135,9 +168,9 @@ impl Core {
                         EventKind::RateLimited {
                             wait_ms: micros(wait) / 1000,
                             cause: format!(
-                                "local limit: {} sends per {:.0} s to {}",
+                                "local limit: {} sends per {} s to {}",
                                 view.requests_per_window,
-                                view.window.as_secs_f64(),
+                                fmt_secs(view.window),
                                 view.provider
                             ),
                         },
@@ -170,11 +203,17 @@ impl Core {
             },
         );
         self.flush().await;
-        let wait = limits.connection();
-        tokio::pin!(wait);
+        self.wait_offline(limits.connection()).await
+    }
+
+    /// Waits for `work` (a connection attempt, a free connection slot), taking the commands
+    /// that come meanwhile as a session with no connection does. `None` when asked to close
+    /// (`work` is dropped); a reconnect asked for meanwhile changes nothing.
+    pub async fn wait_offline<F: Future>(&mut self, work: F) -> Option<F::Output> {
+        tokio::pin!(work);
         loop {
             tokio::select! {
-                permit = &mut wait => return Some(permit),
+                output = &mut work => return Some(output),
                 command = self.commands.recv() => {
                     if self.offline_command(command) == Offline::Close {
                         return None;
@@ -197,6 +236,18 @@ impl Core {
     pub fn derived(&mut self, at: Duration, kind: EventKind) {
         self.outbox
             .push(SessionEvent::new(self.spec.info.id, at, kind));
+    }
+
+    /// How many reported events wait for the next `flush`: a mark for `pending_since`, and a
+    /// measure of a batch.
+    pub fn pending(&self) -> usize {
+        self.outbox.len()
+    }
+
+    /// The events reported since `mark` (a `pending()`) and not flushed yet, for a transport
+    /// to correct what its decoder just said.
+    pub fn pending_since(&mut self, mark: usize) -> &mut [SessionEvent] {
+        self.outbox.get_mut(mark..).unwrap_or_default()
     }
 
     /// Shows a frame to the tap, if there is one.
@@ -223,6 +274,7 @@ impl Core {
             }
         }
         outbox.clear();
+        // Keep the allocation for the next batch.
         self.outbox = outbox;
     }
 
@@ -265,7 +317,7 @@ impl Core {
     }
 
     /// Takes a command while no connection is up.
-    pub fn offline_command(&mut self, command: Option<SessionCommand>) -> Offline {
+    fn offline_command(&mut self, command: Option<SessionCommand>) -> Offline {
         let now = self.clock.now();
         match command {
             None | Some(SessionCommand::Close) => Offline::Close,
@@ -278,7 +330,9 @@ impl Core {
         }
     }
 
-    /// Reports a connection that failed to open, and says how to go on.
+    /// Reports a connection that failed to open, and says how to go on: a retryable 429
+    /// follows the rate-limit schedule (which reports its wait), anything else retryable the
+    /// reconnect backoff.
     pub fn connect_failed(
         &mut self,
         now: Duration,
@@ -297,7 +351,9 @@ impl Core {
                 retry_after_ms: retry_after.map(|d| micros(d) / 1000),
             },
         );
-        if matches!(kind, ErrorKind::RateLimited | ErrorKind::Overloaded)
+        let rate_limited = retryable && kind == ErrorKind::RateLimited;
+        if !rate_limited
+            && matches!(kind, ErrorKind::RateLimited | ErrorKind::Overloaded)
             && let Some(wait) = retry_after
         {
             self.emit(
@@ -308,7 +364,12 @@ impl Core {
                 },
             );
         }
-        if retryable {
+        if rate_limited {
+            End::RateLimited {
+                cause: message,
+                retry_after,
+            }
+        } else if retryable {
             End::Retry {
                 cause: message,
                 retry_after,
@@ -318,7 +379,8 @@ impl Core {
         }
     }
 
-    /// A connection came up at `now` after `handshake`: reports it and starts the workload.
+    /// A connection came up at `now` after `handshake`: reports it, resets the 429 count and
+    /// starts the workload.
     pub fn connected(&mut self, now: Duration, attempt: u32, handshake: Duration) {
         tracing::info!(session = %self.spec.info.name, attempt, "connected");
         self.emit(
@@ -329,9 +391,51 @@ impl Core {
             },
         );
         self.backoff.on_connected(now);
+        self.connect_limited.on_success();
         let first_delay = self.first_delay();
         self.workload.on_connected(now, first_delay);
         self.set_state(now, SessionState::Open);
+    }
+
+    /// Ends the session in `state` (closed or stopped), reporting what is left.
+    async fn finish(&mut self, at: Duration, state: SessionState) {
+        self.set_state(at, state);
+        self.flush().await;
+    }
+
+    /// Stops the session: retrying cannot help, or the retries are used up.
+    async fn stop(&mut self, at: Duration, reason: String) {
+        tracing::warn!(session = %self.spec.info.name, %reason, "session stopped");
+        self.finish(at, SessionState::Stopped { reason }).await;
+    }
+
+    /// Reports `pause` and waits it out, taking commands. Returns true when asked to close.
+    async fn back_off(&mut self, now: Duration, pause: Pause) -> bool {
+        let Pause {
+            attempt,
+            max_attempts,
+            delay,
+            cause,
+        } = pause;
+        self.emit(
+            now,
+            EventKind::BackingOff {
+                attempt,
+                max_attempts,
+                delay_ms: u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+                cause,
+            },
+        );
+        self.set_state(
+            now,
+            SessionState::BackingOff {
+                attempt,
+                max_attempts,
+                until_us: micros(now + delay),
+            },
+        );
+        self.flush().await;
+        self.wait_out_backoff(now + delay).await
     }
 
     /// Waits until `until`, taking commands. Returns true when asked to close.
@@ -345,6 +449,60 @@ impl Core {
                     Offline::ReconnectNow => return false,
                     Offline::Nothing => {}
                 },
+            }
+        }
+    }
+
+    /// What comes after a connection ended with `end` at `now`.
+    fn next_after(&mut self, now: Duration, end: End) -> Next {
+        match end {
+            End::Closed => Next::Close,
+            End::Fatal(reason) => Next::Stop(reason),
+            End::Reconnect => {
+                self.emit(
+                    now,
+                    EventKind::Marker {
+                        label: "reconnect (asked)".into(),
+                    },
+                );
+                Next::Connect
+            }
+            End::Retry { cause, retry_after } => {
+                let jitter = self.rng.random::<f64>();
+                match self.backoff.on_failure(now, retry_after, jitter) {
+                    Retry::GiveUp { attempts } => {
+                        Next::Stop(format!("gave up after {attempts} retries: {cause}"))
+                    }
+                    Retry::After { attempt, delay } => Next::Pause(Pause {
+                        attempt,
+                        max_attempts: self.backoff.max_attempts(),
+                        delay,
+                        cause,
+                    }),
+                }
+            }
+            End::RateLimited { cause, retry_after } => {
+                match self.connect_limited.on_rate_limited(retry_after) {
+                    RateLimitRetry::GiveUp { retries } => Next::Stop(format!(
+                        "rate limited: the relay answered 429 again after {retries} retries ({cause})"
+                    )),
+                    RateLimitRetry::After { retry, delay } => {
+                        let max_attempts = self.connect_limited.max_retries();
+                        self.emit(
+                            now,
+                            EventKind::RateLimited {
+                                wait_ms: u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+                                cause: format!("{cause} (retry {retry} of {max_attempts})"),
+                            },
+                        );
+                        Next::Pause(Pause {
+                            attempt: retry,
+                            max_attempts,
+                            delay,
+                            cause,
+                        })
+                    }
+                }
             }
         }
     }
@@ -362,73 +520,154 @@ pub(crate) async fn run<T: Transport>(mut core: Core, mut transport: T) {
         }
         let Some(slot) = core.connection_slot().await else {
             let now = core.clock.now();
-            core.set_state(now, SessionState::Closed);
-            core.flush().await;
+            core.finish(now, SessionState::Closed).await;
             return;
         };
         let end = transport.connect_and_serve(&mut core, attempt).await;
         drop(slot);
         let now = core.clock.now();
-        match end {
-            End::Closed => {
-                core.set_state(now, SessionState::Closed);
-                core.flush().await;
-                return;
-            }
-            End::Fatal(reason) => {
-                tracing::warn!(session = %core.spec.info.name, %reason, "session stopped");
-                core.set_state(now, SessionState::Stopped { reason });
-                core.flush().await;
-                return;
-            }
-            End::Reconnect => core.emit(
-                now,
-                EventKind::Marker {
-                    label: "reconnect (asked)".into(),
-                },
-            ),
-            End::Retry { cause, retry_after } => {
-                let jitter = core.rng.random::<f64>();
-                match core.backoff.on_failure(now, retry_after, jitter) {
-                    Retry::GiveUp { attempts } => {
-                        let reason = format!("gave up after {attempts} retries: {cause}");
-                        tracing::warn!(session = %core.spec.info.name, %reason, "session stopped");
-                        core.set_state(now, SessionState::Stopped { reason });
-                        core.flush().await;
-                        return;
-                    }
-                    Retry::After { attempt, delay } => {
-                        let max_attempts = core.backoff.max_attempts();
-                        core.emit(
-                            now,
-                            EventKind::BackingOff {
-                                attempt,
-                                max_attempts,
-                                delay_ms: u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
-                                cause,
-                            },
-                        );
-                        core.set_state(
-                            now,
-                            SessionState::BackingOff {
-                                attempt,
-                                max_attempts,
-                                until_us: micros(now + delay),
-                            },
-                        );
-                        core.flush().await;
-                        if core.wait_out_backoff(now + delay).await {
-                            let now = core.clock.now();
-                            core.set_state(now, SessionState::Closed);
-                            core.flush().await;
-                            return;
-                        }
-                    }
+        match core.next_after(now, end) {
+            Next::Connect => {}
+            Next::Pause(pause) => {
+                if core.back_off(now, pause).await {
+                    let now = core.clock.now();
+                    core.finish(now, SessionState::Closed).await;
+                    return;
                 }
+            }
+            Next::Close => {
+                core.finish(now, SessionState::Closed).await;
+                return;
+            }
+            Next::Stop(reason) => {
+                core.stop(now, reason).await;
+                return;
             }
         }
         if core.orphaned {
             return;
         }
+    }
+}
+
+/// Seconds, without a fraction when there is none (60, 0.50).
+fn fmt_secs(d: Duration) -> String {
+    let secs = d.as_secs_f64();
+    if secs.fract() == 0.0 {
+        format!("{secs:.0}")
+    } else {
+        format!("{secs:.2}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::session::{Protocol, SessionInfo, Timing};
+
+    fn core() -> Core {
+        let (events, _) = mpsc::channel(16);
+        let (_, commands) = mpsc::channel(1);
+        let spec = SessionSpec {
+            info: SessionInfo {
+                id: 0,
+                name: "test".into(),
+                provider: "test".into(),
+                model: "m".into(),
+                protocol: Protocol::RelayV1,
+                url: "ws://127.0.0.1:9/v1/stream".into(),
+                workload: "canary".into(),
+            },
+            api_key: None,
+            workload: Workload::OnDemand,
+            timing: Timing::default(),
+            seed: Some(7),
+            tap: None,
+            limits: None,
+        };
+        Core::new(spec, RunClock::new(), events, commands)
+    }
+
+    fn pause(next: Next) -> Pause {
+        match next {
+            Next::Pause(pause) => pause,
+            Next::Connect => panic!("connect at once"),
+            Next::Close => panic!("closed"),
+            Next::Stop(reason) => panic!("stopped: {reason}"),
+        }
+    }
+
+    fn rate_limited(events: &[SessionEvent]) -> Vec<(u64, String)> {
+        events
+            .iter()
+            .filter_map(|e| match &e.kind {
+                EventKind::RateLimited { wait_ms, cause } => Some((*wait_ms, cause.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_429_at_the_connect_follows_the_rate_limit_schedule_then_stops() {
+        let mut core = core();
+        let now = Duration::from_secs(1);
+        for retry in 1..=5u32 {
+            let end = core.connect_failed(now, ErrorKind::RateLimited, "429".into(), true, None);
+            assert!(matches!(end, End::RateLimited { .. }), "{end:?}");
+            let mark = core.pending();
+            let pause = pause(core.next_after(now, end));
+            assert_eq!((pause.attempt, pause.max_attempts), (retry, 5));
+            assert_eq!(pause.delay, Duration::from_secs(1 << (retry - 1)));
+            let waits = rate_limited(core.pending_since(mark));
+            assert_eq!(
+                waits,
+                vec![(1000 << (retry - 1), format!("429 (retry {retry} of 5)"))]
+            );
+        }
+        let end = core.connect_failed(now, ErrorKind::RateLimited, "429".into(), true, None);
+        match core.next_after(now, end) {
+            Next::Stop(reason) => assert!(reason.contains("after 5 retries (429)"), "{reason}"),
+            _ => panic!("a sixth 429 stops the session"),
+        }
+    }
+
+    #[test]
+    fn retry_after_wins_and_a_connection_resets_the_429_count() {
+        let mut core = core();
+        let now = Duration::from_secs(1);
+        let wait = Some(Duration::from_millis(2500));
+        let end = core.connect_failed(now, ErrorKind::RateLimited, "429".into(), true, wait);
+        // The schedule reports the wait, not the failed connect.
+        assert_eq!(rate_limited(core.pending_since(0)), vec![]);
+        assert_eq!(
+            pause(core.next_after(now, end)).delay,
+            Duration::from_millis(2500)
+        );
+        core.connected(now, 1, Duration::from_millis(10));
+        let end = core.connect_failed(now, ErrorKind::RateLimited, "429".into(), true, None);
+        assert_eq!(pause(core.next_after(now, end)).attempt, 1);
+    }
+
+    #[test]
+    fn other_connect_failures_follow_the_reconnect_backoff() {
+        let mut core = core();
+        let now = Duration::from_secs(1);
+        let wait = Some(Duration::from_secs(3));
+        let end = core.connect_failed(now, ErrorKind::Overloaded, "503".into(), true, wait);
+        assert!(matches!(end, End::Retry { .. }), "{end:?}");
+        assert_eq!(
+            rate_limited(core.pending_since(0)),
+            vec![(3000, "503".to_owned())]
+        );
+        let pause = pause(core.next_after(now, end));
+        assert_eq!(pause.max_attempts, Timing::default().backoff.max_attempts);
+        let end = core.connect_failed(now, ErrorKind::RateLimited, "quota".into(), false, None);
+        assert!(matches!(end, End::Fatal(_)), "{end:?}");
+    }
+
+    #[test]
+    fn seconds_print_without_a_needless_fraction() {
+        assert_eq!(fmt_secs(Duration::from_secs(60)), "60");
+        assert_eq!(fmt_secs(Duration::from_millis(500)), "0.50");
     }
 }

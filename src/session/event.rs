@@ -3,7 +3,8 @@
 //! A session task, the replay source and test fixtures all produce `SessionEvent`s; metrics,
 //! cost, the recorder, the headless report and the TUI only ever consume them. Times are
 //! whole microseconds since the run's start (a monotonic clock), so live runs, replays and
-//! fixtures with a fake clock are indistinguishable.
+//! fixtures with a fake clock are indistinguishable. `close_code_meaning` and `close_cause`
+//! put a WebSocket close code into the words events and logs use.
 
 use std::time::Duration;
 
@@ -253,4 +254,34 @@ pub enum EventKind {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         tokens_reset_ms: Option<u64>,
     },
+}
+
+/// What a WebSocket close code means, in a few words.
+pub fn close_code_meaning(code: u16) -> &'static str {
+    match code {
+        1000 => "normal",
+        1001 => "going away",
+        1002 => "protocol error",
+        1005 => "no code given",
+        1006 => "abnormal: no close frame",
+        1007 => "invalid data",
+        1008 => "policy violation",
+        1009 => "message too big",
+        1011 => "server error",
+        1012 => "service restart",
+        1013 => "try again later",
+        3000..=3999 => "application (registered)",
+        4000..=4999 => "application",
+        _ => "unknown code",
+    }
+}
+
+/// A close the session did not ask for, as the cause of a reconnect: `close 1011 (server
+/// error): reason`, without the colon part when the peer gave no reason.
+pub fn close_cause(code: u16, reason: &str) -> String {
+    if reason.is_empty() {
+        format!("close {code} ({})", close_code_meaning(code))
+    } else {
+        format!("close {code} ({}): {reason}", close_code_meaning(code))
+    }
 }

@@ -1,16 +1,19 @@
 //! Sessions: one long-lived relay connection each, its events, and the pure timing logic.
 //!
-//! The session task (`task`) owns its socket and nothing else; it reports through
-//! `SessionEvent`s and takes `SessionCommand`s. Backoff, heartbeats and dead-peer detection
-//! are pure state machines (`backoff`, `heartbeat`) that take `now` and are tested without
-//! sleeping. Nothing here knows about the screen. relay/v1 sessions run in `task`, openai-sse
-//! sessions in `sse`, openai-realtime sessions in `realtime` (the last two share `driver`).
+//! `spawn` (`handle`) starts a session's task for its protocol; the task owns its connection
+//! and nothing else, reports through `SessionEvent`s and takes `SessionCommand`s. Every task
+//! runs on `driver` (reporting, limits, offline commands, the reconnect loop) with one
+//! transport: relay/v1 in `task`, openai-sse in `sse`, openai-realtime in `realtime`. Backoff,
+//! heartbeats, dead-peer detection and rate limits are pure state machines (`backoff`,
+//! `heartbeat`, `ratelimit`) that take `now` and are tested without sleeping. Nothing here
+//! knows about the screen.
 
 pub mod backoff;
 pub mod connect;
 pub mod decode;
 pub(crate) mod driver;
 pub mod event;
+pub mod handle;
 pub mod heartbeat;
 pub mod ratelimit;
 pub mod realtime;
@@ -22,5 +25,5 @@ pub mod task;
 pub mod workload;
 
 pub use event::{ErrorKind, EventKind, RequestId, SessionEvent, SessionId, SessionState, Tokens};
+pub use handle::{RunClock, SessionCommand, SessionHandle, spawn};
 pub use spec::{BackoffPolicy, Protocol, SessionInfo, SessionSpec, Timing, Workload};
-pub use task::{RunClock, SessionCommand, SessionHandle};

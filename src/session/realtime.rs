@@ -32,11 +32,11 @@ use crate::protocol::openai_realtime::{
 use crate::protocol::relay_v1::{Role, Usage as RelayUsage};
 use crate::session::connect::{self, ConnectRequest, Flavor, RelaySocket};
 use crate::session::driver::{self, Core, End, Transport};
-use crate::session::event::micros;
+use crate::session::event::{close_cause, micros};
+use crate::session::handle::{RunClock, SessionCommand, SessionHandle};
 use crate::session::heartbeat::{Heartbeat, HeartbeatAction};
 use crate::session::response::{ResponseTracker, estimate_tokens_from_chars};
 use crate::session::tap::{Direction, Wire};
-use crate::session::task::{RunClock, SessionCommand, SessionHandle, close_code_meaning};
 use crate::session::{
     ErrorKind, EventKind, RequestId, SessionEvent, SessionSpec, SessionState, Workload,
 };
@@ -381,16 +381,8 @@ impl RealtimeTransport {
             timeout: core.spec.timing.handshake_timeout,
         };
         let connecting = connect::connect_as(&request, Flavor::Realtime);
-        tokio::pin!(connecting);
-        let connected = loop {
-            tokio::select! {
-                result = &mut connecting => break result,
-                command = core.commands.recv() => {
-                    if core.offline_command(command) == driver::Offline::Close {
-                        return Err(End::Closed);
-                    }
-                }
-            }
+        let Some(connected) = core.wait_offline(connecting).await else {
+            return Err(End::Closed);
         };
         let now = core.clock.now();
         match connected {
@@ -826,11 +818,7 @@ impl RealtimeTransport {
     /// The connection ended without us asking: fails the response under way, reports the
     /// close, and says whether to retry (not after 3000/4000 or 1008: a configuration failure).
     fn on_dropped(&mut self, core: &mut Core, now: Duration, code: u16, reason: &str) -> End {
-        let cause = if reason.is_empty() {
-            format!("close {code} ({})", close_code_meaning(code))
-        } else {
-            format!("close {code} ({}): {reason}", close_code_meaning(code))
-        };
+        let cause = close_cause(code, reason);
         tracing::info!(session = %core.spec.info.name, %cause, "connection dropped");
         core.tap_wire(now, Direction::FromRelay, Wire::Close { code, reason });
         if let Some(failed) = self.decoder.fail(ErrorKind::Network, cause.clone()) {

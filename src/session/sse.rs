@@ -28,11 +28,11 @@ use crate::protocol::openai_sse::{
     models_url, parse_error_body,
 };
 use crate::session::connect::{retry_after_from_headers, status_kind};
-use crate::session::driver::{self, Core, End, Offline, Transport};
+use crate::session::driver::{self, Core, End, Transport};
 use crate::session::event::micros;
+use crate::session::handle::{RunClock, SessionCommand, SessionHandle};
 use crate::session::response::{ResponseTracker, estimate_tokens_from_chars};
 use crate::session::tap::{Direction, Wire};
-use crate::session::task::{RunClock, SessionCommand, SessionHandle};
 use crate::session::workload::Outgoing;
 use crate::session::{ErrorKind, EventKind, RequestId, SessionEvent, SessionSpec, SessionState};
 
@@ -626,16 +626,8 @@ impl SseTransport {
             };
             Ok::<_, reqwest::Error>((status, headers, body))
         };
-        tokio::pin!(check);
-        let answer = loop {
-            tokio::select! {
-                answer = &mut check => break answer,
-                command = core.commands.recv() => {
-                    if core.offline_command(command) == Offline::Close {
-                        return Err(End::Closed);
-                    }
-                }
-            }
+        let Some(answer) = core.wait_offline(check).await else {
+            return Err(End::Closed);
         };
         let now = core.clock.now();
         let (status, headers, body) = match answer {

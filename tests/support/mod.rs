@@ -6,9 +6,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use relaytop::config::secret::Secret;
-use relaytop::session::task::{self, RunClock, SessionHandle};
 use relaytop::session::{
-    BackoffPolicy, EventKind, Protocol, SessionEvent, SessionInfo, SessionSpec, Timing, Workload,
+    self, BackoffPolicy, EventKind, Protocol, RunClock, SessionEvent, SessionHandle, SessionInfo,
+    SessionSpec, Timing, Workload,
 };
 use relaytop::sim::{SimProfile, SimServer};
 use tokio::sync::mpsc;
@@ -84,7 +84,7 @@ pub struct Watched {
 pub fn watch(spec: SessionSpec) -> Watched {
     let clock = RunClock::new();
     let (tx, rx) = mpsc::channel(4096);
-    let handle = task::spawn(spec, clock, tx);
+    let handle = session::spawn(spec, clock, tx);
     Watched {
         handle,
         rx,

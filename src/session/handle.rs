@@ -1,0 +1,91 @@
+//! A session seen from outside: `spawn` (which task runs it, by protocol), the `SessionHandle`
+//! it returns, the `SessionCommand`s it takes, and the `RunClock` every event time counts from.
+//!
+//! Nothing here does I/O or decides anything about a connection; the tasks (`task`, `sse`,
+//! `realtime`, on `driver`) do.
+
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::session::event::micros;
+use crate::session::{Protocol, SessionEvent, SessionId, SessionSpec};
+
+/// What a session can be asked to do.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SessionCommand {
+    /// Send a chat turn (chat sessions); queued while disconnected.
+    Chat { text: String },
+    /// Send one request now (any workload): queued like chat turns, sent before the session's
+    /// own requests, and never added to a chat history. The canary routes its probes so.
+    Send {
+        prompt: String,
+        max_tokens: Option<u32>,
+    },
+    /// Stop the response under way (relay/v1 `cancel`).
+    Cancel,
+    /// Close the connection and connect again at once, without backoff.
+    ReconnectNow,
+    /// Close the connection (code 1000) and end the session.
+    Close,
+}
+
+/// The run's monotonic clock: every event time is an offset from its start.
+#[derive(Clone, Copy, Debug)]
+pub struct RunClock {
+    start: Instant,
+}
+
+impl RunClock {
+    pub fn new() -> Self {
+        Self {
+            start: Instant::now(),
+        }
+    }
+
+    /// Time since the run started, in whole microseconds (the unit of every event time), so
+    /// that a replay computing from recorded times gets exactly what the live run got.
+    pub fn now(&self) -> Duration {
+        Duration::from_micros(micros(self.start.elapsed()))
+    }
+
+    /// The instant at offset `at` (for timers).
+    pub fn instant_at(&self, at: Duration) -> Instant {
+        self.start.checked_add(at).unwrap_or_else(far_future)
+    }
+}
+
+impl Default for RunClock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(86_400 * 365)
+}
+
+/// A running session: its command channel and its task.
+#[derive(Debug)]
+pub struct SessionHandle {
+    pub id: SessionId,
+    pub commands: mpsc::Sender<SessionCommand>,
+    pub task: JoinHandle<()>,
+}
+
+/// Starts a session task for the session's protocol. It reports on `events` until it stops,
+/// is closed, or `events` has no receiver any more.
+pub fn spawn(
+    spec: SessionSpec,
+    clock: RunClock,
+    events: mpsc::Sender<SessionEvent>,
+) -> SessionHandle {
+    // Each protocol has its own transport; they all report the same events.
+    match spec.info.protocol {
+        Protocol::RelayV1 => crate::session::task::spawn(spec, clock, events),
+        Protocol::OpenaiSse => crate::session::sse::spawn(spec, clock, events),
+        Protocol::OpenaiRealtime => crate::session::realtime::spawn(spec, clock, events),
+    }
+}
