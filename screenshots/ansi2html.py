@@ -152,7 +152,9 @@ def convert(text, cols, rows, fg, bg):
         )
     while len(out_rows) < rows:
         out_rows.append("<div>%s</div>" % (" " * cols))
-    return "\n".join(out_rows)
+    # No white space between rows: the container keeps white space (`pre`), so a newline here
+    # would be an empty row.
+    return "".join(out_rows)
 
 
 def main():
@@ -175,9 +177,7 @@ html, body {{ margin: 0; padding: 0; background: {args.bg}; }}
   line-height: {round(args.font_px * 1.2)}px; color: {args.fg}; background: {args.bg};
   white-space: pre; padding: 10px; display: inline-block; font-variant-ligatures: none; }}
 .term div {{ height: {round(args.font_px * 1.2)}px; }}
-</style></head><body><div class="term">
-{body}
-</div></body></html>
+</style></head><body><div class="term">{body}</div></body></html>
 """
     with open(args.out, "w", encoding="utf-8") as f:
         f.write(page)

@@ -32,6 +32,8 @@ pub const BACKGROUND_STREAM_LINES: usize = 100;
 pub const MAX_VIEWED_SESSIONS: usize = 8;
 /// How often the session order is recomputed while events arrive (a key press does it now).
 const ROW_REFRESH_US: u64 = 250_000;
+/// The same when sorting by a latency, which asks every session's histograms.
+const LATENCY_ROW_REFRESH_US: u64 = 1_000_000;
 /// How long a notice stays in the status bar.
 const NOTICE_US: u64 = 4_000_000;
 
@@ -428,7 +430,7 @@ pub struct App {
     pub(crate) zoomed: bool,
     /// The help overlay's scroll offset, when it is open.
     pub(crate) help: Option<usize>,
-    /// The filter prompt, when open: what it edits and the text before editing.
+    /// The filter prompt, when open: which filter it edits.
     pub(crate) input: Option<FilterTarget>,
     pub(crate) session_filter: String,
     pub(crate) event_filter: String,
@@ -575,7 +577,9 @@ impl App {
     }
 
     pub fn theme(&self) -> &Theme {
-        &self.themes[self.theme.min(self.themes.len() - 1)]
+        // `themes` is never empty: `new` puts the dark theme in, `with_themes` keeps it unless
+        // it is given others.
+        &self.themes[self.theme.min(self.themes.len().saturating_sub(1))]
     }
 
     pub fn cost_warning_per_hour_usd(&self) -> Option<f64> {
@@ -664,9 +668,14 @@ impl App {
     /// Brings the view up to date before a frame of size `area`: session order, selection,
     /// and scroll positions. Drawing then only reads.
     pub fn prepare(&mut self, area: Rect) {
+        let every = if self.sort == SortColumn::Ttft {
+            LATENCY_ROW_REFRESH_US
+        } else {
+            ROW_REFRESH_US
+        };
         let due = self
             .rows_at_us
-            .is_none_or(|at| self.now_us.saturating_sub(at) >= ROW_REFRESH_US || at > self.now_us);
+            .is_none_or(|at| self.now_us.saturating_sub(at) >= every || at > self.now_us);
         if self.rows_stale && due {
             self.refresh_rows();
         }

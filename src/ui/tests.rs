@@ -911,3 +911,20 @@ fn readme_key_list_matches_the_key_table() {
         "README.md's key list differs from the key table; replace it with:\n\n{start}{expected}{end}\n"
     );
 }
+
+/// The `[ui]` example in README.md is a valid configuration.
+#[test]
+fn readme_ui_example_is_valid() {
+    let readme = include_str!("../../README.md");
+    let marker = "```toml\n[ui]\n";
+    let start = readme.find(marker).expect("the [ui] example in the README") + 8;
+    let end = start + readme[start..].find("```").expect("the example ends");
+    let file: crate::config::file::ConfigFile =
+        toml::from_str(&readme[start..end]).expect("the example parses");
+    let settings =
+        crate::ui::Settings::resolve(&crate::ui::UiOptions::default(), &file.ui, "README.md")
+            .expect("the example's settings are valid");
+    assert_eq!(settings.fps, 20);
+    assert!(!settings.mouse);
+    assert_eq!(settings.themes[settings.theme].name(), "solarized");
+}
