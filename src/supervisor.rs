@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
+use crate::session::tap::TapHandle;
 use crate::session::{
     self, RunClock, SessionCommand, SessionEvent, SessionHandle, SessionId, SessionInfo,
     SessionSpec,
@@ -21,6 +22,8 @@ pub struct Supervisor {
     events: mpsc::Sender<SessionEvent>,
     sessions: Vec<SessionHandle>,
     infos: Vec<SessionInfo>,
+    /// Each session's tap (the recorder), if it has one.
+    taps: Vec<Option<TapHandle>>,
 }
 
 impl Supervisor {
@@ -33,6 +36,7 @@ impl Supervisor {
                 events: tx,
                 sessions: Vec::new(),
                 infos: Vec::new(),
+                taps: Vec::new(),
             },
             rx,
         )
@@ -47,6 +51,7 @@ impl Supervisor {
         let id = SessionId::try_from(self.sessions.len()).unwrap_or(SessionId::MAX);
         spec.info.id = id;
         self.infos.push(spec.info.clone());
+        self.taps.push(spec.tap.clone());
         self.sessions
             .push(session::spawn(spec, self.clock, self.events.clone()));
         id
@@ -64,6 +69,12 @@ impl Supervisor {
             .is_some_and(|s| s.commands.try_send(command).is_ok())
     }
 
+    /// The tap of a session (the recorder's, when the run is recorded): what reports on its
+    /// behalf (the canary's markers) go through, so that a replay has them too.
+    pub fn tap(&self, id: SessionId) -> Option<TapHandle> {
+        self.taps.get(id as usize).cloned().flatten()
+    }
+
     /// A handle that sends commands to the sessions started so far, from any task.
     pub fn commander(&self) -> Commander {
         Commander {
@@ -72,7 +83,8 @@ impl Supervisor {
     }
 
     /// A sender on the run's event stream, for reports that belong to no session's socket
-    /// (the canary's markers). Dropping it matters: the stream ends when every sender is gone.
+    /// (the canary's markers; they go to the session's `tap` too). Dropping it matters: the
+    /// stream ends when every sender is gone.
     pub fn event_sender(&self) -> mpsc::Sender<SessionEvent> {
         self.events.clone()
     }

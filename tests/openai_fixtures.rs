@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use relaytop::session::realtime::{RealtimeDecoder, RealtimeInbound};
 use relaytop::session::sse::{SseDecoder, SseInbound};
+use relaytop::session::tap::Wire;
 use relaytop::session::{ErrorKind, EventKind, Tokens};
 
 fn fixture(path: &str) -> Vec<u8> {
@@ -25,17 +26,18 @@ fn run_sse(path: &str, piece: usize) -> (Vec<SseInbound>, Vec<EventKind>, Vec<St
     let mut inbounds = Vec::new();
     let mut events = Vec::new();
     let mut data = Vec::new();
+    // What the tap sees: each event's data (named or not); refusals and the end apart.
+    let mut tap = |wire: Wire<'_>| match wire {
+        Wire::Text(t) | Wire::SseEvent { data: t, .. } => data.push(t.to_owned()),
+        _ => {}
+    };
     for (n, bytes) in body.chunks(piece).enumerate() {
         let at = Duration::from_millis(10 * (n as u64 + 1));
-        let i = d.on_bytes(at, bytes, &mut |e| events.push(e), &mut |t| {
-            data.push(t.to_owned())
-        });
+        let i = d.on_bytes(at, bytes, &mut |e| events.push(e), &mut tap);
         inbounds.push(i);
     }
     let end = Duration::from_millis(10 * (body.len() as u64 + 2));
-    inbounds.push(d.on_end(end, &mut |e| events.push(e), &mut |t| {
-        data.push(t.to_owned())
-    }));
+    inbounds.push(d.on_end(end, &mut |e| events.push(e), &mut tap));
     inbounds.retain(|i| *i != SseInbound::Nothing && *i != SseInbound::Text);
     (inbounds, events, data)
 }

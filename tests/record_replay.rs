@@ -12,15 +12,13 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use relaytop::config::file;
-use relaytop::config::secret::{Secret, SecretError};
 use relaytop::record::{MarkerTarget, RecordOptions, Replay};
 use relaytop::report::Report;
 use relaytop::session::{EventKind, RunClock, SessionEvent};
 use relaytop::sim::{DropMode, SimProfile};
 use relaytop::supervisor::Supervisor;
 use relaytop::world::World;
-use support::{TEST_KEY, sim};
+use support::{probe_config, sim};
 
 const USER_MARK: &str = "mark from the test";
 
@@ -70,32 +68,7 @@ async fn record_a_run(root: &Path) -> PathBuf {
         ..SimProfile::default()
     })
     .await;
-    let text = format!(
-        r#"
-[defaults]
-heartbeat_s = 0.2
-dead_after_s = 2
-backoff = {{ base_ms = 40, cap_ms = 150 }}
-
-[[providers]]
-name = "relay"
-url = "{}"
-api_key_env = "RELAYTOP_TEST_KEY"
-model = "gpt-4.1"
-
-[[sessions]]
-name = "probe"
-provider = "relay"
-count = 3
-interval_s = 0.05
-"#,
-        relay.url()
-    );
-    let read_key = |var: &str| match var {
-        "RELAYTOP_TEST_KEY" => Ok(Secret::new(TEST_KEY)),
-        other => Err(SecretError::NotSet { var: other.into() }),
-    };
-    let config = file::parse(&text, "replay.toml", &read_key).expect("config");
+    let config = probe_config(&relay.url(), 3, "replay.toml");
     let mut world = World::start(config).await.expect("world");
     world.recording = Some(RecordOptions::new(root));
     let clock = RunClock::new();

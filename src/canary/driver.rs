@@ -8,8 +8,9 @@
 //! waits and is counted as waiting. Whoever consumes the event stream (headless, dashboard)
 //! calls `observe` for every event: completed and failed requests become outcomes, and weights
 //! the controller changes reach the router at once (a rollback sets the canary to 0 %). Stage
-//! changes, pauses, rollbacks and promotions are written to the event stream as markers, and
-//! rollbacks and promotions are posted to the webhook.
+//! changes, pauses, rollbacks and promotions are written to the event stream as markers (on
+//! behalf of the first pool session still going, through its tap too, so that a recording has
+//! them and a replay shows them), and rollbacks and promotions are posted to the webhook.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -25,6 +26,7 @@ use crate::canary::router::Router;
 use crate::canary::view::{Banner, BannerKind, CanaryReport, CanaryView, ProviderTraffic};
 use crate::config::Provider;
 use crate::session::ratelimit::ProviderLimits;
+use crate::session::tap::TapHandle;
 use crate::session::{
     ErrorKind, EventKind, RequestId, RunClock, SessionCommand, SessionEvent, SessionId,
     SessionState,
@@ -52,7 +54,11 @@ struct Busy {
 struct PoolSession {
     id: SessionId,
     up: bool,
+    /// Closed or stopped: its recording has ended.
+    ended: bool,
     busy: Option<Busy>,
+    /// Its tap (the recorder's), if the run is recorded: markers reported on its behalf.
+    tap: Option<TapHandle>,
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -72,7 +78,7 @@ struct Inner {
     scale: f64,
     commander: Commander,
     events: Option<mpsc::Sender<SessionEvent>>,
-    /// The session markers are reported under (the canary's first pool session).
+    /// The session markers are reported under when every pool session has ended.
     marker_session: SessionId,
     roles: HashMap<SessionId, (Role, usize)>,
     pools: [Vec<PoolSession>; 2],
@@ -140,7 +146,9 @@ impl CanaryDriver {
                 pool.push(PoolSession {
                     id: info.id,
                     up: false,
+                    ended: false,
                     busy: None,
+                    tap: supervisor.tap(info.id),
                 });
             }
         }
@@ -419,6 +427,7 @@ impl Inner {
                 s.up = state.is_up();
                 if matches!(state, SessionState::Stopped { .. } | SessionState::Closed) {
                     s.busy = None;
+                    s.ended = true;
                 }
             }
             EventKind::RequestSent { request, .. } => {
@@ -542,17 +551,29 @@ impl Inner {
         });
     }
 
+    /// Reports a marker on behalf of the first pool session still going (the canary's
+    /// first), on the event stream and to that session's tap (the recording), at the same
+    /// time: a replay shows it as the run did.
     fn marker(&self, label: &str) {
-        if let Some(events) = &self.events {
-            let event = SessionEvent::new(
-                self.marker_session,
-                self.clock.now(),
-                EventKind::Marker {
-                    label: label.to_owned(),
-                },
-            );
-            // Never wait on the consumer: a marker lost to a full queue is only a marker.
-            let _ = events.try_send(event);
+        let Some(events) = &self.events else {
+            return;
+        };
+        let on_behalf = self.pools[1]
+            .iter()
+            .chain(&self.pools[0])
+            .find(|s| !s.ended);
+        let at = self.clock.now();
+        let kind = EventKind::Marker {
+            label: label.to_owned(),
+        };
+        let session = on_behalf.map_or(self.marker_session, |s| s.id);
+        let event = SessionEvent::new(session, at, kind.clone());
+        // Never wait on the consumer: a marker lost to a full queue is only a marker (and is
+        // then not recorded either).
+        if events.try_send(event).is_ok()
+            && let Some(tap) = on_behalf.and_then(|s| s.tap.as_ref())
+        {
+            tap.0.event(at, &kind);
         }
     }
 

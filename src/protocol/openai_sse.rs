@@ -126,7 +126,7 @@ pub enum SseError {
 /// Splits a byte stream into Server-Sent Events. Lines may end in `\n`, `\r\n` or `\r`;
 /// comments (`:`) and the `id:`/`retry:` fields are ignored. Bounded: an event longer than
 /// `MAX_EVENT_BYTES` is refused once and its bytes dropped up to the blank line that ends it.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct SseBuffer {
     buf: Vec<u8>,
     /// Bytes of `buf` already handed out.

@@ -256,6 +256,13 @@ impl Dir {
 pub enum Entry {
     /// A text frame, verbatim.
     Text { dir: Dir, text: String },
+    /// A Server-Sent Event with an `event:` name (`sse`), from the relay; one without a name
+    /// is a `Text` line (its data).
+    SseEvent { event: String, data: String },
+    /// A Server-Sent Event the framing refused (`refused`), and why.
+    SseRefused { reason: String },
+    /// The end of a streamed HTTP response body (`body_end`).
+    BodyEnd,
     /// A binary frame (its body, when recorded, is not kept by the reader).
     Binary { dir: Dir, len: u64 },
     /// The upgrade's answer.
@@ -313,6 +320,18 @@ struct LenData {
 }
 
 #[derive(Deserialize)]
+struct SseData {
+    event: String,
+    data: String,
+}
+
+#[derive(Deserialize)]
+struct RefusedData {
+    #[serde(default)]
+    reason: String,
+}
+
+#[derive(Deserialize)]
 struct StatusData {
     status: u16,
 }
@@ -366,6 +385,19 @@ pub fn parse_line(line: &[u8]) -> Result<Record, LineError> {
             dir,
             text: serde_json::from_str::<String>(raw).map_err(bad)?,
         },
+        "sse" => {
+            let e: SseData = serde_json::from_str(raw).map_err(bad)?;
+            Entry::SseEvent {
+                event: e.event,
+                data: e.data,
+            }
+        }
+        "refused" => Entry::SseRefused {
+            reason: serde_json::from_str::<RefusedData>(raw)
+                .map_err(bad)?
+                .reason,
+        },
+        "body_end" => Entry::BodyEnd,
         "binary" => Entry::Binary {
             dir,
             len: serde_json::from_str::<LenData>(raw).map_err(bad)?.len,
@@ -581,6 +613,25 @@ mod tests {
             parse_line(br#"[5,"<","ping",{}]"#).unwrap().entry,
             Entry::Other
         );
+    }
+
+    #[test]
+    fn sse_lines_parse() {
+        let entry = |line: &[u8]| parse_line(line).unwrap().entry;
+        assert_eq!(
+            entry(br#"[1,"<","sse",{"event":"error","data":"{\"message\":\"x\"}"}]"#),
+            Entry::SseEvent {
+                event: "error".into(),
+                data: r#"{"message":"x"}"#.into()
+            }
+        );
+        assert_eq!(
+            entry(br#"[2,"<","refused",{"reason":"too big"}]"#),
+            Entry::SseRefused {
+                reason: "too big".into()
+            }
+        );
+        assert_eq!(entry(br#"[3,"<","body_end",{}]"#), Entry::BodyEnd);
     }
 
     #[test]

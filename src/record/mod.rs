@@ -6,7 +6,7 @@
 //! - `reader`: finding a run's files, headers, lines from any position; torn and malformed
 //!   lines.
 //! - `replay`: the `Replay` source: the recording played back as the same `SessionEvent`s,
-//!   through the live `Decoder`, with seeks, markers and checkpoints.
+//!   through the live decoders (one per protocol), with seeks, markers and checkpoints.
 //! - `player`: the replay clock (speed, pause, idle limit), pure.
 //! - `headless`: `relaytop replay --headless`: the summary the live run printed.
 //! - `export`: one row per request, CSV or JSON.

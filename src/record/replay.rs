@@ -1,11 +1,12 @@
 //! The replay source: a recording played back as the same `SessionEvent`s the live run
 //! reported, on the original clock (scaled, paused, stepped, seeked, jumped marker to marker).
 //!
-//! Every session's lines are merged on one timeline. A `<` text line goes through a relay/v1
-//! `Decoder` (the live code) to derive the events the frames meant; a `=` line is an event the
-//! session reported itself, and a `RequestSent` or `RequestFailed` one also moves the decoder's
-//! request state, as it moved live. The metrics fold rides along, so that `metrics()` is the
-//! state at the current position.
+//! Every session's lines are merged on one timeline. What the relay sent (`<` text lines, and
+//! for openai-sse named events, refused events and body ends) goes through the decoder the
+//! live session ran (relay/v1 `Decoder`, `SseDecoder`, `RealtimeDecoder`) to derive the events
+//! the frames meant; a `=` line is an event the session reported itself, and a `RequestSent`,
+//! `RequestFailed` or `Done` one also moves the decoder's request state, as it moved live. The
+//! metrics fold rides along, so that `metrics()` is the state at the current position.
 //!
 //! Seeking restores a checkpoint (the fold cloned at a line boundary) and folds forward to
 //! the target. Checkpoints come from an indexing thread that reads the whole recording once
@@ -30,6 +31,8 @@ use crate::record::player::{Due, Player, Speed};
 use crate::record::reader::{self, Item, LineReader, Position, ReadError, SessionRecording};
 use crate::report::RunInfo;
 use crate::session::decode::Decoder;
+use crate::session::realtime::RealtimeDecoder;
+use crate::session::sse::SseDecoder;
 use crate::session::{
     ErrorKind, EventKind, Protocol, RequestId, SessionEvent, SessionId, SessionInfo,
 };
@@ -144,52 +147,81 @@ struct Source {
     part_sizes: Vec<u64>,
 }
 
-/// What turns a session's recorded frames back into the events they meant: the live code.
-///
-/// relay/v1 frames go through `session::decode::Decoder`. Other protocols replay the events
-/// their sessions reported (`=` lines) until their decoders are plugged in here (a variant
-/// calling the protocol's decoder for `<` text, `request_sent` and `fail`; it must be `Clone`
-/// for checkpoints).
+/// What turns a session's recorded frames back into the events they meant: the live code,
+/// one decoder per protocol (`Clone`, for checkpoints).
 #[derive(Clone, Debug)]
 enum ProtocolDecoder {
     RelayV1(Decoder),
-    EventsOnly,
+    Sse(SseDecoder),
+    Realtime(RealtimeDecoder),
 }
 
 impl ProtocolDecoder {
     fn for_protocol(protocol: Protocol) -> Self {
         match protocol {
             Protocol::RelayV1 => ProtocolDecoder::RelayV1(Decoder::new()),
-            _ => ProtocolDecoder::EventsOnly,
+            Protocol::OpenaiSse => ProtocolDecoder::Sse(SseDecoder::new()),
+            Protocol::OpenaiRealtime => ProtocolDecoder::Realtime(RealtimeDecoder::new()),
         }
     }
 
-    /// A text frame from the relay at `at`: its events go to `out`.
-    fn on_text(&mut self, at: Duration, text: &str, out: &mut impl FnMut(EventKind)) {
+    /// A line of what the relay sent at `at`, as the live decoder consumed it: its events go
+    /// to `out`. Lines the decoder did not consume (frames to the relay, upgrades, closes,
+    /// binary frames) make nothing here.
+    fn on_line(&mut self, at: Duration, entry: &Entry, out: &mut impl FnMut(EventKind)) {
+        let text = match entry {
+            Entry::Text {
+                dir: Dir::FromRelay,
+                text,
+            } => Some(text.as_str()),
+            _ => None,
+        };
         match self {
             ProtocolDecoder::RelayV1(d) => {
-                d.on_text(at, text, out);
+                if let Some(text) = text {
+                    d.on_text(at, text, out);
+                }
             }
-            ProtocolDecoder::EventsOnly => {}
+            ProtocolDecoder::Realtime(d) => {
+                if let Some(text) = text {
+                    d.on_text(at, text, out);
+                }
+            }
+            ProtocolDecoder::Sse(d) => match entry {
+                Entry::SseEvent { event, data } => {
+                    d.on_event(at, Some(event), data, out);
+                }
+                Entry::SseRefused { reason } => d.on_refused(reason, out),
+                Entry::BodyEnd => {
+                    d.on_body_end(at, out);
+                }
+                // An unnamed event's data.
+                _ => {
+                    if let Some(data) = text {
+                        d.on_event(at, None, data, out);
+                    }
+                }
+            },
         }
     }
 
     /// A request went out (as the session reported it): the number the decoder gives it.
-    fn request_sent(&mut self, at: Duration, model: &str, prompt_tokens: u64) -> Option<RequestId> {
+    fn request_sent(&mut self, at: Duration, model: &str, prompt_tokens: u64) -> RequestId {
         match self {
-            ProtocolDecoder::RelayV1(d) => Some(d.request_sent(at, model, prompt_tokens).0),
-            ProtocolDecoder::EventsOnly => None,
+            ProtocolDecoder::RelayV1(d) => d.request_sent(at, model, prompt_tokens).0,
+            ProtocolDecoder::Sse(d) => d.request_sent(at, model, prompt_tokens).0,
+            ProtocolDecoder::Realtime(d) => d.request_sent(at, model, prompt_tokens).0,
         }
     }
 
-    /// The session reported the request under way failed: the decoder's copy is dropped.
-    fn fail(&mut self, kind: ErrorKind, reason: &str) {
-        match self {
-            ProtocolDecoder::RelayV1(d) => {
-                let _ = d.fail(kind, reason);
-            }
-            ProtocolDecoder::EventsOnly => {}
-        }
+    /// The session reported the end of the request under way itself (it failed, or it was
+    /// cancelled): the decoder's copy is dropped.
+    fn end_request(&mut self, kind: ErrorKind, reason: &str) {
+        let _ = match self {
+            ProtocolDecoder::RelayV1(d) => d.fail(kind, reason),
+            ProtocolDecoder::Sse(d) => d.fail(kind, reason),
+            ProtocolDecoder::Realtime(d) => d.fail(kind, reason),
+        };
     }
 }
 
@@ -432,19 +464,6 @@ impl Cursor {
         let at = Duration::from_micros(t);
         let decoder = &mut self.fold.decoders[s];
         match record.entry {
-            Entry::Text {
-                dir: Dir::FromRelay,
-                text,
-            } => {
-                let pending = &mut self.pending;
-                decoder.on_text(at, &text, &mut |kind| {
-                    pending.push_back(SessionEvent {
-                        session,
-                        at_us: t,
-                        kind,
-                    });
-                });
-            }
             Entry::Event(kind) => {
                 match &kind {
                     EventKind::RequestSent {
@@ -453,13 +472,17 @@ impl Cursor {
                         prompt_tokens_estimate,
                     } => {
                         let number = decoder.request_sent(at, model, *prompt_tokens_estimate);
-                        if number.is_some_and(|n| n != *request) {
+                        if number != *request {
                             self.fold.stats.request_mismatches += 1;
                         }
                     }
                     EventKind::RequestFailed { kind, reason, .. } => {
                         // The session reported the failure itself; the decoder's copy goes.
-                        decoder.fail(*kind, reason);
+                        decoder.end_request(*kind, reason);
+                    }
+                    EventKind::Done { .. } => {
+                        // A response the session ended itself (an SSE cancel): the same.
+                        decoder.end_request(ErrorKind::Other, "ended by the session");
                     }
                     _ => {}
                 }
@@ -474,7 +497,16 @@ impl Cursor {
                 session,
                 label,
             }),
-            _ => {}
+            entry => {
+                let pending = &mut self.pending;
+                decoder.on_line(at, &entry, &mut |kind| {
+                    pending.push_back(SessionEvent {
+                        session,
+                        at_us: t,
+                        kind,
+                    });
+                });
+            }
         }
         true
     }

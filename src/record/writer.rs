@@ -21,7 +21,6 @@ use chrono::{DateTime, Utc};
 
 use crate::config::secret::Secret;
 use crate::cost::ProviderPricing;
-use crate::protocol::relay_v1::{ErrorCode, ServerFrame};
 use crate::record::format::{
     self, Header, HeaderConfig, HeaderRun, HeaderSession, RunFile, RunManifest, json_string,
     to_json,
@@ -367,9 +366,10 @@ impl Recorder {
         self.inner.flush_all();
     }
 
-    /// Records an event that a session did not report through its own tap (the canary's
-    /// markers, sent on the run's event stream) in session `session`'s file, as its tap
-    /// would. Without this a replay would not reproduce it.
+    /// Records an event that a session did not report through its own tap, in session
+    /// `session`'s file, as its tap would: whatever reports on a session's behalf on the run's
+    /// event stream without that tap at hand must call it, or a replay will not reproduce the
+    /// event. (The canary's markers go through the session's tap, `Supervisor::tap`.)
     pub fn event(&self, session: SessionId, at: Duration, kind: &EventKind) {
         let files = lock(&self.inner.files).clone();
         if let Some(file) = files.into_iter().find(|f| f.id == session) {
@@ -634,24 +634,20 @@ impl Tap for SessionTap {
             Direction::FromRelay => "<",
         };
         match wire {
-            Wire::Text(text) => {
-                self.push(at, dir, "text", &json_string(text));
-                if direction == Direction::FromRelay
-                    && (text.contains("rate_limited") || text.contains("overloaded"))
-                    && let Ok(ServerFrame::Error {
-                        code,
-                        retry_after_ms,
-                        ..
-                    }) = ServerFrame::parse(text)
-                    && matches!(
-                        ErrorCode::from_wire(code.as_deref().unwrap_or("")),
-                        ErrorCode::RateLimited | ErrorCode::Overloaded
-                    )
-                {
-                    let wait = retry_after_ms.unwrap_or(1000);
-                    self.marker(at, &format!("rate limited: wait {wait} ms"));
-                }
+            Wire::Text(text) => self.push(at, dir, "text", &json_string(text)),
+            Wire::SseEvent { event, data } => {
+                let data = format!(
+                    "{{\"event\":{},\"data\":{}}}",
+                    json_string(event),
+                    json_string(data)
+                );
+                self.push(at, dir, "sse", &data);
             }
+            Wire::SseRefused { reason } => {
+                let data = format!("{{\"reason\":{}}}", json_string(reason));
+                self.push(at, dir, "refused", &data);
+            }
+            Wire::BodyEnd => self.push(at, dir, "body_end", "{}"),
             Wire::Binary(bytes) => {
                 let data = if self.inner.options.binary_bodies {
                     let body = self.inner.redactor.redact_bytes(bytes);

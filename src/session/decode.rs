@@ -2,19 +2,21 @@
 //!
 //! Pure: the live session task and the replay source both feed it the frames the relay sent
 //! (with their times) and the requests that went out, and get the same events back: first
-//! token, chunks, done, errors, rate limits, malformed and unknown frames, transcripts. What
-//! the decoder cannot see on the wire (state changes, connects, closes, heartbeat round trips,
-//! backoff) the session reports itself, and a recording stores those as events.
+//! token, chunks, done, errors, malformed and unknown frames, transcripts. What the decoder
+//! cannot see on the wire (state changes, connects, closes, heartbeat round trips, backoff)
+//! the session reports itself, and a recording stores those as events. A `rate_limited` or
+//! `overloaded` error is returned as a `SlowDown` (in `Inbound`), not reported: the wait is
+//! the session's decision (its 429 schedule), so the session reports `RateLimited` itself.
 
 use std::time::Duration;
 
 use crate::protocol::relay_v1::{ErrorCode, ServerFrame};
-use crate::session::event::micros;
+use crate::session::ratelimit::SlowDown;
 use crate::session::response::ResponseTracker;
 use crate::session::{ErrorKind, EventKind, RequestId};
 
 /// What a frame from the relay meant for the session, beyond the events it produced.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Inbound {
     /// Nothing the session must act on.
     Nothing,
@@ -23,10 +25,10 @@ pub enum Inbound {
     /// The response under way completed.
     ResponseDone,
     /// The response under way failed (an error frame); `wait` is set when the relay asked
-    /// the client to slow down.
-    ResponseFailed { wait: Option<Duration> },
+    /// the client to slow down (the session decides the wait and reports it).
+    ResponseFailed { wait: Option<SlowDown> },
     /// An error frame with no response under way; `wait` as above.
-    Error { wait: Option<Duration> },
+    Error { wait: Option<SlowDown> },
     /// An application `pong`.
     Pong,
 }
@@ -126,14 +128,14 @@ impl Decoder {
                     retryable,
                     retry_after_ms,
                 });
-                let wait = matches!(kind, ErrorKind::RateLimited | ErrorKind::Overloaded)
-                    .then(|| Duration::from_millis(retry_after_ms.unwrap_or(1000)));
-                if let Some(wait) = wait {
-                    out(EventKind::RateLimited {
-                        wait_ms: micros(wait) / 1000,
-                        cause: message,
+                let wait =
+                    matches!(kind, ErrorKind::RateLimited | ErrorKind::Overloaded).then(|| {
+                        SlowDown {
+                            kind,
+                            retry_after: retry_after_ms.map(Duration::from_millis),
+                            cause: message,
+                        }
                     });
-                }
                 if had_request {
                     Inbound::ResponseFailed { wait }
                 } else {
@@ -205,10 +207,15 @@ mod tests {
             5,
             r#"{"type":"error","code":"rate_limited","details":"slow down","retry_after_ms":1500}"#,
         );
+        let slow_down = SlowDown {
+            kind: ErrorKind::RateLimited,
+            retry_after: Some(ms(1500)),
+            cause: "slow down".into(),
+        };
         assert_eq!(
             i,
             Inbound::ResponseFailed {
-                wait: Some(ms(1500))
+                wait: Some(slow_down)
             }
         );
         assert!(matches!(
@@ -225,13 +232,23 @@ mod tests {
                 ..
             }
         ));
-        assert_eq!(
-            e[2],
-            EventKind::RateLimited {
-                wait_ms: 1500,
-                cause: "slow down".into()
-            }
+        // The wait is the session's to decide and report (its 429 schedule), not the frame's.
+        assert_eq!(e.len(), 2, "no `RateLimited` from the decoder: {e:?}");
+    }
+
+    #[test]
+    fn an_overloaded_error_without_a_request_asks_to_wait_a_second() {
+        let mut d = Decoder::new();
+        let (i, e) = decode(
+            &mut d,
+            5,
+            r#"{"type":"error","code":"overloaded","details":"busy"}"#,
         );
+        let Inbound::Error { wait: Some(wait) } = i else {
+            panic!("{i:?}")
+        };
+        assert_eq!((wait.kind, wait.wait()), (ErrorKind::Overloaded, ms(1000)));
+        assert_eq!(e.len(), 1, "the error only: {e:?}");
     }
 
     #[test]

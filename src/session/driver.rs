@@ -163,17 +163,15 @@ impl Core {
                     self.waiting_for_slot = true;
                     limits.set_waiting(true);
                     let view = limits.view();
-                    self.emit(
+                    self.rate_limited(
                         now,
-                        EventKind::RateLimited {
-                            wait_ms: micros(wait) / 1000,
-                            cause: format!(
-                                "local limit: {} sends per {} s to {}",
-                                view.requests_per_window,
-                                fmt_secs(view.window),
-                                view.provider
-                            ),
-                        },
+                        wait,
+                        format!(
+                            "local limit: {} sends per {} s to {}",
+                            view.requests_per_window,
+                            fmt_secs(view.window),
+                            view.provider
+                        ),
                     );
                 }
                 false
@@ -233,21 +231,33 @@ impl Core {
     }
 
     /// Reports an event a decoder derived from frames: not tapped (a replay derives it again).
+    /// Never to be changed afterwards: what the session decides (a wait, a cancel) it reports
+    /// itself with `emit`.
     pub fn derived(&mut self, at: Duration, kind: EventKind) {
         self.outbox
             .push(SessionEvent::new(self.spec.info.id, at, kind));
     }
 
-    /// How many reported events wait for the next `flush`: a mark for `pending_since`, and a
-    /// measure of a batch.
+    /// Reports a wait the session decided (`RateLimited`, tapped).
+    pub fn rate_limited(&mut self, at: Duration, wait: Duration, cause: String) {
+        self.emit(
+            at,
+            EventKind::RateLimited {
+                wait_ms: micros(wait) / 1000,
+                cause,
+            },
+        );
+    }
+
+    /// How many reported events wait for the next `flush`: a measure of a batch.
     pub fn pending(&self) -> usize {
         self.outbox.len()
     }
 
-    /// The events reported since `mark` (a `pending()`) and not flushed yet, for a transport
-    /// to correct what its decoder just said.
-    pub fn pending_since(&mut self, mark: usize) -> &mut [SessionEvent] {
-        self.outbox.get_mut(mark..).unwrap_or_default()
+    /// The events reported since `mark` (a `pending()`) and not flushed yet.
+    #[cfg(test)]
+    fn pending_since(&self, mark: usize) -> &[SessionEvent] {
+        self.outbox.get(mark..).unwrap_or_default()
     }
 
     /// Shows a frame to the tap, if there is one.
@@ -356,13 +366,7 @@ impl Core {
             && matches!(kind, ErrorKind::RateLimited | ErrorKind::Overloaded)
             && let Some(wait) = retry_after
         {
-            self.emit(
-                now,
-                EventKind::RateLimited {
-                    wait_ms: micros(wait) / 1000,
-                    cause: message.clone(),
-                },
-            );
+            self.rate_limited(now, wait, message.clone());
         }
         if rate_limited {
             End::RateLimited {
@@ -488,12 +492,10 @@ impl Core {
                     )),
                     RateLimitRetry::After { retry, delay } => {
                         let max_attempts = self.connect_limited.max_retries();
-                        self.emit(
+                        self.rate_limited(
                             now,
-                            EventKind::RateLimited {
-                                wait_ms: u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
-                                cause: format!("{cause} (retry {retry} of {max_attempts})"),
-                            },
+                            delay,
+                            format!("{cause} (retry {retry} of {max_attempts})"),
                         );
                         Next::Pause(Pause {
                             attempt: retry,

@@ -14,6 +14,8 @@ use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
+use crate::session::ErrorKind;
+
 /// Sends a relay allows per minute unless the configuration says otherwise.
 pub const DEFAULT_REQUESTS_PER_MINUTE: u32 = 60;
 /// Concurrent connections a relay allows unless the configuration says otherwise.
@@ -172,6 +174,44 @@ impl RateLimitBackoff {
     }
 }
 
+/// One count of a waiting counter, given back when dropped (however the wait ends).
+struct Waiting<'a>(&'a AtomicU64);
+
+impl<'a> Waiting<'a> {
+    fn start(counter: &'a AtomicU64) -> Self {
+        counter.fetch_add(1, Ordering::Relaxed);
+        Self(counter)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        let _ = self
+            .0
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+    }
+}
+
+/// The relay (or the server) asked the client to slow down: a `rate_limited` or `overloaded`
+/// error. A decoder reads it from the frames and returns it; the session decides the wait
+/// (its `RateLimitBackoff` for a rate limit) and reports `RateLimited` itself, once.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SlowDown {
+    /// `RateLimited` or `Overloaded`.
+    pub kind: ErrorKind,
+    /// How long the relay said to wait (`retry_after_ms`), if it said.
+    pub retry_after: Option<Duration>,
+    /// The error's message: the cause of the wait.
+    pub cause: String,
+}
+
+impl SlowDown {
+    /// The relay's word, else one second (`RATE_LIMIT_BASE`).
+    pub fn wait(&self) -> Duration {
+        self.retry_after.unwrap_or(RATE_LIMIT_BASE)
+    }
+}
+
 /// What a provider's limits look like now, for the dashboard and the canary view.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LimitsView {
@@ -281,17 +321,11 @@ impl ProviderLimits {
         self.0.connections.clone().try_acquire_owned().ok()
     }
 
-    /// Waits for a connection slot (counted as waiting meanwhile).
+    /// Waits for a connection slot (counted as waiting meanwhile, also when the wait is
+    /// dropped half-way: a session closed while it waits is no longer counted).
     pub async fn connection(&self) -> Option<OwnedSemaphorePermit> {
-        self.0
-            .waiting_for_connection
-            .fetch_add(1, Ordering::Relaxed);
-        let permit = self.0.connections.clone().acquire_owned().await.ok();
-        let _ =
-            self.0
-                .waiting_for_connection
-                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
-        permit
+        let _waiting = Waiting::start(&self.0.waiting_for_connection);
+        self.0.connections.clone().acquire_owned().await.ok()
     }
 
     pub fn max_connections(&self) -> u32 {
@@ -430,6 +464,27 @@ mod tests {
         limits.set_waiting(false);
         let view = limits.view();
         assert_eq!((view.waiting, view.connections_open), (0, 0));
+    }
+
+    #[tokio::test]
+    async fn a_wait_for_a_connection_dropped_half_way_is_no_longer_counted() {
+        use std::future::Future;
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        let limits = ProviderLimits::new("legacy", 60, s(60), 1);
+        let permit = limits.try_connection().expect("the one slot");
+        let mut waiting = Box::pin(limits.connection());
+        assert!(waiting.as_mut().poll(&mut cx).is_pending());
+        assert_eq!(limits.view().waiting_for_connection, 1);
+        // The session is closed while it waits: its wait is dropped.
+        drop(waiting);
+        assert_eq!(limits.view().waiting_for_connection, 0);
+        // A wait that ends with a slot is counted down too.
+        let mut waiting = Box::pin(limits.connection());
+        assert!(waiting.as_mut().poll(&mut cx).is_pending());
+        drop(permit);
+        let slot = waiting.await;
+        assert!(slot.is_some());
+        assert_eq!(limits.view().waiting_for_connection, 0);
     }
 
     proptest! {

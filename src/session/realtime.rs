@@ -6,7 +6,8 @@
 //!   time to first token at the first `response.output_text.delta` (beta names read too),
 //!   chunks, `done` from `response.done` with its usage (cached tokens apart, for their own
 //!   price), failed and cancelled responses, `rate_limits.updated` as `RateLimitStatus`,
-//!   `error` events, unknown and malformed events.
+//!   `error` events, unknown and malformed events. A response failed by a rate limit or an
+//!   overload comes back as a `SlowDown`: the session waits and reports `RateLimited` itself.
 //! - The task: connects (`Authorization` only, no `OpenAI-Beta`), sends `session.update`
 //!   (text output, the chat's system prompt as instructions), then for each request the
 //!   messages the server has not seen (`conversation.item.create`) and `response.create`.
@@ -35,6 +36,7 @@ use crate::session::driver::{self, Core, End, Transport};
 use crate::session::event::{close_cause, micros};
 use crate::session::handle::{RunClock, SessionCommand, SessionHandle};
 use crate::session::heartbeat::{Heartbeat, HeartbeatAction};
+use crate::session::ratelimit::SlowDown;
 use crate::session::response::{ResponseTracker, estimate_tokens_from_chars};
 use crate::session::tap::{Direction, Wire};
 use crate::session::{
@@ -53,9 +55,10 @@ pub enum RealtimeInbound {
     Text,
     /// The response under way completed (or was cancelled, or is incomplete).
     ResponseDone,
-    /// The response under way failed; `wait` is set when the server asked to slow down.
+    /// The response under way failed; `wait` is set when the server asked to slow down (the
+    /// session decides the wait and reports it).
     ResponseFailed {
-        wait: Option<Duration>,
+        wait: Option<SlowDown>,
     },
     /// An `error` event that did not fail a response.
     Error,
@@ -117,6 +120,11 @@ impl RealtimeDecoder {
     /// When the request under way was sent.
     pub fn sent_at(&self) -> Option<Duration> {
         self.tracker.sent_at()
+    }
+
+    /// The number the next request will have (to name its items before it goes out).
+    pub fn next_request(&self) -> RequestId {
+        self.tracker.next_request()
     }
 
     /// A request went out at `now`: its number and its `RequestSent` event.
@@ -201,13 +209,11 @@ impl RealtimeDecoder {
                         return RealtimeInbound::Fatal { reason: message };
                     }
                     let wait = matches!(kind, ErrorKind::RateLimited | ErrorKind::Overloaded)
-                        .then_some(Duration::from_secs(1));
-                    if let Some(wait) = wait {
-                        out(EventKind::RateLimited {
-                            wait_ms: micros(wait) / 1000,
+                        .then_some(SlowDown {
+                            kind,
+                            retry_after: None,
                             cause: message,
                         });
-                    }
                     return RealtimeInbound::ResponseFailed { wait };
                 }
                 let finish = match (status, reason.as_deref()) {
@@ -359,14 +365,17 @@ impl RealtimeTransport {
         }
     }
 
+    /// Sends a client event, showing it to the tap as sent at `at` (the time the session acts
+    /// on, so that a recording's lines and events stay in time order).
     async fn send_event(
         &self,
         core: &Core,
         socket: &mut RelaySocket,
+        at: Duration,
         event: &ClientEvent,
     ) -> Result<(), tokio_tungstenite::tungstenite::Error> {
         let text = event.to_text();
-        core.tap_wire(core.clock.now(), Direction::ToRelay, Wire::Text(&text));
+        core.tap_wire(at, Direction::ToRelay, Wire::Text(&text));
         socket.send(Message::text(text)).await
     }
 
@@ -415,7 +424,10 @@ impl RealtimeTransport {
                 model: None,
             },
         };
-        if let Err(error) = self.send_event(core, &mut socket, &update).await {
+        if let Err(error) = self
+            .send_event(core, &mut socket, core.clock.now(), &update)
+            .await
+        {
             return self.on_socket_error(core, &error);
         }
         core.flush().await;
@@ -515,9 +527,9 @@ impl RealtimeTransport {
             .map(|m| m.content.chars().count() as u64)
             .sum();
         let model = core.spec.info.model.clone();
-        let (request, sent_event) =
-            self.decoder
-                .request_sent(now, &model, estimate_tokens_from_chars(prompt_chars));
+        // The decoder learns of the request once it is out (as a replay does, from the
+        // `RequestSent` event), so that a request that never went out takes no number.
+        let request = self.decoder.next_request();
         let mut events = Vec::with_capacity(fresh.len() + 1);
         for (n, message) in fresh.iter().enumerate() {
             let role = match message.role {
@@ -538,9 +550,8 @@ impl RealtimeTransport {
             }),
         });
         for event in &events {
-            if let Err(error) = self.send_event(core, socket, event).await {
+            if let Err(error) = self.send_event(core, socket, now, event).await {
                 // Nothing was counted yet: the request never went out.
-                let _ = self.decoder.fail(ErrorKind::Network, "not sent");
                 core.workload.on_failed();
                 return Some(self.on_socket_error(core, &error));
             }
@@ -549,6 +560,9 @@ impl RealtimeTransport {
             self.items_sent = conversation.len();
         }
         self.turn_under_way = is_turn;
+        let (request, sent_event) =
+            self.decoder
+                .request_sent(now, &model, estimate_tokens_from_chars(prompt_chars));
         core.emit(now, sent_event);
         core.set_state(now, SessionState::Streaming { request });
         heartbeat.set_awaiting_response(now, true);
@@ -627,7 +641,7 @@ impl RealtimeTransport {
         );
         core.set_state(now, SessionState::Open);
         let cancel = ClientEvent::ResponseCancel { response_id: None };
-        if let Err(error) = self.send_event(core, socket, &cancel).await {
+        if let Err(error) = self.send_event(core, socket, now, &cancel).await {
             return Some(self.on_socket_error(core, &error));
         }
         None
@@ -719,16 +733,18 @@ impl RealtimeTransport {
                     // The reply is an item on the server too.
                     self.items_sent += 1;
                 }
-                self.forget_probe_items(core, socket).await
+                self.forget_probe_items(core, socket, now).await
             }
             RealtimeInbound::ResponseFailed { wait } => {
                 core.workload.on_failed();
                 heartbeat.set_awaiting_response(now, false);
-                core.set_state(now, SessionState::Open);
-                if let Some(wait) = wait {
+                if let Some(slow_down) = wait {
+                    let wait = slow_down.wait();
                     core.workload.defer_until(now + wait);
+                    core.rate_limited(now, wait, slow_down.cause);
                 }
-                self.forget_probe_items(core, socket).await
+                core.set_state(now, SessionState::Open);
+                self.forget_probe_items(core, socket, now).await
             }
             RealtimeInbound::Fatal { reason } => {
                 core.workload.on_failed();
@@ -765,10 +781,11 @@ impl RealtimeTransport {
         &mut self,
         core: &mut Core,
         socket: &mut RelaySocket,
+        now: Duration,
     ) -> Option<End> {
         for item_id in std::mem::take(&mut self.probe_items) {
             let delete = ClientEvent::ConversationItemDelete { item_id };
-            if let Err(error) = self.send_event(core, socket, &delete).await {
+            if let Err(error) = self.send_event(core, socket, now, &delete).await {
                 return Some(self.on_socket_error(core, &error));
             }
         }
@@ -885,7 +902,7 @@ impl RealtimeTransport {
             Some(SessionCommand::Cancel) => {
                 if self.decoder.in_flight().is_some() {
                     let cancel = ClientEvent::ResponseCancel { response_id: None };
-                    if let Err(error) = self.send_event(core, socket, &cancel).await {
+                    if let Err(error) = self.send_event(core, socket, now, &cancel).await {
                         return Some(self.on_socket_error(core, &error));
                     }
                 }

@@ -49,6 +49,11 @@ impl ResponseTracker {
         self.current.as_ref().map(|r| r.sent_at)
     }
 
+    /// The number the next request will have.
+    pub fn next_request(&self) -> RequestId {
+        self.last_request + 1
+    }
+
     /// A request went out at `now`. Returns its number and the event to report.
     pub fn begin(
         &mut self,

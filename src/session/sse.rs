@@ -16,7 +16,10 @@
 //!   is a drop: the session reconnects with backoff, as relay/v1 does.
 //!
 //! The tap sees the request bodies (to the relay), each response's status (as `Upgrade`),
-//! and the `data` of every event (from the relay); a replay feeds those to `SseDecoder`.
+//! and what `SseDecoder` consumed of each body, in order: every event's data (with its
+//! `event:` name when it has one), events the framing refused, and the body's end; a replay
+//! feeds those to `SseDecoder` again. The headers that matter (`x-ratelimit-*`) the session
+//! reports itself (`RateLimitStatus`), like the responses it ends itself (a cancel).
 
 use std::time::{Duration, SystemTime};
 
@@ -292,7 +295,13 @@ impl ResponseState {
 
 /// Decodes openai-sse response bodies into session events. Survives reconnects (request
 /// numbers go on). Bounded: one event may hold at most 1 MiB (`MAX_EVENT_BYTES`).
-#[derive(Debug, Default)]
+///
+/// Live, it takes the body's bytes (`on_bytes`, `on_end`) and shows its `tap` what it consumed,
+/// in order: each event's data (`Wire::Text`, or `Wire::SseEvent` when the event has a name),
+/// each event the framing refused (`Wire::SseRefused`), and the end of the body
+/// (`Wire::BodyEnd`). A replay hands those back (`on_event`, `on_refused`, `on_body_end`) and
+/// gets the same events.
+#[derive(Clone, Debug, Default)]
 pub struct SseDecoder {
     buffer: SseBuffer,
     state: ResponseState,
@@ -334,22 +343,23 @@ impl SseDecoder {
     }
 
     /// The user cancelled the response under way: it is over, with the text so far
-    /// (its tokens estimated: the usage chunk never comes).
+    /// (its tokens estimated: the usage chunk never comes). Nothing on the wire says so: the
+    /// session reports the `done` itself (and a replay ends the decoder's copy on it).
     pub fn cancel(&mut self, now: Duration, out: &mut impl FnMut(EventKind)) -> SseInbound {
         self.state.usage = None;
         self.state.finish(now, Some("cancelled"), out)
     }
 
-    /// Bytes of the response body arrived at `now`. `data` sees each event's data (the tap).
+    /// Bytes of the response body arrived at `now`. `tap` sees what the decoder consumed.
     pub fn on_bytes(
         &mut self,
         now: Duration,
         bytes: &[u8],
         out: &mut impl FnMut(EventKind),
-        data: &mut impl FnMut(&str),
+        tap: &mut impl FnMut(Wire<'_>),
     ) -> SseInbound {
         self.buffer.push(bytes);
-        self.drain(now, out, data)
+        self.drain(now, out, tap)
     }
 
     /// The body ended at `now`.
@@ -357,21 +367,16 @@ impl SseDecoder {
         &mut self,
         now: Duration,
         out: &mut impl FnMut(EventKind),
-        data: &mut impl FnMut(&str),
+        tap: &mut impl FnMut(Wire<'_>),
     ) -> SseInbound {
         self.buffer.finish();
-        let inbound = self.drain(now, out, data);
-        if self.state.over || self.state.tracker.in_flight().is_none() {
-            return inbound;
-        }
-        if self.state.finish_reason.is_some() || self.state.usage.is_some() {
-            // A relay that never sends `[DONE]`: the stream had finished all the same.
-            return self.state.finish(now, None, out);
-        }
-        SseInbound::StreamCut
+        let inbound = self.drain(now, out, tap);
+        tap(Wire::BodyEnd);
+        inbound.max(self.on_body_end(now, out))
     }
 
-    /// One recorded event's data (a replay): the same events as live.
+    /// One event's data (`event` is its `event:` name): the same events as live. A replay
+    /// calls it for each recorded one.
     pub fn on_event(
         &mut self,
         now: Duration,
@@ -382,24 +387,52 @@ impl SseDecoder {
         self.state.on_event(now, event, data, out)
     }
 
+    /// An event the framing refused (over 1 MiB, not UTF-8), and why.
+    pub fn on_refused(&mut self, reason: &str, out: &mut impl FnMut(EventKind)) {
+        out(EventKind::Malformed {
+            reason: reason.to_owned(),
+        });
+    }
+
+    /// The body ended at `now`, after every event in it: a response that finished without
+    /// `[DONE]` is done, one that did not is cut. A replay calls it for the recorded end.
+    pub fn on_body_end(&mut self, now: Duration, out: &mut impl FnMut(EventKind)) -> SseInbound {
+        if self.state.over || self.state.tracker.in_flight().is_none() {
+            return SseInbound::Nothing;
+        }
+        if self.state.finish_reason.is_some() || self.state.usage.is_some() {
+            // A relay that never sends `[DONE]`: the stream had finished all the same.
+            return self.state.finish(now, None, out);
+        }
+        SseInbound::StreamCut
+    }
+
     fn drain(
         &mut self,
         now: Duration,
         out: &mut impl FnMut(EventKind),
-        data: &mut impl FnMut(&str),
+        tap: &mut impl FnMut(Wire<'_>),
     ) -> SseInbound {
         let mut inbound = SseInbound::Nothing;
         let SseDecoder { buffer, state } = self;
         while let Some(event) = buffer.next_event() {
             match event {
                 Ok(event) => {
-                    data(&event.data);
+                    tap(match event.event {
+                        Some(name) => Wire::SseEvent {
+                            event: name,
+                            data: &event.data,
+                        },
+                        None => Wire::Text(&event.data),
+                    });
                     let this = state.on_event(now, event.event, &event.data, out);
                     inbound = inbound.max(this);
                 }
-                Err(error) => out(EventKind::Malformed {
-                    reason: error.to_string(),
-                }),
+                Err(error) => {
+                    let reason = error.to_string();
+                    tap(Wire::SseRefused { reason: &reason });
+                    out(EventKind::Malformed { reason });
+                }
             }
         }
         inbound
@@ -590,10 +623,10 @@ impl SseTransport {
                 if self.decoder.in_flight().is_none() {
                     return DuringRequest::Continue;
                 }
-                let mut derived = Vec::new();
-                self.decoder.cancel(now, &mut |k| derived.push(k));
-                for kind in derived {
-                    core.derived(now, kind);
+                let mut done = Vec::new();
+                self.decoder.cancel(now, &mut |k| done.push(k));
+                for kind in done {
+                    core.emit(now, kind);
                 }
                 core.workload.on_done();
                 core.set_state(now, SessionState::Open);
@@ -783,12 +816,12 @@ impl SseTransport {
                             now,
                             &bytes,
                             &mut |k| derived.push(k),
-                            &mut |data| core.tap_wire(now, Direction::FromRelay, Wire::Text(data)),
+                            &mut |wire| core.tap_wire(now, Direction::FromRelay, wire),
                         ),
                         Ok(None) => self.decoder.on_end(
                             now,
                             &mut |k| derived.push(k),
-                            &mut |data| core.tap_wire(now, Direction::FromRelay, Wire::Text(data)),
+                            &mut |wire| core.tap_wire(now, Direction::FromRelay, wire),
                         ),
                         Err(error) => {
                             let (kind, message) = describe_error(&error, timing.handshake_timeout);

@@ -3,7 +3,10 @@
 //! The session task calls its tap synchronously (no await) for each frame it sends or
 //! receives and for each event it reports itself; a recorder behind the tap must only buffer
 //! (never block on disk). Events the decoder derives from frames are not tapped: a replay
-//! derives them again from the recorded frames with the same `Decoder`.
+//! derives them again from the recorded frames with the same decoder. So everything a decoder
+//! consumes goes through the tap (a WebSocket text frame, an SSE event with its name, an SSE
+//! event refused, the end of an SSE body), and everything the session decides (a wait, a
+//! cancelled response, a marker) it reports itself.
 
 use std::fmt;
 use std::sync::Arc;
@@ -23,7 +26,19 @@ pub enum Direction {
 /// A frame, or a connection-level fact seen on the wire.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Wire<'a> {
+    /// A text frame (an SSE event without an `event:` name: its data).
     Text(&'a str),
+    /// An SSE event with an `event:` name: the name and the data.
+    SseEvent {
+        event: &'a str,
+        data: &'a str,
+    },
+    /// An SSE event the framing refused (over 1 MiB, not UTF-8), and why; its bytes are gone.
+    SseRefused {
+        reason: &'a str,
+    },
+    /// The end of a streamed HTTP response body.
+    BodyEnd,
     Binary(&'a [u8]),
     /// The upgrade's answer.
     Upgrade {

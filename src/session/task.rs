@@ -24,7 +24,7 @@ use crate::session::driver::{self, Core, End, Transport};
 use crate::session::event::{close_cause, micros};
 use crate::session::handle::{RunClock, SessionCommand, SessionHandle};
 use crate::session::heartbeat::{Heartbeat, HeartbeatAction};
-use crate::session::ratelimit::{RateLimitBackoff, RateLimitRetry};
+use crate::session::ratelimit::{RateLimitBackoff, RateLimitRetry, SlowDown};
 use crate::session::response::estimate_tokens_from_chars;
 use crate::session::tap::{Direction, Wire};
 use crate::session::{ErrorKind, EventKind, SessionEvent, SessionSpec, SessionState};
@@ -360,7 +360,6 @@ impl RelayV1Transport {
 
     fn on_text(&mut self, core: &mut Core, text: &str, heartbeat: &mut Heartbeat, now: Duration) {
         core.tap_wire(now, Direction::FromRelay, Wire::Text(text));
-        let first_new = core.pending();
         let inbound = self.decoder.on_text(now, text, &mut |kind| {
             // Chunks come only with `Inbound::Text`: the workload keeps a chat's reply.
             if let EventKind::Chunk { text, .. } = &kind {
@@ -379,14 +378,14 @@ impl RelayV1Transport {
             Inbound::ResponseFailed { wait } => {
                 core.workload.on_failed();
                 heartbeat.set_awaiting_response(now, false);
-                core.set_state(now, SessionState::Open);
                 if let Some(wait) = wait {
-                    self.hold_back(core, now, wait, first_new);
+                    self.hold_back(core, now, wait);
                 }
+                core.set_state(now, SessionState::Open);
             }
             Inbound::Error { wait } => {
                 if let Some(wait) = wait {
-                    self.hold_back(core, now, wait, first_new);
+                    self.hold_back(core, now, wait);
                 }
             }
             Inbound::Pong => {
@@ -402,55 +401,43 @@ impl RelayV1Transport {
         }
     }
 
-    /// The relay asked us to slow down (`rate_limited` or `overloaded`, with `wait` as the
-    /// decoder read it). A rate limit follows the 1, 2, 4, 8, 16 s schedule unless the relay
-    /// gave `retry_after_ms`, and gives up after 5 retries: the one-shot requests waiting are
-    /// dropped. The `RateLimited` event the decoder just reported (since `first_new`) is
-    /// corrected to the real wait.
-    fn hold_back(&mut self, core: &mut Core, now: Duration, wait: Duration, first_new: usize) {
-        let rate_limited = core
-            .pending_since(first_new)
-            .iter()
-            .find_map(|e| match &e.kind {
-                EventKind::Error {
-                    kind: ErrorKind::RateLimited,
-                    retry_after_ms,
-                    ..
-                } => Some(*retry_after_ms),
-                _ => None,
-            });
-        let Some(retry_after_ms) = rate_limited else {
-            core.workload.defer_until(now + wait);
-            return;
-        };
-        let max = self.request_limited.max_retries();
-        let (delay, note) = match self
-            .request_limited
-            .on_rate_limited(retry_after_ms.map(Duration::from_millis))
-        {
-            RateLimitRetry::After { retry, delay } => (delay, format!("retry {retry} of {max}")),
-            RateLimitRetry::GiveUp { retries } => {
-                let dropped = core.workload.drop_oneshots();
-                core.emit(
-                    now,
-                    EventKind::Error {
-                        kind: ErrorKind::RateLimited,
-                        message: format!(
-                            "still rate limited after {retries} retries: gave up ({dropped} waiting requests dropped)"
-                        ),
-                        retryable: false,
-                        retry_after_ms,
-                    },
-                );
-                (wait, "gave up".to_owned())
+    /// The relay asked us to slow down (`rate_limited` or `overloaded`, as the decoder read
+    /// it). A rate limit follows the 1, 2, 4, 8, 16 s schedule unless the relay gave
+    /// `retry_after_ms`, and gives up after 5 retries: the one-shot requests waiting are
+    /// dropped; an overload waits what the relay said (or a second). The wait decided here is
+    /// the one reported (`RateLimited`, tapped: a replay shows it as it was).
+    fn hold_back(&mut self, core: &mut Core, now: Duration, slow_down: SlowDown) {
+        let mut gave_up = None;
+        let (delay, cause) = if slow_down.kind == ErrorKind::RateLimited {
+            let max = self.request_limited.max_retries();
+            match self.request_limited.on_rate_limited(slow_down.retry_after) {
+                RateLimitRetry::After { retry, delay } => (
+                    delay,
+                    format!("{} (retry {retry} of {max})", slow_down.cause),
+                ),
+                RateLimitRetry::GiveUp { retries } => {
+                    gave_up = Some(retries);
+                    (slow_down.wait(), format!("{} (gave up)", slow_down.cause))
+                }
             }
+        } else {
+            (slow_down.wait(), slow_down.cause.clone())
         };
         core.workload.defer_until(now + delay);
-        for event in core.pending_since(first_new) {
-            if let EventKind::RateLimited { wait_ms, cause } = &mut event.kind {
-                *wait_ms = micros(delay) / 1000;
-                cause.push_str(&format!(" ({note})"));
-            }
+        core.rate_limited(now, delay, cause);
+        if let Some(retries) = gave_up {
+            let dropped = core.workload.drop_oneshots();
+            core.emit(
+                now,
+                EventKind::Error {
+                    kind: ErrorKind::RateLimited,
+                    message: format!(
+                        "still rate limited after {retries} retries: gave up ({dropped} waiting requests dropped)"
+                    ),
+                    retryable: false,
+                    retry_after_ms: slow_down.retry_after.map(|d| micros(d) / 1000),
+                },
+            );
         }
     }
 

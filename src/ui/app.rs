@@ -14,6 +14,7 @@ use chrono::{DateTime, FixedOffset};
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseButton, MouseEvent, MouseEventKind};
 use ratatui::layout::{Position, Rect};
 
+use crate::canary::{CanaryView, Phase};
 use crate::cost::{Pricing, response_cost};
 use crate::metrics::{LatencyMetric, Metrics, SessionStats, Window};
 use crate::session::event::micros;
@@ -45,12 +46,15 @@ pub enum Pane {
     Health,
     Cost,
     Events,
+    /// Only in runs with a canary.
+    Canary,
 }
 
 impl Pane {
     /// Every pane, in `Tab` order.
-    pub const ALL: [Pane; 5] = [
+    pub const ALL: [Pane; 6] = [
         Pane::Sessions,
+        Pane::Canary,
         Pane::Stream,
         Pane::Health,
         Pane::Cost,
@@ -64,13 +68,19 @@ impl Pane {
             Pane::Health => "Health",
             Pane::Cost => "Cost",
             Pane::Events => "Events",
+            Pane::Canary => "Canary",
         }
     }
 
-    fn step(self, forward: bool) -> Pane {
-        let i = Pane::ALL.iter().position(|p| *p == self).unwrap_or(0);
-        let n = Pane::ALL.len();
-        Pane::ALL[if forward {
+    /// The pane after (or before) this one; the canary's only when `canary`.
+    fn step(self, forward: bool, canary: bool) -> Pane {
+        let panes: Vec<Pane> = Pane::ALL
+            .into_iter()
+            .filter(|p| canary || *p != Pane::Canary)
+            .collect();
+        let i = panes.iter().position(|p| *p == self).unwrap_or(0);
+        let n = panes.len();
+        panes[if forward {
             (i + 1) % n
         } else {
             (i + n - 1) % n
@@ -394,6 +404,45 @@ pub enum Effect {
     Quit,
     /// Reconnect this session now.
     Reconnect(SessionId),
+    /// Write marker number `n` to the recording (`marker_label(n)`).
+    Mark(u32),
+    /// Tell the canary driver.
+    Canary(CanaryCommand),
+}
+
+/// What a person can tell a running canary.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CanaryCommand {
+    Pause,
+    Resume,
+    Promote,
+    RollBack,
+}
+
+impl CanaryCommand {
+    /// What was done, for the status bar.
+    pub fn done(self) -> &'static str {
+        match self {
+            CanaryCommand::Pause => "canary paused (traffic keeps its split)",
+            CanaryCommand::Resume => "canary resumed",
+            CanaryCommand::Promote => "canary promoted to 100 %",
+            CanaryCommand::RollBack => "canary rolled back to 0 %",
+        }
+    }
+
+    /// The question asked before a destructive command.
+    fn question(self) -> &'static str {
+        match self {
+            CanaryCommand::Promote => "promote the canary to 100 % now?",
+            CanaryCommand::RollBack => "roll the canary back to 0 % now?",
+            CanaryCommand::Pause | CanaryCommand::Resume => "",
+        }
+    }
+}
+
+/// The label of the `n`th marker written with the `mark` key.
+pub fn marker_label(n: u32) -> String {
+    format!("marker {n} (key press)")
 }
 
 /// A frozen view: the data and the time as they were when `f` was pressed.
@@ -454,6 +503,14 @@ pub struct App {
     notice: Option<(String, u64)>,
     /// The widest session name, provider and model, in columns.
     pub(crate) label_widths: [u16; 3],
+    /// Where the run is recorded, when it is.
+    recording: Option<std::path::PathBuf>,
+    /// Markers written with the `mark` key so far.
+    markers: u32,
+    /// The run's canary as it was at the last frame, when the run has one.
+    pub(crate) canary: Option<Box<CanaryView>>,
+    /// A destructive canary command waiting for `y`.
+    pub(crate) confirm: Option<CanaryCommand>,
 }
 
 impl App {
@@ -511,6 +568,10 @@ impl App {
             viewed: VecDeque::new(),
             notice: None,
             label_widths,
+            recording: None,
+            markers: 0,
+            canary: None,
+            confirm: None,
         };
         app.refresh_rows();
         if let Some(first) = app.rows.first().copied() {
@@ -538,6 +599,35 @@ impl App {
     pub fn with_cost_warning(mut self, usd: Option<f64>) -> App {
         self.cost_warning_per_hour_usd = usd.filter(|u| u.is_finite() && *u >= 0.0);
         self
+    }
+
+    /// Shows that the run is recorded in `dir` (status bar), and lets `mark` write markers.
+    pub fn with_recording(mut self, dir: Option<std::path::PathBuf>) -> App {
+        self.recording = dir;
+        self
+    }
+
+    /// Shows the run's canary (`view`, updated with `set_canary`), in its own pane, which the
+    /// compact layout shows first.
+    pub fn with_canary(mut self, view: CanaryView) -> App {
+        self.canary = Some(Box::new(view));
+        self.detail = Pane::Canary;
+        self
+    }
+
+    /// The canary as it is now (runs with a canary; every frame).
+    pub fn set_canary(&mut self, view: CanaryView) {
+        self.canary = Some(Box::new(view));
+    }
+
+    /// The canary as last set.
+    pub fn canary(&self) -> Option<&CanaryView> {
+        self.canary.as_deref()
+    }
+
+    /// The question waiting for `y`, when one is.
+    pub fn confirming(&self) -> Option<&'static str> {
+        self.confirm.map(CanaryCommand::question)
     }
 
     // ---- reading -------------------------------------------------------------------------
@@ -574,6 +664,11 @@ impl App {
 
     pub fn keys(&self) -> &KeyMap {
         &self.keys
+    }
+
+    /// Where the run is recorded, when it is.
+    pub fn recording(&self) -> Option<&std::path::Path> {
+        self.recording.as_deref()
     }
 
     pub fn theme(&self) -> &Theme {
@@ -657,6 +752,18 @@ impl App {
             .log
             .push(self.now_us, id, &name, Category::Note, text.clone());
         self.say(text);
+    }
+
+    /// Notes a marker written to the recording (the event log and the status bar).
+    pub fn marked(&mut self, label: &str) {
+        self.live.log.push(
+            self.now_us,
+            crate::ui::log::ALL_SESSIONS,
+            "all",
+            Category::Note,
+            format!("marker: {label}"),
+        );
+        self.say(format!("wrote {label} to the recording"));
     }
 
     fn say(&mut self, text: String) {
@@ -858,6 +965,13 @@ impl App {
     /// Handles a key press.
     pub fn handle_key(&mut self, event: KeyEvent) -> Option<Effect> {
         let key = Key::from_event(&event)?;
+        if let Some(command) = self.confirm.take() {
+            if key.code == KeyCode::Char('y') && key.modifiers.is_empty() {
+                return Some(Effect::Canary(command));
+            }
+            self.say("cancelled: the canary is as it was".into());
+            return None;
+        }
         if let Some(target) = self.input {
             return self.edit_filter(target, key);
         }
@@ -948,8 +1062,10 @@ impl App {
             Action::PageDown => self.scroll(self.focus, self.page(self.focus)),
             Action::Top => self.scroll_to_top(self.focus),
             Action::Bottom => self.scroll_to_bottom(self.focus),
-            Action::NextPane => self.set_focus(self.focus.step(true)),
-            Action::PreviousPane => self.set_focus(self.focus.step(false)),
+            Action::NextPane => self.set_focus(self.focus.step(true, self.canary.is_some())),
+            Action::PreviousPane => {
+                self.set_focus(self.focus.step(false, self.canary.is_some()));
+            }
             Action::Focus => {
                 if self.focus == Pane::Sessions
                     && let Some(id) = self.selected
@@ -1003,6 +1119,17 @@ impl App {
                 }
             }
             Action::Reconnect => return self.selected.map(Effect::Reconnect),
+            Action::Mark => {
+                if self.recording.is_none() {
+                    self.say("not recording (--no-record): no marker written".into());
+                } else {
+                    self.markers += 1;
+                    return Some(Effect::Mark(self.markers));
+                }
+            }
+            Action::CanaryPause | Action::CanaryPromote | Action::CanaryRollBack => {
+                return self.canary_action(action);
+            }
             Action::Theme => {
                 self.theme = (self.theme + 1) % self.themes.len().max(1);
                 let name = self.theme().name().to_string();
@@ -1012,6 +1139,38 @@ impl App {
             Action::Quit => return Some(Effect::Quit),
         }
         None
+    }
+
+    /// Pause or resume at once; promote and roll back after `y`.
+    fn canary_action(&mut self, action: Action) -> Option<Effect> {
+        let Some(view) = self.canary.as_deref() else {
+            self.say("no canary in this run".into());
+            return None;
+        };
+        if view.phase.is_final() {
+            let label = view.phase.label();
+            self.say(format!("the canary is {label}: nothing more to do"));
+            return None;
+        }
+        match action {
+            Action::CanaryPause => {
+                let command = if matches!(view.phase, Phase::Paused { .. }) {
+                    CanaryCommand::Resume
+                } else {
+                    CanaryCommand::Pause
+                };
+                return Some(Effect::Canary(command));
+            }
+            Action::CanaryPromote => self.confirm = Some(CanaryCommand::Promote),
+            Action::CanaryRollBack => self.confirm = Some(CanaryCommand::RollBack),
+            _ => {}
+        }
+        None
+    }
+
+    /// Notes a canary command sent to the driver.
+    pub fn canary_sent(&mut self, command: CanaryCommand) {
+        self.say(command.done().into());
     }
 
     fn back(&mut self) {
@@ -1046,7 +1205,7 @@ impl App {
             Pane::Sessions => self.viewports.table_rows,
             Pane::Stream => self.viewports.stream_rows,
             Pane::Events => self.viewports.events_rows,
-            Pane::Health | Pane::Cost => 3,
+            Pane::Health | Pane::Cost | Pane::Canary => 3,
         };
         isize::try_from(rows.saturating_sub(1).max(1)).unwrap_or(1)
     }
@@ -1092,6 +1251,7 @@ impl App {
                     .saturating_add_signed(delta)
                     .min(n.saturating_sub(1));
             }
+            Pane::Canary => {}
         }
     }
 
@@ -1121,6 +1281,7 @@ impl App {
             }
             Pane::Health => self.health_offset = 0,
             Pane::Cost => self.cost_offset = 0,
+            Pane::Canary => {}
         }
     }
 
@@ -1137,6 +1298,7 @@ impl App {
                 self.health_offset = self.shown().metrics.providers().len().saturating_sub(1);
             }
             Pane::Cost => self.cost_offset = self.shown().model_costs.len().saturating_sub(1),
+            Pane::Canary => {}
         }
     }
 

@@ -32,6 +32,10 @@ pub enum Action {
     WindowShorter,
     Freeze,
     Reconnect,
+    Mark,
+    CanaryPause,
+    CanaryPromote,
+    CanaryRollBack,
     Theme,
     Help,
     Quit,
@@ -44,16 +48,18 @@ pub enum Group {
     Panes,
     View,
     Sessions,
+    Canary,
     App,
 }
 
 impl Group {
     /// Every group, in help order.
-    pub const ALL: [Group; 5] = [
+    pub const ALL: [Group; 6] = [
         Group::Move,
         Group::Panes,
         Group::View,
         Group::Sessions,
+        Group::Canary,
         Group::App,
     ];
 
@@ -63,6 +69,7 @@ impl Group {
             Group::Panes => "Panes",
             Group::View => "View",
             Group::Sessions => "Sessions",
+            Group::Canary => "Canary",
             Group::App => "relaytop",
         }
     }
@@ -235,6 +242,38 @@ pub const ACTIONS: &[ActionInfo] = &[
         group: Group::Sessions,
         defaults: &["r"],
         help: "reconnect the selected session now",
+        hint: None,
+    },
+    ActionInfo {
+        action: Action::Mark,
+        name: "mark",
+        group: Group::Sessions,
+        defaults: &["m"],
+        help: "write a marker to the recording (and the event log)",
+        hint: None,
+    },
+    ActionInfo {
+        action: Action::CanaryPause,
+        name: "canary_pause",
+        group: Group::Canary,
+        defaults: &["P"],
+        help: "pause the canary rollout; again to resume",
+        hint: None,
+    },
+    ActionInfo {
+        action: Action::CanaryPromote,
+        name: "canary_promote",
+        group: Group::Canary,
+        defaults: &["ctrl-p"],
+        help: "promote the canary to 100 % now (asks for y)",
+        hint: None,
+    },
+    ActionInfo {
+        action: Action::CanaryRollBack,
+        name: "canary_roll_back",
+        group: Group::Canary,
+        defaults: &["ctrl-b"],
+        help: "roll the canary back to 0 % now (asks for y)",
         hint: None,
     },
     ActionInfo {
@@ -589,6 +628,10 @@ mod tests {
             Action::WindowShorter,
             Action::Freeze,
             Action::Reconnect,
+            Action::Mark,
+            Action::CanaryPause,
+            Action::CanaryPromote,
+            Action::CanaryRollBack,
             Action::Theme,
             Action::Help,
             Action::Quit,
@@ -635,6 +678,7 @@ mod tests {
             (KeyCode::Enter, Action::Focus),
             (KeyCode::Char('f'), Action::Freeze),
             (KeyCode::Char('r'), Action::Reconnect),
+            (KeyCode::Char('m'), Action::Mark),
             (KeyCode::Char('+'), Action::WindowLonger),
             (KeyCode::Char('-'), Action::WindowShorter),
             (KeyCode::Char('t'), Action::Theme),

@@ -9,6 +9,9 @@ use std::collections::VecDeque;
 use crate::session::{ErrorKind, EventKind, SessionEvent, SessionId, SessionState};
 use crate::ui::format;
 
+/// The session id of entries about every session (markers): shown as `all`.
+pub const ALL_SESSIONS: SessionId = SessionId::MAX;
+
 /// Entries kept.
 pub const EVENT_LOG_ENTRIES: usize = 5_000;
 

@@ -1,5 +1,5 @@
 //! The terminal dashboard: live panes for every session of a world (sessions, stream,
-//! health, cost, event log), driven by one loop.
+//! health, cost, event log, and the canary when the run has one), driven by one loop.
 //!
 //! The loop (`run`) `select!`s over terminal events, session events, a frame deadline and
 //! SIGTERM/SIGINT/SIGHUP. Session events are folded into the `App` as they come; the screen
@@ -26,12 +26,13 @@ use tokio::time::Instant;
 
 use crate::canary::CanaryDriver;
 use crate::config::UiConfig;
+use crate::record::{MarkerTarget, Recorder};
 use crate::session::event::micros;
 use crate::session::{RunClock, SessionCommand, SessionEvent};
 use crate::supervisor::Supervisor;
 use crate::world::World;
 
-use app::{App, Effect, SelfUsage, SessionSetup};
+use app::{App, CanaryCommand, Effect, SelfUsage, SessionSetup};
 use keys::KeyMap;
 use theme::Theme;
 
@@ -126,21 +127,30 @@ pub async fn run(world: World, options: UiOptions) -> anyhow::Result<()> {
         }
     };
     let started_local = started_at.with_timezone(&chrono::Local).fixed_offset();
-    let mut app = App::new(&setups, world.config.pricing().into(), started_local)
+    let app = App::new(&setups, world.config.pricing().into(), started_local)
         .with_keys(settings.keys.clone())
         .with_themes(settings.themes.clone(), settings.theme)
-        .with_cost_warning(settings.cost_warning_per_hour_usd);
+        .with_cost_warning(settings.cost_warning_per_hour_usd)
+        .with_recording(recorder.as_ref().map(|r| r.dir().to_owned()));
+    let mut app = match &canary {
+        Some(canary) => app.with_canary(canary.view()),
+        None => app,
+    };
 
     let result = match terminal::TerminalGuard::enter(settings.mouse) {
         Ok(mut guard) => {
             let result = event_loop(
                 &mut guard.terminal,
                 &mut app,
-                &supervisor,
                 &mut events,
-                &observe,
-                clock,
-                settings.fps,
+                &Run {
+                    supervisor: &supervisor,
+                    observe: &observe,
+                    recorder: recorder.as_ref(),
+                    canary: canary.as_ref(),
+                    clock,
+                    fps: settings.fps,
+                },
             )
             .await;
             drop(guard);
@@ -169,6 +179,10 @@ pub async fn run(world: World, options: UiOptions) -> anyhow::Result<()> {
             .await
             .map_err(|e| anyhow::anyhow!("the recorder stopped: {e}"))?
             .map_err(|e| anyhow::anyhow!("cannot finish the recording: {e}"))?;
+    }
+    // The terminal is restored by now: this stays on the screen.
+    if let Some(dir) = world.recording_dir() {
+        eprintln!("relaytop: recorded to {}", dir.display());
     }
     world.stop().await;
     result
@@ -205,15 +219,31 @@ impl SelfMeter {
     }
 }
 
+/// What the loop drives besides the screen: the sessions, the observers of their events, the
+/// recorder and the canary, and the run's clock.
+struct Run<'a> {
+    supervisor: &'a Supervisor,
+    observe: &'a dyn Fn(&SessionEvent),
+    recorder: Option<&'a Recorder>,
+    canary: Option<&'a CanaryDriver>,
+    clock: RunClock,
+    fps: u32,
+}
+
 async fn event_loop(
     terminal: &mut terminal::Term,
     app: &mut App,
-    supervisor: &Supervisor,
     events: &mut tokio::sync::mpsc::Receiver<SessionEvent>,
-    observe: &dyn Fn(&SessionEvent),
-    clock: RunClock,
-    fps: u32,
+    run: &Run<'_>,
 ) -> anyhow::Result<()> {
+    let Run {
+        supervisor,
+        observe,
+        recorder,
+        canary,
+        clock,
+        fps,
+    } = *run;
     let frame_interval = Duration::from_secs_f64(1.0 / f64::from(fps));
     let mut terminal_events = EventStream::new();
     let mut sigterm = signal(SignalKind::terminate())?;
@@ -248,6 +278,9 @@ async fn event_loop(
         }
         if draw_now || (dirty && now >= last_draw + frame_interval) {
             app.set_now(now_us);
+            if let Some(canary) = canary {
+                app.set_canary(canary.view());
+            }
             terminal.draw(|frame| {
                 app.prepare(frame.area());
                 render::draw(frame, app);
@@ -275,6 +308,25 @@ async fn event_loop(
                             Some(Effect::Reconnect(id)) => {
                                 let accepted = supervisor.command(id, SessionCommand::ReconnectNow);
                                 app.reconnect_sent(id, accepted);
+                            }
+                            Some(Effect::Canary(command)) => {
+                                if let Some(canary) = canary {
+                                    match command {
+                                        CanaryCommand::Pause => canary.pause(),
+                                        CanaryCommand::Resume => canary.resume(),
+                                        CanaryCommand::Promote => canary.promote(),
+                                        CanaryCommand::RollBack => canary.roll_back(),
+                                    }
+                                    app.set_canary(canary.view());
+                                    app.canary_sent(command);
+                                }
+                            }
+                            Some(Effect::Mark(n)) => {
+                                if let Some(recorder) = recorder {
+                                    let label = app::marker_label(n);
+                                    recorder.marker(MarkerTarget::All, &label);
+                                    app.marked(&label);
+                                }
                             }
                             None => {}
                         }

@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use relaytop::config::secret::Secret;
+use relaytop::config::secret::{Secret, SecretError};
 use relaytop::session::{
     self, BackoffPolicy, EventKind, Protocol, RunClock, SessionEvent, SessionHandle, SessionInfo,
     SessionSpec, Timing, Workload,
@@ -16,6 +16,41 @@ use tokio::sync::mpsc;
 /// A recognizable key: tests grep outputs for it. Shaped like a real key (the simulator
 /// checks the shape), but too short to be mistaken for a committed secret.
 pub const TEST_KEY: &str = "hs_live_TESTKEYrelaytop0001";
+
+/// Reads `RELAYTOP_TEST_KEY` as `TEST_KEY`; no other variable is set.
+pub fn test_key(var: &str) -> Result<Secret, SecretError> {
+    match var {
+        "RELAYTOP_TEST_KEY" => Ok(Secret::new(TEST_KEY)),
+        other => Err(SecretError::NotSet { var: other.into() }),
+    }
+}
+
+/// A configuration (as file `name`) of one relay/v1 provider `relay` at `url` (its key in
+/// `RELAYTOP_TEST_KEY`) and `count` sessions `probe` sending every 50 ms, with heartbeats
+/// every 200 ms and a quick backoff.
+pub fn probe_config(url: &str, count: u32, name: &str) -> relaytop::config::Config {
+    let text = format!(
+        r#"
+[defaults]
+heartbeat_s = 0.2
+dead_after_s = 2
+backoff = {{ base_ms = 40, cap_ms = 150 }}
+
+[[providers]]
+name = "relay"
+url = "{url}"
+api_key_env = "RELAYTOP_TEST_KEY"
+model = "gpt-4.1"
+
+[[sessions]]
+name = "probe"
+provider = "relay"
+count = {count}
+interval_s = 0.05
+"#
+    );
+    relaytop::config::file::parse(&text, name, &test_key).expect("config")
+}
 
 /// Quick timings so that every rule shows within a second or two.
 pub fn fast_timing() -> Timing {

@@ -102,10 +102,14 @@ pub fn render(frame: &mut Frame, area: Rect, chrome: Chrome, app: &App) {
         } else {
             format::clock(app.started_at(), entry.at_us)
         };
-        let name = data
-            .metrics
-            .session(entry.session)
-            .map_or("?", |s| s.info().name.as_str());
+        let name = data.metrics.session(entry.session).map_or(
+            if entry.session == crate::ui::log::ALL_SESSIONS {
+                "all"
+            } else {
+                "?"
+            },
+            |s| s.info().name.as_str(),
+        );
         let name = format::fit(name, name_width);
         let label = entry.category.label();
         let used = time.chars().count() + 1 + name_width + 1 + 9 + 1;

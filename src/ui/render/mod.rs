@@ -23,10 +23,22 @@
 //!  14:03:22  run 1:35  cpu 0.8% mem 23 MiB  31/32 up  1 min       Tab pane / filter ? help
 //! ```
 //!
+//! A run with a canary puts the Canary pane between the stream and the events:
+//!
+//! ```text
+//! ┌ Stream · probe-1 ───────┐┌ Canary legacy → holysheep · running ─┐┌ Events ─────────────┐
+//! │ ▶ request #12 · gpt-4.1 ││ stage 2 of 4 at 25 %  [5%] [25%] …  ││ 14:03:22.120 …      │
+//! │ Relay stations forward …││ weights legacy 75 % · holysheep 25 % ││                     │
+//! │                         ││ metric  now  threshold  samples  ok  ││                     │
+//! │                         ││ last checks: ✓ passed ✗ failed …     ││                     │
+//! └─────────────────────────┘└──────────────────────────────────────┘└─────────────────────┘
+//! ```
+//!
 //! Narrower or shorter screens (80x24 and up) show the sessions on top and one of the other
-//! panes below, chosen with `Tab` (its tabs are in that pane's title); `z` zooms the focused
-//! pane to the whole screen at any size.
+//! panes below, chosen with `Tab` (its tabs are in that pane's title; the canary's tab comes
+//! first and is shown first); `z` zooms the focused pane to the whole screen at any size.
 
+mod canary;
 mod cost;
 mod events;
 mod health;
@@ -91,8 +103,17 @@ impl Screen {
     }
 }
 
-/// The panes a compact screen shows below the sessions, in tab order.
-const DETAIL_TABS: [Pane; 4] = [Pane::Stream, Pane::Health, Pane::Cost, Pane::Events];
+/// The panes a compact screen shows below the sessions, in tab order (the canary's only in
+/// runs with one).
+const DETAIL_TABS: [Pane; 5] = [
+    Pane::Canary,
+    Pane::Stream,
+    Pane::Health,
+    Pane::Cost,
+    Pane::Events,
+];
+
+pub use canary::summary as canary_summary;
 
 /// The label of a tab, as drawn: ` Stream `.
 fn tab_label(pane: Pane) -> String {
@@ -136,6 +157,33 @@ pub fn layout(area: Rect, app: &App) -> Screen {
             body.width,
             body.height - top_height,
         );
+        screen.panes = vec![
+            (Pane::Sessions, sessions),
+            (Pane::Health, health),
+            (Pane::Cost, cost),
+        ];
+        if app.canary().is_some() {
+            let stream_width = bottom.width * 30 / 100;
+            let canary_width = (bottom.width * 40 / 100).max(60.min(bottom.width - stream_width));
+            let stream = Rect::new(bottom.x, bottom.y, stream_width, bottom.height);
+            let canary = Rect::new(
+                bottom.x + stream_width,
+                bottom.y,
+                canary_width,
+                bottom.height,
+            );
+            let events_x = canary.right();
+            let events = Rect::new(
+                events_x,
+                bottom.y,
+                bottom.right().saturating_sub(events_x),
+                bottom.height,
+            );
+            screen.panes.push((Pane::Stream, stream));
+            screen.panes.push((Pane::Canary, canary));
+            screen.panes.push((Pane::Events, events));
+            return screen;
+        }
         let stream_width = bottom.width * 55 / 100;
         let stream = Rect::new(bottom.x, bottom.y, stream_width, bottom.height);
         let events = Rect::new(
@@ -144,13 +192,8 @@ pub fn layout(area: Rect, app: &App) -> Screen {
             bottom.width - stream_width,
             bottom.height,
         );
-        screen.panes = vec![
-            (Pane::Sessions, sessions),
-            (Pane::Health, health),
-            (Pane::Cost, cost),
-            (Pane::Stream, stream),
-            (Pane::Events, events),
-        ];
+        screen.panes.push((Pane::Stream, stream));
+        screen.panes.push((Pane::Events, events));
         return screen;
     }
     // Compact: the sessions on top, one other pane below, with tabs.
@@ -169,6 +212,9 @@ pub fn layout(area: Rect, app: &App) -> Screen {
         screen.panes.push((app.detail, lower));
         let mut x = lower.x + 1;
         for pane in DETAIL_TABS {
+            if pane == Pane::Canary && app.canary().is_none() {
+                continue;
+            }
             let width = tab_label(pane).chars().count() as u16;
             if x + width >= lower.right() {
                 break;
@@ -194,6 +240,7 @@ pub fn draw(frame: &mut Frame, app: &App) {
             Pane::Health => health::render(frame, *rect, chrome, app),
             Pane::Cost => cost::render(frame, *rect, chrome, app),
             Pane::Events => events::render(frame, *rect, chrome, app),
+            Pane::Canary => canary::render(frame, *rect, chrome, app),
         }
     }
     status::render(frame, screen.status, app);

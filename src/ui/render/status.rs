@@ -1,6 +1,6 @@
 //! The status bar: the time, how long the run has gone, relaytop's own CPU and memory,
-//! sessions up out of all, the time window, freeze and notices, and key hints generated from
-//! the key table. Pieces give way by priority when the line is short; the filter prompt takes
+//! sessions up out of all, the time window, the recording, freeze and notices, and key hints
+//! generated from the key table. Pieces give way by priority when the line is short; the filter prompt takes
 //! the hints' place while it is open.
 
 use ratatui::Frame;
@@ -82,6 +82,33 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
         spans: vec![Span::styled(window_name(app.window).to_string(), bar)],
         drop_order: 4,
     });
+    if let Some(view) = app.canary() {
+        let role = match view.phase {
+            crate::canary::Phase::Running | crate::canary::Phase::Promoted { .. } => {
+                Role::Connected
+            }
+            crate::canary::Phase::Paused { .. } => Role::Warning,
+            crate::canary::Phase::RolledBack { .. } => Role::Error,
+        };
+        left.push(Piece {
+            spans: vec![Span::styled(
+                crate::ui::render::canary_summary(view),
+                strong(role),
+            )],
+            drop_order: 2,
+        });
+    }
+    if let Some(dir) = app.recording() {
+        // The run directory's name: the full path is printed on exit.
+        let short = dir.file_name().map_or_else(
+            || dir.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        );
+        left.push(Piece {
+            spans: vec![Span::styled(format!("● rec {short}"), bar)],
+            drop_order: 4,
+        });
+    }
     if let Some(events) = app.frozen_events() {
         left.push(Piece {
             spans: vec![Span::styled(
@@ -103,7 +130,15 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
     }
 
     let mut right: Vec<Piece> = Vec::new();
-    if let Some(target) = app.input {
+    if let Some(question) = app.confirming() {
+        right.push(Piece {
+            spans: vec![
+                Span::styled(format!(" {question} "), strong(Role::Error)),
+                Span::styled(" y confirms · any other key cancels ", bar),
+            ],
+            drop_order: 0,
+        });
+    } else if let Some(target) = app.input {
         let (what, text) = match target {
             FilterTarget::Sessions => ("sessions", &app.session_filter),
             FilterTarget::Events => ("events", &app.event_filter),
