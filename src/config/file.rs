@@ -703,7 +703,10 @@ interval_s = 5
     fn the_readme_example_parses() {
         let readme = include_str!("../../README.md");
         let marker = "```toml\n# Timing for every session";
-        let start = readme.find(marker).expect("the configuration example in the README") + 8;
+        let start = readme
+            .find(marker)
+            .expect("the configuration example in the README")
+            + 8;
         let end = start + readme[start..].find("```").expect("the example ends");
         let read_key = |var: &str| match var {
             "HOLYSHEEP_API_KEY" => Ok(Secret::new(KEY)),
@@ -711,7 +714,10 @@ interval_s = 5
         };
         let c = parse(&readme[start..end], "README.md", &read_key).unwrap();
         assert_eq!(c.sessions.len(), 4);
-        assert_eq!(c.sessions[0].timing.heartbeat, Some(Duration::from_secs(15)));
+        assert_eq!(
+            c.sessions[0].timing.heartbeat,
+            Some(Duration::from_secs(15))
+        );
         assert_eq!(c.providers[0].billing.billing_currency, "CNY");
     }
 
