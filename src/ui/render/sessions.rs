@@ -305,6 +305,12 @@ pub fn render(frame: &mut Frame, area: Rect, chrome: Chrome, app: &App) {
                         theme.fg(Role::Muted)
                     },
                 ),
+                // SSE has no heartbeat at all: say so rather than show an empty cell.
+                SortColumn::HeartbeatRtt | SortColumn::HeartbeatAge
+                    if s.info().protocol == crate::session::Protocol::OpenaiSse =>
+                {
+                    ("n/a".into(), theme.fg(Role::Muted))
+                }
                 SortColumn::HeartbeatRtt => {
                     let missed_last = view
                         .and_then(|v| v.last_missed_heartbeat_us)
