@@ -67,17 +67,9 @@ pub fn run_time(us: u64) -> String {
     }
 }
 
-/// A count with thousands separators: `1,234,567`.
+/// A count with thousands separators: `1,234,567` (the headless report's formatting).
 pub fn thousands(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
+    crate::report::count(n)
 }
 
 /// A count, compact: `999`, `1.2k`, `12k`, `1.2M`.
