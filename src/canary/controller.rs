@@ -429,8 +429,18 @@ impl Canary {
     }
     /// The plan's evaluation window for the current split (what the canary's expected traffic
     /// needs to hold the minimum samples).
+    /// Once rolled back (weight 0) it stays the window of the stage's planned split, rather
+    /// than the far longer one a 1 % canary would need.
     pub fn window(&self) -> Duration {
-        self.plan.window(self.stage, self.weight.max(1))
+        let weight = if self.weight > 0 {
+            self.weight
+        } else {
+            self.plan
+                .stages
+                .get(self.stage)
+                .map_or(1, |s| s.percentage.max(1))
+        };
+        self.plan.window(self.stage, weight)
     }
 
     /// The evaluation window ending at `now`: the plan's window, stretched back (as far as
@@ -1093,7 +1103,10 @@ mod tests {
     #[test]
     fn a_p99_above_the_trigger_rolls_back_by_that_rule() {
         let mut c = Canary::new(plan(), s(0));
+        let window_before = c.window();
         let decisions = run(&mut c, 0, 400, ms(320), ms(890));
+        // At 0 % the window stays the stage's, not the hours a 1 % canary would need.
+        assert_eq!(c.window(), window_before);
         let Phase::RolledBack { trigger } = c.phase() else {
             panic!("not rolled back: {:?}", c.phase());
         };

@@ -226,7 +226,15 @@ pub fn render(frame: &mut Frame, area: Rect, chrome: Chrome, app: &App) {
         times.push(muted(app, " left"));
     }
     if let Some(next) = view.next_check_in {
-        times.push(muted(app, " · next check in "));
+        let first = view.checks.passed + view.checks.failed + view.checks.inconclusive == 0;
+        times.push(muted(
+            app,
+            if first {
+                " · first check (window filling) in "
+            } else {
+                " · next check in "
+            },
+        ));
         times.push(Span::styled(
             human(next),
             theme.fg(Role::Foreground).add_modifier(Modifier::BOLD),
