@@ -4,6 +4,10 @@
 //! failed, whether retrying can help, and how long the server asked us to wait. The session
 //! task decides what to do with it; `relaytop check` will reuse the same steps.
 
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use tokio::net::TcpStream;
@@ -33,6 +37,34 @@ pub fn websocket_config() -> WebSocketConfig {
         .write_buffer_size(0)
         .max_message_size(Some(MAX_MESSAGE_BYTES))
         .max_frame_size(Some(MAX_MESSAGE_BYTES))
+}
+
+/// Resolves a host name and port to addresses. The default is the system resolver; tests
+/// (and `relaytop check`'s tests) inject their own so that no lookup leaves the machine.
+pub type Resolver = Arc<
+    dyn Fn(String, u16) -> Pin<Box<dyn Future<Output = std::io::Result<Vec<SocketAddr>>> + Send>>
+        + Send
+        + Sync,
+>;
+
+/// The system resolver (`tokio::net::lookup_host`).
+pub fn system_resolver() -> Resolver {
+    Arc::new(|host, port| {
+        Box::pin(async move {
+            let addrs = tokio::net::lookup_host((host.as_str(), port)).await?;
+            Ok(addrs.collect())
+        })
+    })
+}
+
+/// A resolver as a session spec carries it (printable, so the spec stays `Debug`).
+#[derive(Clone)]
+pub struct ResolverHandle(pub Resolver);
+
+impl std::fmt::Debug for ResolverHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ResolverHandle")
+    }
 }
 
 /// Why a connection could not be opened.
@@ -175,6 +207,8 @@ pub struct ConnectRequest<'a> {
     /// `X-Model`: the connection's default model.
     pub model: &'a str,
     pub timeout: Duration,
+    /// How to resolve the host; `None`: the system resolver.
+    pub resolver: Option<&'a Resolver>,
 }
 
 /// Which WebSocket protocol an upgrade is for (they differ in headers and in the advice a
@@ -251,13 +285,20 @@ async fn connect_inner(
     }
 
     let host_for_lookup = host.trim_start_matches('[').trim_end_matches(']');
-    let addrs: Vec<_> = tokio::net::lookup_host((host_for_lookup, port))
-        .await
-        .map_err(|e| ConnectError::Dns {
+    let lookup = match req.resolver {
+        Some(resolver) => resolver(host_for_lookup.to_owned(), port),
+        None => system_resolver()(host_for_lookup.to_owned(), port),
+    };
+    let addrs: Vec<_> = lookup.await.map_err(|e| ConnectError::Dns {
+        host: host.clone(),
+        reason: e.to_string(),
+    })?;
+    if addrs.is_empty() {
+        return Err(ConnectError::Dns {
             host: host.clone(),
-            reason: e.to_string(),
-        })?
-        .collect();
+            reason: "no addresses".to_owned(),
+        });
+    }
     let mut last_error = None;
     let mut stream = None;
     for addr in &addrs {
@@ -380,6 +421,7 @@ mod tests {
             api_key: None,
             model: "gpt-4.1",
             timeout: Duration::from_secs(1),
+            resolver: None,
         };
         let err = connect(&req).await.unwrap_err();
         assert!(!err.retryable());
@@ -397,6 +439,7 @@ mod tests {
             api_key: None,
             model: "gpt-4.1",
             timeout: Duration::from_secs(2),
+            resolver: None,
         };
         let err = connect(&req).await.unwrap_err();
         assert!(matches!(err, ConnectError::Tcp { .. }), "{err:?}");
