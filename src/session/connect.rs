@@ -30,6 +30,10 @@ pub const READ_BUFFER_BYTES: usize = 16 * 1024;
 /// Largest message accepted from a relay; larger ones are refused, not buffered.
 pub const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 
+/// The longest wait a relay's `Retry-After` (or `retry_after_ms`) is honoured for: an hour.
+/// A longer ask (or an absurd number) waits this long, never overflows a clock.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+
 /// The WebSocket settings every relay connection uses.
 pub fn websocket_config() -> WebSocketConfig {
     WebSocketConfig::default()
@@ -136,20 +140,27 @@ pub fn status_retryable(status: u16) -> bool {
     matches!(status, 408 | 409 | 425 | 429 | 500..=599)
 }
 
-/// Parses `Retry-After`: whole seconds, or an HTTP date (measured from `now`).
+/// Parses `Retry-After`: whole seconds, or an HTTP date (measured from `now`); at most
+/// `MAX_RETRY_AFTER`.
 pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     let value = value.trim();
-    if let Ok(seconds) = value.parse::<u64>() {
-        return Some(Duration::from_secs(seconds));
-    }
-    if let Ok(seconds) = value.parse::<f64>()
+    let wait = if let Ok(seconds) = value.parse::<u64>() {
+        Duration::from_secs(seconds)
+    } else if let Ok(seconds) = value.parse::<f64>()
         && seconds.is_finite()
         && seconds >= 0.0
     {
-        return Some(Duration::from_secs_f64(seconds.min(86_400.0)));
-    }
-    let when = httpdate::parse_http_date(value).ok()?;
-    Some(when.duration_since(now).unwrap_or(Duration::ZERO))
+        Duration::from_secs_f64(seconds.min(MAX_RETRY_AFTER.as_secs_f64()))
+    } else {
+        let when = httpdate::parse_http_date(value).ok()?;
+        when.duration_since(now).unwrap_or(Duration::ZERO)
+    };
+    Some(wait.min(MAX_RETRY_AFTER))
+}
+
+/// A relay's wait in milliseconds, at most `MAX_RETRY_AFTER`.
+pub fn retry_after_millis(ms: u64) -> Duration {
+    Duration::from_millis(ms).min(MAX_RETRY_AFTER)
 }
 
 /// Retry-After from response headers (`retry-after-ms` wins, as OpenAI's clients do).
@@ -160,7 +171,9 @@ pub fn retry_after_from_headers(headers: &HeaderMap, now: SystemTime) -> Option<
         .and_then(|v| v.trim().parse::<f64>().ok())
         .filter(|ms| ms.is_finite() && *ms >= 0.0)
     {
-        return Some(Duration::from_secs_f64(ms / 1000.0));
+        return Some(Duration::from_secs_f64(
+            (ms / 1000.0).min(MAX_RETRY_AFTER.as_secs_f64()),
+        ));
     }
     headers
         .get(header::RETRY_AFTER)
@@ -370,6 +383,11 @@ mod tests {
         let earlier = httpdate::fmt_http_date(now - Duration::from_secs(12));
         assert_eq!(parse_retry_after(&earlier, now), Some(Duration::ZERO));
         assert_eq!(parse_retry_after("soon", now), None);
+        for absurd in ["18446744073709551615", "1e300"] {
+            assert_eq!(parse_retry_after(absurd, now), Some(MAX_RETRY_AFTER));
+        }
+        let next_year = httpdate::fmt_http_date(now + Duration::from_secs(365 * 86_400));
+        assert_eq!(parse_retry_after(&next_year, now), Some(MAX_RETRY_AFTER));
     }
 
     #[test]
