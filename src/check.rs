@@ -744,6 +744,7 @@ impl Key {
 
 fn http_client(options: &CheckOptions) -> Result<reqwest::Client, String> {
     reqwest::Client::builder()
+        .dns_resolver(Arc::new(connect::ResolverHandle(options.resolver.clone())))
         .connect_timeout(options.timeout)
         .timeout(options.timeout)
         .user_agent(concat!("relaytop-check/", env!("CARGO_PKG_VERSION")))

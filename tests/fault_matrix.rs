@@ -1205,3 +1205,148 @@ async fn an_absurd_retry_after_ms_in_an_error_frame_is_capped_not_a_panic() {
     assert_eq!(c.count(closed), 0);
     assert_eq!(c.finish().await, SessionState::Closed);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Upgrades that go wrong in other ways
+
+#[tokio::test]
+async fn a_stalled_upgrade_times_out_and_is_retried() {
+    let server = sim(SimProfile::default()).await;
+    let proxy = Proxy::start(server.addr()).await;
+    // TCP connects; the upgrade's answer never comes.
+    proxy.set(|t| t.downstream.timeout = Some(Timeout::default()));
+    let mut timing = quick(50);
+    timing.handshake_timeout = Duration::from_millis(300);
+    let mut c = start(spec(&proxy.ws_url("/v1/stream"), chat(), timing));
+    c.expect("a timeout", error).await;
+    proxy.clear();
+    c.expect("a connection", connected).await;
+    let errors = error_messages(&c);
+    assert!(!errors.is_empty());
+    for (kind, message) in &errors {
+        assert_eq!(*kind, ErrorKind::Timeout);
+        assert_eq!(message, "no answer to the upgrade within 300ms");
+    }
+    assert_eq!(c.count(backing_off), errors.len());
+    assert_eq!(c.count(connected), 1);
+    assert_eq!(c.finish().await, SessionState::Closed);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_server_that_does_not_upgrade_stops_the_session_with_a_hint() {
+    for (head, status) in [("HTTP/1.1 200 OK", 200u16), ("HTTP/1.1 404 Not Found", 404)] {
+        let relay = Rogue::start(vec![vec![Act::Respond(format!(
+            "{head}\r\nContent-Type: text/html\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello"
+        ))]])
+        .await;
+        let mut c = start(spec(&relay.url(), chat(), quick(50)));
+        c.expect("the stop", is_end).await;
+        let errors = error_messages(&c);
+        assert_eq!(errors.len(), 1, "{}", c.story());
+        let (kind, message) = &errors[0];
+        assert_eq!(*kind, ErrorKind::InvalidRequest);
+        assert!(
+            message.starts_with(&format!("upgrade answered {status}: hello"))
+                && message.contains("not a WebSocket endpoint"),
+            "{message}"
+        );
+        assert_eq!(c.count(backing_off), 0);
+        assert!(matches!(c.finish().await, SessionState::Stopped { .. }));
+        assert_eq!(relay.connections(), 1);
+    }
+}
+
+#[tokio::test]
+async fn a_server_that_does_not_speak_http_is_retried_then_given_up() {
+    let relay = Rogue::start(vec![vec![Act::Respond("SSH-2.0-OpenSSH_9.6\r\n".into())]]).await;
+    let mut timing = quick(20);
+    timing.backoff.max_attempts = 2;
+    let mut c = start(spec(&relay.url(), chat(), timing));
+    c.expect("the stop", is_end).await;
+    let errors = error_messages(&c);
+    assert_eq!(errors.len(), 3, "{}", c.story());
+    for (kind, message) in &errors {
+        assert_eq!(*kind, ErrorKind::Network);
+        assert!(message.starts_with("handshake failed:"), "{message}");
+    }
+    let state = c.finish().await;
+    let SessionState::Stopped { reason } = state else {
+        panic!("{state:?}")
+    };
+    assert!(
+        reason.starts_with("gave up after 2 retries: handshake failed:"),
+        "{reason}"
+    );
+    assert_eq!(relay.connections(), 3);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The other transports through the proxy
+
+#[tokio::test]
+async fn rst_mid_stream_on_openai_sse_and_realtime_is_a_drop_then_a_reconnect() {
+    use relaytop::session::Protocol;
+    for protocol in [Protocol::OpenaiSse, Protocol::OpenaiRealtime] {
+        let server = sim(steady(20.0, 40, 20.0)).await;
+        let proxy = Proxy::start(server.addr()).await;
+        let (url, model) = match protocol {
+            Protocol::OpenaiSse => (format!("http://{}/v1", proxy.addr()), "gpt-4o-mini"),
+            _ => (proxy.ws_url("/v1/realtime"), "gpt-realtime"),
+        };
+        let mut s = spec(&url, probe(100), quick(400));
+        s.info.protocol = protocol;
+        s.info.model = model.into();
+        let mut c = start(s);
+        c.expect("a first token", |k| {
+            matches!(k, EventKind::FirstToken { .. })
+        })
+        .await;
+        proxy.set(|t| t.reset_peer = true);
+        c.expect("a drop", closed).await;
+        proxy.clear();
+        c.expect("a reconnect", |k| {
+            matches!(k, EventKind::Connected { attempt: 2, .. })
+        })
+        .await;
+        assert_eq!(
+            c.count(|k| matches!(
+                k,
+                EventKind::Closed {
+                    code: 1006,
+                    requested: false,
+                    ..
+                }
+            )),
+            1,
+            "{protocol:?}:\n{}",
+            c.story()
+        );
+        assert_eq!(
+            c.count(|k| matches!(k, EventKind::RequestFailed { request: 1, .. })),
+            1,
+            "{protocol:?}:\n{}",
+            c.story()
+        );
+        assert_eq!(c.count(backing_off), 1, "{protocol:?}:\n{}", c.story());
+        assert_eq!(c.finish().await, SessionState::Closed, "{protocol:?}");
+        server.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn openai_sse_resolves_names_through_the_injected_resolver() {
+    let server = sim(steady(10.0, 3, 1000.0)).await;
+    let lookups = Arc::new(AtomicU64::new(0));
+    let url = format!("http://relay.test:{}/v1", server.addr().port());
+    let mut s = spec(&url, probe(100), fast_timing());
+    s.info.protocol = relaytop::session::Protocol::OpenaiSse;
+    s.info.model = "gpt-4o-mini".into();
+    s.resolver = Some(test_resolver(server.addr(), lookups.clone()));
+    let mut c = start(s);
+    c.expect("a response", done).await;
+    assert!(lookups.load(Ordering::Relaxed) >= 1);
+    assert_eq!(c.count(error), 0, "{}", c.story());
+    assert_eq!(c.finish().await, SessionState::Closed);
+    server.stop().await;
+}

@@ -71,6 +71,18 @@ impl std::fmt::Debug for ResolverHandle {
     }
 }
 
+/// The same resolver for reqwest (openai-sse, `check`'s HTTP steps): the URL's port wins over
+/// the 0 asked for here, as reqwest documents.
+impl reqwest::dns::Resolve for ResolverHandle {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let lookup = (self.0)(name.as_str().to_owned(), 0);
+        Box::pin(async move {
+            let addrs = lookup.await?;
+            Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}
+
 /// Why a connection could not be opened.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
@@ -356,6 +368,12 @@ fn handshake_error(e: tokio_tungstenite::tungstenite::Error, now: SystemTime) ->
                         .unwrap_or("no reason")
                         .to_owned()
                 });
+            // A success or a redirect instead of 101: an HTTP server, not a WebSocket one.
+            let message = if (200..400).contains(&status) || status == 404 {
+                format!("{message} (not a WebSocket endpoint: check the URL's path)")
+            } else {
+                message
+            };
             ConnectError::Upgrade {
                 status,
                 message,
