@@ -130,15 +130,14 @@ impl Case {
             let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
             assert!(!text.contains(TEST_KEY), "the key is not in the recording");
         }
-        let last = seen
+        seen
             .iter()
             .rev()
             .find_map(|e| match &e.kind {
                 EventKind::State(state) => Some(state.clone()),
                 _ => None,
             })
-            .expect("a state");
-        last
+            .expect("a state")
     }
 }
 
