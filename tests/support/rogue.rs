@@ -178,7 +178,11 @@ async fn await_text(stream: &mut TcpStream, pending: &mut Vec<u8>, needle: Optio
                         return true;
                     }
                 }
-                0x8 => return false,
+                0x8 => {
+                    // Answer the close handshake, as a relay would.
+                    let _ = stream.write_all(&frame(true, 0x8, &payload)).await;
+                    return false;
+                }
                 0x9 => {
                     let _ = stream.write_all(&frame(true, 0xA, &payload)).await;
                 }
