@@ -422,6 +422,12 @@ mod tests {
             retry_after_from_headers(&headers, now),
             Some(Duration::from_millis(1500))
         );
+        // A huge value is capped, not a panic in `Duration::from_secs_f64`.
+        headers.insert("retry-after-ms", HeaderValue::from_static("1e300"));
+        assert_eq!(
+            retry_after_from_headers(&headers, now),
+            Some(MAX_RETRY_AFTER)
+        );
     }
 
     #[test]
