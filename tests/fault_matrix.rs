@@ -130,8 +130,7 @@ impl Case {
             let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
             assert!(!text.contains(TEST_KEY), "the key is not in the recording");
         }
-        seen
-            .iter()
+        seen.iter()
             .rev()
             .find_map(|e| match &e.kind {
                 EventKind::State(state) => Some(state.clone()),
