@@ -11,9 +11,7 @@
 //! environment, so tests stay on loopback and never change the process environment.
 
 use std::fmt::Write as _;
-use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -34,25 +32,12 @@ use crate::session::{
     SessionState, Timing, Workload,
 };
 
-/// Resolves a host name to addresses (tests inject their own).
-pub type Resolver = Arc<
-    dyn Fn(String, u16) -> Pin<Box<dyn Future<Output = std::io::Result<Vec<SocketAddr>>> + Send>>
-        + Send
-        + Sync,
->;
+/// Resolves a host name to addresses (tests inject their own); the sessions `check` runs use
+/// it too.
+pub use crate::session::connect::{Resolver, system_resolver};
 
 /// Reads an environment variable (tests inject their own).
 pub type Env = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
-
-/// The system resolver.
-pub fn system_resolver() -> Resolver {
-    Arc::new(|host, port| {
-        Box::pin(async move {
-            let addrs = tokio::net::lookup_host((host.as_str(), port)).await?;
-            Ok(addrs.collect())
-        })
-    })
-}
 
 /// The process environment.
 pub fn process_env() -> Env {
@@ -759,6 +744,7 @@ impl Key {
 
 fn http_client(options: &CheckOptions) -> Result<reqwest::Client, String> {
     reqwest::Client::builder()
+        .dns_resolver(Arc::new(connect::ResolverHandle(options.resolver.clone())))
         .connect_timeout(options.timeout)
         .timeout(options.timeout)
         .user_agent(concat!("relaytop-check/", env!("CARGO_PKG_VERSION")))
@@ -825,6 +811,7 @@ async fn check_upgrade(
         api_key: key.secret.as_ref(),
         model: &model,
         timeout: options.timeout,
+        resolver: Some(&options.resolver),
     };
     let (mut socket, response) = match connect::connect_as(&request, flavor).await {
         Ok(ok) => ok,
@@ -1203,6 +1190,7 @@ fn session_spec(
             workload: "chat".into(),
         },
         api_key: key.secret.clone(),
+        resolver: Some(connect::ResolverHandle(options.resolver.clone())),
         workload: Workload::Chat { system: None },
         timing: Timing {
             heartbeat,

@@ -209,6 +209,7 @@ pub fn prepare(config: &mut Config, options: &RunOptions) -> Result<Vec<Note>, S
                 seed: None,
                 tap: None,
                 limits: None,
+                resolver: None,
             });
         }
     }

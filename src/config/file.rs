@@ -440,6 +440,7 @@ pub fn parse(
                 seed: None,
                 tap: None,
                 limits: None,
+                resolver: None,
             });
         }
     }

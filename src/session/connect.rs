@@ -4,6 +4,10 @@
 //! failed, whether retrying can help, and how long the server asked us to wait. The session
 //! task decides what to do with it; `relaytop check` will reuse the same steps.
 
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use tokio::net::TcpStream;
@@ -26,6 +30,10 @@ pub const READ_BUFFER_BYTES: usize = 16 * 1024;
 /// Largest message accepted from a relay; larger ones are refused, not buffered.
 pub const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 
+/// The longest wait a relay's `Retry-After` (or `retry_after_ms`) is honoured for: an hour.
+/// A longer ask (or an absurd number) waits this long, never overflows a clock.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+
 /// The WebSocket settings every relay connection uses.
 pub fn websocket_config() -> WebSocketConfig {
     WebSocketConfig::default()
@@ -33,6 +41,46 @@ pub fn websocket_config() -> WebSocketConfig {
         .write_buffer_size(0)
         .max_message_size(Some(MAX_MESSAGE_BYTES))
         .max_frame_size(Some(MAX_MESSAGE_BYTES))
+}
+
+/// Resolves a host name and port to addresses. The default is the system resolver; tests
+/// (and `relaytop check`'s tests) inject their own so that no lookup leaves the machine.
+pub type Resolver = Arc<
+    dyn Fn(String, u16) -> Pin<Box<dyn Future<Output = std::io::Result<Vec<SocketAddr>>> + Send>>
+        + Send
+        + Sync,
+>;
+
+/// The system resolver (`tokio::net::lookup_host`).
+pub fn system_resolver() -> Resolver {
+    Arc::new(|host, port| {
+        Box::pin(async move {
+            let addrs = tokio::net::lookup_host((host.as_str(), port)).await?;
+            Ok(addrs.collect())
+        })
+    })
+}
+
+/// A resolver as a session spec carries it (printable, so the spec stays `Debug`).
+#[derive(Clone)]
+pub struct ResolverHandle(pub Resolver);
+
+impl std::fmt::Debug for ResolverHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ResolverHandle")
+    }
+}
+
+/// The same resolver for reqwest (openai-sse, `check`'s HTTP steps): the URL's port wins over
+/// the 0 asked for here, as reqwest documents.
+impl reqwest::dns::Resolve for ResolverHandle {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let lookup = (self.0)(name.as_str().to_owned(), 0);
+        Box::pin(async move {
+            let addrs = lookup.await?;
+            Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
 }
 
 /// Why a connection could not be opened.
@@ -104,20 +152,27 @@ pub fn status_retryable(status: u16) -> bool {
     matches!(status, 408 | 409 | 425 | 429 | 500..=599)
 }
 
-/// Parses `Retry-After`: whole seconds, or an HTTP date (measured from `now`).
+/// Parses `Retry-After`: whole seconds, or an HTTP date (measured from `now`); at most
+/// `MAX_RETRY_AFTER`.
 pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     let value = value.trim();
-    if let Ok(seconds) = value.parse::<u64>() {
-        return Some(Duration::from_secs(seconds));
-    }
-    if let Ok(seconds) = value.parse::<f64>()
+    let wait = if let Ok(seconds) = value.parse::<u64>() {
+        Duration::from_secs(seconds)
+    } else if let Ok(seconds) = value.parse::<f64>()
         && seconds.is_finite()
         && seconds >= 0.0
     {
-        return Some(Duration::from_secs_f64(seconds.min(86_400.0)));
-    }
-    let when = httpdate::parse_http_date(value).ok()?;
-    Some(when.duration_since(now).unwrap_or(Duration::ZERO))
+        Duration::from_secs_f64(seconds.min(MAX_RETRY_AFTER.as_secs_f64()))
+    } else {
+        let when = httpdate::parse_http_date(value).ok()?;
+        when.duration_since(now).unwrap_or(Duration::ZERO)
+    };
+    Some(wait.min(MAX_RETRY_AFTER))
+}
+
+/// A relay's wait in milliseconds, at most `MAX_RETRY_AFTER`.
+pub fn retry_after_millis(ms: u64) -> Duration {
+    Duration::from_millis(ms).min(MAX_RETRY_AFTER)
 }
 
 /// Retry-After from response headers (`retry-after-ms` wins, as OpenAI's clients do).
@@ -128,7 +183,9 @@ pub fn retry_after_from_headers(headers: &HeaderMap, now: SystemTime) -> Option<
         .and_then(|v| v.trim().parse::<f64>().ok())
         .filter(|ms| ms.is_finite() && *ms >= 0.0)
     {
-        return Some(Duration::from_secs_f64(ms / 1000.0));
+        return Some(Duration::from_secs_f64(
+            (ms / 1000.0).min(MAX_RETRY_AFTER.as_secs_f64()),
+        ));
     }
     headers
         .get(header::RETRY_AFTER)
@@ -175,6 +232,8 @@ pub struct ConnectRequest<'a> {
     /// `X-Model`: the connection's default model.
     pub model: &'a str,
     pub timeout: Duration,
+    /// How to resolve the host; `None`: the system resolver.
+    pub resolver: Option<&'a Resolver>,
 }
 
 /// Which WebSocket protocol an upgrade is for (they differ in headers and in the advice a
@@ -251,13 +310,20 @@ async fn connect_inner(
     }
 
     let host_for_lookup = host.trim_start_matches('[').trim_end_matches(']');
-    let addrs: Vec<_> = tokio::net::lookup_host((host_for_lookup, port))
-        .await
-        .map_err(|e| ConnectError::Dns {
+    let lookup = match req.resolver {
+        Some(resolver) => resolver(host_for_lookup.to_owned(), port),
+        None => system_resolver()(host_for_lookup.to_owned(), port),
+    };
+    let addrs: Vec<_> = lookup.await.map_err(|e| ConnectError::Dns {
+        host: host.clone(),
+        reason: e.to_string(),
+    })?;
+    if addrs.is_empty() {
+        return Err(ConnectError::Dns {
             host: host.clone(),
-            reason: e.to_string(),
-        })?
-        .collect();
+            reason: "no addresses".to_owned(),
+        });
+    }
     let mut last_error = None;
     let mut stream = None;
     for addr in &addrs {
@@ -302,6 +368,12 @@ fn handshake_error(e: tokio_tungstenite::tungstenite::Error, now: SystemTime) ->
                         .unwrap_or("no reason")
                         .to_owned()
                 });
+            // A success or a redirect instead of 101: an HTTP server, not a WebSocket one.
+            let message = if (200..400).contains(&status) || status == 404 {
+                format!("{message} (not a WebSocket endpoint: check the URL's path)")
+            } else {
+                message
+            };
             ConnectError::Upgrade {
                 status,
                 message,
@@ -329,6 +401,11 @@ mod tests {
         let earlier = httpdate::fmt_http_date(now - Duration::from_secs(12));
         assert_eq!(parse_retry_after(&earlier, now), Some(Duration::ZERO));
         assert_eq!(parse_retry_after("soon", now), None);
+        for absurd in ["18446744073709551615", "1e300"] {
+            assert_eq!(parse_retry_after(absurd, now), Some(MAX_RETRY_AFTER));
+        }
+        let next_year = httpdate::fmt_http_date(now + Duration::from_secs(365 * 86_400));
+        assert_eq!(parse_retry_after(&next_year, now), Some(MAX_RETRY_AFTER));
     }
 
     #[test]
@@ -344,6 +421,12 @@ mod tests {
         assert_eq!(
             retry_after_from_headers(&headers, now),
             Some(Duration::from_millis(1500))
+        );
+        // A huge value is capped, not a panic in `Duration::from_secs_f64`.
+        headers.insert("retry-after-ms", HeaderValue::from_static("1e300"));
+        assert_eq!(
+            retry_after_from_headers(&headers, now),
+            Some(MAX_RETRY_AFTER)
         );
     }
 
@@ -380,6 +463,7 @@ mod tests {
             api_key: None,
             model: "gpt-4.1",
             timeout: Duration::from_secs(1),
+            resolver: None,
         };
         let err = connect(&req).await.unwrap_err();
         assert!(!err.retryable());
@@ -397,6 +481,7 @@ mod tests {
             api_key: None,
             model: "gpt-4.1",
             timeout: Duration::from_secs(2),
+            resolver: None,
         };
         let err = connect(&req).await.unwrap_err();
         assert!(matches!(err, ConnectError::Tcp { .. }), "{err:?}");

@@ -132,7 +132,8 @@ impl Decoder {
                     matches!(kind, ErrorKind::RateLimited | ErrorKind::Overloaded).then(|| {
                         SlowDown {
                             kind,
-                            retry_after: retry_after_ms.map(Duration::from_millis),
+                            retry_after: retry_after_ms
+                                .map(crate::session::connect::retry_after_millis),
                             cause: message,
                         }
                     });

@@ -586,6 +586,7 @@ mod tests {
             seed: Some(7),
             tap: None,
             limits: None,
+            resolver: None,
         };
         Core::new(spec, RunClock::new(), events, commands)
     }

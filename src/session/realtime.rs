@@ -382,12 +382,14 @@ impl RealtimeTransport {
     async fn connect(&mut self, core: &mut Core, attempt: u32) -> Result<RelaySocket, End> {
         let started = core.clock.now();
         let api_key = core.spec.api_key.clone();
+        let resolver = core.spec.resolver.clone();
         let model = core.spec.info.model.clone();
         let request = ConnectRequest {
             url: &self.url,
             api_key: api_key.as_ref(),
             model: &model,
             timeout: core.spec.timing.handshake_timeout,
+            resolver: resolver.as_ref().map(|r| &r.0),
         };
         let connecting = connect::connect_as(&request, Flavor::Realtime);
         let Some(connected) = core.wait_offline(connecting).await else {

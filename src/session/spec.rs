@@ -113,6 +113,9 @@ pub struct SessionSpec {
     pub tap: Option<crate::session::tap::TapHandle>,
     /// The provider's rate limits, shared by all its sessions; `None` = unlimited.
     pub limits: Option<crate::session::ratelimit::ProviderLimits>,
+    /// How WebSocket sessions resolve the relay's host; `None`: the system resolver. Tests
+    /// inject one so that no lookup leaves the machine.
+    pub resolver: Option<crate::session::connect::ResolverHandle>,
 }
 
 /// A session's identity, as every consumer labels it.

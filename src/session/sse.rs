@@ -515,7 +515,11 @@ impl SseTransport {
         if let Some(client) = &self.client {
             return Ok(client.clone());
         }
-        let client = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder();
+        if let Some(resolver) = &core.spec.resolver {
+            builder = builder.dns_resolver(std::sync::Arc::new(resolver.clone()));
+        }
+        let client = builder
             .connect_timeout(core.spec.timing.handshake_timeout)
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_max_idle_per_host(2)

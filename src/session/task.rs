@@ -87,6 +87,7 @@ impl RelayV1Transport {
     async fn connect(&mut self, core: &mut Core, attempt: u32) -> Result<RelaySocket, End> {
         let started = core.clock.now();
         let api_key = core.spec.api_key.clone();
+        let resolver = core.spec.resolver.clone();
         let url = core.spec.info.url.clone();
         let model = core.spec.info.model.clone();
         let request = ConnectRequest {
@@ -94,6 +95,7 @@ impl RelayV1Transport {
             api_key: api_key.as_ref(),
             model: &model,
             timeout: core.spec.timing.handshake_timeout,
+            resolver: resolver.as_ref().map(|r| &r.0),
         };
         let Some(connected) = core.wait_offline(connect::connect(&request)).await else {
             return Err(End::Closed);

@@ -2,6 +2,9 @@
 //! short timings, and bounded waits on the event stream.
 #![allow(dead_code)]
 
+pub mod proxy;
+pub mod rogue;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -98,6 +101,7 @@ pub fn spec(url: &str, workload: Workload, timing: Timing) -> SessionSpec {
         seed: Some(7),
         tap: None,
         limits: None,
+        resolver: None,
     }
 }
 
