@@ -133,7 +133,7 @@ fn a_run_killed_with_sigkill_keeps_all_but_the_last_quarter_second() {
     );
 
     // The replay reads it all, says where each torn session stopped, and still succeeds.
-    let mut replay = Replay::open(&[dir.clone()]).expect("a killed run opens");
+    let mut replay = Replay::open(std::slice::from_ref(&dir)).expect("a killed run opens");
     let mut events = 0u64;
     while replay.next_event().is_some() {
         events += 1;
