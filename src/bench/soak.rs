@@ -3,6 +3,11 @@
 //! samples relaytop's own resident memory, tokio tasks and open file descriptors, and checks
 //! at the end that memory stayed flat after warm-up, tasks and descriptors returned to their
 //! baseline once the sessions stopped, and every drop was followed by a reconnect.
+//!
+//! Memory is two figures: the resident size, read after `malloc_trim` gives the allocator's
+//! free pages back (without it glibc keeps freed pages, and the resident size creeps up by a
+//! few hundred KiB a minute while the heap in use stays flat: heaptrack, docs/RELIABILITY-2.md),
+//! and the heap in use from glibc's own counters. Both must stay flat.
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -60,7 +65,10 @@ const SETTLE: Duration = Duration::from_secs(15);
 pub struct Sample {
     /// Since the sessions started.
     pub elapsed: Duration,
+    /// Resident memory, read after the allocator handed its free pages back.
     pub rss_kib: u64,
+    /// Heap in use (glibc's `mallinfo2`), where known.
+    pub heap_kib: Option<u64>,
     pub tasks: usize,
     pub fds: usize,
     /// Totals so far, over every session.
@@ -84,6 +92,9 @@ pub struct SoakReport {
     /// over the judged span in per cent of the value at its start.
     pub rss_slope_kib_per_min: f64,
     pub rss_growth_pct: f64,
+    /// The same for the heap in use (`None` without glibc).
+    pub heap_slope_kib_per_min: Option<f64>,
+    pub heap_growth_pct: Option<f64>,
     pub drops: u64,
     pub reconnects: u64,
     /// Drops not followed by a reconnect although the session had time for one.
@@ -96,6 +107,9 @@ pub struct SoakReport {
 impl SoakReport {
     pub fn memory_flat(&self) -> bool {
         self.rss_growth_pct <= self.options.max_growth_pct
+            && self
+                .heap_growth_pct
+                .is_none_or(|g| g <= self.options.max_growth_pct)
     }
     pub fn tasks_back(&self) -> bool {
         self.end_tasks <= self.baseline_tasks
@@ -159,6 +173,30 @@ pub fn resident_kib() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
     line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// The heap in use, from glibc's allocator (`None` with another C library).
+pub fn heap_kib() -> Option<u64> {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: mallinfo2 only reads the allocator's counters.
+        let info = unsafe { libc::mallinfo2() };
+        Some(((info.uordblks + info.hblkhd) / 1024) as u64)
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    {
+        None
+    }
+}
+
+/// Hands the allocator's free pages back to the system (glibc's `malloc_trim`), so that the
+/// resident size counts what is in use rather than what the allocator keeps for later.
+fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim is thread-safe and only releases free memory.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 /// Open file descriptors of this process (`None` where /proc is missing).
@@ -250,8 +288,8 @@ pub async fn run(options: SoakOptions, out: &mut dyn Write) -> anyhow::Result<So
     writeln!(out, "baseline: {baseline_tasks} tasks, {baseline_fds} fds")?;
     writeln!(
         out,
-        "{:>8} {:>10} {:>7} {:>6} {:>9} {:>7} {:>10}",
-        "elapsed", "rss KiB", "tasks", "fds", "connects", "drops", "responses"
+        "{:>8} {:>10} {:>10} {:>7} {:>6} {:>9} {:>7} {:>10}",
+        "elapsed", "rss KiB", "heap KiB", "tasks", "fds", "connects", "drops", "responses"
     )?;
 
     let mut tallies = vec![Tally::default(); options.sessions as usize];
@@ -281,9 +319,11 @@ pub async fn run(options: SoakOptions, out: &mut dyn Write) -> anyhow::Result<So
                 }
             }
             _ = tick.tick() => {
+                release_free_memory();
                 let sample = Sample {
                     elapsed: start.elapsed(),
                     rss_kib: resident_kib().unwrap_or(0),
+                    heap_kib: heap_kib(),
                     tasks: alive_tasks(),
                     fds: open_fds().unwrap_or(0),
                     connects: tallies.iter().map(|t| t.connects).sum(),
@@ -292,9 +332,10 @@ pub async fn run(options: SoakOptions, out: &mut dyn Write) -> anyhow::Result<So
                 };
                 writeln!(
                     out,
-                    "{:>7.0}s {:>10} {:>7} {:>6} {:>9} {:>7} {:>10}",
+                    "{:>7.0}s {:>10} {:>10} {:>7} {:>6} {:>9} {:>7} {:>10}",
                     sample.elapsed.as_secs_f64(),
                     sample.rss_kib,
+                    sample.heap_kib.map_or("-".to_owned(), |h| h.to_string()),
                     sample.tasks,
                     sample.fds,
                     sample.connects,
@@ -335,18 +376,23 @@ pub async fn run(options: SoakOptions, out: &mut dyn Write) -> anyhow::Result<So
     }
     sim.stop().await;
 
-    let judged: Vec<(f64, f64)> = samples
-        .iter()
-        .filter(|s| s.elapsed >= options.warm_up)
-        .map(|s| (s.elapsed.as_secs_f64() / 60.0, s.rss_kib as f64))
-        .collect();
-    let rss_slope_kib_per_min = slope(&judged);
-    let rss_growth_pct = match (judged.first(), judged.last()) {
-        (Some(first), Some(last)) if first.1 > 0.0 && judged.len() >= 2 => {
-            (rss_slope_kib_per_min * (last.0 - first.0) / first.1 * 100.0).max(0.0)
-        }
-        _ => 0.0,
+    let growth = |value: fn(&Sample) -> Option<u64>| -> Option<(f64, f64)> {
+        let judged: Vec<(f64, f64)> = samples
+            .iter()
+            .filter(|s| s.elapsed >= options.warm_up)
+            .map(|s| Some((s.elapsed.as_secs_f64() / 60.0, value(s)? as f64)))
+            .collect::<Option<_>>()?;
+        let per_min = slope(&judged);
+        let pct = match (judged.first(), judged.last()) {
+            (Some(first), Some(last)) if first.1 > 0.0 && judged.len() >= 2 => {
+                (per_min * (last.0 - first.0) / first.1 * 100.0).max(0.0)
+            }
+            _ => 0.0,
+        };
+        Some((per_min, pct))
     };
+    let (rss_slope_kib_per_min, rss_growth_pct) = growth(|s| Some(s.rss_kib)).unwrap_or((0.0, 0.0));
+    let heap = growth(|s| s.heap_kib);
     let report = SoakReport {
         options,
         baseline_tasks,
@@ -356,6 +402,8 @@ pub async fn run(options: SoakOptions, out: &mut dyn Write) -> anyhow::Result<So
         end_fds,
         rss_slope_kib_per_min,
         rss_growth_pct,
+        heap_slope_kib_per_min: heap.map(|h| h.0),
+        heap_growth_pct: heap.map(|h| h.1),
         drops,
         reconnects,
         unanswered_drops,
@@ -376,10 +424,14 @@ fn print_verdict(r: &SoakReport, out: &mut dyn Write) -> std::io::Result<()> {
     writeln!(out)?;
     writeln!(
         out,
-        "{} memory: {:+.1} KiB/min after warm-up over {judged} samples = {:.2} % growth (limit {} %)",
+        "{} memory: resident {:+.1} KiB/min after warm-up over {judged} samples = {:.2} % growth{} (limit {} %)",
         mark(r.memory_flat()),
         r.rss_slope_kib_per_min,
         r.rss_growth_pct,
+        match (r.heap_slope_kib_per_min, r.heap_growth_pct) {
+            (Some(s), Some(g)) => format!("; heap in use {s:+.1} KiB/min = {g:.2} %"),
+            _ => String::new(),
+        },
         r.options.max_growth_pct
     )?;
     writeln!(
