@@ -58,9 +58,10 @@ struct Cli {
     simulate: bool,
 
     /// Run a canary's clock N times faster: stage durations, check intervals and windows are
-    /// canary time (a 3-hour rollout takes 90 s at 120). Needs simulated relays.
-    #[arg(long, global = true, value_name = "N", default_value_t = 1.0)]
-    time_scale: f64,
+    /// canary time (a 3-hour rollout takes 90 s at 120). Needs simulated relays. For `bench
+    /// soak`: the relay's and the sessions' clocks (default 5).
+    #[arg(long, global = true, value_name = "N")]
+    time_scale: Option<f64>,
 
     /// Serve Prometheus metrics at http://ADDR/metrics while the dashboard or a headless run
     /// goes (e.g. 127.0.0.1:9464).
@@ -84,11 +85,44 @@ enum Command {
     /// Diagnose a relay URL step by step (URL, DNS, TCP, TLS, upgrade, key, completion,
     /// heartbeat); exit status 0 only when every step passes.
     Check(CheckArgs),
+    /// Benchmarks of relaytop itself.
+    Bench {
+        #[command(subcommand)]
+        case: BenchCase,
+    },
     /// Print shell completions.
     Completions {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+}
+
+#[derive(Subcommand, Debug)]
+enum BenchCase {
+    /// Many probe sessions against an embedded legacy relay (3.2 % drops), accelerated
+    /// (`--time-scale`; at 1 a probe every 10 s and the protocol's own timings):
+    /// checks that memory stays flat, tasks and file descriptors return to their baseline,
+    /// and every drop is followed by a reconnect. Exit status 1 when a check fails.
+    Soak(SoakArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct SoakArgs {
+    /// Probe sessions.
+    #[arg(long, default_value_t = 1000)]
+    sessions: u32,
+    /// How long the sessions run (e.g. 10m, 1h).
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "10m")]
+    duration: Duration,
+    /// Wall time between two samples of memory, tasks and file descriptors.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "10s")]
+    sample_every: Duration,
+    /// The first part of the run, not judged (default: a fifth of --duration).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    warm_up: Option<Duration>,
+    /// The most resident memory may grow after warm-up, in per cent.
+    #[arg(long, value_name = "PCT", default_value_t = 5.0)]
+    max_growth: f64,
 }
 
 #[derive(clap::Args, Debug)]
@@ -227,7 +261,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     });
     let run_options = RunOptions {
         simulate: cli.simulate,
-        time_scale: cli.time_scale,
+        time_scale: cli.time_scale.unwrap_or(1.0),
     };
     match cli.command {
         Some(Command::Completions { shell }) => {
@@ -240,6 +274,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Some(Command::Sim(args)) => run_sim(args).await,
+        Some(Command::Bench {
+            case: BenchCase::Soak(args),
+        }) => run_soak(args, cli.time_scale.unwrap_or(5.0)).await,
         Some(Command::Check(args)) => run_check(args).await,
         Some(Command::Headless(args)) => {
             run_headless(cli.config, args, record, run_options, cli.metrics_listen).await
@@ -274,6 +311,23 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             .await
         }
     }
+}
+
+async fn run_soak(args: SoakArgs, time_scale: f64) -> anyhow::Result<ExitCode> {
+    let options = relaytop::bench::soak::SoakOptions {
+        sessions: args.sessions,
+        duration: args.duration,
+        time_scale,
+        sample_every: args.sample_every,
+        warm_up: args.warm_up.unwrap_or(args.duration / 5),
+        max_growth_pct: args.max_growth,
+    };
+    let report = relaytop::bench::soak::run(options, &mut std::io::stdout()).await?;
+    Ok(if report.passed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 async fn run_headless(

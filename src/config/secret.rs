@@ -13,8 +13,11 @@ pub struct Secret(String);
 
 impl Secret {
     /// Wraps a value, trimming the white space around it (a trailing newline is the classic).
+    /// The value is also scrubbed from relaytop's log files from now on (`telemetry`).
     pub fn new(value: impl AsRef<str>) -> Self {
-        Secret(value.as_ref().trim().to_owned())
+        let value = value.as_ref().trim();
+        crate::telemetry::scrub_from_logs(value);
+        Secret(value.to_owned())
     }
 
     /// The value, for the wire. Do not format it anywhere else.

@@ -188,6 +188,20 @@ pub async fn run(world: World, options: UiOptions) -> anyhow::Result<()> {
     result
 }
 
+/// A test hook, in debug builds only: `RELAYTOP_TEST_PANIC_AFTER_MS=N` makes the dashboard's
+/// loop panic N ms after it starts, so that tests/crash_safety.rs can check that the panic
+/// hook gives the terminal back (and prints no key). Release builds never read it.
+fn test_panic_at() -> Option<Instant> {
+    if !cfg!(debug_assertions) {
+        return None;
+    }
+    let ms: u64 = std::env::var("RELAYTOP_TEST_PANIC_AFTER_MS")
+        .ok()?
+        .parse()
+        .ok()?;
+    Some(Instant::now() + Duration::from_millis(ms))
+}
+
 /// Reads relaytop's own CPU and memory use.
 struct SelfMeter {
     system: sysinfo::System,
@@ -258,9 +272,13 @@ async fn event_loop(
     let mut draw_now = true;
     let mut last_draw = Instant::now();
     let mut drawn_tick = u64::MAX;
+    let panic_at = test_panic_at();
 
     loop {
         let now = Instant::now();
+        if panic_at.is_some_and(|at| now >= at) {
+            panic!("RELAYTOP_TEST_PANIC_AFTER_MS: the test hook's panic in the dashboard's loop");
+        }
         if now >= next_measure {
             app.set_self_usage(meter.measure());
             next_measure = now + Duration::from_secs(1);
@@ -296,6 +314,7 @@ async fn event_loop(
         } else {
             next_tick.min(next_measure)
         };
+        let wake = panic_at.map_or(wake, |at| wake.min(at));
 
         tokio::select! {
             event = terminal_events.next() => {

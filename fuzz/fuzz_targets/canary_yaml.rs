@@ -1,0 +1,7 @@
+//! Fuzzes `properties::canary_yaml` (tests/support/parser_properties.rs).
+#![no_main]
+
+#[path = "../../tests/support/parser_properties.rs"]
+mod properties;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| properties::canary_yaml(data));
