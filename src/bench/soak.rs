@@ -272,6 +272,7 @@ pub async fn run(options: SoakOptions, out: &mut dyn Write) -> anyhow::Result<So
             seed: Some(u64::from(i)),
             tap: None,
             limits: None,
+            resolver: None,
         });
     }
 
