@@ -336,7 +336,9 @@ async fn stalled_peer_is_found_dead_then_the_session_reconnects() {
 async fn rst_mid_stream_fails_the_response_and_reconnects() {
     let server = sim(steady(20.0, 40, 20.0)).await;
     let proxy = Proxy::start(server.addr()).await;
-    let mut c = start(spec(&proxy.ws_url("/v1/stream"), probe(100), quick(400)));
+    // A backoff long enough (seed 7: 255 ms) for the test to lift the toxic before the
+    // reconnect, which would otherwise be reset too.
+    let mut c = start(spec(&proxy.ws_url("/v1/stream"), probe(100), quick(1500)));
     c.expect("a first token", |k| {
         matches!(k, EventKind::FirstToken { .. })
     })
@@ -916,6 +918,53 @@ async fn a_frame_cut_short_then_closed_is_a_drop_not_a_malformed_frame() {
     );
     assert!(only_backoff_cause(&c).starts_with("close 1006 (abnormal: no close frame)"));
     assert_eq!(c.finish().await, SessionState::Closed);
+
+    // The same through the proxy (toxiproxy's `limit_data`): the relay's first frame is cut
+    // after 5 bytes, then the connection is closed.
+    let server = sim(steady(10.0, 3, 1000.0)).await;
+    let proxy = Proxy::start(server.addr()).await;
+    let mut c = start(spec(
+        &proxy.ws_url("/v1/stream"),
+        chat(),
+        quiet(quick(1500)),
+    ));
+    c.expect("a connection", connected).await;
+    proxy.set(|t| t.downstream.limit_data = Some(5));
+    c.s.handle
+        .commands
+        .send(SessionCommand::Chat {
+            text: "hello".into(),
+        })
+        .await
+        .unwrap();
+    c.expect("the drop", closed).await;
+    proxy.clear();
+    // The next connection (a reconnect that raced the toxic's removal would fail its upgrade
+    // first, which is no drop).
+    c.expect("a reconnect", connected).await;
+    assert_eq!(
+        c.count(|k| matches!(
+            k,
+            EventKind::Closed {
+                code: 1006,
+                requested: false,
+                ..
+            }
+        )),
+        1,
+        "{}",
+        c.story()
+    );
+    assert_eq!(
+        c.count(|k| matches!(k, EventKind::RequestFailed { request: 1, .. })),
+        1
+    );
+    assert_eq!(
+        c.count(|k| matches!(k, EventKind::Malformed { .. } | EventKind::Chunk { .. })),
+        0
+    );
+    assert_eq!(c.finish().await, SessionState::Closed);
+    server.stop().await;
 }
 
 #[tokio::test]
@@ -1292,7 +1341,7 @@ async fn rst_mid_stream_on_openai_sse_and_realtime_is_a_drop_then_a_reconnect() 
             Protocol::OpenaiSse => (format!("http://{}/v1", proxy.addr()), "gpt-4o-mini"),
             _ => (proxy.ws_url("/v1/realtime"), "gpt-realtime"),
         };
-        let mut s = spec(&url, probe(100), quick(400));
+        let mut s = spec(&url, probe(100), quick(1500));
         s.info.protocol = protocol;
         s.info.model = model.into();
         let mut c = start(s);
