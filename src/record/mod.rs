@@ -10,9 +10,12 @@
 //! - `player`: the replay clock (speed, pause, idle limit), pure.
 //! - `headless`: `relaytop replay --headless`: the summary the live run printed.
 //! - `export`: one row per request, CSV or JSON.
+//! - `against`: `relaytop replay --against`: the recorded requests re-sent to another
+//!   provider, and the two compared.
 //!
 //! Engine code: nothing here knows about the terminal UI.
 
+pub mod against;
 pub mod export;
 pub mod format;
 pub mod headless;
