@@ -1278,18 +1278,27 @@ mod tests {
 
     #[test]
     fn as_fast_as_allowed_honours_the_rate_limit() {
-        // 3 a minute: three at once, then one as each slot frees.
-        let mut p = Pacer::as_fast_as_allowed(5, 3, s(60));
+        // 3 a minute: three at once, then each as its slot frees.
+        let mut p = Pacer::as_fast_as_allowed(6, 3, s(60));
         assert_eq!(p.poll(s(0)), Pace::Send(0));
         assert_eq!(p.poll(s(0)), Pace::Send(1));
         assert_eq!(p.poll(s(1)), Pace::Send(2));
         assert_eq!(p.poll(s(1)), Pace::WaitUntil(s(60)));
         assert_eq!(p.poll(s(59)), Pace::WaitUntil(s(60)));
         assert_eq!(p.poll(s(60)), Pace::Send(3));
-        assert_eq!(p.poll(s(60)), Pace::WaitUntil(s(61)), "the second slot");
-        assert_eq!(p.poll(s(61)), Pace::Send(4));
+        assert_eq!(
+            p.poll(s(60)),
+            Pace::Send(4),
+            "both sends of second 0 left the window"
+        );
+        assert_eq!(
+            p.poll(s(60)),
+            Pace::WaitUntil(s(61)),
+            "the one of second 1 has not"
+        );
+        assert_eq!(p.poll(s(61)), Pace::Send(5));
         assert_eq!(p.poll(s(61)), Pace::Done);
-        assert_eq!(p.sent(), 5);
+        assert_eq!(p.sent(), 6);
     }
 
     #[test]
