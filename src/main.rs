@@ -51,6 +51,11 @@ struct Cli {
     #[arg(long, global = true, value_name = "DIR")]
     record_dir: Option<PathBuf>,
 
+    /// Write recordings gzipped (`<session>.jsonl.gz`, flushed every quarter second like
+    /// plain ones); replay and export read them as they read plain ones.
+    #[arg(long, global = true)]
+    record_gzip: bool,
+
     /// Run every provider against an embedded simulated relay instead of its URL (a profile
     /// named like the provider, else the reference case: the baseline legacy, the canary
     /// holysheep). No key is read. Shows what a canary's rules would do before production.
@@ -226,8 +231,9 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let record = (!cli.no_record).then(|| {
-        relaytop::record::RecordOptions::new(
+    let record = (!cli.no_record).then(|| relaytop::record::RecordOptions {
+        gzip: cli.record_gzip,
+        ..relaytop::record::RecordOptions::new(
             cli.record_dir
                 .clone()
                 .unwrap_or_else(relaytop::record::RecordOptions::default_root),

@@ -3,6 +3,7 @@
 //!
 //! - `writer`: the `Recorder`, a session `Tap` that buffers lines in memory and writes them
 //!   from one background thread every quarter second; redaction, markers, rotation.
+//! - `gzip`: gzip session files: the writer's sink, the reader's unpacking.
 //! - `reader`: finding a run's files, headers, lines from any position; torn and malformed
 //!   lines.
 //! - `replay`: the `Replay` source: the recording played back as the same `SessionEvent`s,
@@ -18,6 +19,7 @@
 pub mod against;
 pub mod export;
 pub mod format;
+pub mod gzip;
 pub mod headless;
 pub mod player;
 pub mod reader;
