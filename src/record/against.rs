@@ -48,6 +48,8 @@ pub const MAX_MESSAGE_BYTES: usize = 256 << 20;
 pub const MAX_POOL: u32 = 256;
 /// Hours in the month the projection uses (365 × 24 / 12).
 pub const HOURS_PER_MONTH: f64 = 730.0;
+/// With no connection up for this long, the run ends (the comparison says why).
+const NO_CONNECTION_LIMIT: Duration = Duration::from_secs(60);
 /// A request with no outcome after this long frees its session anyway.
 const LOST_AFTER: Duration = Duration::from_secs(180);
 
@@ -609,6 +611,7 @@ pub async fn run(
     let mut next_session = 0usize;
     let mut last_send = clock.now();
     let mut last_progress = Duration::ZERO;
+    let mut last_up = clock.now();
     while !interrupted {
         let now = clock.now();
         // Free sessions whose request never ended.
@@ -662,6 +665,22 @@ pub async fn run(
                 "some responses had not ended {} after the last request; the figures leave \
                  them out",
                 human_duration(options.drain.as_micros() as u64)
+            ));
+            break;
+        }
+        if sessions.iter().any(|s| s.up) {
+            last_up = now;
+        } else if now.saturating_sub(last_up) > NO_CONNECTION_LIMIT {
+            notes.push(format!(
+                "no connection to {} for {}{}: {} of {} requests sent",
+                provider.name,
+                human_duration(NO_CONNECTION_LIMIT.as_micros() as u64),
+                stop_reason
+                    .as_ref()
+                    .map(|r| format!(" ({r})"))
+                    .unwrap_or_default(),
+                pacer.sent(),
+                pacer.total()
             ));
             break;
         }
@@ -836,6 +855,8 @@ pub struct Comparison {
     pub recording: RecordingSummary,
     pub target: TargetSummary,
     pub recorded: Side,
+    /// The recorded side, provider by provider (the recording's traffic on each).
+    pub recorded_by_provider: Vec<Side>,
     pub now: Side,
     pub change: Change,
     pub notes: Vec<String>,
@@ -914,6 +935,19 @@ impl Comparison {
             models,
             per_month,
         );
+        let recorded_by_provider = r
+            .providers
+            .iter()
+            .map(|p| {
+                let mut models: Vec<String> = Vec::new();
+                for s in r.sessions.iter().filter(|s| s.provider == p.name) {
+                    if !models.contains(&s.model) {
+                        models.push(s.model.clone());
+                    }
+                }
+                side(&p.figures, vec![p.name.clone()], models, per_month)
+            })
+            .collect();
         let now_side = side(
             &now.report.totals.figures,
             vec![target.name.clone()],
@@ -1021,6 +1055,7 @@ impl Comparison {
                 recorded_to: now.recorded_to.as_ref().map(|p| p.display().to_string()),
             },
             recorded: recorded_side,
+            recorded_by_provider,
             now: now_side,
             change,
             notes,
@@ -1033,7 +1068,8 @@ impl Comparison {
         serde_json::to_string_pretty(self).unwrap_or_default()
     }
 
-    /// The side-by-side table for people.
+    /// The side-by-side table for people: recorded (and each recorded provider, when there
+    /// are several), now, and the change from recorded to now.
     pub fn to_text(&self, pacing: Pacing) -> String {
         let (r, n) = (&self.recorded, &self.now);
         let mut out = String::new();
@@ -1075,149 +1111,154 @@ impl Comparison {
             (Some(u), _) => format!("${}", money2(u)),
             (None, _) => "-".to_owned(),
         };
-        let now_label = format!("now ({})", self.target.provider);
-        let rows: Vec<[String; 4]> = vec![
-            [String::new(), "recorded".into(), now_label, "change".into()],
-            [
+        // The columns: recorded, each recorded provider when there are several, now.
+        let mut sides: Vec<(String, &Side)> = vec![("recorded".to_owned(), r)];
+        if self.recorded_by_provider.len() > 1 {
+            for p in &self.recorded_by_provider {
+                let name = p.providers.join(", ");
+                sides.push((format!("recorded: {name}"), p));
+            }
+        }
+        sides.push((format!("now ({})", self.target.provider), n));
+        let c = &self.change;
+        type Cell<'a> = Box<dyn Fn(&Side) -> String + 'a>;
+        let lines: Vec<(String, Cell, String)> = vec![
+            (
                 "requests".into(),
-                count(r.requests),
-                count(n.requests),
+                Box::new(|s: &Side| count(s.requests)),
                 String::new(),
-            ],
-            [
+            ),
+            (
                 "completed".into(),
-                count(r.completed),
-                count(n.completed),
+                Box::new(|s: &Side| count(s.completed)),
                 String::new(),
-            ],
-            [
+            ),
+            (
                 "failed".into(),
-                count(r.failed),
-                count(n.failed),
+                Box::new(|s: &Side| count(s.failed)),
                 String::new(),
-            ],
-            [
+            ),
+            (
                 "errors".into(),
-                count(r.errors),
-                count(n.errors),
+                Box::new(|s: &Side| count(s.errors)),
                 format!(
-                    "{:.1} % -> {:.1} %",
-                    self.change.error_rate_recorded * 100.0,
-                    self.change.error_rate_now * 100.0
+                    "{:.1} % -> {:.1} % of requests",
+                    c.error_rate_recorded * 100.0,
+                    c.error_rate_now * 100.0
                 ),
-            ],
-            [
+            ),
+            (
                 "drops".into(),
-                count(r.drops),
-                count(n.drops),
+                Box::new(|s: &Side| count(s.drops)),
                 format!(
                     "{:.1} % -> {:.1} % of connections",
-                    self.change.drop_rate_recorded * 100.0,
-                    self.change.drop_rate_now * 100.0
+                    c.drop_rate_recorded * 100.0,
+                    c.drop_rate_now * 100.0
                 ),
-            ],
-            [
+            ),
+            (
                 "TTFT p50".into(),
-                ms(r.ttft_p50_ms),
-                ms(n.ttft_p50_ms),
-                pct(self.change.ttft_p50_ratio),
-            ],
-            [
+                Box::new(|s: &Side| ms(s.ttft_p50_ms)),
+                pct(c.ttft_p50_ratio),
+            ),
+            (
                 "TTFT p99".into(),
-                ms(r.ttft_p99_ms),
-                ms(n.ttft_p99_ms),
-                pct(self.change.ttft_p99_ratio),
-            ],
-            [
+                Box::new(|s: &Side| ms(s.ttft_p99_ms)),
+                pct(c.ttft_p99_ratio),
+            ),
+            (
                 "total p50".into(),
-                ms(r.total_p50_ms),
-                ms(n.total_p50_ms),
-                pct(self.change.total_p50_ratio),
-            ],
-            [
+                Box::new(|s: &Side| ms(s.total_p50_ms)),
+                pct(c.total_p50_ratio),
+            ),
+            (
                 "total p99".into(),
-                ms(r.total_p99_ms),
-                ms(n.total_p99_ms),
-                pct(self.change.total_p99_ratio),
-            ],
-            [
+                Box::new(|s: &Side| ms(s.total_p99_ms)),
+                pct(c.total_p99_ratio),
+            ),
+            (
                 "tokens in / out".into(),
-                format!("{} / {}", count(r.tokens_in), count(r.tokens_out)),
-                format!("{} / {}", count(n.tokens_in), count(n.tokens_out)),
+                Box::new(|s: &Side| format!("{} / {}", count(s.tokens_in), count(s.tokens_out))),
                 String::new(),
-            ],
-            [
+            ),
+            (
                 "cost".into(),
-                money(
-                    Some(r.cost_usd),
-                    r.cost_billed,
-                    &r.billing_currency,
-                    r.cost_estimated,
-                ),
-                money(
-                    Some(n.cost_usd),
-                    n.cost_billed,
-                    &n.billing_currency,
-                    n.cost_estimated,
-                ),
+                Box::new(|s: &Side| {
+                    money(
+                        Some(s.cost_usd),
+                        s.cost_billed,
+                        &s.billing_currency,
+                        s.cost_estimated,
+                    )
+                }),
                 String::new(),
-            ],
-            [
+            ),
+            (
                 "cost / 1,000 calls".into(),
-                money(
-                    r.cost_per_1000_calls_usd,
-                    r.cost_per_1000_calls_billed,
-                    &r.billing_currency,
-                    r.cost_estimated,
-                ),
-                money(
-                    n.cost_per_1000_calls_usd,
-                    n.cost_per_1000_calls_billed,
-                    &n.billing_currency,
-                    n.cost_estimated,
-                ),
-                pct(self.change.cost_per_1000_calls_ratio),
-            ],
-            [
+                Box::new(|s: &Side| {
+                    money(
+                        s.cost_per_1000_calls_usd,
+                        s.cost_per_1000_calls_billed,
+                        &s.billing_currency,
+                        s.cost_estimated,
+                    )
+                }),
+                pct(c.cost_per_1000_calls_ratio),
+            ),
+            (
                 format!(
                     "a month at {} calls",
                     count(self.recording.calls_per_month.round() as u64)
                 ),
-                monthly(
-                    r.monthly_cost_usd,
-                    r.monthly_cost_billed,
-                    &r.billing_currency,
-                ),
-                monthly(
-                    n.monthly_cost_usd,
-                    n.monthly_cost_billed,
-                    &n.billing_currency,
-                ),
-                self.change
-                    .monthly_cost_delta_usd
-                    .map_or(String::new(), |d| {
-                        format!("{}${}", if d < 0.0 { "-" } else { "+" }, money2(d.abs()))
-                    }),
-            ],
+                Box::new(|s: &Side| {
+                    monthly(
+                        s.monthly_cost_usd,
+                        s.monthly_cost_billed,
+                        &s.billing_currency,
+                    )
+                }),
+                c.monthly_cost_delta_usd.map_or(String::new(), |d| {
+                    format!("{}${}", if d < 0.0 { "-" } else { "+" }, money2(d.abs()))
+                }),
+            ),
         ];
-        let mut widths = [0usize; 4];
+        let mut rows: Vec<Vec<String>> = Vec::with_capacity(lines.len() + 1);
+        let mut head = vec![String::new()];
+        head.extend(sides.iter().map(|(name, _)| name.clone()));
+        head.push("change".into());
+        rows.push(head);
+        for (label, cell, change) in &lines {
+            let mut row = vec![label.clone()];
+            row.extend(sides.iter().map(|(_, s)| cell(s)));
+            row.push(change.clone());
+            rows.push(row);
+        }
+        let columns = sides.len() + 2;
+        let mut widths = vec![0usize; columns];
         for row in &rows {
             for (w, cell) in widths.iter_mut().zip(row) {
                 *w = (*w).max(cell.chars().count());
             }
         }
         for row in &rows {
-            let line = format!(
-                "{:<w0$}  {:>w1$}  {:>w2$}  {}",
-                row[0],
-                row[1],
-                row[2],
-                row[3],
-                w0 = widths[0],
-                w1 = widths[1],
-                w2 = widths[2]
-            );
+            let mut line = String::new();
+            for (i, (cell, w)) in row.iter().zip(&widths).enumerate() {
+                if i == 0 {
+                    let _ = write!(line, "{cell:<w$}");
+                } else if i + 1 == columns {
+                    let _ = write!(line, "  {cell}");
+                } else {
+                    let _ = write!(line, "  {cell:>w$}");
+                }
+            }
             let _ = writeln!(out, "{}", line.trim_end());
+        }
+        if self.recorded_by_provider.len() > 1 {
+            let _ = writeln!(
+                out,
+                "\n(change: now against all the recorded traffic; a month: all of it at each \
+                 column's cost per request)"
+            );
         }
         if !self.notes.is_empty() {
             let _ = writeln!(out);
