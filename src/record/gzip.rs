@@ -104,6 +104,15 @@ pub fn unpack(files: &mut [PathBuf]) -> std::io::Result<(Unpacked, Vec<String>)>
         }
         *file = target;
     }
+    // A killed run cuts every file: one line says so, with the first.
+    if notes.len() > 2 {
+        let first = notes.remove(0);
+        notes = vec![format!(
+            "{} gzip files end early (the run was cut short?), each read as far as it goes; \
+             the first: {first}",
+            notes.len() + 1
+        )];
+    }
     Ok((Some(Arc::new(dir)), notes))
 }
 
@@ -125,7 +134,7 @@ fn decompress(from: &Path, to: &Path) -> std::io::Result<Option<String>> {
             Err(e) => {
                 break Some(format!(
                     "{}: the compressed stream ends early ({e}; the run was cut short?): read \
-                     its first {total} bytes, to the last whole line",
+                     what it holds, {total} bytes",
                     from.display()
                 ));
             }
