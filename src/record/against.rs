@@ -276,9 +276,9 @@ impl Pacing {
         match self {
             Pacing::Recorded { speed, idle_limit } => {
                 let mut s = if (*speed - 1.0).abs() < 1e-9 {
-                    "the recorded spacing".to_owned()
+                    "with the recorded spacing".to_owned()
                 } else {
-                    format!("the recorded spacing at {speed}x")
+                    format!("with the recorded spacing at {speed}x")
                 };
                 if let Some(limit) = idle_limit {
                     let _ = write!(s, ", silences cut to {:.1} s", limit.as_secs_f64());
@@ -1076,7 +1076,7 @@ impl Comparison {
         let _ = writeln!(
             out,
             "relaytop replay --against {}: {} recorded requests ({}; {}, {} calls an hour), \
-             re-sent with {} over {} connections in {}",
+             re-sent {} over {} connections in {}",
             self.target.provider,
             count(self.recording.requests),
             r.providers.join(", "),
