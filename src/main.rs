@@ -51,6 +51,11 @@ struct Cli {
     #[arg(long, global = true, value_name = "DIR")]
     record_dir: Option<PathBuf>,
 
+    /// Write recordings gzipped (`<session>.jsonl.gz`, flushed every quarter second like
+    /// plain ones); replay and export read them as they read plain ones.
+    #[arg(long, global = true)]
+    record_gzip: bool,
+
     /// Run every provider against an embedded simulated relay instead of its URL (a profile
     /// named like the provider, else the reference case: the baseline legacy, the canary
     /// holysheep). No key is read. Shows what a canary's rules would do before production.
@@ -158,6 +163,14 @@ struct ReplayArgs {
     /// Start this many seconds into the recording.
     #[arg(long, value_name = "SECONDS")]
     start_at: Option<f64>,
+    /// Re-send the recorded requests to this provider (from --config, else the default
+    /// world) and compare: latency, errors, drops, cost per 1,000 calls, cost a month.
+    #[arg(long, value_name = "PROVIDER")]
+    against: Option<String>,
+    /// With --against: send each request as soon as a connection is free and the provider's
+    /// rate limits allow, instead of with the recorded spacing.
+    #[arg(long, requires = "against")]
+    as_fast_as_allowed: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -252,8 +265,9 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let record = (!cli.no_record).then(|| {
-        relaytop::record::RecordOptions::new(
+    let record = (!cli.no_record).then(|| relaytop::record::RecordOptions {
+        gzip: cli.record_gzip,
+        ..relaytop::record::RecordOptions::new(
             cli.record_dir
                 .clone()
                 .unwrap_or_else(relaytop::record::RecordOptions::default_root),
@@ -280,6 +294,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Check(args)) => run_check(args).await,
         Some(Command::Headless(args)) => {
             run_headless(cli.config, args, record, run_options, cli.metrics_listen).await
+        }
+        Some(Command::Replay(args)) if args.against.is_some() => {
+            // The new run is recorded only when asked for with --record-dir.
+            let record = record.filter(|_| cli.record_dir.is_some());
+            run_against(cli.config, args, record, run_options).await
         }
         Some(Command::Replay(args)) => run_replay(args).await,
         Some(Command::Export(args)) => run_export(&args),
@@ -403,6 +422,79 @@ async fn run_replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     for warning in replay.read_stats().warnings() {
         eprintln!("relaytop: {warning}");
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `relaytop replay RUN --against PROVIDER`: the recorded requests re-sent, and compared.
+async fn run_against(
+    config: Option<PathBuf>,
+    args: ReplayArgs,
+    record: Option<relaytop::record::RecordOptions>,
+    run_options: RunOptions,
+) -> anyhow::Result<ExitCode> {
+    use relaytop::record::Speed;
+    use relaytop::record::against::{self, AgainstOptions, Comparison, Pacing};
+    let target = args.against.clone().unwrap_or_default();
+    if args.start_at.is_some() {
+        anyhow::bail!("--start-at does not apply to --against: every recorded request is re-sent");
+    }
+    let format = args.format.unwrap_or(if std::io::stdout().is_terminal() {
+        OutputFormat::Text
+    } else {
+        OutputFormat::Json
+    });
+    let idle_limit = args
+        .idle_limit
+        .map(|s| {
+            Duration::try_from_secs_f64(s).map_err(|_| {
+                anyhow::anyhow!("--idle-limit must be a number of seconds >= 0, not {s}")
+            })
+        })
+        .transpose()?;
+    let pacing = match (args.as_fast_as_allowed, args.speed) {
+        (true, _) | (false, Some(Speed::AsFastAsPossible)) => Pacing::AsFastAsAllowed,
+        (false, Some(Speed::Times(x))) => Pacing::Recorded {
+            speed: x,
+            idle_limit,
+        },
+        (false, None) => Pacing::Recorded {
+            speed: 1.0,
+            idle_limit,
+        },
+    };
+    let recorded = against::read_recording(&args.paths)?;
+    let world = load_world(config, run_options).await?;
+    let provider = against::target(&world, &target)?.clone();
+    if recorded.requests.is_empty() {
+        anyhow::bail!(
+            "the recording has no request to re-send ({} requests recorded)",
+            recorded.report.totals.figures.requests
+        );
+    }
+    eprintln!(
+        "relaytop: re-sending {} recorded requests to {} ({}); Ctrl-C for the comparison so far",
+        relaytop::report::count(recorded.requests.len() as u64),
+        provider.name,
+        provider.url
+    );
+    let options = AgainstOptions {
+        pacing,
+        record,
+        progress: true,
+        ..AgainstOptions::default()
+    };
+    let result = against::run(&recorded, &world, &target, &options).await;
+    world.stop().await;
+    let now = result?;
+    if let Some(dir) = &now.recorded_to {
+        eprintln!("relaytop: the new run is recorded in {}", dir.display());
+    }
+    let comparison = Comparison::build(&recorded, &now, &provider, pacing);
+    let text = match format {
+        OutputFormat::Text => comparison.to_text(pacing),
+        OutputFormat::Json | OutputFormat::Ndjson => comparison.to_json_pretty() + "\n",
+    };
+    let _ = std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes());
     Ok(ExitCode::SUCCESS)
 }
 

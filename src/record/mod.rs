@@ -3,6 +3,7 @@
 //!
 //! - `writer`: the `Recorder`, a session `Tap` that buffers lines in memory and writes them
 //!   from one background thread every quarter second; redaction, markers, rotation.
+//! - `gzip`: gzip session files: the writer's sink, the reader's unpacking.
 //! - `reader`: finding a run's files, headers, lines from any position; torn and malformed
 //!   lines.
 //! - `replay`: the `Replay` source: the recording played back as the same `SessionEvent`s,
@@ -10,11 +11,15 @@
 //! - `player`: the replay clock (speed, pause, idle limit), pure.
 //! - `headless`: `relaytop replay --headless`: the summary the live run printed.
 //! - `export`: one row per request, CSV or JSON.
+//! - `against`: `relaytop replay --against`: the recorded requests re-sent to another
+//!   provider, and the two compared.
 //!
 //! Engine code: nothing here knows about the terminal UI.
 
+pub mod against;
 pub mod export;
 pub mod format;
+pub mod gzip;
 pub mod headless;
 pub mod player;
 pub mod reader;

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 
 use crate::record::format::{self, Header, Record, RunManifest, parse_line};
+use crate::record::gzip;
 
 /// The longest line read; longer ones are skipped as malformed.
 pub const MAX_LINE_BYTES: usize = 64 << 20;
@@ -302,6 +303,10 @@ pub struct Recordings {
     pub started_at: DateTime<Utc>,
     /// Per session: microseconds its own clock started after `started_at`.
     pub offsets_us: Vec<u64>,
+    /// Where gzip files were unpacked (`sessions` point there); keep while reading.
+    pub unpacked: crate::record::gzip::Unpacked,
+    /// Gzip streams cut short (what was read of them).
+    pub notes: Vec<String>,
 }
 
 /// Finds the recordings in `paths`: run directories (with or without `run.json`), session
@@ -327,6 +332,25 @@ pub fn discover(paths: &[PathBuf]) -> Result<Recordings, ReadError> {
                     std::io::Error::new(std::io::ErrorKind::NotFound, "no such file or directory"),
                 ));
             }
+            // A gzip file's rotated parts, beside it (plain ones are found below).
+            if let (Some(dir), Some(stem)) = (
+                file.parent(),
+                file.file_name()
+                    .and_then(|n| n.to_str())
+                    .and_then(|n| n.strip_suffix(".jsonl.gz")),
+            ) {
+                let mut part = 1;
+                loop {
+                    let sibling = dir.join(format::part_file_name(stem, part) + ".gz");
+                    if !sibling.exists() {
+                        break;
+                    }
+                    if !files.contains(&sibling) {
+                        files.push(sibling);
+                    }
+                    part += 1;
+                }
+            }
             files.push(file);
             continue;
         }
@@ -351,7 +375,7 @@ pub fn discover(paths: &[PathBuf]) -> Result<Recordings, ReadError> {
         let mut listed: Vec<PathBuf> = std::fs::read_dir(&dir)
             .map_err(|e| io_error(&dir, e))?
             .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+            .filter(|p| p.extension().is_some_and(|x| x == "jsonl") || gzip::is_gzip(p))
             .collect();
         listed.sort();
         for p in listed {
@@ -364,6 +388,12 @@ pub fn discover(paths: &[PathBuf]) -> Result<Recordings, ReadError> {
         let shown: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
         return Err(ReadError::Empty(shown.join(", ")));
     }
+
+    // Gzip files are read from decompressed copies.
+    let (unpacked, notes) = gzip::unpack(&mut files).map_err(|e| ReadError::Io {
+        path: "the gzip recording files".into(),
+        error: e,
+    })?;
 
     // Group files by session (run id, session id and name), parts in order.
     let mut groups: Vec<(Header, Vec<(u32, PathBuf)>)> = Vec::new();
@@ -457,6 +487,8 @@ pub fn discover(paths: &[PathBuf]) -> Result<Recordings, ReadError> {
         sessions: sessions.into_iter().map(|(_, s)| s).collect(),
         started_at,
         offsets_us,
+        unpacked,
+        notes,
     })
 }
 

@@ -585,6 +585,8 @@ pub struct Replay {
     indexing_started: bool,
     checkpoint_lines: u64,
     checkpoint_budget: usize,
+    /// Gzip files unpacked for this replay (removed when it goes).
+    _unpacked: crate::record::gzip::Unpacked,
 }
 
 impl std::fmt::Debug for Replay {
@@ -652,7 +654,8 @@ impl Replay {
                     .map(|r| r.source.clone())
             })
             .unwrap_or_default();
-        let initial = Fold::new(&sources, &pricing);
+        let mut initial = Fold::new(&sources, &pricing);
+        initial.stats.read_errors.extend(found.notes);
         let mut cursor = Cursor::new(sources.clone(), initial.clone());
         cursor.recent_every = RECENT_CHECKPOINT_LINES;
         Ok(Replay {
@@ -671,6 +674,7 @@ impl Replay {
             indexing_started: false,
             checkpoint_lines: CHECKPOINT_LINES,
             checkpoint_budget: CHECKPOINT_BUDGET_BYTES,
+            _unpacked: found.unpacked,
         })
     }
 

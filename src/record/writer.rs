@@ -25,6 +25,7 @@ use crate::record::format::{
     self, Header, HeaderConfig, HeaderRun, HeaderSession, RunFile, RunManifest, json_string,
     to_json,
 };
+use crate::record::gzip::Sink;
 use crate::session::event::micros;
 use crate::session::tap::{Direction, Tap, TapHandle, Wire};
 use crate::session::{EventKind, RunClock, SessionId, SessionInfo, SessionSpec, SessionState};
@@ -45,6 +46,9 @@ pub struct RecordOptions {
     pub rotate_bytes: u64,
     /// Whether binary frames keep their bodies (base64) or only their length.
     pub binary_bodies: bool,
+    /// Write `<session>.jsonl.gz` files (gzip, sync-flushed at every write) instead of
+    /// `.jsonl`. `rotate_bytes` then counts the lines' bytes before compression.
+    pub gzip: bool,
 }
 
 impl RecordOptions {
@@ -54,6 +58,7 @@ impl RecordOptions {
             root: root.into(),
             rotate_bytes: DEFAULT_ROTATE_BYTES,
             binary_bodies: true,
+            gzip: false,
         }
     }
 
@@ -164,7 +169,7 @@ struct Buffer {
 /// The file a session is being written to.
 #[derive(Debug)]
 struct Disk {
-    file: Option<std::fs::File>,
+    file: Option<Sink>,
     part: u32,
     written: u64,
     /// The buffer swapped in on the last flush (keeps its allocation).
@@ -427,8 +432,9 @@ impl Recorder {
         inner.write_manifest()?;
         for file in &files {
             let disk = lock(&file.disk);
-            if let Some(f) = &disk.file {
-                let _ = f.sync_all();
+            let mut disk = disk;
+            if let Some(f) = &mut disk.file {
+                let _ = f.finish();
             }
         }
         Ok(inner.dir.clone())
@@ -437,30 +443,36 @@ impl Recorder {
 
 impl Inner {
     /// Creates part `part` of a session's file with its header line.
-    fn create_part(
-        &self,
-        stem: &str,
-        header: &Header,
-        part: u32,
-    ) -> std::io::Result<(std::fs::File, u64)> {
+    fn create_part(&self, stem: &str, header: &Header, part: u32) -> std::io::Result<(Sink, u64)> {
         let mut header = header.clone();
         header.part = part;
         let mut line = self.redactor.redact(to_json(&header));
         line.push('\n');
-        let path = self.dir.join(format::part_file_name(stem, part));
-        let mut file = std::fs::OpenOptions::new()
+        let path = self.dir.join(self.file_name(stem, part));
+        let file = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .open(path)?;
-        file.write_all(line.as_bytes())?;
-        Ok((file, line.len() as u64))
+        let mut sink = Sink::new(file, self.options.gzip);
+        sink.write_lines(line.as_bytes())?;
+        Ok((sink, line.len() as u64))
+    }
+
+    /// The file name of part `part` of a session's file (`.jsonl`, or `.jsonl.gz`).
+    fn file_name(&self, stem: &str, part: u32) -> String {
+        let name = format::part_file_name(stem, part);
+        if self.options.gzip {
+            name + crate::record::gzip::SUFFIX
+        } else {
+            name
+        }
     }
 
     fn add_to_manifest(&self, file: &SessionFile, part: u32) -> std::io::Result<()> {
         {
             let mut m = lock(&self.manifest);
             m.files.push(RunFile {
-                path: format::part_file_name(&file.stem, part),
+                path: self.file_name(&file.stem, part),
                 session: file.header.session.name.clone(),
                 id: file.id,
                 provider: file.header.session.provider.clone(),
@@ -553,7 +565,7 @@ impl Inner {
             return None;
         }
         let f = disk.file.as_mut()?;
-        if let Err(e) = f.write_all(&disk.spare) {
+        if let Err(e) = f.write_lines(&disk.spare) {
             tracing::warn!(session = %file.header.session.name, error = %e,
                 "cannot write the recording; this session's later lines are lost");
             disk.failed = true;
@@ -570,7 +582,11 @@ impl Inner {
         let part = disk.part + 1;
         match self.create_part(&file.stem, &file.header, part) {
             Ok((new, written)) => {
-                disk.file = Some(new);
+                if let Some(mut old) = disk.file.replace(new)
+                    && let Err(e) = old.finish()
+                {
+                    tracing::warn!(session = %file.header.session.name, error = %e, "cannot close a rotated recording file");
+                }
                 disk.part = part;
                 disk.written = written;
                 Some(part)

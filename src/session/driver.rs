@@ -311,6 +311,16 @@ impl Core {
                 }),
                 "too many requests waiting to be sent",
             ),
+            SessionCommand::SendMessages {
+                messages,
+                max_tokens,
+            } => (
+                self.workload.push_oneshot(Outgoing {
+                    messages,
+                    max_tokens,
+                }),
+                "too many requests waiting to be sent",
+            ),
             _ => (true, ""),
         };
         if !queued {
@@ -332,7 +342,11 @@ impl Core {
         match command {
             None | Some(SessionCommand::Close) => Offline::Close,
             Some(SessionCommand::ReconnectNow) => Offline::ReconnectNow,
-            Some(command @ (SessionCommand::Chat { .. } | SessionCommand::Send { .. })) => {
+            Some(
+                command @ (SessionCommand::Chat { .. }
+                | SessionCommand::Send { .. }
+                | SessionCommand::SendMessages { .. }),
+            ) => {
                 self.queue(now, command);
                 Offline::Nothing
             }

@@ -24,6 +24,12 @@ pub enum SessionCommand {
         prompt: String,
         max_tokens: Option<u32>,
     },
+    /// Send one request of several messages now, like `Send` (a recorded chat turn with its
+    /// conversation, re-sent by `replay --against`).
+    SendMessages {
+        messages: Vec<crate::protocol::relay_v1::ChatMessage>,
+        max_tokens: Option<u32>,
+    },
     /// Stop the response under way (relay/v1 `cancel`).
     Cancel,
     /// Close the connection and connect again at once, without backoff.

@@ -897,7 +897,11 @@ impl RealtimeTransport {
                     .await;
                 Some(End::Reconnect)
             }
-            Some(command @ (SessionCommand::Chat { .. } | SessionCommand::Send { .. })) => {
+            Some(
+                command @ (SessionCommand::Chat { .. }
+                | SessionCommand::Send { .. }
+                | SessionCommand::SendMessages { .. }),
+            ) => {
                 core.queue(now, command);
                 None
             }

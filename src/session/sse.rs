@@ -619,7 +619,11 @@ impl SseTransport {
                 self.close_requested(core, "reconnect asked by user", true);
                 DuringRequest::End(End::Reconnect)
             }
-            Some(command @ (SessionCommand::Chat { .. } | SessionCommand::Send { .. })) => {
+            Some(
+                command @ (SessionCommand::Chat { .. }
+                | SessionCommand::Send { .. }
+                | SessionCommand::SendMessages { .. }),
+            ) => {
                 core.queue(now, command);
                 DuringRequest::Continue
             }

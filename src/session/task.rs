@@ -532,7 +532,11 @@ impl RelayV1Transport {
                     .await;
                 Some(End::Reconnect)
             }
-            Some(command @ (SessionCommand::Chat { .. } | SessionCommand::Send { .. })) => {
+            Some(
+                command @ (SessionCommand::Chat { .. }
+                | SessionCommand::Send { .. }
+                | SessionCommand::SendMessages { .. }),
+            ) => {
                 core.queue(now, command);
                 None
             }
