@@ -532,6 +532,7 @@ pub async fn run(
             seed: None,
             tap: None,
             limits: provider.limits.clone(),
+            resolver: None,
         };
         if let Some(recorder) = &recorder {
             recorder.attach(&mut spec, provider.api_key_env.as_deref())?;
