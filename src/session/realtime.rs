@@ -895,7 +895,15 @@ impl RealtimeTransport {
                     .await;
                 Some(End::Reconnect)
             }
-            Some(command @ (SessionCommand::Chat { .. } | SessionCommand::Send { .. })) => {
+            Some(
+                command @ (SessionCommand::Chat { .. }
+                | SessionCommand::Send { .. }
+                | SessionCommand::Transcribe { .. }
+                | SessionCommand::SetModel { .. }
+                | SessionCommand::SetSystem { .. }
+                | SessionCommand::ClearHistory
+                | SessionCommand::Retry),
+            ) => {
                 core.queue(now, command);
                 None
             }

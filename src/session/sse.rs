@@ -615,7 +615,15 @@ impl SseTransport {
                 self.close_requested(core, "reconnect asked by user", true);
                 DuringRequest::End(End::Reconnect)
             }
-            Some(command @ (SessionCommand::Chat { .. } | SessionCommand::Send { .. })) => {
+            Some(
+                command @ (SessionCommand::Chat { .. }
+                | SessionCommand::Send { .. }
+                | SessionCommand::Transcribe { .. }
+                | SessionCommand::SetModel { .. }
+                | SessionCommand::SetSystem { .. }
+                | SessionCommand::ClearHistory
+                | SessionCommand::Retry),
+            ) => {
                 core.queue(now, command);
                 DuringRequest::Continue
             }
