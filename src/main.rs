@@ -392,7 +392,7 @@ async fn run_transcribe(
     let result = match spec {
         Ok(spec) => {
             eprintln!(
-                "relaytop: sending {} ({}) to {} for transcription ({})",
+                "relaytop: sending {}, {}, to {} for transcription ({})",
                 args.file.display(),
                 wav.describe(),
                 spec.info.provider,

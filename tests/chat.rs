@@ -383,6 +383,41 @@ async fn a_generated_wav_is_transcribed_through_the_library_and_a_chat_session()
     relay.stop().await;
 }
 
+#[test]
+fn a_key_pasted_into_a_message_never_reaches_a_saved_conversation() {
+    use relaytop::config::secret::Secret;
+    use relaytop::ui::chat::run::{After, perform};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("chat.md");
+    let mut pane = pane();
+    pane.handle_paste(&format!("my key is {TEST_KEY}, is it valid?"));
+    let enter = crossterm::event::KeyEvent::from(crossterm::event::KeyCode::Enter);
+    let mut sent = Vec::new();
+    let effect = pane.handle_key(enter).expect("sent");
+    perform(
+        &mut pane,
+        effect,
+        &mut |c| {
+            sent.push(c);
+            true
+        },
+        &[Secret::new(TEST_KEY)],
+    );
+    pane.handle_paste(&format!("/save {}", path.display()));
+    let effect = pane.handle_key(enter).expect("saved");
+    let after = perform(&mut pane, effect, &mut |_| true, &[Secret::new(TEST_KEY)]);
+    assert_eq!(after, After::Stay);
+    let saved = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        saved.contains("my key is [REDACTED], is it valid?"),
+        "{saved}"
+    );
+    assert!(!saved.contains(TEST_KEY));
+    // The message itself went to the session as typed: the recorder redacts it
+    // (tests/record_redaction.rs sends such a chat turn).
+    assert!(matches!(&sent[0], SessionCommand::Chat { text } if text.contains(TEST_KEY)));
+}
+
 fn binary(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_relaytop"))
         .args(args)

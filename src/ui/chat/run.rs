@@ -11,6 +11,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::{ChatEffect, ChatPane};
+use crate::config::secret::{REDACTED, Secret};
 use crate::session::{self, RunClock, SessionCommand, SessionEvent, SessionHandle, Workload};
 use crate::supervisor::Supervisor;
 use crate::ui::theme::Theme;
@@ -38,11 +39,13 @@ pub enum After {
 }
 
 /// Carries out a pane's effect: `send` gives a command to the pane's session (false when it
-/// cannot take it). File reads and writes happen here, never in the pane.
+/// cannot take it). File reads and writes happen here, never in the pane. A `/save`d file
+/// never holds one of `secrets` (a key pasted into a message is written `[REDACTED]`).
 pub fn perform(
     pane: &mut ChatPane,
     effect: ChatEffect,
     send: &mut dyn FnMut(SessionCommand) -> bool,
+    secrets: &[Secret],
 ) -> After {
     match effect {
         ChatEffect::Send(commands) => {
@@ -56,7 +59,13 @@ pub fn perform(
             }
             After::Stay
         }
-        ChatEffect::Save { path, markdown } => {
+        ChatEffect::Save { path, mut markdown } => {
+            for secret in secrets {
+                let raw = secret.expose();
+                if !raw.is_empty() && markdown.contains(raw) {
+                    markdown = markdown.replace(raw, REDACTED);
+                }
+            }
             let result = std::fs::write(&path, markdown).map_err(|e| e.to_string());
             pane.saved(&path, result);
             After::Stay
@@ -107,10 +116,41 @@ fn chat_spec(
     Ok((spec, pricing))
 }
 
+/// A reply the default world's simulated relays stream in `relaytop chat`, a token a chunk:
+/// long enough (at `DEMO_TOKENS_PER_SECOND`) to watch it stream and to stop it with Esc, and
+/// Markdown, to see it laid out.
+const DEMO_REPLY: &str = "## A simulated reply\n\nThis relay is **simulated** on 127.0.0.1, so \
+    the words are always these; the *timing* is the relay's own: its time to first token, \
+    its pace, its drops.\n\nWhat a real relay would tell you here:\n\n- how long the first \
+    token takes\n- how fast the rest streams\n- what the reply costs\n\n```sh\nrelaytop chat \
+    --config relays.toml --provider NAME\n```\n\nPress Esc to stop a reply, r to retry one \
+    that was cut.";
+const DEMO_TOKENS_PER_SECOND: f64 = 25.0;
+
+/// In the default world (simulated relays, no configuration), chat replies are the demo
+/// reply at a visible pace; the relays' latency and drops stay theirs. The probe sessions of
+/// that world do not run under `relaytop chat`, so nothing else sees this.
+fn demo_replies(world: &World) {
+    if world.config.source != "default world" {
+        return;
+    }
+    let words: Vec<String> = DEMO_REPLY.split_inclusive(' ').map(str::to_owned).collect();
+    for (_, server) in &world.simulators {
+        let profile = crate::sim::SimProfile {
+            tokens_per_response: u32::try_from(words.len()).unwrap_or(u32::MAX),
+            tokens_per_second: DEMO_TOKENS_PER_SECOND,
+            chunk_words: words.clone(),
+            ..(*server.profile()).clone()
+        };
+        server.set_profile(profile);
+    }
+}
+
 /// `relaytop chat`: one chat pane on the whole screen until it is left (Esc with no reply
 /// under way), Ctrl-C, or a signal. The run is recorded when the world says so.
 pub async fn run(world: World, options: ChatOptions) -> anyhow::Result<()> {
     let settings = Settings::resolve(&options.ui, &world.config.ui, &world.config.source)?;
+    demo_replies(&world);
     let theme = settings
         .themes
         .get(settings.theme)
@@ -139,13 +179,14 @@ pub async fn run(world: World, options: ChatOptions) -> anyhow::Result<()> {
     let info = supervisor.infos()[id as usize].clone();
     let mut pane = ChatPane::new(id, &info, options.system.clone(), pricing);
 
+    let secrets = world.config.secrets();
     let result = match terminal::TerminalGuard::enter(settings.mouse) {
         Ok(mut guard) => {
             let result = chat_loop(
                 &mut guard.terminal,
                 &mut pane,
                 &mut events,
-                &supervisor,
+                (&supervisor, &secrets),
                 &theme,
                 settings.fps,
             )
@@ -184,7 +225,7 @@ async fn chat_loop(
     terminal: &mut terminal::Term,
     pane: &mut ChatPane,
     events: &mut mpsc::Receiver<SessionEvent>,
-    supervisor: &Supervisor,
+    (supervisor, secrets): (&Supervisor, &[Secret]),
     theme: &Theme,
     fps: u32,
 ) -> anyhow::Result<()> {
@@ -217,7 +258,7 @@ async fn chat_loop(
                 let Some(event) = event else { break };
                 let after = match event? {
                     Event::Key(key) if key.kind != KeyEventKind::Release => match pane.handle_key(key) {
-                        Some(effect) => perform(pane, effect, &mut |c| supervisor.command(id, c)),
+                        Some(effect) => perform(pane, effect, &mut |c| supervisor.command(id, c), secrets),
                         None => After::Stay,
                     },
                     Event::Paste(text) => {
@@ -272,6 +313,8 @@ pub const MAX_CHATS: usize = 16;
 pub struct ChatHost {
     chats: Vec<(ChatPane, SessionHandle)>,
     shown: Option<usize>,
+    /// The configuration's keys, kept out of `/save`d files.
+    secrets: Vec<Secret>,
 }
 
 impl ChatHost {
@@ -279,6 +322,7 @@ impl ChatHost {
         ChatHost {
             chats: Vec::new(),
             shown: None,
+            secrets: Vec::new(),
         }
     }
 
@@ -305,6 +349,9 @@ impl ChatHost {
             return Err(format!(
                 "{MAX_CHATS} chat panes are open already: C shows them"
             ));
+        }
+        if self.secrets.is_empty() {
+            self.secrets = world.config.secrets();
         }
         let n = self.chats.len() as u32;
         let (mut spec, pricing) =
@@ -345,7 +392,12 @@ impl ChatHost {
             return After::Stay;
         };
         let commands = handle.commands.clone();
-        let after = perform(pane, effect, &mut |c| commands.try_send(c).is_ok());
+        let after = perform(
+            pane,
+            effect,
+            &mut |c| commands.try_send(c).is_ok(),
+            &self.secrets,
+        );
         if after == After::Leave {
             self.shown = None;
             return After::Stay;
