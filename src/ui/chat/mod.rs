@@ -448,6 +448,12 @@ impl ChatPane {
                 self.system = text.clone();
                 Some(ChatEffect::Send(vec![SessionCommand::SetSystem { text }]))
             }
+            "clear" if self.busy() => {
+                self.note_error(
+                    "a reply is under way or waiting: /clear once it is done (Esc cancels it)",
+                );
+                None
+            }
             "clear" => {
                 self.turns.clear();
                 self.first_turn += 1 << 20;

@@ -290,6 +290,12 @@ fn commands_change_the_session_and_the_pane() {
         Some(ChatEffect::Send(vec![SessionCommand::ClearHistory]))
     );
     assert_eq!(p.turns().len(), 1, "only the note that it was cleared");
+    type_text(&mut p, "waiting for its reply");
+    assert_eq!(
+        type_text(&mut p, "/clear"),
+        None,
+        "not while a reply is awaited"
+    );
     assert_eq!(type_text(&mut p, "/nope"), None);
     assert_eq!(
         type_text(&mut p, "//not a command"),
