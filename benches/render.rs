@@ -1,6 +1,7 @@
 //! Frame time of the dashboard: 1,000 sessions and a 10,000-line stream pane, drawn on a
 //! 250x56 `TestBackend` a few hundred times, with fresh events folded between frames as in a
-//! live run. Prints the median and the slower frames. Run with `cargo bench --bench render`.
+//! live run. Prints the median and the slower frames. Then the same for a chat pane holding a
+//! 2,000-line conversation with a reply streaming in. Run with `cargo bench --bench render`.
 
 use std::time::{Duration, Instant};
 
@@ -202,4 +203,115 @@ fn main() {
             at(1.0)
         );
     }
+    chat_pane();
+}
+
+/// Frame time of a chat pane with a 2,000-line conversation (Markdown replies) at 250x56, a
+/// reply streaming in a chunk a frame.
+fn chat_pane() {
+    use crossterm::event::{KeyCode, KeyEvent};
+    use relaytop::ui::chat::ChatPane;
+    use relaytop::ui::theme::Theme;
+
+    let info = SessionInfo {
+        id: 0,
+        name: "chat".into(),
+        provider: "legacy".into(),
+        model: "gpt-4.1".into(),
+        protocol: Protocol::RelayV1,
+        url: "ws://127.0.0.1:1/v1/stream".into(),
+        workload: "chat".into(),
+    };
+    let theme = Theme::dark();
+    let mut pane = ChatPane::new(0, &info, None, relaytop::cost::ProviderPricing::default());
+    let area = ratatui::layout::Rect::new(0, 0, 250, 56);
+    let ev = |at_us: u64, kind: EventKind| SessionEvent {
+        session: 0,
+        at_us,
+        kind,
+    };
+    let reply = "## Answer\n\nA relay keeps **one socket** per session and *pings* it:\n\n\
+                 - heartbeat every 30 s\n- back off with jitter\n\n```rust\nlet x = 1;\n```\n";
+    let mut request = 0u64;
+    let mut at = 0u64;
+    let ask = |pane: &mut ChatPane, request: u64, at: u64, done: bool| {
+        pane.handle_paste("How do relays keep a stream alive?");
+        pane.handle_key(KeyEvent::from(KeyCode::Enter));
+        pane.apply(&ev(
+            at,
+            EventKind::RequestSent {
+                request,
+                model: "gpt-4.1".into(),
+                prompt_tokens_estimate: 9,
+            },
+        ));
+        pane.apply(&ev(
+            at + 1,
+            EventKind::Chunk {
+                request,
+                text: reply.into(),
+            },
+        ));
+        if done {
+            pane.apply(&ev(
+                at + 2,
+                EventKind::Done {
+                    request,
+                    model: "gpt-4.1".into(),
+                    ttft_us: Some(400_000),
+                    total_us: 1_500_000,
+                    tokens: Tokens {
+                        input: 9,
+                        output: 40,
+                        cached_input: 0,
+                        estimated: false,
+                    },
+                    reported_cost_usd: None,
+                    finish_reason: Some("stop".into()),
+                    chunks: 1,
+                    bytes: 120,
+                },
+            ));
+        }
+    };
+    while pane.total_lines() < 2_000 {
+        request += 1;
+        at += 2 * S;
+        ask(&mut pane, request, at, true);
+        pane.layout(248, &theme);
+    }
+    request += 1;
+    at += 2 * S;
+    ask(&mut pane, request, at, false);
+    let mut terminal = Terminal::new(TestBackend::new(250, 56)).expect("a test terminal");
+    let mut frames = Vec::with_capacity(FRAMES);
+    for frame in 0..FRAMES + 20 {
+        pane.apply(&ev(
+            at + 10 + frame as u64,
+            EventKind::Chunk {
+                request,
+                text: " and more words".into(),
+            },
+        ));
+        let began = Instant::now();
+        terminal
+            .draw(|f| {
+                render::chat::prepare(&mut pane, area, &theme);
+                render::chat::render(f, area, &pane, &theme);
+            })
+            .expect("drawing to memory");
+        if frame >= 20 {
+            frames.push(began.elapsed());
+        }
+    }
+    frames.sort();
+    let at_q = |q: f64| frames[((frames.len() - 1) as f64 * q) as usize].as_secs_f64() * 1e3;
+    println!(
+        "chat pane 250x56, {}-line conversation, a reply streaming:\n  frame (layout + draw)    median {:.3} ms, p90 {:.3} ms, p99 {:.3} ms, max {:.3} ms  ({FRAMES} frames)",
+        pane.total_lines(),
+        at_q(0.5),
+        at_q(0.9),
+        at_q(0.99),
+        at_q(1.0)
+    );
 }

@@ -95,6 +95,10 @@ enum Command {
         #[command(subcommand)]
         case: BenchCase,
     },
+    /// Chat with a relay in a pane: type, watch the reply stream, see its latency and cost.
+    Chat(ChatArgs),
+    /// Transcribe a WAV file through a relay-v1 provider and print the transcript.
+    Transcribe(TranscribeArgs),
     /// Print shell completions.
     Completions {
         #[arg(value_enum)]
@@ -141,6 +145,34 @@ struct HeadlessArgs {
     /// Output format (default: text on a terminal, json otherwise).
     #[arg(long, value_enum)]
     format: Option<OutputFormat>,
+}
+
+#[derive(clap::Args, Debug)]
+struct ChatArgs {
+    /// The provider to chat with (default: the configuration's first).
+    #[arg(long, value_name = "NAME")]
+    provider: Option<String>,
+    /// The model to ask for (default: the provider's).
+    #[arg(long, value_name = "M")]
+    model: Option<String>,
+    /// The system prompt.
+    #[arg(long, value_name = "TEXT")]
+    system: Option<String>,
+}
+
+#[derive(clap::Args, Debug)]
+struct TranscribeArgs {
+    /// The WAV file to transcribe.
+    file: PathBuf,
+    /// The provider (default: the first relay-v1 one).
+    #[arg(long, value_name = "NAME")]
+    provider: Option<String>,
+    /// The transcription model.
+    #[arg(long, value_name = "M", default_value = relaytop::transcribe::DEFAULT_MODEL)]
+    model: String,
+    /// How long to wait for the transcript.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "60s")]
+    timeout: Duration,
 }
 
 #[derive(clap::Args, Debug)]
@@ -301,6 +333,23 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             run_against(cli.config, args, record, run_options).await
         }
         Some(Command::Replay(args)) => run_replay(args).await,
+        Some(Command::Chat(args)) => {
+            let options = relaytop::ui::chat::run::ChatOptions {
+                provider: args.provider,
+                model: args.model,
+                system: args.system,
+                ui: UiOptions {
+                    fps: cli.fps,
+                    theme: cli.theme,
+                    mouse: cli.no_mouse.then_some(false),
+                },
+            };
+            let mut world = load_world(cli.config, run_options).await?;
+            world.recording = record;
+            relaytop::ui::chat::run::run(world, options).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Command::Transcribe(args)) => run_transcribe(cli.config, args, run_options).await,
         Some(Command::Export(args)) => run_export(&args),
         // The dashboard on a terminal; a headless run when output goes to a pipe or a file.
         None if std::io::stdout().is_terminal() && std::io::stdin().is_terminal() => {
@@ -386,6 +435,57 @@ async fn run_headless(
     }
     world.stop().await;
     result.map(|_| ExitCode::SUCCESS)
+}
+
+/// `relaytop transcribe FILE`: the transcript on stdout, what was sent and how long it took
+/// on stderr.
+async fn run_transcribe(
+    config: Option<PathBuf>,
+    args: TranscribeArgs,
+    run_options: RunOptions,
+) -> anyhow::Result<ExitCode> {
+    use relaytop::session::{Protocol, Workload};
+    // The file first: a wrong path fails at once, before any relay is started.
+    let wav = relaytop::transcribe::read_wav(&args.file)?;
+    let world = load_world(config, run_options).await?;
+    let spec = relaytop::ondemand::find_provider(
+        &world.config,
+        args.provider.as_deref(),
+        Some(Protocol::RelayV1),
+    )
+    .map(|provider| {
+        relaytop::ondemand::provider_session(
+            &world.config,
+            provider,
+            "transcribe".into(),
+            None,
+            Workload::OnDemand,
+        )
+    });
+    let result = match spec {
+        Ok(spec) => {
+            eprintln!(
+                "relaytop: sending {}, {}, to {} for transcription ({})",
+                args.file.display(),
+                wav.describe(),
+                spec.info.provider,
+                args.model
+            );
+            relaytop::transcribe::transcribe(spec, wav.bytes, args.model, args.timeout)
+                .await
+                .map_err(anyhow::Error::from)
+        }
+        Err(e) => Err(e),
+    };
+    world.stop().await;
+    let transcript = result?;
+    println!("{}", transcript.text);
+    eprintln!(
+        "relaytop: transcribed in {:.0} ms ({})",
+        transcript.total.as_secs_f64() * 1000.0,
+        transcript.model
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn run_replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {

@@ -21,7 +21,7 @@ use crate::session::event::micros;
 use crate::session::handle::{RunClock, SessionCommand};
 use crate::session::ratelimit::{RateLimitBackoff, RateLimitRetry};
 use crate::session::tap::{Direction, Wire};
-use crate::session::workload::{Outgoing, WorkloadState};
+use crate::session::workload::{AudioJob, Outgoing, WorkloadState};
 use crate::session::{ErrorKind, EventKind, SessionEvent, SessionSpec, SessionState, Workload};
 
 /// How a connection (or an attempt at one) ended.
@@ -296,8 +296,9 @@ impl Core {
         }
     }
 
-    /// Queues a chat turn (`Chat`) or a one-shot request (`Send`); says so when it cannot.
-    /// Other commands are ignored here.
+    /// Takes a command that changes what the session sends: queues a chat turn (`Chat`), a
+    /// one-shot request (`Send`) or audio (`Transcribe`), or changes the model, the system
+    /// prompt or the history; says so when it cannot. Other commands are ignored here.
     pub fn queue(&mut self, now: Duration, command: SessionCommand) {
         let (queued, refusal) = match command {
             SessionCommand::Chat { text } => (
@@ -321,7 +322,35 @@ impl Core {
                 }),
                 "too many requests waiting to be sent",
             ),
-            _ => (true, ""),
+            SessionCommand::Transcribe { audio, model } => {
+                if self.spec.info.protocol == crate::session::Protocol::RelayV1 {
+                    (
+                        self.workload.push_audio(AudioJob { audio, model }),
+                        "too many transcriptions waiting to be sent",
+                    )
+                } else {
+                    (
+                        false,
+                        "transcription needs a relay-v1 provider (relay/v1 `audio.transcription`); \
+                         this session speaks another protocol",
+                    )
+                }
+            }
+            SessionCommand::SetModel { model } => {
+                self.spec.info.model = model;
+                (true, "")
+            }
+            SessionCommand::SetSystem { text } => {
+                (self.workload.set_system(text), "not a chat session")
+            }
+            SessionCommand::ClearHistory => (self.workload.clear_history(), "not a chat session"),
+            SessionCommand::Retry => (
+                self.workload.retry(),
+                "nothing to retry: the last turn has its reply, or one is under way",
+            ),
+            SessionCommand::Cancel | SessionCommand::ReconnectNow | SessionCommand::Close => {
+                (true, "")
+            }
         };
         if !queued {
             self.emit(
@@ -345,7 +374,12 @@ impl Core {
             Some(
                 command @ (SessionCommand::Chat { .. }
                 | SessionCommand::Send { .. }
-                | SessionCommand::SendMessages { .. }),
+                | SessionCommand::SendMessages { .. }
+                | SessionCommand::Transcribe { .. }
+                | SessionCommand::SetModel { .. }
+                | SessionCommand::SetSystem { .. }
+                | SessionCommand::ClearHistory
+                | SessionCommand::Retry),
             ) => {
                 self.queue(now, command);
                 Offline::Nothing

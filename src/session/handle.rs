@@ -30,6 +30,17 @@ pub enum SessionCommand {
         messages: Vec<crate::protocol::relay_v1::ChatMessage>,
         max_tokens: Option<u32>,
     },
+    /// Transcribe this audio (relay/v1 `audio.transcription`: the audio goes as binary frames,
+    /// then `audio.end`); queued while disconnected. Other protocols refuse it with an error.
+    Transcribe { audio: Vec<u8>, model: String },
+    /// Use this model for the requests from now on.
+    SetModel { model: String },
+    /// A chat's system prompt from its next turn on (`None` removes it).
+    SetSystem { text: Option<String> },
+    /// Forget a chat's history (the turns waiting to be sent stay).
+    ClearHistory,
+    /// Send a chat's last turn again, when its reply was cut (a drop, an error, a timeout).
+    Retry,
     /// Stop the response under way (relay/v1 `cancel`).
     Cancel,
     /// Close the connection and connect again at once, without backoff.

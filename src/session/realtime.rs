@@ -900,7 +900,12 @@ impl RealtimeTransport {
             Some(
                 command @ (SessionCommand::Chat { .. }
                 | SessionCommand::Send { .. }
-                | SessionCommand::SendMessages { .. }),
+                | SessionCommand::SendMessages { .. }
+                | SessionCommand::Transcribe { .. }
+                | SessionCommand::SetModel { .. }
+                | SessionCommand::SetSystem { .. }
+                | SessionCommand::ClearHistory
+                | SessionCommand::Retry),
             ) => {
                 core.queue(now, command);
                 None

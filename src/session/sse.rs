@@ -622,7 +622,12 @@ impl SseTransport {
             Some(
                 command @ (SessionCommand::Chat { .. }
                 | SessionCommand::Send { .. }
-                | SessionCommand::SendMessages { .. }),
+                | SessionCommand::SendMessages { .. }
+                | SessionCommand::Transcribe { .. }
+                | SessionCommand::SetModel { .. }
+                | SessionCommand::SetSystem { .. }
+                | SessionCommand::ClearHistory
+                | SessionCommand::Retry),
             ) => {
                 core.queue(now, command);
                 DuringRequest::Continue

@@ -27,6 +27,7 @@ use crate::session::heartbeat::{Heartbeat, HeartbeatAction};
 use crate::session::ratelimit::{RateLimitBackoff, RateLimitRetry, SlowDown};
 use crate::session::response::estimate_tokens_from_chars;
 use crate::session::tap::{Direction, Wire};
+use crate::session::workload::AudioJob;
 use crate::session::{ErrorKind, EventKind, SessionEvent, SessionSpec, SessionState};
 
 /// Starts a relay/v1 session task (`session::spawn` picks the task by protocol).
@@ -45,6 +46,9 @@ pub(crate) fn spawn(
         task,
     }
 }
+
+/// The largest binary frame of a transcription's audio.
+const AUDIO_FRAME_BYTES: usize = 64 * 1024;
 
 struct RelayV1Transport {
     decoder: Decoder,
@@ -205,6 +209,11 @@ impl RelayV1Transport {
         if !core.take_send_slot(now) {
             return None;
         }
+        if let Some(job) = core.workload.take_transcription(now) {
+            return self
+                .send_transcription(core, socket, heartbeat, now, job)
+                .await;
+        }
         let outgoing = core.workload.take_due(now)?;
         let prompt_chars: u64 = outgoing
             .messages
@@ -228,6 +237,46 @@ impl RelayV1Transport {
         let (request, sent) =
             self.decoder
                 .request_sent(now, &model, estimate_tokens_from_chars(prompt_chars));
+        core.emit(now, sent);
+        core.set_state(now, SessionState::Streaming { request });
+        heartbeat.set_awaiting_response(now, true);
+        None
+    }
+
+    /// Starts a transcription: `audio.transcription`, the audio in binary frames of at most
+    /// `AUDIO_FRAME_BYTES`, then `audio.end`. The relay answers `transcript` and `done`.
+    async fn send_transcription(
+        &mut self,
+        core: &mut Core,
+        socket: &mut RelaySocket,
+        heartbeat: &mut Heartbeat,
+        now: Duration,
+        job: AudioJob,
+    ) -> Option<End> {
+        let start = ClientFrame::AudioTranscription {
+            model: job.model.clone(),
+            stream: true,
+            id: None,
+        };
+        let mut sent = self.send_text(core, socket, now, start.to_text()).await;
+        for chunk in job.audio.chunks(AUDIO_FRAME_BYTES) {
+            if sent.is_err() {
+                break;
+            }
+            core.tap_wire(now, Direction::ToRelay, Wire::Binary(chunk));
+            sent = socket.send(Message::binary(chunk.to_vec())).await;
+        }
+        if sent.is_ok() {
+            sent = self
+                .send_text(core, socket, now, ClientFrame::AudioEnd.to_text())
+                .await;
+        }
+        if let Err(error) = sent {
+            core.workload.on_failed();
+            let now = core.clock.now();
+            return Some(self.on_socket_error(core, &error, now));
+        }
+        let (request, sent) = self.decoder.request_sent(now, &job.model, 0);
         core.emit(now, sent);
         core.set_state(now, SessionState::Streaming { request });
         heartbeat.set_awaiting_response(now, true);
@@ -535,7 +584,12 @@ impl RelayV1Transport {
             Some(
                 command @ (SessionCommand::Chat { .. }
                 | SessionCommand::Send { .. }
-                | SessionCommand::SendMessages { .. }),
+                | SessionCommand::SendMessages { .. }
+                | SessionCommand::Transcribe { .. }
+                | SessionCommand::SetModel { .. }
+                | SessionCommand::SetSystem { .. }
+                | SessionCommand::ClearHistory
+                | SessionCommand::Retry),
             ) => {
                 core.queue(now, command);
                 None

@@ -3,7 +3,9 @@
 //!
 //! Pure: it is asked, with the time, whether a request is due and what it carries, and told
 //! how each response ended. A chat's history lives here, so it survives reconnects; one-shot
-//! requests wait here too (across reconnects) and never touch the history.
+//! requests wait here too (across reconnects) and never touch the history, and so does audio
+//! waiting to be transcribed. A chat's history is changed only here: a new system prompt, a
+//! cleared history, a cut turn sent again.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -13,6 +15,16 @@ use crate::session::spec::Workload;
 
 /// Most chat turns waiting to be sent while disconnected; more are refused.
 pub const MAX_PENDING_TURNS: usize = 64;
+
+/// Most transcriptions waiting to be sent (audio can be large); more are refused.
+pub const MAX_PENDING_AUDIO: usize = 4;
+
+/// Audio waiting to be transcribed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AudioJob {
+    pub audio: Vec<u8>,
+    pub model: String,
+}
 
 /// A request ready to go out.
 #[derive(Clone, Debug, PartialEq)]
@@ -30,6 +42,8 @@ enum UnderWay {
     Turn,
     /// A one-shot `Send`: kept out of any history.
     OneShot,
+    /// A transcription: kept out of any history.
+    Transcription,
 }
 
 /// The schedule of a session's own requests.
@@ -62,6 +76,8 @@ pub struct WorkloadState {
     schedule: Schedule,
     /// One-shot requests (`SessionCommand::Send`) not yet sent.
     oneshots: VecDeque<Outgoing>,
+    /// Audio to transcribe (`SessionCommand::Transcribe`), not yet sent.
+    audio: VecDeque<AudioJob>,
     /// Earliest time the next request may go out (a rate limit asked us to wait).
     not_before: Duration,
     under_way: Option<UnderWay>,
@@ -91,6 +107,7 @@ impl WorkloadState {
         Self {
             schedule,
             oneshots: VecDeque::new(),
+            audio: VecDeque::new(),
             not_before: Duration::ZERO,
             under_way: None,
         }
@@ -166,10 +183,78 @@ impl WorkloadState {
         }
     }
 
+    /// The transcription due at `now`, if one is: it goes before anything else (call only when
+    /// no response is under way, and only on a transport that can send audio).
+    pub fn take_transcription(&mut self, now: Duration) -> Option<AudioJob> {
+        if now < self.not_before {
+            return None;
+        }
+        let job = self.audio.pop_front()?;
+        self.under_way = Some(UnderWay::Transcription);
+        Some(job)
+    }
+
+    /// Queues audio to transcribe. Returns false when too many are waiting.
+    pub fn push_audio(&mut self, job: AudioJob) -> bool {
+        if self.audio.len() >= MAX_PENDING_AUDIO {
+            return false;
+        }
+        self.audio.push_back(job);
+        true
+    }
+
+    /// A chat's system prompt from its next turn on. Returns false when this is not a chat.
+    pub fn set_system(&mut self, text: Option<String>) -> bool {
+        match &mut self.schedule {
+            Schedule::Chat { system, .. } => {
+                *system = text;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Forgets a chat's history (a reply streaming in is not kept either). Returns false when
+    /// this is not a chat.
+    pub fn clear_history(&mut self) -> bool {
+        match &mut self.schedule {
+            Schedule::Chat { history, reply, .. } => {
+                history.clear();
+                reply.clear();
+                if self.under_way == Some(UnderWay::Turn) {
+                    // The reply under way belongs to the forgotten conversation.
+                    self.under_way = Some(UnderWay::OneShot);
+                }
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Sends a chat's last turn again when its reply was cut: the turn leaves the history
+    /// and goes first in the queue. Returns false when there is nothing to retry (no turn
+    /// without a reply, or one under way).
+    pub fn retry(&mut self) -> bool {
+        if self.under_way.is_some() {
+            return false;
+        }
+        match &mut self.schedule {
+            Schedule::Chat {
+                history, pending, ..
+            } if history.last().is_some_and(|m| m.role == Role::User) => {
+                if let Some(turn) = history.pop() {
+                    pending.push_front(turn.content);
+                }
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// When a request may next become due, if ever (for the task's timer).
     pub fn next_wake(&self) -> Option<Duration> {
         let own = match &self.schedule {
-            _ if !self.oneshots.is_empty() => Some(Duration::ZERO),
+            _ if !self.oneshots.is_empty() || !self.audio.is_empty() => Some(Duration::ZERO),
             Schedule::Probe { next_due, .. } => *next_due,
             Schedule::Chat { pending, .. } => (!pending.is_empty()).then_some(Duration::ZERO),
             Schedule::OnDemand => None,
@@ -249,7 +334,7 @@ impl WorkloadState {
             Schedule::Chat { pending, .. } => pending.len(),
             _ => 0,
         };
-        self.oneshots.len() + turns
+        self.oneshots.len() + self.audio.len() + turns
     }
 
     /// The chat history (empty for probes).
@@ -335,6 +420,71 @@ mod tests {
             3,
             "the user's turn stays, the cut reply goes"
         );
+    }
+
+    #[test]
+    fn a_cut_turn_is_sent_again_on_retry() {
+        let mut w = WorkloadState::new(&Workload::Chat { system: None });
+        assert!(!w.retry(), "nothing to retry");
+        w.push_turn("first".into());
+        w.take_due(s(0)).unwrap();
+        w.on_text("partial");
+        assert!(!w.retry(), "not while the reply is under way");
+        w.on_failed();
+        assert!(w.retry());
+        assert!(!w.retry(), "once");
+        let again = w.take_due(s(1)).unwrap();
+        let texts: Vec<&str> = again.messages.iter().map(|m| m.content.as_str()).collect();
+        assert_eq!(texts, ["first"], "the turn once, not twice");
+        w.on_text("whole");
+        w.on_done();
+        assert_eq!(w.history().len(), 2);
+        assert!(!w.retry(), "a turn with its reply is not retried");
+    }
+
+    #[test]
+    fn the_system_prompt_and_the_history_can_change() {
+        let mut w = WorkloadState::new(&Workload::Chat { system: None });
+        w.push_turn("a".into());
+        w.take_due(s(0)).unwrap();
+        w.on_done();
+        assert!(w.set_system(Some("Be terse.".into())));
+        w.push_turn("b".into());
+        let second = w.take_due(s(0)).unwrap();
+        assert_eq!(second.messages[0].content, "Be terse.");
+        assert_eq!(second.messages.len(), 4);
+        assert!(w.clear_history());
+        w.on_text("late text");
+        w.on_done();
+        assert!(
+            w.history().is_empty(),
+            "the reply under way is forgotten too"
+        );
+        w.push_turn("c".into());
+        assert_eq!(w.take_due(s(0)).unwrap().messages.len(), 2);
+        assert!(!probe(1).set_system(None));
+        assert!(!probe(1).clear_history());
+    }
+
+    #[test]
+    fn transcriptions_go_first_and_are_bounded() {
+        let mut w = WorkloadState::new(&Workload::Chat { system: None });
+        let job = AudioJob {
+            audio: vec![1, 2, 3],
+            model: "whisper-1".into(),
+        };
+        w.push_turn("hi".into());
+        assert!(w.push_audio(job.clone()));
+        assert_eq!(w.waiting(), 2);
+        assert_eq!(w.take_transcription(s(0)), Some(job.clone()));
+        w.on_done();
+        assert!(w.history().is_empty());
+        for _ in 0..MAX_PENDING_AUDIO {
+            assert!(w.push_audio(job.clone()));
+        }
+        assert!(!w.push_audio(job));
+        w.defer_until(s(3));
+        assert_eq!(w.take_transcription(s(2)), None);
     }
 
     #[test]

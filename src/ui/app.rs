@@ -408,6 +408,10 @@ pub enum Effect {
     Mark(u32),
     /// Tell the canary driver.
     Canary(CanaryCommand),
+    /// Open a chat pane on this session's provider.
+    OpenChat(SessionId),
+    /// Show the next open chat pane.
+    ShowChat,
 }
 
 /// What a person can tell a running canary.
@@ -766,6 +770,11 @@ impl App {
         self.say(format!("wrote {label} to the recording"));
     }
 
+    /// Shows a notice about a chat pane (one that could not be opened).
+    pub fn chat_notice(&mut self, text: String) {
+        self.say(text);
+    }
+
     fn say(&mut self, text: String) {
         self.notice = Some((text, self.now_us + NOTICE_US));
     }
@@ -1119,6 +1128,13 @@ impl App {
                 }
             }
             Action::Reconnect => return self.selected.map(Effect::Reconnect),
+            Action::Chat => match self.selected {
+                Some(id) => return Some(Effect::OpenChat(id)),
+                None => {
+                    self.say("select a session first: its provider is the one chatted with".into())
+                }
+            },
+            Action::ChatNext => return Some(Effect::ShowChat),
             Action::Mark => {
                 if self.recording.is_none() {
                     self.say("not recording (--no-record): no marker written".into());

@@ -8,6 +8,7 @@
 //! `App` and never awaits. The engine knows nothing of this module.
 
 pub mod app;
+pub mod chat;
 pub mod format;
 pub mod keys;
 pub mod log;
@@ -144,6 +145,7 @@ pub async fn run(world: World, options: UiOptions) -> anyhow::Result<()> {
                 &mut app,
                 &mut events,
                 &Run {
+                    world: &world,
                     supervisor: &supervisor,
                     observe: &observe,
                     recorder: recorder.as_ref(),
@@ -236,6 +238,7 @@ impl SelfMeter {
 /// What the loop drives besides the screen: the sessions, the observers of their events, the
 /// recorder and the canary, and the run's clock.
 struct Run<'a> {
+    world: &'a World,
     supervisor: &'a Supervisor,
     observe: &'a dyn Fn(&SessionEvent),
     recorder: Option<&'a Recorder>,
@@ -251,6 +254,7 @@ async fn event_loop(
     run: &Run<'_>,
 ) -> anyhow::Result<()> {
     let Run {
+        world,
         supervisor,
         observe,
         recorder,
@@ -273,6 +277,8 @@ async fn event_loop(
     let mut last_draw = Instant::now();
     let mut drawn_tick = u64::MAX;
     let panic_at = test_panic_at();
+    // Chat panes opened with `c`: shown over the dashboard, each with its own session.
+    let mut chats = chat::run::ChatHost::new();
 
     loop {
         let now = Instant::now();
@@ -302,6 +308,11 @@ async fn event_loop(
             terminal.draw(|frame| {
                 app.prepare(frame.area());
                 render::draw(frame, app);
+                if let Some(pane) = chats.shown() {
+                    let area = frame.area();
+                    render::chat::prepare(pane, area, app.theme());
+                    render::chat::render(frame, area, pane, app.theme());
+                }
             })?;
             last_draw = Instant::now();
             drawn_tick = now_us / tick;
@@ -320,6 +331,15 @@ async fn event_loop(
             event = terminal_events.next() => {
                 let Some(event) = event else { break };
                 match event? {
+                    Event::Key(key) if key.kind != KeyEventKind::Release && chats.shown().is_some() => {
+                        let effect = chats.shown().and_then(|pane| pane.handle_key(key));
+                        if let Some(effect) = effect
+                            && chats.perform(effect) == chat::run::After::Quit
+                        {
+                            break;
+                        }
+                        draw_now = true;
+                    }
                     Event::Key(key) if key.kind != KeyEventKind::Release => {
                         app.set_now(micros(clock.now()));
                         match app.handle_key(key) {
@@ -347,7 +367,30 @@ async fn event_loop(
                                     app.marked(&label);
                                 }
                             }
-                            None => {}
+                            Some(Effect::OpenChat(id)) => {
+                                let provider = supervisor
+                                    .infos()
+                                    .get(id as usize)
+                                    .map(|info| info.provider.clone())
+                                    .unwrap_or_default();
+                                if let Err(message) = chats.open(world, &provider, clock, supervisor.event_sender()) {
+                                    app.chat_notice(format!("cannot open a chat: {message}"));
+                                }
+                            }
+                            Some(Effect::ShowChat) if !chats.show_next() => {
+                                app.chat_notice("no chat pane is open: c opens one".into());
+                            }
+                            Some(Effect::ShowChat) | None => {}
+                        }
+                        draw_now = true;
+                    }
+                    Event::Mouse(mouse) if chats.shown().is_some() => {
+                        if let Some(pane) = chats.shown() {
+                            match mouse.kind {
+                                crossterm::event::MouseEventKind::ScrollUp => pane.scroll_by(-3),
+                                crossterm::event::MouseEventKind::ScrollDown => pane.scroll_by(3),
+                                _ => continue,
+                            }
                         }
                         draw_now = true;
                     }
@@ -363,7 +406,10 @@ async fn event_loop(
                         draw_now = true;
                     }
                     Event::Paste(text) => {
-                        app.handle_paste(&text);
+                        match chats.shown() {
+                            Some(pane) => pane.handle_paste(&text),
+                            None => app.handle_paste(&text),
+                        }
                         draw_now = true;
                     }
                     Event::Resize(_, _) => {
@@ -378,6 +424,10 @@ async fn event_loop(
                     sessions_open = false;
                 } else {
                     for event in batch.drain(..) {
+                        if chat::run::ChatHost::owns(&event) {
+                            chats.apply(&event);
+                            continue;
+                        }
                         app.apply(&event);
                         observe(&event);
                     }
@@ -390,6 +440,7 @@ async fn event_loop(
             _ = sighup.recv() => break,
         }
     }
+    chats.shutdown(Duration::from_secs(2)).await;
     Ok(())
 }
 

@@ -1207,3 +1207,15 @@ fn readme_ui_example_is_valid() {
     assert!(!settings.mouse);
     assert_eq!(settings.themes[settings.theme].name(), "solarized");
 }
+
+/// `c` asks for a chat pane on the selected session's provider; `C` for the open ones.
+#[test]
+fn c_opens_a_chat_pane_on_the_selected_session() {
+    let mut app = fixture();
+    let selected = app.selected.expect("a session is selected");
+    assert_eq!(
+        press(&mut app, KeyCode::Char('c')),
+        Some(Effect::OpenChat(selected))
+    );
+    assert_eq!(press(&mut app, KeyCode::Char('C')), Some(Effect::ShowChat));
+}

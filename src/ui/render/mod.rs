@@ -39,6 +39,7 @@
 //! first and is shown first); `z` zooms the focused pane to the whole screen at any size.
 
 mod canary;
+pub mod chat;
 mod cost;
 mod events;
 mod health;
