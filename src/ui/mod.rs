@@ -8,10 +8,12 @@
 //! `App` and never awaits. The engine knows nothing of this module.
 
 pub mod app;
+pub mod asciicast;
 pub mod format;
 pub mod keys;
 pub mod log;
 pub mod render;
+pub mod replay;
 pub mod stream;
 pub mod terminal;
 pub mod theme;
@@ -328,7 +330,8 @@ async fn event_loop(
                                     app.marked(&label);
                                 }
                             }
-                            None => {}
+                            // Live: no replay to drive (the app never asks).
+                            Some(Effect::Replay(_)) | None => {}
                         }
                         draw_now = true;
                     }
