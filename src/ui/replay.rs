@@ -179,11 +179,10 @@ impl ReplayDriver {
     pub fn configure(&mut self, app: &mut App, options: &ReplayOptions, now: Duration) {
         self.replay.set_idle_limit(options.idle_limit);
         self.replay.set_speed(now, options.speed);
-        if let Some(start) = options.start_at {
-            self.replay.seek_to(now, micros(start));
-            self.land(app);
+        match options.start_at {
+            Some(start) => self.seek_to(app, now, micros(start)),
+            None => self.sync(app, now),
         }
-        self.sync(app, now);
     }
 
     /// Plays what is due at `now` into `app`, at most `max` events; how many.
@@ -298,6 +297,14 @@ impl ReplayDriver {
             }
             _ => {}
         }
+    }
+
+    /// Goes to `target_us` on the recording's timeline (what `--start-at` and the seek keys
+    /// do): the app shows the state there.
+    pub fn seek_to(&mut self, app: &mut App, now: Duration, target_us: u64) {
+        self.replay.seek_to(now, target_us);
+        self.land(app);
+        self.sync(app, now);
     }
 
     /// After a seek: the app takes the replay's state at the new position.
