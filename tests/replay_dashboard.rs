@@ -279,6 +279,12 @@ fn replay_keys_drive_the_replay() {
     assert!(v.paused);
     assert_eq!(app.live().metrics.events_applied(), before + 1);
     assert!(v.position_us > 0, "a step moves to the next event");
+    assert_eq!(v.position_us, 3_000);
+    let notice = app.notice().unwrap_or_default();
+    assert!(
+        notice.starts_with("stepped to 03:00:00.003 alpha: connect connected (attempt 1"),
+        "{notice}"
+    );
 
     let v = press(&mut app, &mut driver, KeyCode::Char('>'), t1);
     assert_eq!(v.speed, Speed::Times(2.0));

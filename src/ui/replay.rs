@@ -232,6 +232,7 @@ impl ReplayDriver {
                     Some(event) => {
                         app.apply(&event);
                         self.sync(app, now);
+                        app.notify(self.stepped(app, &event));
                     }
                     None => {
                         self.sync(app, now);
@@ -307,6 +308,22 @@ impl ReplayDriver {
         self.sync(app, now);
     }
 
+    /// What a step played: `stepped to 12:41:38.123 probe-3: chunk`.
+    fn stepped(&self, app: &App, event: &SessionEvent) -> String {
+        let session = self
+            .setups
+            .get(event.session as usize)
+            .map_or("?", |s| s.info.name.as_str());
+        let what = crate::ui::log::describe(&event.kind).map_or_else(
+            || event_name(&event.kind),
+            |(category, text)| format!("{} {text}", category.label()),
+        );
+        format!(
+            "stepped to {} {session}: {what}",
+            crate::ui::format::clock_ms(app.started_at(), event.at_us)
+        )
+    }
+
     /// After a seek: the app takes the replay's state at the new position.
     fn land(&mut self, app: &mut App) {
         if let Some(data) = self.replay.state().as_any().downcast_ref::<Data>() {
@@ -334,8 +351,12 @@ impl ReplayDriver {
     /// The timeline's state at `now`.
     pub fn view(&mut self, now: Duration) -> ReplayView {
         let r = &mut self.replay;
-        let position_us = r.position_us(now);
         let at_end = r.at_end();
+        // Past the last event the clock would run on: the end is the end.
+        let position_us = match r.position_us(now) {
+            p if at_end => p.min(r.end_us()),
+            p => p,
+        };
         let markers = r.markers();
         let progress = r.indexing();
         // The index has read everything once it is done; before, the play head knows more
@@ -374,6 +395,14 @@ impl ReplayDriver {
             read_errors: stats.read_errors.len(),
         }
     }
+}
+
+/// An event's kind as its serialized name says it: `chunk`, `pong`.
+fn event_name(kind: &crate::session::EventKind) -> String {
+    serde_json::to_value(kind)
+        .ok()
+        .and_then(|v| v.get("type").and_then(|t| t.as_str()).map(str::to_owned))
+        .unwrap_or_else(|| "event".into())
 }
 
 /// "1x", "0.25x", "max".
