@@ -312,6 +312,13 @@ fn replay_keys_drive_the_replay() {
     assert!(v.at_end);
     assert_eq!(v.position_us, v.end_us);
     assert!(app.live().model_costs.iter().map(|m| m.calls).sum::<u64>() > 40);
+    // Playing on past the end, the clock stays there: back 10 s is 10 s before the end.
+    press(&mut app, &mut driver, KeyCode::Char(' '), t1);
+    let later = t1 + Duration::from_secs(3);
+    driver.sync(&mut app, later);
+    assert_eq!(app.replay().unwrap().position_us, v.end_us);
+    let back = press(&mut app, &mut driver, KeyCode::Left, later);
+    assert_eq!(back.position_us, v.end_us - 10 * S);
     let v = press(&mut app, &mut driver, KeyCode::Char('g'), t1);
     assert_eq!(v.position_us, 0);
     assert!(!v.at_end);

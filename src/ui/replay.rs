@@ -256,9 +256,11 @@ impl ReplayDriver {
                 } else {
                     SEEK_STEP_US
                 };
-                r.seek_by(now, delta);
-                self.land(app);
-                self.sync(app, now);
+                // From the position shown (past the end the clock stops at the end).
+                let from = self.view(now).position_us;
+                let end = self.replay.end_us();
+                let target = from.saturating_add_signed(delta).min(end.saturating_add(1));
+                self.seek_to(app, now, target);
             }
             Action::ReplayPreviousMarker | Action::ReplayNextMarker => {
                 let marker = if action == Action::ReplayNextMarker {
