@@ -1,5 +1,8 @@
 //! Replay of a 1 GB recording: how long it takes to open and hand out its first events, to
-//! index it (the background pass that makes seeks quick), and to seek.
+//! index it (the background pass that makes seeks quick), and to seek; how many events a
+//! second a headless replay folds; and the dashboard's replay screen: open and draw the first
+//! frame (250x56), and seek with the dashboard's state folded along (what a seek key costs,
+//! the state handed to the panes and a frame drawn).
 //!
 //! `cargo bench --bench replay` generates the recording in a temporary directory (one session
 //! file of about 1 GiB, shaped like a long probe session: a request a second, 25 chunks each,
@@ -11,9 +14,17 @@ use std::io::{BufWriter, Write};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use relaytop::record::Replay;
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+use relaytop::record::{Replay, Speed};
+use relaytop::ui::render;
+use relaytop::ui::replay::ReplayDriver;
 
-const TARGETS: [&str; 2] = ["open + first 100 events", "seek (indexed)"];
+const TARGETS: [&str; 3] = [
+    "open + first 100 events",
+    "dashboard: open + first frame",
+    "seek (indexed)",
+];
 
 fn main() {
     let mb: u64 = std::env::var("RELAYTOP_BENCH_MB")
@@ -116,7 +127,91 @@ fn main() {
     report("next marker from the start (indexed)", t.elapsed());
     assert!(found.is_some());
 
-    println!("targets: {} < 300 ms, {} < 50 ms", TARGETS[0], TARGETS[1]);
+    drop(replay);
+
+    // Headless throughput: every event handed out (and folded into the metrics), once.
+    let t = Instant::now();
+    let mut replay = Replay::open(std::slice::from_ref(&run)).expect("open");
+    let mut events = 0u64;
+    while replay.next_event().is_some() {
+        events += 1;
+    }
+    let all = t.elapsed();
+    println!(
+        "{:<56} {:>10.1} ms  ({} events, {:.0} events/s, {:.0} MiB/s)",
+        "headless replay, every event",
+        ms(all),
+        events,
+        events as f64 / all.as_secs_f64(),
+        bytes as f64 / (1 << 20) as f64 / all.as_secs_f64()
+    );
+    drop(replay);
+
+    // The dashboard: open, play what is due at the start, draw the first frame.
+    let mut firsts = Vec::new();
+    for _ in 0..10 {
+        let t = Instant::now();
+        let replay = Replay::open(std::slice::from_ref(&run)).expect("open");
+        let mut driver = ReplayDriver::new(replay).expect("a fresh replay");
+        let mut app = driver.app();
+        driver.play(&mut app, now, 4_096);
+        driver.sync(&mut app, now);
+        draw(&mut app);
+        firsts.push(t.elapsed());
+    }
+    firsts.sort();
+    report("dashboard: open + first frame, median of 10", firsts[5]);
+    report("dashboard: open + first frame, slowest of 10", firsts[9]);
+
+    // The dashboard's seeks: its whole state (stream text, event log, spend by model) is
+    // folded along and checkpointed; a seek hands it to the panes and a frame is drawn.
+    let replay = Replay::open(std::slice::from_ref(&run)).expect("open");
+    let mut driver = ReplayDriver::new(replay).expect("a fresh replay");
+    let mut app = driver.app();
+    let t = Instant::now();
+    driver.replay_mut().wait_indexed();
+    let progress = driver.replay().indexing();
+    println!(
+        "{:<56} {:>10.1} ms  ({} checkpoints, {:.0} MiB)",
+        "dashboard: index with the dashboard's state",
+        ms(t.elapsed()),
+        progress.checkpoints,
+        progress.checkpoint_bytes as f64 / (1 << 20) as f64
+    );
+    driver.replay_mut().set_speed(now, Speed::Times(1.0));
+    let mut seeks = Vec::new();
+    for _ in 0..20 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let target = x % end_us.max(1);
+        let t = Instant::now();
+        driver.seek_to(&mut app, now, target);
+        draw(&mut app);
+        seeks.push(t.elapsed());
+    }
+    seeks.sort();
+    report("dashboard: seek + frame (indexed), median of 20", seeks[10]);
+    report(
+        "dashboard: seek + frame (indexed), slowest of 20",
+        seeks[19],
+    );
+
+    println!(
+        "targets: {} < 300 ms, {} < 300 ms, {} < 50 ms",
+        TARGETS[0], TARGETS[1], TARGETS[2]
+    );
+}
+
+/// One frame of the dashboard at 250x56, off-screen.
+fn draw(app: &mut relaytop::ui::app::App) {
+    let mut terminal = Terminal::new(TestBackend::new(250, 56)).expect("a test terminal");
+    terminal
+        .draw(|frame| {
+            app.prepare(frame.area());
+            render::draw(frame, app);
+        })
+        .expect("drawing to memory");
 }
 
 fn ms(d: Duration) -> f64 {

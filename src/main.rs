@@ -83,9 +83,11 @@ enum Command {
     Headless(HeadlessArgs),
     /// Run an embedded relay/v1 simulator (for demos, tests and benchmarks).
     Sim(SimArgs),
-    /// Replay a recorded run and print the summary it printed live.
+    /// Replay a recorded run on the dashboard (all sessions on one timeline), or with
+    /// --headless print the summary it printed live.
     Replay(ReplayArgs),
-    /// Export a recorded run: one row per request (CSV or JSON).
+    /// Export a recorded run: one row per request (CSV or JSON), or the dashboard as it
+    /// looked, as an asciicast v2 file (asciinema) for sharing.
     Export(ExportArgs),
     /// Diagnose a relay URL step by step (URL, DNS, TCP, TLS, upgrade, key, completion,
     /// heartbeat); exit status 0 only when every step passes.
@@ -180,13 +182,14 @@ struct ReplayArgs {
     /// A run directory (with its run.json), or session recording files.
     #[arg(required = true, value_name = "RUN_DIR|FILE")]
     paths: Vec<PathBuf>,
-    /// Print the summary without the dashboard.
+    /// Print the summary without the dashboard (also when output is not a terminal).
     #[arg(long)]
     headless: bool,
     /// Output format (default: text on a terminal, json otherwise).
     #[arg(long, value_enum)]
     format: Option<OutputFormat>,
-    /// Playback speed: 0.25 to 64 (e.g. 2x), or max (the default headless).
+    /// Playback speed: 0.25 to 64 (e.g. 2x), or max (the default headless; 1x on the
+    /// dashboard).
     #[arg(long)]
     speed: Option<relaytop::record::Speed>,
     /// Play silences longer than this many seconds as this long.
@@ -211,7 +214,29 @@ struct ExportArgs {
     #[arg(required = true, value_name = "RUN_DIR|FILE")]
     paths: Vec<PathBuf>,
     #[arg(long, value_enum, default_value = "csv")]
-    format: relaytop::record::export::ExportFormat,
+    format: ExportFormatArg,
+    /// asciicast: the screen's width in columns.
+    #[arg(long, default_value_t = 120)]
+    width: u16,
+    /// asciicast: the screen's height in rows.
+    #[arg(long, default_value_t = 36)]
+    height: u16,
+    /// asciicast: play silences longer than this many seconds as this long (0: as recorded).
+    #[arg(long, value_name = "SECONDS", default_value_t = 2.0)]
+    idle_limit: f64,
+    /// asciicast: recorded time between two frames, milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 250)]
+    frame_ms: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum ExportFormatArg {
+    /// One row per request.
+    Csv,
+    /// One object per request.
+    Json,
+    /// The dashboard, drawn (asciicast v2, for asciinema).
+    Asciicast,
 }
 
 #[derive(clap::Args, Debug)]
@@ -332,7 +357,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let record = record.filter(|_| cli.record_dir.is_some());
             run_against(cli.config, args, record, run_options).await
         }
-        Some(Command::Replay(args)) => run_replay(args).await,
+        Some(Command::Replay(args)) => {
+            let ui = UiOptions {
+                fps: cli.fps,
+                theme: cli.theme,
+                mouse: cli.no_mouse.then_some(false),
+            };
+            run_replay(args, ui, cli.config).await
+        }
         Some(Command::Chat(args)) => {
             let options = relaytop::ui::chat::run::ChatOptions {
                 provider: args.provider,
@@ -488,16 +520,40 @@ async fn run_transcribe(
     Ok(ExitCode::SUCCESS)
 }
 
-async fn run_replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
+async fn run_replay(
+    args: ReplayArgs,
+    ui: UiOptions,
+    config: Option<PathBuf>,
+) -> anyhow::Result<ExitCode> {
     use relaytop::record::headless::{self as replay_headless, ReplayOptions};
     let mut replay = relaytop::record::Replay::open(&args.paths)?;
-    if !args.headless {
-        eprintln!("relaytop: the dashboard's replay screen is coming; replaying headless for now");
-    }
     let seconds = |s: f64, what: &str| {
         Duration::try_from_secs_f64(s)
             .map_err(|_| anyhow::anyhow!("{what} must be a number of seconds >= 0, not {s}"))
     };
+    let terminal = std::io::stdout().is_terminal() && std::io::stdin().is_terminal();
+    if !args.headless && !terminal {
+        eprintln!("relaytop: not a terminal: replaying headless (--headless says so)");
+    }
+    if !args.headless && terminal {
+        let options = relaytop::ui::replay::ReplayOptions {
+            speed: args.speed.unwrap_or(relaytop::record::Speed::Times(1.0)),
+            idle_limit: args
+                .idle_limit
+                .map(|s| seconds(s, "--idle-limit"))
+                .transpose()?,
+            start_at: args
+                .start_at
+                .map(|s| seconds(s, "--start-at"))
+                .transpose()?,
+        };
+        let ui_config = find_ui_config(config)?;
+        let warnings = relaytop::ui::replay::run(replay, &ui, &ui_config, &options).await?;
+        for warning in warnings {
+            eprintln!("relaytop: {warning}");
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let options = ReplayOptions {
         format: args.format.unwrap_or(if std::io::stdout().is_terminal() {
             OutputFormat::Text
@@ -599,9 +655,36 @@ async fn run_against(
 }
 
 fn run_export(args: &ExportArgs) -> anyhow::Result<ExitCode> {
+    use relaytop::record::export::{ExportFormat, export};
     let mut replay = relaytop::record::Replay::open(&args.paths)?;
     let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
-    match relaytop::record::export::export(&mut replay, args.format, &mut stdout) {
+    let written = match args.format {
+        ExportFormatArg::Csv => export(&mut replay, ExportFormat::Csv, &mut stdout),
+        ExportFormatArg::Json => export(&mut replay, ExportFormat::Json, &mut stdout),
+        ExportFormatArg::Asciicast => {
+            let idle_limit = Duration::try_from_secs_f64(args.idle_limit).map_err(|_| {
+                anyhow::anyhow!(
+                    "--idle-limit must be a number of seconds >= 0, not {}",
+                    args.idle_limit
+                )
+            })?;
+            let options = relaytop::ui::asciicast::CastOptions {
+                width: args.width,
+                height: args.height,
+                frame: Duration::from_millis(args.frame_ms.max(1)),
+                idle_limit: (!idle_limit.is_zero()).then_some(idle_limit),
+                ..Default::default()
+            };
+            match relaytop::ui::asciicast::export(&mut replay, &options, &mut stdout) {
+                Ok(summary) => Ok(summary.frames),
+                Err(e) => match e.downcast::<std::io::Error>() {
+                    Ok(io) => Err(io),
+                    Err(other) => return Err(other),
+                },
+            }
+        }
+    };
+    match written {
         // `relaytop export ... | head`: the reader had enough.
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(ExitCode::SUCCESS),
         other => other?,
@@ -643,6 +726,26 @@ async fn find_world(config: Option<PathBuf>, options: &RunOptions) -> anyhow::Re
         }
         None => World::load_with(Some(&path), options).await,
     }
+}
+
+/// The dashboard settings for a replay: `[ui]` of `--config` (relaytop TOML), else of the
+/// user's config file when there is one, else the defaults.
+fn find_ui_config(config: Option<PathBuf>) -> anyhow::Result<UiConfig> {
+    let path = match config {
+        Some(path) => path,
+        None => match dirs::config_dir()
+            .map(|dir| dir.join("relaytop").join("config.toml"))
+            .filter(|path| path.is_file())
+        {
+            Some(path) => path,
+            None => return Ok(UiConfig::default()),
+        },
+    };
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+    let file: relaytop::config::file::ConfigFile =
+        toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    Ok(file.ui)
 }
 
 /// The `[ui]` table of a file that has nothing else (`None` otherwise, or when the file does

@@ -27,5 +27,5 @@ pub mod replay;
 pub mod writer;
 
 pub use player::{Due, Player, Speed};
-pub use replay::{LineProblem, Marker, Progress, ReadStats, Replay};
+pub use replay::{FoldState, LineProblem, Marker, Progress, ReadStats, Replay};
 pub use writer::{MarkerTarget, RecordOptions, Recorder, RunMeta};

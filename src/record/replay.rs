@@ -225,6 +225,50 @@ impl ProtocolDecoder {
     }
 }
 
+/// What the replay folds the events it hands out (or skips by a seek) into, kept in its
+/// checkpoints: the metrics by default; a consumer that shows more than the metrics (the
+/// dashboard's stream text and event log) folds its own state, which always has the metrics
+/// inside, so that a seek lands it exactly where playing there would have.
+pub trait FoldState: std::fmt::Debug + Send + 'static {
+    fn apply(&mut self, event: &SessionEvent);
+    fn metrics(&self) -> &Metrics;
+    /// Approximate heap bytes, for the checkpoint budget.
+    fn heap_bytes(&self) -> usize;
+    fn clone_box(&self) -> Box<dyn FoldState>;
+    /// For the consumer to get its own type back.
+    fn as_any(&self) -> &dyn std::any::Any;
+}
+
+impl FoldState for Metrics {
+    fn apply(&mut self, event: &SessionEvent) {
+        Metrics::apply(self, event);
+    }
+
+    fn metrics(&self) -> &Metrics {
+        self
+    }
+
+    fn heap_bytes(&self) -> usize {
+        let sessions: usize = self.sessions().map(|s| s.heap_bytes()).sum();
+        let providers: usize = self.providers().iter().map(|p| p.heap_bytes()).sum();
+        sessions + providers + self.totals().heap_bytes()
+    }
+
+    fn clone_box(&self) -> Box<dyn FoldState> {
+        Box::new(self.clone())
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
+impl Clone for Box<dyn FoldState> {
+    fn clone(&self) -> Self {
+        self.clone_box()
+    }
+}
+
 /// The state of the fold at a line boundary: what a checkpoint keeps.
 #[derive(Clone, Debug)]
 struct Fold {
@@ -233,7 +277,8 @@ struct Fold {
     positions: Vec<Position>,
     /// Per session: nothing more to read.
     finished: Vec<bool>,
-    metrics: Metrics,
+    /// The metrics (or a consumer's state holding them).
+    state: Box<dyn FoldState>,
     /// The time of the last line applied.
     applied_until: Option<u64>,
     /// The time of the last event folded into the metrics (handed out or skipped by a seek).
@@ -251,10 +296,10 @@ impl Fold {
                 .collect(),
             positions: vec![Position::START; n],
             finished: vec![false; n],
-            metrics: Metrics::new(
+            state: Box::new(Metrics::new(
                 sources.iter().map(|s| s.info.clone()).collect(),
                 pricing.clone(),
-            ),
+            )),
             applied_until: None,
             delivered_until: None,
             stats: ReadStats::default(),
@@ -263,13 +308,8 @@ impl Fold {
 
     /// Approximate heap bytes, for the checkpoint budget.
     fn heap_bytes(&self) -> usize {
-        let m = &self.metrics;
-        let sessions: usize = m.sessions().map(|s| s.heap_bytes()).sum();
-        let providers: usize = m.providers().iter().map(|p| p.heap_bytes()).sum();
         std::mem::size_of::<Self>()
-            + sessions
-            + providers
-            + m.totals().heap_bytes()
+            + self.state.heap_bytes()
             + self.decoders.len() * (std::mem::size_of::<ProtocolDecoder>() + 64)
             + self.positions.len() * std::mem::size_of::<Position>()
     }
@@ -441,7 +481,7 @@ impl Cursor {
     /// Folds the next pending event into the metrics and hands it out.
     fn deliver(&mut self) -> Option<SessionEvent> {
         let event = self.pending.pop_front()?;
-        self.fold.metrics.apply(&event);
+        self.fold.state.apply(&event);
         self.fold.delivered_until = Some(event.at_us);
         Some(event)
     }
@@ -745,7 +785,41 @@ impl Replay {
 
     /// The metrics at the current position (every event handed out, or skipped by a seek).
     pub fn metrics(&self) -> &Metrics {
-        &self.cursor.fold.metrics
+        self.cursor.fold.state.metrics()
+    }
+
+    /// The folded state at the current position: the metrics, or what `fold_into` gave.
+    pub fn state(&self) -> &dyn FoldState {
+        self.cursor.fold.state.as_ref()
+    }
+
+    /// Folds into `state` (which must hold fresh metrics of these sessions and prices) from
+    /// now on, checkpoints included. Only before anything is played or indexed: false (and
+    /// nothing changed) after.
+    pub fn fold_into(&mut self, state: Box<dyn FoldState>) -> bool {
+        let fresh = self.cursor.fold.stats.lines == 0
+            && self.cursor.fold.delivered_until.is_none()
+            && self.cursor.pending.is_empty();
+        if self.indexing_started || !fresh {
+            return false;
+        }
+        self.initial.state = state.clone_box();
+        self.cursor.fold.state = state;
+        true
+    }
+
+    /// Each session's heartbeat interval, as its header says (`None`: no heartbeats).
+    pub fn heartbeats(&self) -> Vec<Option<Duration>> {
+        self.sources
+            .iter()
+            .map(|s| {
+                let config = s.recording.header.config.as_ref()?;
+                let every = config.heartbeat_s.as_ref()?.0;
+                Duration::try_from_secs_f64(every)
+                    .ok()
+                    .filter(|d| !d.is_zero())
+            })
+            .collect()
     }
 
     /// Malformed lines, torn ends and read errors met so far.

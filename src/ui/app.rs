@@ -22,6 +22,7 @@ use crate::session::{EventKind, SessionEvent, SessionId, SessionInfo, SessionSta
 use crate::ui::keys::{Action, Key, KeyMap};
 use crate::ui::log::{Category, EventLog};
 use crate::ui::render::{self, Screen};
+use crate::ui::replay::ReplayView;
 use crate::ui::stream::{self, StreamRing};
 use crate::ui::theme::Theme;
 
@@ -226,7 +227,7 @@ pub struct Data {
 }
 
 impl Data {
-    fn new(sessions: &[SessionSetup], pricing: Pricing) -> Data {
+    pub fn new(sessions: &[SessionSetup], pricing: Pricing) -> Data {
         let metrics = Metrics::new(sessions.iter().map(|s| s.info.clone()).collect(), pricing);
         let mut views: Vec<SessionView> = sessions
             .iter()
@@ -288,7 +289,7 @@ impl Data {
         self.sessions.get_mut(index)
     }
 
-    fn apply(&mut self, event: &SessionEvent) {
+    pub fn apply(&mut self, event: &SessionEvent) {
         self.metrics.apply(event);
         let Some(stats) = self.metrics.session(event.session) else {
             return;
@@ -412,6 +413,8 @@ pub enum Effect {
     OpenChat(SessionId),
     /// Show the next open chat pane.
     ShowChat,
+    /// Drive the replay (a `Group::Replay` action).
+    Replay(Action),
 }
 
 /// What a person can tell a running canary.
@@ -515,6 +518,8 @@ pub struct App {
     pub(crate) canary: Option<Box<CanaryView>>,
     /// A destructive canary command waiting for `y`.
     pub(crate) confirm: Option<CanaryCommand>,
+    /// The replay's position and controls, when this is a replay.
+    pub(crate) replay: Option<Box<ReplayView>>,
 }
 
 impl App {
@@ -576,6 +581,7 @@ impl App {
             markers: 0,
             canary: None,
             confirm: None,
+            replay: None,
         };
         app.refresh_rows();
         if let Some(first) = app.rows.first().copied() {
@@ -627,6 +633,31 @@ impl App {
     /// The canary as last set.
     pub fn canary(&self) -> Option<&CanaryView> {
         self.canary.as_deref()
+    }
+
+    /// Shows a replay: its timeline (updated with `set_replay`), and its keys first.
+    pub fn set_replay(&mut self, view: ReplayView) {
+        self.replay = Some(Box::new(view));
+    }
+
+    /// The replay as last set, when this is one.
+    pub fn replay(&self) -> Option<&ReplayView> {
+        self.replay.as_deref()
+    }
+
+    /// Replaces the folded data (a replay's seek: the state at the new position), keeping
+    /// what the person is looking at; scrolled text follows the newest line again.
+    pub fn replace_live(&mut self, data: Data) {
+        self.live = data;
+        self.frozen = None;
+        for id in self.viewed.iter().copied() {
+            if let Some(view) = self.live.view_mut(id) {
+                view.stream.set_capacity(VIEWED_STREAM_LINES);
+            }
+        }
+        self.stream_scroll = Scroll::default();
+        self.events_scroll = Scroll::default();
+        self.refresh_rows();
     }
 
     /// The question waiting for `y`, when one is.
@@ -772,6 +803,11 @@ impl App {
 
     /// Shows a notice about a chat pane (one that could not be opened).
     pub fn chat_notice(&mut self, text: String) {
+        self.say(text);
+    }
+
+    /// Shows `text` in the status bar for a few seconds.
+    pub fn notify(&mut self, text: String) {
         self.say(text);
     }
 
@@ -984,6 +1020,12 @@ impl App {
         if let Some(target) = self.input {
             return self.edit_filter(target, key);
         }
+        if self.replay.is_some()
+            && self.help.is_none()
+            && let Some(action) = self.keys.replay_action(key)
+        {
+            return Some(Effect::Replay(action));
+        }
         let action = self.keys.action(key)?;
         self.act(action)
     }
@@ -1153,6 +1195,16 @@ impl App {
             }
             Action::Help => self.help = Some(0),
             Action::Quit => return Some(Effect::Quit),
+            Action::ReplayPause
+            | Action::ReplayStep
+            | Action::ReplaySlower
+            | Action::ReplayFaster
+            | Action::ReplayBack
+            | Action::ReplayForward
+            | Action::ReplayPreviousMarker
+            | Action::ReplayNextMarker
+            | Action::ReplayStart
+            | Action::ReplayEnd => return self.replay.is_some().then_some(Effect::Replay(action)),
         }
         None
     }

@@ -41,6 +41,24 @@ pub enum Action {
     Theme,
     Help,
     Quit,
+    ReplayPause,
+    ReplayStep,
+    ReplaySlower,
+    ReplayFaster,
+    ReplayBack,
+    ReplayForward,
+    ReplayPreviousMarker,
+    ReplayNextMarker,
+    ReplayStart,
+    ReplayEnd,
+}
+
+impl Action {
+    /// Whether the action drives a replay (`relaytop replay`): its keys are looked up first
+    /// while replaying, and may be keys the live dashboard uses for something else.
+    pub fn is_replay(self) -> bool {
+        info(self).group == Group::Replay
+    }
 }
 
 /// Where an action is listed in the help.
@@ -52,11 +70,14 @@ pub enum Group {
     Sessions,
     Canary,
     App,
+    /// Only while replaying a recording; shown in help only then.
+    Replay,
 }
 
 impl Group {
     /// Every group, in help order.
-    pub const ALL: [Group; 6] = [
+    pub const ALL: [Group; 7] = [
+        Group::Replay,
         Group::Move,
         Group::Panes,
         Group::View,
@@ -73,6 +94,7 @@ impl Group {
             Group::Sessions => "Sessions",
             Group::Canary => "Canary",
             Group::App => "relaytop",
+            Group::Replay => "Replay (these keys come first while replaying)",
         }
     }
 }
@@ -318,6 +340,86 @@ pub const ACTIONS: &[ActionInfo] = &[
         help: "quit (the terminal is restored)",
         hint: Some("quit"),
     },
+    ActionInfo {
+        action: Action::ReplayPause,
+        name: "replay_pause",
+        group: Group::Replay,
+        defaults: &["space"],
+        help: "pause the replay; again to play on",
+        hint: None,
+    },
+    ActionInfo {
+        action: Action::ReplayStep,
+        name: "replay_step",
+        group: Group::Replay,
+        defaults: &["."],
+        help: "one event on (pauses)",
+        hint: None,
+    },
+    ActionInfo {
+        action: Action::ReplaySlower,
+        name: "replay_slower",
+        group: Group::Replay,
+        defaults: &["<"],
+        help: "slower: max → 64x … 1x … 0.25x",
+        hint: None,
+    },
+    ActionInfo {
+        action: Action::ReplayFaster,
+        name: "replay_faster",
+        group: Group::Replay,
+        defaults: &[">"],
+        help: "faster: 0.25x … 1x … 64x → as fast as possible",
+        hint: None,
+    },
+    ActionInfo {
+        action: Action::ReplayBack,
+        name: "replay_back",
+        group: Group::Replay,
+        defaults: &["left"],
+        help: "10 seconds back",
+        hint: None,
+    },
+    ActionInfo {
+        action: Action::ReplayForward,
+        name: "replay_forward",
+        group: Group::Replay,
+        defaults: &["right"],
+        help: "10 seconds on",
+        hint: None,
+    },
+    ActionInfo {
+        action: Action::ReplayPreviousMarker,
+        name: "replay_previous_marker",
+        group: Group::Replay,
+        defaults: &["["],
+        help: "back to the previous marker",
+        hint: None,
+    },
+    ActionInfo {
+        action: Action::ReplayNextMarker,
+        name: "replay_next_marker",
+        group: Group::Replay,
+        defaults: &["]"],
+        help: "on to the next marker",
+        hint: None,
+    },
+    ActionInfo {
+        action: Action::ReplayStart,
+        name: "replay_start",
+        group: Group::Replay,
+        defaults: &["g"],
+        help: "to the start of the recording",
+        hint: None,
+    },
+    ActionInfo {
+        action: Action::ReplayEnd,
+        name: "replay_end",
+        group: Group::Replay,
+        defaults: &["G"],
+        help: "to the end of the recording",
+        hint: None,
+    },
 ];
 
 /// The table row of `action`.
@@ -486,6 +588,8 @@ fn action_names() -> String {
 #[derive(Clone, Debug)]
 pub struct KeyMap {
     by_key: HashMap<Key, Action>,
+    /// The replay group's keys: a layer of its own, looked up first while replaying.
+    replay_by_key: HashMap<Key, Action>,
     by_action: BTreeMap<Action, Vec<Key>>,
 }
 
@@ -494,6 +598,7 @@ impl Default for KeyMap {
         // The defaults parse and do not conflict: `defaults_parse_without_conflicts` checks it.
         KeyMap::new(&BTreeMap::new()).unwrap_or_else(|_| KeyMap {
             by_key: HashMap::new(),
+            replay_by_key: HashMap::new(),
             by_action: BTreeMap::new(),
         })
     }
@@ -502,10 +607,11 @@ impl Default for KeyMap {
 impl KeyMap {
     /// The default keys with `overrides` (action name → keys) applied. An overridden action
     /// loses its default keys; a key given to an action is taken from any action that had it
-    /// by default; two actions given the same key is an error.
+    /// by default; two actions given the same key is an error. The replay keys are a layer of
+    /// their own: they may share keys with the others, not among themselves.
     pub fn new(overrides: &BTreeMap<String, Vec<String>>) -> Result<KeyMap, KeyMapError> {
         let mut given: BTreeMap<Action, Vec<Key>> = BTreeMap::new();
-        let mut given_by_key: HashMap<Key, Action> = HashMap::new();
+        let mut given_by_key: HashMap<(bool, Key), Action> = HashMap::new();
         for (name, keys) in overrides {
             let row = ACTIONS
                 .iter()
@@ -517,7 +623,8 @@ impl KeyMap {
                     action: name.clone(),
                     message,
                 })?;
-                if let Some(other) = given_by_key.insert(key, row.action)
+                let layer = row.group == Group::Replay;
+                if let Some(other) = given_by_key.insert((layer, key), row.action)
                     && other != row.action
                 {
                     return Err(KeyMapError::Conflict {
@@ -533,19 +640,26 @@ impl KeyMap {
             given.insert(row.action, parsed);
         }
         let mut by_key = HashMap::new();
+        let mut replay_by_key = HashMap::new();
         let mut by_action = BTreeMap::new();
         for row in ACTIONS {
+            let layer = row.group == Group::Replay;
             let keys: Vec<Key> = match given.get(&row.action) {
                 Some(keys) => keys.clone(),
                 None => row
                     .defaults
                     .iter()
                     .filter_map(|k| Key::parse(k).ok())
-                    .filter(|k| !given_by_key.contains_key(k))
+                    .filter(|k| !given_by_key.contains_key(&(layer, *k)))
                     .collect(),
             };
+            let map = if layer {
+                &mut replay_by_key
+            } else {
+                &mut by_key
+            };
             for key in &keys {
-                if let Some(other) = by_key.insert(*key, row.action)
+                if let Some(other) = map.insert(*key, row.action)
                     && other != row.action
                 {
                     return Err(KeyMapError::Conflict {
@@ -557,12 +671,21 @@ impl KeyMap {
             }
             by_action.insert(row.action, keys);
         }
-        Ok(KeyMap { by_key, by_action })
+        Ok(KeyMap {
+            by_key,
+            replay_by_key,
+            by_action,
+        })
     }
 
-    /// The action bound to `key`.
+    /// The action bound to `key` (outside the replay layer).
     pub fn action(&self, key: Key) -> Option<Action> {
         self.by_key.get(&key).copied()
+    }
+
+    /// The replay action bound to `key` (looked up first while replaying).
+    pub fn replay_action(&self, key: Key) -> Option<Action> {
+        self.replay_by_key.get(&key).copied()
     }
 
     /// The keys of `action`, first the one shown in hints.
@@ -599,7 +722,13 @@ impl KeyMap {
 pub fn readme_key_list() -> String {
     let map = KeyMap::default();
     let mut out = String::from("| Keys | Action | Name in `[ui.keys]` |\n|---|---|---|\n");
-    for row in ACTIONS {
+    let rows = ACTIONS.iter().filter(|row| row.group != Group::Replay);
+    let replay = ACTIONS.iter().filter(|row| row.group == Group::Replay);
+    let mut headed = false;
+    for row in rows.chain(replay) {
+        if row.group == Group::Replay && !std::mem::replace(&mut headed, true) {
+            out.push_str("| **While replaying** (`relaytop replay`; these come first) | | |\n");
+        }
         let keys = map
             .keys(row.action)
             .iter()
@@ -655,6 +784,16 @@ mod tests {
             Action::Theme,
             Action::Help,
             Action::Quit,
+            Action::ReplayPause,
+            Action::ReplayStep,
+            Action::ReplaySlower,
+            Action::ReplayFaster,
+            Action::ReplayBack,
+            Action::ReplayForward,
+            Action::ReplayPreviousMarker,
+            Action::ReplayNextMarker,
+            Action::ReplayStart,
+            Action::ReplayEnd,
         ];
         assert_eq!(ACTIONS.len(), all.len());
         for action in all {

@@ -9,10 +9,12 @@
 
 pub mod app;
 pub mod chat;
+pub mod asciicast;
 pub mod format;
 pub mod keys;
 pub mod log;
 pub mod render;
+pub mod replay;
 pub mod stream;
 pub mod terminal;
 pub mod theme;
@@ -380,7 +382,8 @@ async fn event_loop(
                             Some(Effect::ShowChat) if !chats.show_next() => {
                                 app.chat_notice("no chat pane is open: c opens one".into());
                             }
-                            Some(Effect::ShowChat) | None => {}
+                            // Live: no replay to drive (the app never asks).
+                            Some(Effect::ShowChat) | Some(Effect::Replay(_)) | None => {}
                         }
                         draw_now = true;
                     }

@@ -24,7 +24,11 @@ pub fn help_lines<'a>(app: &App) -> Vec<Line<'a>> {
         .unwrap_or(8)
         .max(8);
     let mut lines = Vec::new();
-    for group in Group::ALL {
+    // The replay keys only while replaying.
+    let groups = Group::ALL
+        .into_iter()
+        .filter(|g| *g != Group::Replay || app.replay().is_some());
+    for group in groups {
         lines.push(Line::from(Span::styled(
             group.label(),
             theme.fg(Role::Header).add_modifier(Modifier::BOLD),

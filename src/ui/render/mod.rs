@@ -47,6 +47,7 @@ mod help;
 mod sessions;
 mod status;
 mod stream;
+pub mod timeline;
 
 use ratatui::Frame;
 use ratatui::layout::{Position, Rect};
@@ -67,6 +68,8 @@ pub struct Screen {
     panes: Vec<(Pane, Rect)>,
     /// The bottom line.
     pub status: Rect,
+    /// The replay's timeline, above the status bar (replays only).
+    pub timeline: Option<Rect>,
     /// In the compact layout: the tabs in the lower pane's title, and where each is.
     tabs: Vec<(Pane, Rect)>,
 }
@@ -129,10 +132,16 @@ pub fn layout(area: Rect, app: &App) -> Screen {
         area.width,
         area.height.min(1),
     );
-    let body = Rect::new(area.x, area.y, area.width, area.height.saturating_sub(1));
+    let mut body = Rect::new(area.x, area.y, area.width, area.height.saturating_sub(1));
+    let mut timeline = None;
+    if app.replay().is_some() && body.height > 1 {
+        body.height -= 1;
+        timeline = Some(Rect::new(area.x, body.bottom(), area.width, 1));
+    }
     let mut screen = Screen {
         panes: Vec::new(),
         status,
+        timeline,
         tabs: Vec::new(),
     };
     if body.height == 0 || body.width == 0 {
@@ -243,6 +252,9 @@ pub fn draw(frame: &mut Frame, app: &App) {
             Pane::Events => events::render(frame, *rect, chrome, app),
             Pane::Canary => canary::render(frame, *rect, chrome, app),
         }
+    }
+    if let (Some(rect), Some(view)) = (screen.timeline, app.replay()) {
+        timeline::render(frame, rect, app, view);
     }
     status::render(frame, screen.status, app);
     if let Some(offset) = app.help {
