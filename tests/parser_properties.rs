@@ -239,3 +239,33 @@ proptest! {
         properties::canary_yaml(lines.join("\n").as_bytes());
     }
 }
+
+/// Found by the `canary_yaml` fuzzer: YAML breaks lines at a lone `\r`, so an error after one
+/// is on a line `\n` alone does not count; the place must still be inside the text.
+#[test]
+fn a_yaml_error_after_a_lone_carriage_return_is_placed_inside_the_text() {
+    let text = "# The canary col:     weight: 9 repos.\n# relaytop must accept this fi0as it is (every key hobel\rw";
+    let err = relaytop::canary::yaml::parse(
+        text,
+        "fuzz.yaml",
+        &|_| {
+            Ok(relaytop::config::secret::Secret::new(
+                "hs_live_FUZZfuzzFUZZfuzz0001",
+            ))
+        },
+        &|_| None,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            relaytop::config::ConfigError::At {
+                line: 3,
+                column: 1,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    properties::canary_yaml(text.as_bytes());
+}
