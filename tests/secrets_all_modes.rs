@@ -162,6 +162,39 @@ fn dashboard(tmp: &Path, config: &Path) -> Written {
     }
 }
 
+/// `relaytop chat` in a pseudo-terminal: a question sent, its reply streamed, the pane left.
+fn chat(tmp: &Path, config: &Path) -> Written {
+    let mut command = relaytop(tmp);
+    command
+        .arg("--config")
+        .arg(config)
+        .args(["chat", "--provider", "relay", "--system", "Be brief."]);
+    let mut child = pty::PtyChild::spawn(command, 100, 30);
+    assert!(
+        child.wait_for(b"chat", Duration::from_secs(30)),
+        "no chat pane"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    child.send(b"hello there");
+    child.send(b"\r");
+    assert!(
+        child.wait_for(b"ttft", Duration::from_secs(30)),
+        "no reply with its latency"
+    );
+    for key in [&b"/model gpt-4.1\r"[..], b"\x1b", b"\x1b"] {
+        std::thread::sleep(Duration::from_millis(300));
+        child.send(key);
+    }
+    let status = child
+        .wait(Duration::from_secs(20))
+        .expect("the chat pane quits on a second Esc");
+    assert!(status.success(), "{status:?}");
+    Written {
+        mode: "chat (pty)".into(),
+        bytes: child.output(),
+    }
+}
+
 /// Every file under `dir`, with its bytes.
 fn files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     let mut out = Vec::new();
@@ -228,13 +261,21 @@ async fn no_mode_writes_the_key_anywhere() {
                 .unwrap(),
         );
     }
+    {
+        let (tmp_path, config) = (tmp_path.clone(), config.clone());
+        written.push(
+            tokio::task::spawn_blocking(move || chat(&tmp_path, &config))
+                .await
+                .unwrap(),
+        );
+    }
     let runs: Vec<PathBuf> = std::fs::read_dir(tmp_path.join("rec"))
         .unwrap()
         .filter_map(Result::ok)
         .map(|e| e.path())
         .filter(|p| p.is_dir())
         .collect();
-    assert_eq!(runs.len(), 5, "one recording per live run: {runs:?}");
+    assert_eq!(runs.len(), 6, "one recording per live run: {runs:?}");
 
     // The modes that read what was recorded, and `check` on every protocol, accepted and
     // refused.
@@ -284,8 +325,46 @@ async fn no_mode_writes_the_key_anywhere() {
             }
         }
     }
-    // `relaytop chat` (on another branch): add a row here, e.g.
-    // ("chat".into(), vec!["--config".into(), config, "chat".into(), ...]).
+    // The dashboard as an asciicast, and one run re-sent to another provider.
+    let first = runs[0].display().to_string();
+    modes.push((
+        "export --format asciicast".into(),
+        vec![
+            "export".into(),
+            "--format".into(),
+            "asciicast".into(),
+            first.clone(),
+        ],
+    ));
+    let config_arg = config.display().to_string();
+    modes.push((
+        "replay --against".into(),
+        vec![
+            "--config".into(),
+            config_arg.clone(),
+            "replay".into(),
+            first,
+            "--against".into(),
+            "relay".into(),
+            "--as-fast-as-allowed".into(),
+            "--format".into(),
+            "json".into(),
+        ],
+    ));
+    // A transcription through the relay-v1 provider (whose key has no newline).
+    let wav = tmp_path.join("tone.wav");
+    std::fs::write(&wav, relaytop::sim::tone_wav(16_000, 1, 300)).unwrap();
+    modes.push((
+        "transcribe".into(),
+        vec![
+            "--config".into(),
+            config_arg,
+            "transcribe".into(),
+            wav.display().to_string(),
+            "--provider".into(),
+            "relay".into(),
+        ],
+    ));
     let limit = Duration::from_secs(60);
     let ran = tokio::task::spawn_blocking({
         let tmp_path = tmp_path.clone();
