@@ -3,6 +3,7 @@
 //! The engine (sessions, protocol, metrics, cost, recording, simulator) lives in this library
 //! and never imports the terminal UI; `ui` folds the same session events onto the screen.
 
+pub mod bench;
 pub mod canary;
 pub mod check;
 pub mod config;

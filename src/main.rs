@@ -84,6 +84,11 @@ enum Command {
     /// Diagnose a relay URL step by step (URL, DNS, TCP, TLS, upgrade, key, completion,
     /// heartbeat); exit status 0 only when every step passes.
     Check(CheckArgs),
+    /// Benchmarks: ingest, scale, accuracy, each against a reference measured in the same run.
+    Bench {
+        #[command(subcommand)]
+        case: relaytop::bench::BenchCase,
+    },
     /// Print shell completions.
     Completions {
         #[arg(value_enum)]
@@ -240,6 +245,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Some(Command::Sim(args)) => run_sim(args).await,
+        Some(Command::Bench { case }) => {
+            let options = relaytop::bench::BenchOptions {
+                no_record: cli.no_record,
+                record_dir: cli.record_dir.clone(),
+            };
+            let mut stdout = std::io::stdout();
+            relaytop::bench::run(case, &options, &mut stdout).await?;
+            Ok(ExitCode::SUCCESS)
+        }
         Some(Command::Check(args)) => run_check(args).await,
         Some(Command::Headless(args)) => {
             run_headless(cli.config, args, record, run_options, cli.metrics_listen).await

@@ -1,0 +1,114 @@
+//! The fast relay/v1 server of `relaytop bench ingest`: answers every `chat.completion` with
+//! a fixed number of pre-serialized chunk frames (fed in batches, one flush each), then
+//! `done`; answers `ping` with `pong`. Both ingest clients read from it, one after the other.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use futures_util::{FutureExt, SinkExt, StreamExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
+
+/// Every chunk the blaster sends: one small token, as a relay streams them.
+pub const CHUNK_FRAME: &str = r#"{"type":"chunk","content":" token"}"#;
+
+/// Frames fed between two flushes (and two looks at the client).
+const FRAMES_PER_FLUSH: u64 = 256;
+
+/// A running blaster on 127.0.0.1.
+pub struct Blaster {
+    addr: SocketAddr,
+    accept: JoinHandle<()>,
+    /// Chunk frames sent by every connection so far.
+    sent: Arc<AtomicU64>,
+}
+
+impl Blaster {
+    /// Listens on `listen` (port 0 for any) and streams `frames` chunks a request.
+    pub async fn start(listen: SocketAddr, frames: u64) -> std::io::Result<Blaster> {
+        let listener = TcpListener::bind(listen).await?;
+        let addr = listener.local_addr()?;
+        let sent = Arc::new(AtomicU64::new(0));
+        let counter = sent.clone();
+        let accept = tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let _ = tcp.set_nodelay(true);
+                tokio::spawn(serve(tcp, frames, counter.clone()));
+            }
+        });
+        Ok(Blaster { addr, accept, sent })
+    }
+
+    /// The relay/v1 URL to connect to.
+    pub fn url(&self) -> String {
+        format!("ws://{}/v1/stream", self.addr)
+    }
+
+    /// Chunk frames sent so far, by every connection.
+    pub fn sent(&self) -> u64 {
+        self.sent.load(Ordering::Relaxed)
+    }
+
+    /// Stops accepting (connections under way end with their clients).
+    pub fn stop(self) {
+        self.accept.abort();
+    }
+}
+
+/// Serves one connection until the client closes it.
+async fn serve(tcp: TcpStream, frames: u64, sent: Arc<AtomicU64>) {
+    let Ok(mut ws) = tokio_tungstenite::accept_async(tcp).await else {
+        return;
+    };
+    while let Some(Ok(message)) = ws.next().await {
+        let Message::Text(text) = message else {
+            continue;
+        };
+        let flow = if text.contains(r#""chat.completion""#) {
+            stream(&mut ws, frames, &sent).await
+        } else if text.contains(r#""ping""#) {
+            ws.send(Message::text(r#"{"type":"pong"}"#)).await.is_ok()
+        } else {
+            true
+        };
+        if !flow {
+            break;
+        }
+    }
+}
+
+/// Streams one response; false when the client went away or closed meanwhile.
+async fn stream(ws: &mut WebSocketStream<TcpStream>, frames: u64, sent: &AtomicU64) -> bool {
+    let chunk = Utf8Bytes::from_static(CHUNK_FRAME);
+    let mut left = frames;
+    while left > 0 {
+        let batch = left.min(FRAMES_PER_FLUSH);
+        for _ in 0..batch {
+            if ws.feed(Message::Text(chunk.clone())).await.is_err() {
+                return false;
+            }
+        }
+        if ws.flush().await.is_err() {
+            return false;
+        }
+        left -= batch;
+        sent.fetch_add(batch, Ordering::Relaxed);
+        // A client that closes mid-stream (a session shutting down) is answered at once.
+        while let Some(next) = ws.next().now_or_never() {
+            match next {
+                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => {
+                    let _ = ws.flush().await;
+                    return false;
+                }
+                Some(Ok(_)) => {}
+            }
+        }
+    }
+    let done = format!(
+        r#"{{"type":"done","usage":{{"prompt_tokens":1,"completion_tokens":{frames}}},"finish_reason":"stop"}}"#
+    );
+    ws.send(Message::text(done)).await.is_ok()
+}
