@@ -8,7 +8,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::task::JoinHandle;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
@@ -18,10 +17,12 @@ pub const CHUNK_FRAME: &str = r#"{"type":"chunk","content":" token"}"#;
 /// Frames fed between two flushes (and two looks at the client).
 const FRAMES_PER_FLUSH: u64 = 256;
 
-/// A running blaster on 127.0.0.1.
+/// A running blaster, on a thread and runtime of its own (as a server in another process
+/// would be), so that it never takes the workers of the client under test.
 pub struct Blaster {
     addr: SocketAddr,
-    accept: JoinHandle<()>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
     /// Chunk frames sent by every connection so far.
     sent: Arc<AtomicU64>,
 }
@@ -29,17 +30,40 @@ pub struct Blaster {
 impl Blaster {
     /// Listens on `listen` (port 0 for any) and streams `frames` chunks a request.
     pub async fn start(listen: SocketAddr, frames: u64) -> std::io::Result<Blaster> {
-        let listener = TcpListener::bind(listen).await?;
-        let addr = listener.local_addr()?;
+        let std_listener = std::net::TcpListener::bind(listen)?;
+        std_listener.set_nonblocking(true)?;
+        let addr = std_listener.local_addr()?;
         let sent = Arc::new(AtomicU64::new(0));
         let counter = sent.clone();
-        let accept = tokio::spawn(async move {
-            while let Ok((tcp, _)) = listener.accept().await {
-                let _ = tcp.set_nodelay(true);
-                tokio::spawn(serve(tcp, frames, counter.clone()));
-            }
-        });
-        Ok(Blaster { addr, accept, sent })
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("blaster".into())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    let Ok(listener) = TcpListener::from_std(std_listener) else {
+                        return;
+                    };
+                    let accept = async {
+                        while let Ok((tcp, _)) = listener.accept().await {
+                            let _ = tcp.set_nodelay(true);
+                            tokio::spawn(serve(tcp, frames, counter.clone()));
+                        }
+                    };
+                    tokio::select! {
+                        _ = accept => {}
+                        _ = stopped => {}
+                    }
+                });
+            })?;
+        Ok(Blaster {
+            addr,
+            stop: Some(stop),
+            thread: Some(thread),
+            sent,
+        })
     }
 
     /// The relay/v1 URL to connect to.
@@ -52,9 +76,24 @@ impl Blaster {
         self.sent.load(Ordering::Relaxed)
     }
 
-    /// Stops accepting (connections under way end with their clients).
-    pub fn stop(self) {
-        self.accept.abort();
+    /// Stops the server and its connections.
+    pub fn stop(mut self) {
+        self.shut_down();
+    }
+
+    fn shut_down(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for Blaster {
+    fn drop(&mut self) {
+        self.shut_down();
     }
 }
 
