@@ -133,7 +133,8 @@ impl Core {
             spec,
             clock,
             events,
-            outbox: Vec::with_capacity(16),
+            // Grows with the first batch and keeps its size; an idle session holds none.
+            outbox: Vec::new(),
             commands,
             rng,
             state: None,
