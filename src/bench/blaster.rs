@@ -3,8 +3,9 @@
 //! `done`; answers `ping` with `pong`. Both ingest clients read from it, one after the other.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -17,6 +18,17 @@ pub const CHUNK_FRAME: &str = r#"{"type":"chunk","content":" token"}"#;
 /// Frames fed between two flushes (and two looks at the client).
 const FRAMES_PER_FLUSH: u64 = 256;
 
+/// What the blaster answers a `chat.completion` with.
+#[derive(Clone, Copy, Debug)]
+pub enum Answer {
+    /// This many chunk frames, as fast as it can, then `done`.
+    Blast { frames: u64 },
+    /// The first of `frames` chunks after `delay` from the request (the time to first token
+    /// it injects), then the rest and `done` at once; each delay as it was (from the request
+    /// read to the first chunk written) is kept for `Blaster::delays`.
+    Delay { delay: Duration, frames: u64 },
+}
+
 /// A running blaster, on a thread and runtime of its own (as a server in another process
 /// would be), so that it never takes the workers of the client under test.
 pub struct Blaster {
@@ -25,16 +37,25 @@ pub struct Blaster {
     thread: Option<std::thread::JoinHandle<()>>,
     /// Chunk frames sent by every connection so far.
     sent: Arc<AtomicU64>,
+    /// `Answer::Delay`: every delay injected, in microseconds, as measured here.
+    delays: Arc<Mutex<Vec<u64>>>,
 }
 
 impl Blaster {
     /// Listens on `listen` (port 0 for any) and streams `frames` chunks a request.
     pub async fn start(listen: SocketAddr, frames: u64) -> std::io::Result<Blaster> {
+        Self::start_answering(listen, Answer::Blast { frames }).await
+    }
+
+    /// Listens on `listen` (port 0 for any) and answers every request with `answer`.
+    pub async fn start_answering(listen: SocketAddr, answer: Answer) -> std::io::Result<Blaster> {
         let std_listener = std::net::TcpListener::bind(listen)?;
         std_listener.set_nonblocking(true)?;
         let addr = std_listener.local_addr()?;
         let sent = Arc::new(AtomicU64::new(0));
         let counter = sent.clone();
+        let delays = Arc::new(Mutex::new(Vec::new()));
+        let injected = delays.clone();
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
@@ -49,7 +70,7 @@ impl Blaster {
                     let accept = async {
                         while let Ok((tcp, _)) = listener.accept().await {
                             let _ = tcp.set_nodelay(true);
-                            tokio::spawn(serve(tcp, frames, counter.clone()));
+                            tokio::spawn(serve(tcp, answer, counter.clone(), injected.clone()));
                         }
                     };
                     tokio::select! {
@@ -63,6 +84,7 @@ impl Blaster {
             stop: Some(stop),
             thread: Some(thread),
             sent,
+            delays,
         })
     }
 
@@ -74,6 +96,14 @@ impl Blaster {
     /// Chunk frames sent so far, by every connection.
     pub fn sent(&self) -> u64 {
         self.sent.load(Ordering::Relaxed)
+    }
+
+    /// `Answer::Delay`: the delays injected so far, in microseconds, as measured here.
+    pub fn delays(&self) -> Vec<u64> {
+        self.delays
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// Stops the server and its connections.
@@ -98,7 +128,7 @@ impl Drop for Blaster {
 }
 
 /// Serves one connection until the client closes it.
-async fn serve(tcp: TcpStream, frames: u64, sent: Arc<AtomicU64>) {
+async fn serve(tcp: TcpStream, answer: Answer, sent: Arc<AtomicU64>, delays: Arc<Mutex<Vec<u64>>>) {
     let Ok(mut ws) = tokio_tungstenite::accept_async(tcp).await else {
         return;
     };
@@ -107,7 +137,12 @@ async fn serve(tcp: TcpStream, frames: u64, sent: Arc<AtomicU64>) {
             continue;
         };
         let flow = if text.contains(r#""chat.completion""#) {
-            stream(&mut ws, frames, &sent).await
+            match answer {
+                Answer::Blast { frames } => stream(&mut ws, frames, &sent).await,
+                Answer::Delay { delay, frames } => {
+                    delayed(&mut ws, Instant::now(), delay, frames, &delays).await
+                }
+            }
         } else if text.contains(r#""ping""#) {
             ws.send(Message::text(r#"{"type":"pong"}"#)).await.is_ok()
         } else {
@@ -117,6 +152,34 @@ async fn serve(tcp: TcpStream, frames: u64, sent: Arc<AtomicU64>) {
             break;
         }
     }
+}
+
+/// Answers one request read at `received`: the first chunk after `delay`, then the rest.
+async fn delayed(
+    ws: &mut WebSocketStream<TcpStream>,
+    received: Instant,
+    delay: Duration,
+    frames: u64,
+    delays: &Mutex<Vec<u64>>,
+) -> bool {
+    tokio::time::sleep_until((received + delay).into()).await;
+    let injected = received.elapsed();
+    if ws.send(Message::text(CHUNK_FRAME)).await.is_err() {
+        return false;
+    }
+    delays
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .push(u64::try_from(injected.as_micros()).unwrap_or(u64::MAX));
+    for _ in 1..frames {
+        if ws.feed(Message::text(CHUNK_FRAME)).await.is_err() {
+            return false;
+        }
+    }
+    let done = format!(
+        r#"{{"type":"done","usage":{{"prompt_tokens":1,"completion_tokens":{frames}}},"finish_reason":"stop"}}"#
+    );
+    ws.send(Message::text(done)).await.is_ok()
 }
 
 /// Streams one response; false when the client went away or closed meanwhile.
