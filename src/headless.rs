@@ -153,6 +153,11 @@ pub async fn run(
                     if options.format == OutputFormat::Ndjson && events.is_empty() {
                         out.flush()?;
                     }
+                    if received < EVENT_BATCH {
+                        // Let the sessions add to the queue before looking at it again, rather
+                        // than park this worker at once and be woken by the next event.
+                        tokio::task::yield_now().await;
+                    }
                 }
                 _ = tokio::time::sleep_until(deadline) => {
                     break format!("duration {} elapsed", humantime::format_duration(options.duration.unwrap_or_default()));

@@ -318,9 +318,16 @@ async fn run_headless(
         requests: args.requests,
         format,
     };
-    let mut stdout = std::io::BufWriter::new(std::io::stdout());
-    let result = headless::run(&world, &options, &mut stdout).await;
-    drop(stdout);
+    // On a worker of the runtime, not on the thread blocking on `main`'s future: the run
+    // folds every session's events, and a worker wakes it without waking another thread
+    // (docs/PERFORMANCE.md, ingest).
+    let (world, result) = tokio::spawn(async move {
+        let mut stdout = std::io::BufWriter::new(std::io::stdout());
+        let result = headless::run(&world, &options, &mut stdout).await;
+        drop(stdout);
+        (world, result)
+    })
+    .await?;
     if let Some(dir) = world.recording_dir() {
         // stderr: stdout stays the summary alone.
         eprintln!("relaytop: recorded to {}", dir.display());

@@ -30,9 +30,9 @@ pub struct BareRun {
 }
 
 /// Connects to `url`, asks for one response and reads it to its `done`.
-pub async fn run(url: &str) -> anyhow::Result<BareRun> {
+pub async fn run(url: String) -> anyhow::Result<BareRun> {
     let started = Instant::now();
-    let (mut ws, _) = tokio_tungstenite::connect_async(url).await?;
+    let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str()).await?;
     ws.send(Message::text(REQUEST)).await?;
     let (mut chunks, mut chars) = (0u64, 0u64);
     while let Some(message) = ws.next().await {

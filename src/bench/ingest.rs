@@ -5,7 +5,7 @@
 
 use std::io::Write;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -96,7 +96,11 @@ pub async fn run(
     let rate = |elapsed: Duration| args.frames as f64 / elapsed.as_secs_f64();
     let result = async {
         for run in 1..=args.runs {
-            let b = bare::run(&url).await.context("the bare client failed")?;
+            // Each client runs as a task on the runtime's workers, as relaytop's own tasks do
+            // (not on the thread that blocks on the command's future).
+            let b = tokio::spawn(bare::run(url.clone()))
+                .await?
+                .context("the bare client failed")?;
             anyhow::ensure!(
                 b.chunks == args.frames,
                 "the bare client read {} chunks, not {}",
@@ -107,11 +111,13 @@ pub async fn run(
             let on = if options.no_record {
                 None
             } else {
-                let elapsed = relaytop_once(&url, args.frames, Some(&root)).await?;
+                let elapsed =
+                    tokio::spawn(relaytop_once(url.clone(), args.frames, Some(root.clone())))
+                        .await??;
                 on_rates.push(rate(elapsed));
                 Some(elapsed)
             };
-            let off = relaytop_once(&url, args.frames, None).await?;
+            let off = tokio::spawn(relaytop_once(url.clone(), args.frames, None)).await??;
             off_rates.push(rate(off));
             writeln!(
                 out,
@@ -170,9 +176,13 @@ pub async fn run(
 
 /// One headless relaytop run of one response of `frames` chunks from `url`, recorded under
 /// `record` when given: the whole run, from loading the world to the printed report.
-async fn relaytop_once(url: &str, frames: u64, record: Option<&Path>) -> anyhow::Result<Duration> {
+async fn relaytop_once(
+    url: String,
+    frames: u64,
+    record: Option<PathBuf>,
+) -> anyhow::Result<Duration> {
     let started = Instant::now();
-    let config = crate::config::file::parse(&config_text(url, frames), "bench ingest", &|var| {
+    let config = crate::config::file::parse(&config_text(&url, frames), "bench ingest", &|var| {
         Err(crate::config::secret::SecretError::NotSet { var: var.into() })
     })?;
     let mut world = World::start(config).await?;
