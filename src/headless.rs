@@ -18,6 +18,9 @@ use crate::session::{EventKind, RunClock, SessionEvent, SessionState};
 use crate::supervisor::Supervisor;
 use crate::world::World;
 
+/// Events taken from the stream at once, at most.
+const EVENT_BATCH: usize = 4_096;
+
 /// How the summary is printed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum OutputFormat {
@@ -104,33 +107,56 @@ pub async fn run(
         Ok(())
     };
 
+    // Events are taken in batches (as the dashboard does): one wake-up of this loop and one
+    // poll of its timers per batch, not per event, which is what a fast stream needs.
+    let mut batch = Vec::with_capacity(EVENT_BATCH);
     let ended_by = if total_sessions == 0 {
         "no sessions configured".to_owned()
     } else {
-        loop {
+        'run: loop {
             tokio::select! {
-                event = events.recv() => {
-                    let Some(event) = event else { break "all sessions ended".to_owned() };
-                    handle_event(&event, &mut metrics, out)?;
+                received = events.recv_many(&mut batch, EVENT_BATCH) => {
+                    if received == 0 {
+                        break "all sessions ended".to_owned();
+                    }
+                    let mut stop = None;
+                    let mut folded = 0;
+                    for event in &batch {
+                        folded += 1;
+                        handle_event(event, &mut metrics, out)?;
+                        match &event.kind {
+                            EventKind::Done { .. } => completed += 1,
+                            EventKind::State(SessionState::Stopped { .. } | SessionState::Closed) => {
+                                let slot = &mut ended[event.session as usize];
+                                if !*slot {
+                                    *slot = true;
+                                    ended_count += 1;
+                                }
+                            }
+                            _ => {}
+                        }
+                        if options.requests.is_some_and(|n| completed >= n) {
+                            stop = Some(format!("{completed} responses completed"));
+                            break;
+                        }
+                        if ended_count == total_sessions {
+                            stop = Some("every session ended".to_owned());
+                            break;
+                        }
+                    }
+                    // The rest of the batch is folded after the run (below), as the events
+                    // still queued are.
+                    batch.drain(..folded);
+                    if let Some(stop) = stop {
+                        break 'run stop;
+                    }
                     if options.format == OutputFormat::Ndjson && events.is_empty() {
                         out.flush()?;
                     }
-                    match &event.kind {
-                        EventKind::Done { .. } => completed += 1,
-                        EventKind::State(SessionState::Stopped { .. } | SessionState::Closed) => {
-                            let slot = &mut ended[event.session as usize];
-                            if !*slot {
-                                *slot = true;
-                                ended_count += 1;
-                            }
-                        }
-                        _ => {}
-                    }
-                    if options.requests.is_some_and(|n| completed >= n) {
-                        break format!("{completed} responses completed");
-                    }
-                    if ended_count == total_sessions {
-                        break "every session ended".to_owned();
+                    if received < EVENT_BATCH {
+                        // Let the sessions add to the queue before looking at it again, rather
+                        // than park this worker at once and be woken by the next event.
+                        tokio::task::yield_now().await;
                     }
                 }
                 _ = tokio::time::sleep_until(deadline) => {
@@ -141,6 +167,10 @@ pub async fn run(
             }
         }
     };
+    // What was taken with the last batch but not folded yet still happened during the run.
+    for event in batch.drain(..) {
+        handle_event(&event, &mut metrics, out)?;
+    }
 
     let duration = clock.now();
     if let Some(canary) = &canary {

@@ -165,10 +165,13 @@ fn dashboard(tmp: &Path, config: &Path) -> Written {
 /// `relaytop chat` in a pseudo-terminal: a question sent, its reply streamed, the pane left.
 fn chat(tmp: &Path, config: &Path) -> Written {
     let mut command = relaytop(tmp);
-    command
-        .arg("--config")
-        .arg(config)
-        .args(["chat", "--provider", "relay", "--system", "Be brief."]);
+    command.arg("--config").arg(config).args([
+        "chat",
+        "--provider",
+        "relay",
+        "--system",
+        "Be brief.",
+    ]);
     let mut child = pty::PtyChild::spawn(command, 100, 30);
     assert!(
         child.wait_for(b"chat", Duration::from_secs(30)),

@@ -24,6 +24,9 @@ use crate::session::tap::{Direction, Wire};
 use crate::session::workload::{AudioJob, Outgoing, WorkloadState};
 use crate::session::{ErrorKind, EventKind, SessionEvent, SessionSpec, SessionState, Workload};
 
+/// Events a flush hands over per reservation of room in the event queue, at most.
+const FLUSH_BATCH: usize = 1_024;
+
 /// How a connection (or an attempt at one) ended.
 #[derive(Debug)]
 pub(crate) enum End {
@@ -133,7 +136,8 @@ impl Core {
             spec,
             clock,
             events,
-            outbox: Vec::with_capacity(16),
+            // Grows with the first batch and keeps its size; an idle session holds none.
+            outbox: Vec::new(),
             commands,
             rng,
             state: None,
@@ -277,12 +281,26 @@ impl Core {
     /// Sends what the outbox holds. A consumer that went away ends the session.
     pub async fn flush(&mut self) {
         let mut outbox = std::mem::take(&mut self.outbox);
-        for event in outbox.drain(..) {
-            if self.events.send(event).await.is_err() {
+        // Room for a whole batch is taken at once (one wait, one semaphore operation), then
+        // the events go in one after the other without a wait between them.
+        let mut events = outbox.drain(..);
+        'batches: while events.len() > 0 {
+            let room = events
+                .len()
+                .min(FLUSH_BATCH)
+                .min(self.events.max_capacity());
+            let Ok(permits) = self.events.reserve_many(room).await else {
                 self.orphaned = true;
                 break;
+            };
+            for permit in permits {
+                let Some(event) = events.next() else {
+                    break 'batches;
+                };
+                permit.send(event);
             }
         }
+        drop(events);
         outbox.clear();
         // Keep the allocation for the next batch.
         self.outbox = outbox;

@@ -101,7 +101,11 @@ impl RelayV1Transport {
             timeout: core.spec.timing.handshake_timeout,
             resolver: resolver.as_ref().map(|r| &r.0),
         };
-        let Some(connected) = core.wait_offline(connect::connect(&request)).await else {
+        // Boxed: the connect (TCP, TLS, upgrade) is most of a session's state machine while it
+        // runs, and kept inline it would be part of every session's task for its whole life
+        // (measured with `relaytop bench scale`: docs/PERFORMANCE.md).
+        let connecting = Box::pin(connect::connect(&request));
+        let Some(connected) = core.wait_offline(connecting).await else {
             return Err(End::Closed);
         };
         let now = core.clock.now();

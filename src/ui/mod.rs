@@ -8,8 +8,8 @@
 //! `App` and never awaits. The engine knows nothing of this module.
 
 pub mod app;
-pub mod chat;
 pub mod asciicast;
+pub mod chat;
 pub mod format;
 pub mod keys;
 pub mod log;

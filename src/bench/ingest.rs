@@ -1,0 +1,239 @@
+//! `relaytop bench ingest`: one session reading one huge response from the blaster through
+//! the whole engine (the headless run: parse, events, metrics, cost, report, recording), and
+//! the bare client reading the same response from the same server, alternately, several
+//! times; prints frames/s medians and relaytop's ratio to the bare client.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+
+use crate::bench::blaster::Blaster;
+use crate::bench::{BenchOptions, bare, grouped, median};
+use crate::headless::{self, HeadlessOptions, OutputFormat};
+use crate::record::RecordOptions;
+use crate::world::World;
+
+/// `relaytop bench ingest` (global `--no-record` leaves out the runs with recording on).
+#[derive(clap::Args, Debug, Clone)]
+pub struct IngestArgs {
+    /// Chunk frames in the one response each client reads.
+    #[arg(long, value_name = "N", default_value_t = 1_000_000)]
+    pub frames: u64,
+    /// Runs of each client (medians are reported).
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    pub runs: usize,
+    /// Only serve the blaster at ADDR until Ctrl-C (for `relaytop headless` or another
+    /// client run from a shell, e.g. under hyperfine); prints a configuration for it.
+    #[arg(long, value_name = "ADDR")]
+    pub serve: Option<SocketAddr>,
+}
+
+/// The medians of one ingest bench, in frames per second.
+#[derive(Clone, Debug)]
+pub struct IngestResult {
+    pub frames: u64,
+    pub bare: f64,
+    pub recording: Option<f64>,
+    pub no_recording: f64,
+}
+
+impl IngestResult {
+    /// relaytop (recording on, else off) over the bare client.
+    pub fn ratio(&self) -> f64 {
+        self.recording.unwrap_or(self.no_recording) / self.bare
+    }
+}
+
+/// A relaytop configuration of one probe session on `url` asking for `frames` tokens.
+pub fn config_text(url: &str, frames: u64) -> String {
+    format!(
+        r#"# One session reading one huge response: `relaytop headless --requests 1 -c THIS`.
+[[providers]]
+name = "blaster"
+url = "{url}"
+model = "bench"
+
+[[sessions]]
+name = "ingest"
+provider = "blaster"
+interval_s = 0.001
+max_tokens = {frames}
+"#
+    )
+}
+
+/// Runs the ingest bench and prints its table.
+pub async fn run(
+    args: &IngestArgs,
+    options: &BenchOptions,
+    out: &mut (dyn Write + Send),
+) -> anyhow::Result<IngestResult> {
+    anyhow::ensure!(
+        args.frames > 0 && args.runs > 0,
+        "--frames and --runs must be > 0"
+    );
+    let blaster = Blaster::start(([127, 0, 0, 1], 0).into(), args.frames)
+        .await
+        .context("cannot start the blaster on 127.0.0.1")?;
+    let url = blaster.url();
+    let (root, temporary) = match &options.record_dir {
+        Some(dir) => (dir.clone(), false),
+        None => (
+            std::env::temp_dir().join(format!("relaytop-bench-{}", std::process::id())),
+            true,
+        ),
+    };
+    writeln!(
+        out,
+        "ingest: one response of {} chunk frames from {url}, {} runs of each client",
+        grouped(args.frames as f64),
+        args.runs
+    )?;
+    let (mut bare_rates, mut on_rates, mut off_rates) = (Vec::new(), Vec::new(), Vec::new());
+    let rate = |elapsed: Duration| args.frames as f64 / elapsed.as_secs_f64();
+    let result = async {
+        for run in 1..=args.runs {
+            // Each client runs as a task on the runtime's workers, as relaytop's own tasks do
+            // (not on the thread that blocks on the command's future).
+            let b = tokio::spawn(bare::run(url.clone()))
+                .await?
+                .context("the bare client failed")?;
+            anyhow::ensure!(
+                b.chunks == args.frames,
+                "the bare client read {} chunks, not {}",
+                b.chunks,
+                args.frames
+            );
+            bare_rates.push(rate(b.elapsed));
+            let on = if options.no_record {
+                None
+            } else {
+                let elapsed =
+                    tokio::spawn(relaytop_once(url.clone(), args.frames, Some(root.clone())))
+                        .await??;
+                on_rates.push(rate(elapsed));
+                Some(elapsed)
+            };
+            let off = tokio::spawn(relaytop_once(url.clone(), args.frames, None)).await??;
+            off_rates.push(rate(off));
+            writeln!(
+                out,
+                "  run {run}: bare {:.0} ms, relaytop recording {}, not recording {:.0} ms",
+                b.elapsed.as_secs_f64() * 1e3,
+                on.map_or("off".to_owned(), |d| format!(
+                    "{:.0} ms",
+                    d.as_secs_f64() * 1e3
+                )),
+                off.as_secs_f64() * 1e3
+            )?;
+        }
+        anyhow::Ok(())
+    }
+    .await;
+    blaster.stop();
+    if temporary {
+        let _ = std::fs::remove_dir_all(&root);
+    }
+    result?;
+    let result = IngestResult {
+        frames: args.frames,
+        bare: median(&bare_rates),
+        recording: (!on_rates.is_empty()).then(|| median(&on_rates)),
+        no_recording: median(&off_rates),
+    };
+    writeln!(
+        out,
+        "client                              frames/s   ratio to bare"
+    )?;
+    let mut row = |name: &str, rate: f64| {
+        writeln!(
+            out,
+            "{name:<32} {:>12}   {:.2}",
+            grouped(rate),
+            rate / result.bare
+        )
+    };
+    row("bare tokio-tungstenite+serde_json", result.bare)?;
+    if let Some(on) = result.recording {
+        row("relaytop, recording on", on)?;
+    }
+    row("relaytop, recording off", result.no_recording)?;
+    writeln!(
+        out,
+        "target: relaytop (recording on) >= 0.50 x bare: {:.2} ({})",
+        result.ratio(),
+        if result.ratio() >= 0.5 {
+            "met"
+        } else {
+            "MISSED"
+        }
+    )?;
+    Ok(result)
+}
+
+/// One headless relaytop run of one response of `frames` chunks from `url`, recorded under
+/// `record` when given: the whole run, from loading the world to the printed report.
+async fn relaytop_once(
+    url: String,
+    frames: u64,
+    record: Option<PathBuf>,
+) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    let config = crate::config::file::parse(&config_text(&url, frames), "bench ingest", &|var| {
+        Err(crate::config::secret::SecretError::NotSet { var: var.into() })
+    })?;
+    let mut world = World::start(config).await?;
+    world.recording = record.map(RecordOptions::new);
+    let options = HeadlessOptions {
+        duration: Some(Duration::from_secs(600)),
+        requests: Some(1),
+        format: OutputFormat::Json,
+    };
+    let report = headless::run(&world, &options, &mut std::io::sink()).await?;
+    let elapsed = started.elapsed();
+    let recorded: Option<PathBuf> = world.recording_dir();
+    world.stop().await;
+    if let Some(dir) = recorded {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    let figures = &report.totals.figures;
+    anyhow::ensure!(
+        figures.completed >= 1 && figures.tokens_out >= frames,
+        "relaytop did not complete the response ({} completed, {} tokens; ended by {})",
+        figures.completed,
+        figures.tokens_out,
+        report.run.ended_by
+    );
+    Ok(elapsed)
+}
+
+/// `--serve`: the blaster alone, until Ctrl-C.
+pub async fn serve(
+    listen: SocketAddr,
+    frames: u64,
+    out: &mut (dyn Write + Send),
+) -> anyhow::Result<()> {
+    let blaster = Blaster::start(listen, frames)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    writeln!(
+        out,
+        "blaster: {} chunk frames per request at {}; Ctrl-C stops it.\n\
+         A configuration for `relaytop headless --requests 1 --no-record -c FILE`:\n\n{}",
+        grouped(frames as f64),
+        blaster.url(),
+        config_text(&blaster.url(), frames)
+    )?;
+    out.flush()?;
+    tokio::signal::ctrl_c().await?;
+    writeln!(
+        out,
+        "blaster: {} chunk frames sent",
+        grouped(blaster.sent() as f64)
+    )?;
+    blaster.stop();
+    Ok(())
+}

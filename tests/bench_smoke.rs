@@ -1,0 +1,42 @@
+//! `relaytop bench ingest` runs end to end on a small response and prints its table; no
+//! timing is asserted (benchmarks are not timed tests).
+
+use relaytop::bench::BenchOptions;
+use relaytop::bench::ingest::{self, IngestArgs};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingest_runs_and_reports_every_client() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let args = IngestArgs {
+        frames: 10_000,
+        runs: 1,
+        serve: None,
+    };
+    let options = BenchOptions {
+        no_record: false,
+        record_dir: Some(dir.path().to_owned()),
+    };
+    let mut out = Vec::new();
+    let result = ingest::run(&args, &options, &mut out)
+        .await
+        .expect("the bench runs");
+    let text = String::from_utf8(out).expect("text");
+    for line in [
+        "bare tokio-tungstenite+serde_json",
+        "relaytop, recording on",
+        "relaytop, recording off",
+        "target: relaytop (recording on) >= 0.50 x bare",
+    ] {
+        assert!(text.contains(line), "no `{line}` in:\n{text}");
+    }
+    assert_eq!(result.frames, 10_000);
+    assert!(result.bare > 0.0 && result.no_recording > 0.0);
+    assert!(result.recording.is_some_and(|r| r > 0.0));
+    // Every run's recording is removed after it: the bench leaves nothing behind.
+    assert_eq!(
+        std::fs::read_dir(dir.path())
+            .map(|d| d.count())
+            .unwrap_or(0),
+        0
+    );
+}
