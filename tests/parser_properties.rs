@@ -1,5 +1,5 @@
 //! A short proptest run of the properties the cargo-fuzz targets check at length (fuzz/,
-//! docs/RELIABILITY-2.md): the relay/v1, SSE and Realtime parsers, the recording reader and
+//! docs/RELIABILITY.md): the relay/v1, SSE and Realtime parsers, the recording reader and
 //! both configuration parsers, on arbitrary bytes and on inputs shaped like the real thing.
 //! Also the regression cases the fuzzers found.
 

@@ -6,7 +6,7 @@
 //!
 //! Memory is two figures: the resident size, read after `malloc_trim` gives the allocator's
 //! free pages back (without it glibc keeps freed pages, and the resident size creeps up by a
-//! few hundred KiB a minute while the heap in use stays flat: heaptrack, docs/RELIABILITY-2.md),
+//! few hundred KiB a minute while the heap in use stays flat: heaptrack, docs/RELIABILITY.md),
 //! and the heap in use from glibc's own counters. Both must stay flat.
 
 use std::io::Write;
