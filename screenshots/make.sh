@@ -25,11 +25,16 @@ trap cleanup EXIT
 cargo build --release --quiet
 
 # shoot NAME COLS ROWS SECONDS BG "KEY KEY ..." [relaytop arguments...]
-#   runs relaytop for SECONDS, sends the keys (tmux key names), captures and renders.
+#   runs relaytop for SECONDS, sends the keys (tmux key names; `text:Some_words` types the
+#   words, `wait:N` waits N seconds), captures and renders.
+#   ONLY=name1,name2 makes only those shots.
 shoot() {
     local name=$1 cols=$2 rows=$3 seconds=$4 bg=$5 keys=$6
     shift 6
     local session="shot-$name"
+    if [[ -n ${ONLY:-} && ",$ONLY," != *",$name,"* ]]; then
+        return 0
+    fi
     tmux -L "$SOCKET" new-session -d -s "$session" -x "$cols" -y "$rows" \
         -e COLORTERM=truecolor "$BIN --log-dir $TMP/logs $*"
     sleep "$seconds"
@@ -38,7 +43,15 @@ shoot() {
         exit 1
     fi
     for key in $keys; do
-        tmux -L "$SOCKET" send-keys -t "$session" "$key"
+        if [[ $key == text:* ]]; then
+            # Typed text, `_` for a space: text:Why_do_streams_die?
+            local text=${key#text:}
+            tmux -L "$SOCKET" send-keys -t "$session" -l "${text//_/ }"
+        elif [[ $key == wait:* ]]; then
+            sleep "${key#wait:}"
+        else
+            tmux -L "$SOCKET" send-keys -t "$session" "$key"
+        fi
         sleep 0.4
     done
     sleep 1.2
@@ -79,3 +92,13 @@ tmux -L "$SOCKET" new-session -d -s overloaded-relay \
     "$BIN --log-dir $TMP/logs sim --listen 127.0.0.1:18765 --profile $OUT/overloaded-relay.toml"
 sleep 1
 shoot backoff 200 50 22 "$DARK_BG" "/ s t a g i n g Enter" --config "$OUT/backoff-world.toml"
+
+# A chat pane: a question typed, its reply streamed with its latency and cost under it.
+shoot chat 120 36 3 "$DARK_BG" "text:Why_do_streams_die_after_60_seconds_without_heartbeats? Enter wait:5" chat
+# The canary of the users' YAML on simulated relays, 120 times faster: its pane and rules.
+shoot canary 200 50 25 "$DARK_BG" "" --config tests/data/canary_deployment_config.yaml --simulate --time-scale 120
+# A recorded run replayed on the dashboard: paused, 10 s in, with the timeline and its markers.
+if [[ -z ${ONLY:-} || ",$ONLY," == *",replay,"* ]]; then
+    "$BIN" --log-dir "$TMP/logs" --record-dir "$TMP/rec" headless --duration 20s --format json >/dev/null
+    shoot replay 200 50 3 "$DARK_BG" "space Right" replay "$(ls -d "$TMP"/rec/*/ | head -1)"
+fi

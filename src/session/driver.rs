@@ -389,20 +389,13 @@ impl Core {
         match command {
             None | Some(SessionCommand::Close) => Offline::Close,
             Some(SessionCommand::ReconnectNow) => Offline::ReconnectNow,
-            Some(
-                command @ (SessionCommand::Chat { .. }
-                | SessionCommand::Send { .. }
-                | SessionCommand::SendMessages { .. }
-                | SessionCommand::Transcribe { .. }
-                | SessionCommand::SetModel { .. }
-                | SessionCommand::SetSystem { .. }
-                | SessionCommand::ClearHistory
-                | SessionCommand::Retry),
-            ) => {
+            Some(SessionCommand::Cancel) => Offline::Nothing,
+            // Chat turns, requests, transcriptions and history changes: the core queues them
+            // (and says when it cannot).
+            Some(command) => {
                 self.queue(now, command);
                 Offline::Nothing
             }
-            Some(SessionCommand::Cancel) => Offline::Nothing,
         }
     }
 

@@ -897,19 +897,6 @@ impl RealtimeTransport {
                     .await;
                 Some(End::Reconnect)
             }
-            Some(
-                command @ (SessionCommand::Chat { .. }
-                | SessionCommand::Send { .. }
-                | SessionCommand::SendMessages { .. }
-                | SessionCommand::Transcribe { .. }
-                | SessionCommand::SetModel { .. }
-                | SessionCommand::SetSystem { .. }
-                | SessionCommand::ClearHistory
-                | SessionCommand::Retry),
-            ) => {
-                core.queue(now, command);
-                None
-            }
             Some(SessionCommand::Cancel) => {
                 if self.decoder.in_flight().is_some() {
                     let cancel = ClientEvent::ResponseCancel { response_id: None };
@@ -917,6 +904,12 @@ impl RealtimeTransport {
                         return Some(self.on_socket_error(core, &error));
                     }
                 }
+                None
+            }
+            // Chat turns, requests, transcriptions and history changes: the core queues them
+            // (and says when it cannot).
+            Some(command) => {
+                core.queue(now, command);
                 None
             }
         }

@@ -619,19 +619,6 @@ impl SseTransport {
                 self.close_requested(core, "reconnect asked by user", true);
                 DuringRequest::End(End::Reconnect)
             }
-            Some(
-                command @ (SessionCommand::Chat { .. }
-                | SessionCommand::Send { .. }
-                | SessionCommand::SendMessages { .. }
-                | SessionCommand::Transcribe { .. }
-                | SessionCommand::SetModel { .. }
-                | SessionCommand::SetSystem { .. }
-                | SessionCommand::ClearHistory
-                | SessionCommand::Retry),
-            ) => {
-                core.queue(now, command);
-                DuringRequest::Continue
-            }
             Some(SessionCommand::Cancel) => {
                 if self.decoder.in_flight().is_none() {
                     return DuringRequest::Continue;
@@ -644,6 +631,12 @@ impl SseTransport {
                 core.workload.on_done();
                 core.set_state(now, SessionState::Open);
                 DuringRequest::Cancelled
+            }
+            // Chat turns, requests, transcriptions and history changes: the core queues them
+            // (and says when it cannot).
+            Some(command) => {
+                core.queue(now, command);
+                DuringRequest::Continue
             }
         }
     }

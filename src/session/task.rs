@@ -585,19 +585,6 @@ impl RelayV1Transport {
                     .await;
                 Some(End::Reconnect)
             }
-            Some(
-                command @ (SessionCommand::Chat { .. }
-                | SessionCommand::Send { .. }
-                | SessionCommand::SendMessages { .. }
-                | SessionCommand::Transcribe { .. }
-                | SessionCommand::SetModel { .. }
-                | SessionCommand::SetSystem { .. }
-                | SessionCommand::ClearHistory
-                | SessionCommand::Retry),
-            ) => {
-                core.queue(now, command);
-                None
-            }
             Some(SessionCommand::Cancel) => {
                 if self.decoder.in_flight().is_some() {
                     let cancel = ClientFrame::Cancel { id: None }.to_text();
@@ -605,6 +592,12 @@ impl RelayV1Transport {
                         return Some(self.on_socket_error(core, &error, now));
                     }
                 }
+                None
+            }
+            // Chat turns, requests, transcriptions and history changes: the core queues them
+            // (and says when it cannot).
+            Some(command) => {
+                core.queue(now, command);
                 None
             }
         }

@@ -97,7 +97,7 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, view: &ReplayView) {
     let (state, role) = if view.at_end {
         ("■ end", Role::Closed)
     } else if view.paused {
-        ("⏸ paused", Role::Frozen)
+        ("‖ paused", Role::Frozen)
     } else {
         ("▶ playing", Role::Connected)
     };
