@@ -2,6 +2,9 @@
 //! (with and without rotation) replays to the same events and report, and a gzip file cut
 //! short (a `kill -9` between two quarter-second writes) replays its prefix and says so.
 
+#[path = "support/tapped.rs"]
+mod tapped;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -37,33 +40,7 @@ fn synthetic_session(tap: &TapHandle, recorder: &Recorder, requests: u64) {
         let body = format!(
             r#"{{"type":"chat.completion","model":"gpt-4.1","messages":[{{"role":"user","content":"question {r}"}}],"stream":true}}"#
         );
-        tap.0.wire(ms(t), Direction::ToRelay, Wire::Text(&body));
-        tap.0.event(
-            ms(t),
-            &EventKind::RequestSent {
-                request: r,
-                model: "gpt-4.1".into(),
-                prompt_tokens_estimate: 3,
-            },
-        );
-        tap.0.event(
-            ms(t),
-            &EventKind::State(SessionState::Streaming { request: r }),
-        );
-        for c in 0..5 {
-            tap.0.wire(
-                ms(t + 100 + r + c * 10),
-                Direction::FromRelay,
-                Wire::Text(r#"{"type":"chunk","content":"word "}"#),
-            );
-        }
-        tap.0.wire(
-            ms(t + 200),
-            Direction::FromRelay,
-            Wire::Text(r#"{"type":"done","usage":{"prompt_tokens":3,"completion_tokens":5}}"#),
-        );
-        tap.0
-            .event(ms(t + 200), &EventKind::State(SessionState::Open));
+        tapped::tap_request(tap, r, t, &body, "word ", 100 + r);
         if r % 10 == 0 {
             recorder.flush();
         }

@@ -8,6 +8,9 @@
 
 mod support;
 
+#[path = "support/tapped.rs"]
+mod tapped;
+
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -451,39 +454,14 @@ fn synthetic_session(
     tap.0.event(ms(3), &EventKind::State(SessionState::Open));
     for r in 1..=requests {
         let t = r * 1000;
-        tap.0.wire(
-            ms(t),
-            Direction::ToRelay,
-            Wire::Text(
-                r#"{"type":"chat.completion","model":"gpt-4.1","messages":[],"stream":true}"#,
-            ),
+        tapped::tap_request(
+            tap,
+            r,
+            t,
+            r#"{"type":"chat.completion","model":"gpt-4.1","messages":[],"stream":true}"#,
+            "word ",
+            100 + r,
         );
-        tap.0.event(
-            ms(t),
-            &EventKind::RequestSent {
-                request: r,
-                model: "gpt-4.1".into(),
-                prompt_tokens_estimate: 3,
-            },
-        );
-        tap.0.event(
-            ms(t),
-            &EventKind::State(SessionState::Streaming { request: r }),
-        );
-        for c in 0..5 {
-            tap.0.wire(
-                ms(t + 100 + r + c * 10),
-                Direction::FromRelay,
-                Wire::Text(r#"{"type":"chunk","content":"word "}"#),
-            );
-        }
-        tap.0.wire(
-            ms(t + 200),
-            Direction::FromRelay,
-            Wire::Text(r#"{"type":"done","usage":{"prompt_tokens":3,"completion_tokens":5}}"#),
-        );
-        tap.0
-            .event(ms(t + 200), &EventKind::State(SessionState::Open));
         if r % 10 == 0 {
             recorder.flush();
         }

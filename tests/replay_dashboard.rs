@@ -7,6 +7,9 @@
 //! recorder's taps, markers inserted in time order): two sessions over 30 s, one of which
 //! drops at 12 s and reconnects.
 
+#[path = "support/tapped.rs"]
+mod tapped;
+
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -93,39 +96,14 @@ fn session(tap: &TapHandle, every_ms: u64, drops: bool) {
             t = 13_500;
         }
         r += 1;
-        tap.0.wire(
-            ms(t),
-            Direction::ToRelay,
-            Wire::Text(
-                r#"{"type":"chat.completion","model":"gpt-4.1","messages":[],"stream":true}"#,
-            ),
+        tapped::tap_request(
+            tap,
+            r,
+            t,
+            r#"{"type":"chat.completion","model":"gpt-4.1","messages":[],"stream":true}"#,
+            "relay ",
+            100,
         );
-        tap.0.event(
-            ms(t),
-            &EventKind::RequestSent {
-                request: r,
-                model: "gpt-4.1".into(),
-                prompt_tokens_estimate: 3,
-            },
-        );
-        tap.0.event(
-            ms(t),
-            &EventKind::State(SessionState::Streaming { request: r }),
-        );
-        for c in 0..5 {
-            tap.0.wire(
-                ms(t + 100 + c * 10),
-                Direction::FromRelay,
-                Wire::Text(r#"{"type":"chunk","content":"relay "}"#),
-            );
-        }
-        tap.0.wire(
-            ms(t + 200),
-            Direction::FromRelay,
-            Wire::Text(r#"{"type":"done","usage":{"prompt_tokens":3,"completion_tokens":5}}"#),
-        );
-        tap.0
-            .event(ms(t + 200), &EventKind::State(SessionState::Open));
         t += every_ms;
     }
 }
