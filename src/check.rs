@@ -18,7 +18,6 @@ use std::time::{Duration, Instant, SystemTime};
 use futures_util::StreamExt as _;
 use serde::Serialize;
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
 
 use crate::config::secret::Secret;
 use crate::protocol::openai_realtime::{
@@ -1219,7 +1218,7 @@ async fn check_completion_and_heartbeat(
 ) -> bool {
     let heartbeat = (target.protocol != Protocol::OpenaiSse).then_some(Duration::from_millis(200));
     let spec = session_spec(options, target, key, heartbeat);
-    let (tx, mut rx) = mpsc::channel(1024);
+    let (tx, mut rx) = crate::session::stream::channel(1024);
     let handle = session::spawn(spec, RunClock::new(), tx);
     let started = Instant::now();
     let _ = handle
@@ -1384,7 +1383,7 @@ async fn check_idle(options: &CheckOptions, target: &Target, key: &Key, walk: &m
     }
     let started = Instant::now();
     let spec = session_spec(options, target, key, None);
-    let (tx, mut rx) = mpsc::channel(1024);
+    let (tx, mut rx) = crate::session::stream::channel(1024);
     let handle = session::spawn(spec, RunClock::new(), tx);
     let mut connected_at: Option<u64> = None;
     let deadline = tokio::time::Instant::now() + options.timeout + idle;

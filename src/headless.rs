@@ -18,9 +18,6 @@ use crate::session::{EventKind, RunClock, SessionEvent, SessionState};
 use crate::supervisor::Supervisor;
 use crate::world::World;
 
-/// Events taken from the stream at once, at most.
-const EVENT_BATCH: usize = 4_096;
-
 /// How the summary is printed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum OutputFormat {
@@ -109,16 +106,17 @@ pub async fn run(
 
     // Events are taken in batches (as the dashboard does): one wake-up of this loop and one
     // poll of its timers per batch, not per event, which is what a fast stream needs.
-    let mut batch = Vec::with_capacity(EVENT_BATCH);
+    // Taken whole, as the sessions handed them over; emptied batches go back to them.
+    let mut rest = Vec::new();
     let ended_by = if total_sessions == 0 {
         "no sessions configured".to_owned()
     } else {
         'run: loop {
             tokio::select! {
-                received = events.recv_many(&mut batch, EVENT_BATCH) => {
-                    if received == 0 {
+                received = events.recv_batch() => {
+                    let Some(mut batch) = received else {
                         break "all sessions ended".to_owned();
-                    }
+                    };
                     let mut stop = None;
                     let mut folded = 0;
                     for event in &batch {
@@ -146,16 +144,17 @@ pub async fn run(
                     }
                     // The rest of the batch is folded after the run (below), as the events
                     // still queued are.
-                    batch.drain(..folded);
+                    rest.extend(batch.drain(folded..));
+                    events.recycle(batch);
                     if let Some(stop) = stop {
                         break 'run stop;
                     }
                     if options.format == OutputFormat::Ndjson && events.is_empty() {
                         out.flush()?;
                     }
-                    if received < EVENT_BATCH {
+                    if events.is_empty() {
                         // Let the sessions add to the queue before looking at it again, rather
-                        // than park this worker at once and be woken by the next event.
+                        // than park this worker at once and be woken by the next batch.
                         tokio::task::yield_now().await;
                     }
                 }
@@ -168,7 +167,7 @@ pub async fn run(
         }
     };
     // What was taken with the last batch but not folded yet still happened during the run.
-    for event in batch.drain(..) {
+    for event in rest.drain(..) {
         handle_event(&event, &mut metrics, out)?;
     }
 

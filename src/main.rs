@@ -472,16 +472,14 @@ async fn run_headless(
         requests: args.requests,
         format,
     };
-    // On a worker of the runtime, not on the thread blocking on `main`'s future: the run
-    // folds every session's events, and a worker wakes it without waking another thread
-    // (docs/PERFORMANCE.md, ingest).
-    let (world, result) = tokio::spawn(async move {
-        let mut stdout = std::io::BufWriter::new(std::io::stdout());
-        let result = headless::run(&world, &options, &mut stdout).await;
-        drop(stdout);
-        (world, result)
-    })
-    .await?;
+    // On the thread blocking on `main`'s future, not on a worker: the sessions have the
+    // runtime's workers to themselves, and this run folds their events on a core of its own
+    // when there is one. (On a worker, tokio would run it on the very worker of the session
+    // that woke it, one after the other.) The event stream wakes it once a batch, not once
+    // an event, so a wake of another thread costs little (docs/PERFORMANCE.md, ingest).
+    let mut stdout = std::io::BufWriter::new(std::io::stdout());
+    let result = headless::run(&world, &options, &mut stdout).await;
+    drop(stdout);
     if let Some(dir) = world.recording_dir() {
         // stderr: stdout stays the summary alone.
         eprintln!("relaytop: recorded to {}", dir.display());

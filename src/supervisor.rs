@@ -9,8 +9,7 @@ use tokio::sync::mpsc;
 
 use crate::session::tap::TapHandle;
 use crate::session::{
-    self, RunClock, SessionCommand, SessionEvent, SessionHandle, SessionId, SessionInfo,
-    SessionSpec,
+    self, RunClock, SessionCommand, SessionHandle, SessionId, SessionInfo, SessionSpec,
 };
 
 /// Events waiting for the consumer before sessions wait for it.
@@ -19,7 +18,7 @@ pub const EVENT_QUEUE: usize = 16_384;
 /// The running sessions of one run.
 pub struct Supervisor {
     clock: RunClock,
-    events: mpsc::Sender<SessionEvent>,
+    events: crate::session::EventSender,
     sessions: Vec<SessionHandle>,
     infos: Vec<SessionInfo>,
     /// Each session's tap (the recorder), if it has one.
@@ -28,8 +27,8 @@ pub struct Supervisor {
 
 impl Supervisor {
     /// A supervisor with no sessions, and the receiving end of its event stream.
-    pub fn new(clock: RunClock) -> (Self, mpsc::Receiver<SessionEvent>) {
-        let (tx, rx) = mpsc::channel(EVENT_QUEUE);
+    pub fn new(clock: RunClock) -> (Self, crate::session::EventReceiver) {
+        let (tx, rx) = session::stream::channel(EVENT_QUEUE);
         (
             Self {
                 clock,
@@ -85,7 +84,7 @@ impl Supervisor {
     /// A sender on the run's event stream, for reports that belong to no session's socket
     /// (the canary's markers; they go to the session's `tap` too). Dropping it matters: the
     /// stream ends when every sender is gone.
-    pub fn event_sender(&self) -> mpsc::Sender<SessionEvent> {
+    pub fn event_sender(&self) -> crate::session::EventSender {
         self.events.clone()
     }
 

@@ -6,8 +6,6 @@ use std::io::Cursor;
 use std::path::Path;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
-
 use crate::session::{
     self, EventKind, Protocol, RunClock, SessionCommand, SessionSpec, SessionState, Workload,
 };
@@ -147,7 +145,7 @@ pub async fn transcribe(
         });
     }
     spec.workload = Workload::OnDemand;
-    let (tx, mut events) = mpsc::channel(256);
+    let (tx, mut events) = crate::session::stream::channel(256);
     let handle = session::spawn(spec, RunClock::new(), tx);
     let _ = handle
         .commands

@@ -50,7 +50,7 @@ fn start(mut spec: SessionSpec) -> Case {
     recorder
         .attach(&mut spec, Some("RELAYTOP_TEST_KEY"))
         .expect("session file");
-    let (tx, rx) = tokio::sync::mpsc::channel(4096);
+    let (tx, rx) = relaytop::session::stream::channel(4096);
     let handle = session::spawn(spec, clock, tx);
     Case {
         s: Watched {

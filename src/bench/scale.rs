@@ -229,7 +229,7 @@ impl Fold {
     /// Folds events until `done(self)` or `deadline`.
     async fn until(
         &mut self,
-        events: &mut mpsc::Receiver<SessionEvent>,
+        events: &mut crate::session::EventReceiver,
         metrics: &mut Metrics,
         deadline: Instant,
         done: impl Fn(&Fold) -> bool,

@@ -16,7 +16,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::canary::controller::{Canary, Decision, Outcome, Phase, describe};
@@ -77,7 +77,7 @@ struct Inner {
     clock: RunClock,
     scale: f64,
     commander: Commander,
-    events: Option<mpsc::Sender<SessionEvent>>,
+    events: Option<crate::session::EventSender>,
     /// The session markers are reported under when every pool session has ended.
     marker_session: SessionId,
     roles: HashMap<SessionId, (Role, usize)>,

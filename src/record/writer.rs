@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
@@ -36,6 +36,11 @@ pub const DEFAULT_ROTATE_BYTES: u64 = 256 << 20;
 pub const FLUSH_EVERY: Duration = Duration::from_millis(250);
 /// Most bytes a session's buffer holds while the disk is behind; later lines are dropped.
 pub const MAX_BUFFERED_BYTES: usize = 64 << 20;
+/// A session's buffer past this size asks the writer thread for a write now instead of at
+/// the next quarter second: a fast stream then writes through two buffers of about this size
+/// that keep their allocation (and stay in the CPU's cache), instead of growing a fresh one of
+/// tens of MiB every quarter second (`relaytop bench ingest`: docs/PERFORMANCE.md).
+pub const EARLY_FLUSH_BYTES: usize = 1 << 20;
 
 /// Where and how runs are recorded.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -143,13 +148,6 @@ impl Redactor {
         out
     }
 
-    /// Whether any secret is in `bytes`.
-    fn found_in(&self, bytes: &[u8]) -> bool {
-        self.needles
-            .iter()
-            .any(|n| memchr::memmem::find(bytes, n.expose().as_bytes()).is_some())
-    }
-
     fn redact(&self, text: String) -> String {
         let mut text = text;
         for needle in &self.needles {
@@ -184,6 +182,83 @@ fn admit(b: &mut Buffer, at: Duration, len: usize) -> Option<u64> {
     Some(t)
 }
 
+/// Starts a text frame kept raw in a session's buffer, where every other entry is a line,
+/// which starts with `[`: this byte, the time (`u64`, little-endian), the direction byte, the
+/// length (`u32`, little-endian) and the text.
+const RAW_TEXT: u8 = 0;
+/// Bytes of a raw text frame before its text.
+const RAW_TEXT_HEAD: usize = 14;
+
+/// Appends a text frame, raw, to a session's buffer (see `RAW_TEXT`).
+fn push_raw_text(bytes: &mut Vec<u8>, t: u64, dir: u8, text: &str) {
+    // Frames are far smaller than 4 GiB (`connect::MAX_MESSAGE_BYTES`); a longer one would be
+    // cut, not misread.
+    let len = u32::try_from(text.len()).unwrap_or(u32::MAX);
+    bytes.reserve(RAW_TEXT_HEAD + len as usize);
+    bytes.push(RAW_TEXT);
+    bytes.extend_from_slice(&t.to_le_bytes());
+    bytes.push(dir);
+    bytes.extend_from_slice(&len.to_le_bytes());
+    bytes.extend_from_slice(&text.as_bytes()[..len as usize]);
+}
+
+/// Renders a session's buffer as the recording's lines: lines as they are, a raw text frame
+/// as its `[t,"<","text","…"]` line.
+fn render(buffer: &[u8], out: &mut Vec<u8>) {
+    let mut rest = buffer;
+    while let Some(&first) = rest.first() {
+        if first == RAW_TEXT && rest.len() >= RAW_TEXT_HEAD {
+            let (head, tail) = rest.split_at(RAW_TEXT_HEAD);
+            let t = u64::from_le_bytes(head[1..9].try_into().unwrap_or_default());
+            let dir = head[9];
+            let len = u32::from_le_bytes(head[10..14].try_into().unwrap_or_default()) as usize;
+            let (text, after) = tail.split_at(len.min(tail.len()));
+            out.reserve(text.len() + 40);
+            out.push(b'[');
+            out.extend_from_slice(itoa::Buffer::new().format(t).as_bytes());
+            out.extend_from_slice(b",\"");
+            out.push(dir);
+            out.extend_from_slice(b"\",\"text\",\"");
+            escape_json_into(out, text);
+            out.extend_from_slice(b"\"]\n");
+            rest = after;
+        } else {
+            let end = memchr::memchr(b'\n', rest).map_or(rest.len(), |i| i + 1);
+            out.extend_from_slice(&rest[..end]);
+            rest = &rest[end..];
+        }
+    }
+}
+
+/// Appends `text` escaped as the inside of a JSON string, as serde_json escapes it.
+fn escape_json_into(out: &mut Vec<u8>, text: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut start = 0;
+    for (i, &byte) in text.iter().enumerate() {
+        let short: &[u8] = match byte {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0x08 => b"\\b",
+            0x0c => b"\\f",
+            0..=0x1f => b"",
+            _ => continue,
+        };
+        out.extend_from_slice(&text[start..i]);
+        if short.is_empty() {
+            out.extend_from_slice(b"\\u00");
+            out.push(HEX[usize::from(byte >> 4)]);
+            out.push(HEX[usize::from(byte & 0xf)]);
+        } else {
+            out.extend_from_slice(short);
+        }
+        start = i + 1;
+    }
+    out.extend_from_slice(&text[start..]);
+}
+
 /// Lines waiting to be written, and what the tap needs to keep the file in order.
 #[derive(Debug, Default)]
 struct Buffer {
@@ -194,6 +269,8 @@ struct Buffer {
     ended: bool,
     /// Lines refused because the buffer was full, not yet reported.
     dropped: u64,
+    /// The writer thread was asked to write this buffer out early and has not yet.
+    flush_asked: bool,
 }
 
 /// The file a session is being written to.
@@ -204,6 +281,8 @@ struct Disk {
     written: u64,
     /// The buffer swapped in on the last flush (keeps its allocation).
     spare: Vec<u8>,
+    /// The lines rendered from it (keeps its allocation too).
+    lines: Vec<u8>,
     /// A write failed: logged once; later lines of this session are lost.
     failed: bool,
 }
@@ -225,7 +304,8 @@ struct Inner {
     manifest: Mutex<RunManifest>,
     files: Mutex<Vec<Arc<SessionFile>>>,
     finished: AtomicBool,
-    stop: Mutex<Option<mpsc::Sender<()>>>,
+    /// To the writer thread: a session file to write out now. Dropped to stop the thread.
+    wake: Mutex<Option<mpsc::Sender<Arc<SessionFile>>>>,
     flusher: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -284,7 +364,7 @@ impl Recorder {
             duration_us: None,
             ended_by: None,
         };
-        let (stop_tx, stop_rx) = mpsc::channel();
+        let (wake_tx, wake_rx) = mpsc::channel();
         let inner = Arc::new(Inner {
             dir,
             clock,
@@ -293,14 +373,14 @@ impl Recorder {
             manifest: Mutex::new(manifest),
             files: Mutex::new(Vec::new()),
             finished: AtomicBool::new(false),
-            stop: Mutex::new(Some(stop_tx)),
+            wake: Mutex::new(Some(wake_tx)),
             flusher: Mutex::new(None),
         });
         inner.write_manifest()?;
         let weak = Arc::downgrade(&inner);
         let handle = std::thread::Builder::new()
             .name("relaytop-recorder".into())
-            .spawn(move || flush_loop(&weak, &stop_rx))?;
+            .spawn(move || flush_loop(&weak, &wake_rx))?;
         *lock(&inner.flusher) = Some(handle);
         Ok(Self { inner })
     }
@@ -384,6 +464,7 @@ impl Recorder {
                 part: 0,
                 written,
                 spare: Vec::new(),
+                lines: Vec::new(),
                 failed: false,
             }),
         });
@@ -442,7 +523,7 @@ impl Recorder {
             inner.push_line(file, duration, "=", "end", &end, true);
         }
         // Stop the writer thread; it writes out what is left before it ends.
-        drop(lock(&inner.stop).take());
+        drop(lock(&inner.wake).take());
         if let Some(handle) = lock(&inner.flusher).take()
             && handle.join().is_err()
         {
@@ -526,7 +607,7 @@ impl Inner {
     }
 
     /// Appends one line to a session's buffer (taps and markers).
-    fn push(&self, file: &SessionFile, at: Duration, dir: &str, kind: &str, data: &str) {
+    fn push(&self, file: &Arc<SessionFile>, at: Duration, dir: &str, kind: &str, data: &str) {
         if self.finished.load(Ordering::Relaxed) {
             return;
         }
@@ -535,7 +616,7 @@ impl Inner {
 
     fn push_line(
         &self,
-        file: &SessionFile,
+        file: &Arc<SessionFile>,
         at: Duration,
         dir: &str,
         kind: &str,
@@ -554,12 +635,26 @@ impl Inner {
         if end {
             b.ended = true;
         }
+        self.ask_early_flush(file, b);
     }
 
-    /// A text frame's line, written straight into the session's buffer with no line built
-    /// on the side: the hot path of a fast stream (`relaytop bench ingest`). The line is the
-    /// one `push` writes; a secret in it is scrubbed as there.
-    fn push_text(&self, file: &SessionFile, at: Duration, dir: &str, text: &str) {
+    /// Asks the writer thread to write `file` out now when its buffer (`b`, locked) has
+    /// grown past `EARLY_FLUSH_BYTES`, once until it has.
+    fn ask_early_flush(&self, file: &Arc<SessionFile>, mut b: MutexGuard<'_, Buffer>) {
+        if b.bytes.len() < EARLY_FLUSH_BYTES || b.flush_asked {
+            return;
+        }
+        b.flush_asked = true;
+        drop(b);
+        if let Some(wake) = lock(&self.wake).as_ref() {
+            let _ = wake.send(file.clone());
+        }
+    }
+
+    /// A text frame, the hot path of a fast stream (`relaytop bench ingest`): copied raw into
+    /// the session's buffer with its time and direction; the writer thread makes it a line
+    /// (`render`) and scrubs the secrets out of it there, off the session's task.
+    fn push_text(&self, file: &Arc<SessionFile>, at: Duration, dir: &str, text: &str) {
         if self.finished.load(Ordering::Relaxed) {
             return;
         }
@@ -567,28 +662,29 @@ impl Inner {
         let Some(t) = admit(&mut b, at, text.len() + 16) else {
             return;
         };
-        let start = b.bytes.len();
-        let _ = write!(b.bytes, "[{t},\"{dir}\",\"text\",");
-        let _ = serde_json::to_writer(&mut b.bytes, text);
-        b.bytes.extend_from_slice(b"]\n");
-        if self.redactor.found_in(&b.bytes[start..]) {
-            let line = String::from_utf8_lossy(&b.bytes[start..]).into_owned();
-            let line = self.redactor.redact(line);
-            b.bytes.truncate(start);
-            b.bytes.extend_from_slice(line.as_bytes());
-        }
+        push_raw_text(
+            &mut b.bytes,
+            t,
+            dir.as_bytes().first().copied().unwrap_or(b'<'),
+            text,
+        );
+        self.ask_early_flush(file, b);
     }
 
     /// Writes every buffer out, rotating files past the size limit.
     fn flush_all(&self) {
         let files = lock(&self.files).clone();
         for file in files {
-            let rotated = self.flush_file(&file);
-            if let Some(part) = rotated
-                && let Err(e) = self.add_to_manifest(&file, part)
-            {
-                tracing::warn!(error = %e, "cannot update run.json");
-            }
+            self.flush_one(&file);
+        }
+    }
+
+    /// Writes one session's buffer out, and updates `run.json` when its file rotated.
+    fn flush_one(&self, file: &SessionFile) {
+        if let Some(part) = self.flush_file(file)
+            && let Err(e) = self.add_to_manifest(file, part)
+        {
+            tracing::warn!(error = %e, "cannot update run.json");
         }
     }
 
@@ -600,21 +696,30 @@ impl Inner {
         {
             let mut b = lock(&file.buffer);
             std::mem::swap(&mut b.bytes, &mut disk.spare);
+            b.flush_asked = false;
         }
         if disk.spare.is_empty() || disk.failed {
             return None;
         }
         let f = disk.file.as_mut()?;
-        if let Err(e) = f.write_lines(&disk.spare) {
+        disk.lines.clear();
+        render(&disk.spare, &mut disk.lines);
+        // Lines were scrubbed as they were pushed, except the text frames rendered just now.
+        let lines = self.redactor.redact_bytes(&disk.lines);
+        if let Err(e) = f.write_lines(&lines) {
             tracing::warn!(session = %file.header.session.name, error = %e,
                 "cannot write the recording; this session's later lines are lost");
             disk.failed = true;
             return None;
         }
-        disk.written += disk.spare.len() as u64;
+        disk.written += lines.len() as u64;
+        drop(lines);
         // Bound what a quiet run keeps allocated.
         if disk.spare.capacity() > 4 << 20 {
             disk.spare = Vec::new();
+        }
+        if disk.lines.capacity() > 8 << 20 {
+            disk.lines = Vec::new();
         }
         if disk.written < self.options.rotate_bytes {
             return None;
@@ -651,15 +756,26 @@ impl Drop for Inner {
     }
 }
 
-fn flush_loop(inner: &Weak<Inner>, stop: &mpsc::Receiver<()>) {
+/// The writer thread: every buffer every `FLUSH_EVERY`, a buffer that asks for it at once,
+/// and everything once more when the recorder stops (the channel is dropped).
+fn flush_loop(inner: &Weak<Inner>, wake: &mpsc::Receiver<Arc<SessionFile>>) {
+    let mut next_all = Instant::now() + FLUSH_EVERY;
     loop {
-        let last = match stop.recv_timeout(FLUSH_EVERY) {
-            Err(RecvTimeoutError::Timeout) => false,
-            Ok(()) | Err(RecvTimeoutError::Disconnected) => true,
+        let (early, last) =
+            match wake.recv_timeout(next_all.saturating_duration_since(Instant::now())) {
+                Ok(file) => (Some(file), false),
+                Err(RecvTimeoutError::Timeout) => (None, false),
+                Err(RecvTimeoutError::Disconnected) => (None, true),
+            };
+        let Some(inner) = inner.upgrade() else {
+            return;
         };
-        match inner.upgrade() {
-            Some(inner) => inner.flush_all(),
-            None => return,
+        match early {
+            Some(file) if Instant::now() < next_all => inner.flush_one(&file),
+            _ => {
+                inner.flush_all();
+                next_all = Instant::now() + FLUSH_EVERY;
+            }
         }
         if last {
             return;
@@ -762,6 +878,34 @@ impl Tap for SessionTap {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn raw_text_frames_render_as_the_lines_serde_json_would_write() {
+        let texts = [
+            "",
+            r#"{"type":"chunk","content":" token"}"#,
+            "quote \" backslash \\ slash / tab \t newline \n cr \r bell \u{7} nul \u{0} bs \u{8} ff \u{c} us \u{1f} del \u{7f}",
+            "unicode: é 中文 🦀 \u{2028}",
+        ];
+        let mut buffer = Vec::new();
+        let mut expected = String::new();
+        for (i, text) in texts.iter().enumerate() {
+            let t = u64::MAX - i as u64;
+            let dir = if i % 2 == 0 { "<" } else { ">" };
+            push_raw_text(&mut buffer, t, dir.as_bytes()[0], text);
+            // Lines pushed in between pass through as they are.
+            let line = format!("[{i},\"=\",\"marker\",{}]\n", json_string("a\nb"));
+            buffer.extend_from_slice(line.as_bytes());
+            expected.push_str(&format!(
+                "[{t},\"{dir}\",\"text\",{}]\n",
+                serde_json::to_string(text).unwrap()
+            ));
+            expected.push_str(&line);
+        }
+        let mut out = Vec::new();
+        render(&buffer, &mut out);
+        assert_eq!(String::from_utf8(out).unwrap(), expected);
+    }
 
     #[test]
     fn redaction_covers_escaped_forms() {

@@ -24,8 +24,8 @@ use crate::session::tap::{Direction, Wire};
 use crate::session::workload::{AudioJob, Outgoing, WorkloadState};
 use crate::session::{ErrorKind, EventKind, SessionEvent, SessionSpec, SessionState, Workload};
 
-/// Events a flush hands over per reservation of room in the event queue, at most.
-const FLUSH_BATCH: usize = 1_024;
+/// The most room an outbox reserves up front (it still grows past it when needed).
+const MAX_OUTBOX_RESERVE: usize = 1_024;
 
 /// How a connection (or an attempt at one) ended.
 #[derive(Debug)]
@@ -93,8 +93,10 @@ struct Pause {
 pub(crate) struct Core {
     pub spec: SessionSpec,
     pub clock: RunClock,
-    events: mpsc::Sender<SessionEvent>,
+    events: crate::session::EventSender,
     outbox: Vec<SessionEvent>,
+    /// Events in the last batch flushed: the next outbox's size.
+    last_batch: u16,
     pub commands: mpsc::Receiver<SessionCommand>,
     pub backoff: Backoff,
     /// 429s at the connect, in a row.
@@ -122,7 +124,7 @@ impl Core {
     pub fn new(
         spec: SessionSpec,
         clock: RunClock,
-        events: mpsc::Sender<SessionEvent>,
+        events: crate::session::EventSender,
         commands: mpsc::Receiver<SessionCommand>,
     ) -> Self {
         let rng = match spec.seed {
@@ -138,6 +140,7 @@ impl Core {
             events,
             // Grows with the first batch and keeps its size; an idle session holds none.
             outbox: Vec::new(),
+            last_batch: 0,
             commands,
             rng,
             state: None,
@@ -230,16 +233,14 @@ impl Core {
         if let Some(tap) = &self.spec.tap {
             tap.0.event(at, &kind);
         }
-        self.outbox
-            .push(SessionEvent::new(self.spec.info.id, at, kind));
+        self.report(SessionEvent::new(self.spec.info.id, at, kind));
     }
 
     /// Reports an event a decoder derived from frames: not tapped (a replay derives it again).
     /// Never to be changed afterwards: what the session decides (a wait, a cancel) it reports
     /// itself with `emit`.
     pub fn derived(&mut self, at: Duration, kind: EventKind) {
-        self.outbox
-            .push(SessionEvent::new(self.spec.info.id, at, kind));
+        self.report(SessionEvent::new(self.spec.info.id, at, kind));
     }
 
     /// Reports a wait the session decided (`RateLimited`, tapped).
@@ -278,32 +279,29 @@ impl Core {
         }
     }
 
-    /// Sends what the outbox holds. A consumer that went away ends the session.
+    /// Hands what the outbox holds to the consumer as one batch (one wake of the consumer,
+    /// however many events). A consumer that went away ends the session.
     pub async fn flush(&mut self) {
-        let mut outbox = std::mem::take(&mut self.outbox);
-        // Room for a whole batch is taken at once (one wait, one semaphore operation), then
-        // the events go in one after the other without a wait between them.
-        let mut events = outbox.drain(..);
-        'batches: while events.len() > 0 {
-            let room = events
-                .len()
-                .min(FLUSH_BATCH)
-                .min(self.events.max_capacity());
-            let Ok(permits) = self.events.reserve_many(room).await else {
-                self.orphaned = true;
-                break;
-            };
-            for permit in permits {
-                let Some(event) = events.next() else {
-                    break 'batches;
-                };
-                permit.send(event);
-            }
+        if self.outbox.is_empty() {
+            return;
         }
-        drop(events);
-        outbox.clear();
-        // Keep the allocation for the next batch.
-        self.outbox = outbox;
+        let batch = std::mem::take(&mut self.outbox);
+        self.last_batch = u16::try_from(batch.len()).unwrap_or(u16::MAX);
+        if self.events.send_batch(batch).await.is_err() {
+            self.orphaned = true;
+        }
+    }
+
+    /// Adds an event to the outbox. The outbox is taken with the first event after a flush
+    /// (a batch the consumer has emptied, or a new one as large as the last batch was): an
+    /// idle session holds none.
+    fn report(&mut self, event: SessionEvent) {
+        if self.outbox.capacity() == 0 {
+            self.outbox = self
+                .events
+                .new_batch(usize::from(self.last_batch).clamp(4, MAX_OUTBOX_RESERVE));
+        }
+        self.outbox.push(event);
     }
 
     /// How long the first probe of a fresh session waits (a random part of its interval).
@@ -627,7 +625,7 @@ mod tests {
     use crate::session::{Protocol, SessionInfo, Timing};
 
     fn core() -> Core {
-        let (events, _) = mpsc::channel(16);
+        let (events, _) = crate::session::stream::channel(16);
         let (_, commands) = mpsc::channel(1);
         let spec = SessionSpec {
             info: SessionInfo {

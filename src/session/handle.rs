@@ -11,7 +11,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::session::event::micros;
-use crate::session::{Protocol, SessionEvent, SessionId, SessionSpec};
+use crate::session::{Protocol, SessionId, SessionSpec};
 
 /// What a session can be asked to do.
 #[derive(Clone, Debug, PartialEq)]
@@ -97,7 +97,7 @@ pub struct SessionHandle {
 pub fn spawn(
     spec: SessionSpec,
     clock: RunClock,
-    events: mpsc::Sender<SessionEvent>,
+    events: crate::session::EventSender,
 ) -> SessionHandle {
     // Each protocol has its own transport; they all report the same events.
     match spec.info.protocol {

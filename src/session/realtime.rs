@@ -39,9 +39,7 @@ use crate::session::heartbeat::{Heartbeat, HeartbeatAction};
 use crate::session::ratelimit::SlowDown;
 use crate::session::response::{ResponseTracker, estimate_tokens_from_chars};
 use crate::session::tap::{Direction, Wire};
-use crate::session::{
-    ErrorKind, EventKind, RequestId, SessionEvent, SessionSpec, SessionState, Workload,
-};
+use crate::session::{ErrorKind, EventKind, RequestId, SessionSpec, SessionState, Workload};
 
 // ------------------------------------------------------------------------------------------
 // The decoder
@@ -325,7 +323,7 @@ impl RealtimeDecoder {
 pub fn spawn(
     spec: SessionSpec,
     clock: RunClock,
-    events: mpsc::Sender<SessionEvent>,
+    events: crate::session::EventSender,
 ) -> SessionHandle {
     let (tx, rx) = mpsc::channel(64);
     let id = spec.info.id;

@@ -37,7 +37,7 @@ use crate::session::handle::{RunClock, SessionCommand, SessionHandle};
 use crate::session::response::{ResponseTracker, estimate_tokens_from_chars};
 use crate::session::tap::{Direction, Wire};
 use crate::session::workload::Outgoing;
-use crate::session::{ErrorKind, EventKind, RequestId, SessionEvent, SessionSpec, SessionState};
+use crate::session::{ErrorKind, EventKind, RequestId, SessionSpec, SessionState};
 
 /// Retries of one request after a retryable status (the reference client's default).
 pub const MAX_RETRIES: u32 = 2;
@@ -447,7 +447,7 @@ impl SseDecoder {
 pub fn spawn(
     spec: SessionSpec,
     clock: RunClock,
-    events: mpsc::Sender<SessionEvent>,
+    events: crate::session::EventSender,
 ) -> SessionHandle {
     let (tx, rx) = mpsc::channel(64);
     let id = spec.info.id;

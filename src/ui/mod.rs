@@ -252,7 +252,7 @@ struct Run<'a> {
 async fn event_loop(
     terminal: &mut terminal::Term,
     app: &mut App,
-    events: &mut tokio::sync::mpsc::Receiver<SessionEvent>,
+    events: &mut crate::session::EventReceiver,
     run: &Run<'_>,
 ) -> anyhow::Result<()> {
     let Run {

@@ -14,7 +14,6 @@ use relaytop::session::{
     SessionSpec, Timing, Workload,
 };
 use relaytop::sim::{SimProfile, SimServer};
-use tokio::sync::mpsc;
 
 /// A recognizable key: tests grep outputs for it. Shaped like a real key (the simulator
 /// checks the shape), but too short to be mistaken for a committed secret.
@@ -115,14 +114,14 @@ pub async fn sim(profile: SimProfile) -> SimServer {
 /// A session under test and every event it has reported so far.
 pub struct Watched {
     pub handle: SessionHandle,
-    pub rx: mpsc::Receiver<SessionEvent>,
+    pub rx: relaytop::session::EventReceiver,
     pub seen: Vec<SessionEvent>,
     pub clock: RunClock,
 }
 
 pub fn watch(spec: SessionSpec) -> Watched {
     let clock = RunClock::new();
-    let (tx, rx) = mpsc::channel(4096);
+    let (tx, rx) = relaytop::session::stream::channel(4096);
     let handle = session::spawn(spec, clock, tx);
     Watched {
         handle,

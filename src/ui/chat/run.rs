@@ -7,7 +7,6 @@ use std::time::Duration;
 use crossterm::event::{Event, EventStream, KeyEventKind, MouseEventKind};
 use futures_util::StreamExt;
 use tokio::signal::unix::{SignalKind, signal};
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::{ChatEffect, ChatPane};
@@ -224,7 +223,7 @@ pub async fn run(world: World, options: ChatOptions) -> anyhow::Result<()> {
 async fn chat_loop(
     terminal: &mut terminal::Term,
     pane: &mut ChatPane,
-    events: &mut mpsc::Receiver<SessionEvent>,
+    events: &mut crate::session::EventReceiver,
     (supervisor, secrets): (&Supervisor, &[Secret]),
     theme: &Theme,
     fps: u32,
@@ -343,7 +342,7 @@ impl ChatHost {
         world: &World,
         provider: &str,
         clock: RunClock,
-        events: mpsc::Sender<SessionEvent>,
+        events: crate::session::EventSender,
     ) -> Result<(), String> {
         if self.chats.len() >= MAX_CHATS {
             return Err(format!(
