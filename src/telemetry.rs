@@ -21,6 +21,9 @@ pub fn log_dir() -> PathBuf {
         .join("logs")
 }
 
+/// Log lines queued for the log writer thread, at most.
+const LOG_QUEUE_LINES: usize = 4_096;
+
 /// Starts file logging. Keep the guard alive until exit so the last lines are written.
 /// Returns `None` (and logs nothing) when the directory cannot be created.
 pub fn init(dir: Option<PathBuf>) -> Option<(WorkerGuard, PathBuf)> {
@@ -33,7 +36,13 @@ pub fn init(dir: Option<PathBuf>) -> Option<(WorkerGuard, PathBuf)> {
         .max_log_files(7)
         .build(&dir)
         .ok()?;
-    let (writer, guard) = tracing_appender::non_blocking(appender);
+    // tracing-appender's default queue holds 128,000 lines and is allocated (and zeroed) up
+    // front: tens of milliseconds at every start. relaytop logs a few lines a second; past
+    // this many queued (a `RUST_LOG=trace` burst) lines are dropped rather than a session
+    // made to wait for the disk.
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .buffered_lines_limit(LOG_QUEUE_LINES)
+        .finish(appender);
     let writer = Scrubbing(writer);
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("relaytop=info"));

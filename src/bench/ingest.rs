@@ -96,8 +96,9 @@ pub async fn run(
     let rate = |elapsed: Duration| args.frames as f64 / elapsed.as_secs_f64();
     let result = async {
         for run in 1..=args.runs {
-            // Each client runs as a task on the runtime's workers, as relaytop's own tasks do
-            // (not on the thread that blocks on the command's future).
+            // Each client runs as it runs for its user: the bare client's one task on the
+            // runtime's workers; relaytop's sessions on the workers and its consumer on the
+            // thread blocking on the command's future, as `relaytop headless` does (main.rs).
             let b = tokio::spawn(bare::run(url.clone()))
                 .await?
                 .context("the bare client failed")?;
@@ -111,13 +112,11 @@ pub async fn run(
             let on = if options.no_record {
                 None
             } else {
-                let elapsed =
-                    tokio::spawn(relaytop_once(url.clone(), args.frames, Some(root.clone())))
-                        .await??;
+                let elapsed = relaytop_once(url.clone(), args.frames, Some(root.clone())).await?;
                 on_rates.push(rate(elapsed));
                 Some(elapsed)
             };
-            let off = tokio::spawn(relaytop_once(url.clone(), args.frames, None)).await??;
+            let off = relaytop_once(url.clone(), args.frames, None).await?;
             off_rates.push(rate(off));
             writeln!(
                 out,
