@@ -180,53 +180,132 @@ const _: () = {
 /// An HDR histogram with an exact sum and maximum beside it.
 #[derive(Clone, Debug)]
 pub(crate) struct Recorded<T: Counter> {
-    hist: Histogram<T>,
+    counts: Store<T>,
+    precision: Precision,
     sum_us: u64,
     max_us: u64,
 }
 
+/// How a histogram's counts are held: whole (an HDR histogram, ready to record into), or
+/// packed (only the buckets that hold samples, and the range the whole one covered: what a
+/// replay checkpoint keeps, a few KiB instead of tens). A packed histogram reads the same;
+/// changing it unpacks it first.
+#[derive(Clone, Debug)]
+enum Store<T: Counter> {
+    Whole(Histogram<T>),
+    Packed {
+        /// The whole histogram's highest trackable value (so unpacking gives its size back).
+        high: u64,
+        /// Each bucket that holds samples: a value in it, and its count; lowest first.
+        buckets: Box<[(u64, T)]>,
+    },
+}
+
 impl<T: Counter> Recorded<T> {
     pub(crate) fn new(precision: Precision) -> Self {
-        let mut hist = Histogram::new_with_bounds(
-            precision.lowest_us,
-            2 * precision.lowest_us,
-            precision.digits,
-        )
-        .expect("bounds checked at compile time: lowest >= 1, high = 2 * lowest, digits <= 5");
-        // Grows to the largest sample seen (at most MAX_SAMPLE_US), and no further.
-        hist.auto(true);
         Self {
-            hist,
+            counts: Store::Whole(Self::empty(precision, 2 * precision.lowest_us)),
+            precision,
             sum_us: 0,
             max_us: 0,
         }
     }
 
+    fn empty(precision: Precision, high: u64) -> Histogram<T> {
+        let mut hist = Histogram::new_with_bounds(
+            precision.lowest_us,
+            high.max(2 * precision.lowest_us),
+            precision.digits,
+        )
+        .expect("bounds checked at compile time: lowest >= 1, high >= 2 * lowest, digits <= 5");
+        // Grows to the largest sample seen (at most MAX_SAMPLE_US), and no further.
+        hist.auto(true);
+        hist
+    }
+
+    /// The counts as a whole histogram (built, when packed).
+    fn whole(&self) -> std::borrow::Cow<'_, Histogram<T>> {
+        match &self.counts {
+            Store::Whole(hist) => std::borrow::Cow::Borrowed(hist),
+            Store::Packed { high, buckets } => {
+                let mut hist = Self::empty(self.precision, *high);
+                for &(value, count) in buckets.iter() {
+                    if hist.record_n(value, count).is_err() {
+                        hist.saturating_record_n(value, count);
+                    }
+                }
+                std::borrow::Cow::Owned(hist)
+            }
+        }
+    }
+
+    /// The counts as a whole histogram to change (unpacked first, when packed).
+    fn hist_mut(&mut self) -> &mut Histogram<T> {
+        if let Store::Packed { .. } = self.counts {
+            self.counts = Store::Whole(self.whole().into_owned());
+        }
+        match &mut self.counts {
+            Store::Whole(hist) => hist,
+            Store::Packed { .. } => unreachable!("unpacked just above"),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        match &self.counts {
+            Store::Whole(hist) => hist.is_empty(),
+            Store::Packed { buckets, .. } => buckets.is_empty(),
+        }
+    }
+
+    /// A copy holding only the buckets with samples (see `Store`).
+    pub(crate) fn packed(&self) -> Self {
+        let counts = match &self.counts {
+            Store::Whole(hist) => Store::Packed {
+                high: hist.high(),
+                buckets: pack(hist),
+            },
+            packed @ Store::Packed { .. } => packed.clone(),
+        };
+        Self {
+            counts,
+            precision: self.precision,
+            sum_us: self.sum_us,
+            max_us: self.max_us,
+        }
+    }
+
+    /// Makes the counts whole again (what `packed` undid).
+    pub(crate) fn unpack(&mut self) {
+        self.hist_mut();
+    }
+
     pub(crate) fn record(&mut self, value_us: u64) {
         let v = value_us.min(MAX_SAMPLE_US);
-        let len = self.hist.distinct_values();
-        if self.hist.record(v).is_err() {
+        let hist = self.hist_mut();
+        let len = hist.distinct_values();
+        if hist.record(v).is_err() {
             // Only a failed resize can fail a record; keep the sample at the top of the range.
-            self.hist.saturating_record(v);
+            hist.saturating_record(v);
         }
-        if self.hist.distinct_values() != len {
+        if hist.distinct_values() != len {
             // The histogram grew; a growing Vec may keep up to twice the room it needs, and a
             // clone holds exactly its length.
-            self.hist = self.hist.clone();
+            *hist = hist.clone();
         }
         self.sum_us = self.sum_us.saturating_add(v);
         self.max_us = self.max_us.max(v);
     }
 
     fn add(&mut self, other: &Self) {
-        if other.hist.is_empty() {
+        if other.is_empty() {
             return;
         }
-        if self.hist.add(&other.hist).is_err() {
+        let theirs = other.whole();
+        let hist = self.hist_mut();
+        if hist.add(&*theirs).is_err() {
             // Only a failed resize can fail an addition; fall back to value by value.
-            for v in other.hist.iter_recorded() {
-                self.hist
-                    .saturating_record_n(v.value_iterated_to(), v.count_at_value());
+            for v in theirs.iter_recorded() {
+                hist.saturating_record_n(v.value_iterated_to(), v.count_at_value());
             }
         }
         self.sum_us = self.sum_us.saturating_add(other.sum_us);
@@ -236,7 +315,8 @@ impl<T: Counter> Recorded<T> {
     /// Takes `other` (a part of `self`) out again. False when the histograms disagree (then
     /// `self` must be rebuilt).
     fn subtract(&mut self, other: &Self) -> bool {
-        if self.hist.subtract(&other.hist).is_err() {
+        let theirs = other.whole();
+        if self.hist_mut().subtract(&*theirs).is_err() {
             return false;
         }
         self.sum_us = self.sum_us.saturating_sub(other.sum_us);
@@ -244,17 +324,21 @@ impl<T: Counter> Recorded<T> {
     }
 
     fn reset(&mut self) {
-        self.hist.reset();
+        self.hist_mut().reset();
         self.sum_us = 0;
         self.max_us = 0;
     }
 
     pub(crate) fn quantiles(&self) -> Quantiles {
-        let count = self.hist.len();
+        if self.is_empty() {
+            return Quantiles::default();
+        }
+        let hist = self.whole();
+        let count = hist.len();
         if count == 0 {
             return Quantiles::default();
         }
-        let at = |q: f64| self.hist.value_at_quantile(q).min(self.max_us);
+        let at = |q: f64| hist.value_at_quantile(q).min(self.max_us);
         Quantiles {
             p50: at(0.50),
             p90: at(0.90),
@@ -268,8 +352,43 @@ impl<T: Counter> Recorded<T> {
 
     /// Heap bytes held by the counts.
     pub(crate) fn heap_bytes(&self) -> usize {
-        self.hist.distinct_values() * std::mem::size_of::<T>()
+        match &self.counts {
+            Store::Whole(hist) => hist.distinct_values() * std::mem::size_of::<T>(),
+            Store::Packed { buckets, .. } => std::mem::size_of_val(&**buckets),
+        }
     }
+}
+
+/// The buckets of `hist` that hold samples, lowest first.
+fn pack<T: Counter>(hist: &Histogram<T>) -> Box<[(u64, T)]> {
+    if hist.is_empty() {
+        return Box::default();
+    }
+    // Samples lie between the lowest and the highest recorded: walk those buckets only.
+    let mut buckets = Vec::new();
+    let mut total = 0u64;
+    let top = hist.max();
+    let mut value = hist.lowest_equivalent(hist.min_nz());
+    while value <= top {
+        let count = hist.count_at(value);
+        if count.as_u64() != 0 {
+            buckets.push((value, count));
+            total = total.saturating_add(count.as_u64());
+        }
+        let next = hist.next_non_equivalent(value);
+        if next <= value {
+            break;
+        }
+        value = next;
+    }
+    if total != hist.len() {
+        // The minimum or maximum did not cover every sample after all: every bucket, then.
+        buckets = hist
+            .iter_recorded()
+            .map(|v| (v.value_iterated_to(), v.count_at_value()))
+            .collect();
+    }
+    buckets.into_boxed_slice()
 }
 
 /// One time slice of a window.
@@ -386,6 +505,34 @@ impl<T: Counter> SlicedWindow<T> {
         sum.quantiles()
     }
 
+    /// A copy with every histogram packed (see `Store`).
+    pub(crate) fn packed(&self) -> Self {
+        Self {
+            precision: self.precision,
+            slice_us: self.slice_us,
+            slices_per_window: self.slices_per_window,
+            ring: self
+                .ring
+                .iter()
+                .map(|s| Slice {
+                    index: s.index,
+                    data: s.data.packed(),
+                })
+                .collect(),
+            merged: self.merged.as_ref().map(Recorded::packed),
+        }
+    }
+
+    /// Makes every histogram whole again.
+    pub(crate) fn unpack(&mut self) {
+        for s in &mut self.ring {
+            s.data.unpack();
+        }
+        if let Some(merged) = &mut self.merged {
+            merged.unpack();
+        }
+    }
+
     /// Heap bytes held by the slices and the running sum.
     pub(crate) fn heap_bytes(&self) -> usize {
         self.ring.capacity() * std::mem::size_of::<Slice<T>>()
@@ -431,6 +578,42 @@ impl ProviderLatency {
     }
 }
 
+impl Packable for ProviderLatency {
+    fn packed(&self) -> Self {
+        Self {
+            run: self.run.packed(),
+            one_minute: self.one_minute.packed(),
+            fifteen_minutes: self.fifteen_minutes.packed(),
+        }
+    }
+
+    fn unpack(&mut self) {
+        self.run.unpack();
+        self.one_minute.unpack();
+        self.fifteen_minutes.unpack();
+    }
+}
+
+/// Latency histograms that can be copied packed (for replay checkpoints) and unpacked again.
+pub(crate) trait Packable: Sized {
+    /// A copy holding only the buckets with samples: reads the same, a fraction of the size.
+    fn packed(&self) -> Self;
+    /// Makes every histogram whole again (ready to record into at full speed).
+    fn unpack(&mut self);
+}
+
+/// `packed` over a metric-indexed array of histograms.
+pub(crate) fn packed_all<L: Packable>(all: &[Option<Box<L>>; 3]) -> [Option<Box<L>>; 3] {
+    all.each_ref().map(|l| l.as_ref().map(|l| Box::new(l.packed())))
+}
+
+/// `unpack` over a metric-indexed array of histograms.
+pub(crate) fn unpack_all<L: Packable>(all: &mut [Option<Box<L>>; 3]) {
+    for l in all.iter_mut().flatten() {
+        l.unpack();
+    }
+}
+
 /// One latency metric of a session: 2 significant figures, the whole run and a 1-minute
 /// window of three 30-second slices (covering 60 to 90 seconds), merged on query.
 #[derive(Clone, Debug)]
@@ -463,6 +646,20 @@ impl SessionLatency {
 
     pub(crate) fn heap_bytes(&self) -> usize {
         self.run.heap_bytes() + self.one_minute.heap_bytes()
+    }
+}
+
+impl Packable for SessionLatency {
+    fn packed(&self) -> Self {
+        Self {
+            run: self.run.packed(),
+            one_minute: self.one_minute.packed(),
+        }
+    }
+
+    fn unpack(&mut self) {
+        self.run.unpack();
+        self.one_minute.unpack();
     }
 }
 

@@ -235,6 +235,13 @@ pub trait FoldState: std::fmt::Debug + Send + 'static {
     /// Approximate heap bytes, for the checkpoint budget.
     fn heap_bytes(&self) -> usize;
     fn clone_box(&self) -> Box<dyn FoldState>;
+    /// A copy for a checkpoint, as small as it can be while reading the same (the metrics'
+    /// histograms packed: `Metrics::packed`). By default a plain copy.
+    fn packed(&self) -> Box<dyn FoldState> {
+        self.clone_box()
+    }
+    /// Makes a checkpoint's copy quick to fold into again (`Metrics::unpack`).
+    fn unpack(&mut self) {}
     /// For the consumer to get its own type back.
     fn as_any(&self) -> &dyn std::any::Any;
 }
@@ -256,6 +263,14 @@ impl FoldState for Metrics {
 
     fn clone_box(&self) -> Box<dyn FoldState> {
         Box::new(self.clone())
+    }
+
+    fn packed(&self) -> Box<dyn FoldState> {
+        Box::new(Metrics::packed(self))
+    }
+
+    fn unpack(&mut self) {
+        Metrics::unpack(self);
     }
 
     fn as_any(&self) -> &dyn std::any::Any {
@@ -304,6 +319,26 @@ impl Fold {
             delivered_until: None,
             stats: ReadStats::default(),
         }
+    }
+
+    /// A copy to keep in a checkpoint: the state packed (`FoldState::packed`).
+    fn packed(&self) -> Self {
+        Self {
+            decoders: self.decoders.clone(),
+            positions: self.positions.clone(),
+            finished: self.finished.clone(),
+            state: self.state.packed(),
+            applied_until: self.applied_until,
+            delivered_until: self.delivered_until,
+            stats: self.stats.clone(),
+        }
+    }
+
+    /// A checkpoint's copy, ready to fold forward from.
+    fn unpacked(&self) -> Self {
+        let mut fold = self.clone();
+        fold.state.unpack();
+        fold
     }
 
     /// Approximate heap bytes, for the checkpoint budget.
@@ -362,10 +397,11 @@ impl Cursor {
         if self.recent.len() >= RECENT_CHECKPOINTS {
             self.recent.pop_front();
         }
+        let fold = self.fold.packed();
         self.recent.push_back(Checkpoint {
-            applied_until: self.fold.applied_until,
-            bytes: self.fold.heap_bytes(),
-            fold: self.fold.clone(),
+            applied_until: fold.applied_until,
+            bytes: fold.heap_bytes(),
+            fold,
         });
     }
 
@@ -952,6 +988,8 @@ impl Replay {
             };
             best.map(|c| (c.applied_until, c.fold.clone()))
         };
+        // Unpacked outside the lock (the indexing thread pushes checkpoints under it).
+        let checkpoint = checkpoint.map(|(at, fold)| (at, fold.unpacked()));
         // The current state is usable when nothing at or after the target was folded.
         let current = self.cursor.fold.delivered_until;
         let current_usable = current.is_none_or(|t| t < target_us);
@@ -1149,11 +1187,12 @@ fn index(mut cursor: Cursor, shared: &Shared, min_spacing: u64, budget: usize, f
             continue;
         }
         since = 0;
-        let bytes = cursor.fold.heap_bytes();
+        let fold = cursor.fold.packed();
+        let bytes = fold.heap_bytes();
         let mut checkpoints = lock(&shared.checkpoints);
         checkpoints.push(Checkpoint {
-            applied_until: cursor.fold.applied_until,
-            fold: cursor.fold.clone(),
+            applied_until: fold.applied_until,
+            fold,
             bytes,
         });
         total += bytes;
