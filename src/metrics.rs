@@ -25,7 +25,7 @@ use crate::session::{
 pub use latency::{LatencyMetric, MAX_SAMPLE_US, Quantiles, Window, ms};
 pub use series::{MINUTES_KEPT, SECONDS_KEPT, SeriesMetric, SeriesPoint};
 
-use latency::{ProviderLatency, SessionLatency, packed_all, unpack_all};
+use latency::{ProviderLatency, SessionLatency, packed_all};
 use series::{Series, Tick};
 
 /// Longest error message or stop reason kept, in characters.
@@ -907,8 +907,8 @@ impl Metrics {
     }
 
     /// A copy whose latency histograms keep only the buckets that hold samples (what replay
-    /// checkpoints keep): tens of KiB instead of megabytes. It reads the same; folding into
-    /// it unpacks the histograms it records into, and `unpack` unpacks them all at once.
+    /// checkpoints keep): tens of KiB instead of megabytes. It reads the same, and folds the
+    /// same: recording into a histogram unpacks that one (copies of it stay packed).
     pub fn packed(&self) -> Metrics {
         Metrics {
             pricing: self.pricing.clone(),
@@ -922,16 +922,6 @@ impl Metrics {
             events: self.events,
             unknown_session_events: self.unknown_session_events,
             last_event_us: self.last_event_us,
-        }
-    }
-
-    /// Makes every histogram whole again (what `packed` undid), ready to fold at full speed.
-    pub fn unpack(&mut self) {
-        for s in self.sessions.values_mut() {
-            unpack_all(&mut s.latency);
-        }
-        for p in self.providers.iter_mut().chain(std::iter::once(&mut self.totals)) {
-            unpack_all(&mut p.latency);
         }
     }
 

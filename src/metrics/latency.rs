@@ -10,6 +10,7 @@
 //! reported above the true maximum.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use hdrhistogram::{Counter, Histogram};
 use serde::Serialize;
@@ -196,9 +197,20 @@ enum Store<T: Counter> {
     Packed {
         /// The whole histogram's highest trackable value (so unpacking gives its size back).
         high: u64,
-        /// Each bucket that holds samples: a value in it, and its count; lowest first.
-        buckets: Box<[(u64, T)]>,
+        buckets: Buckets<T>,
     },
+}
+
+/// The buckets of a packed histogram that hold samples, in the smaller of two forms. Shared:
+/// copies of a packed histogram (a checkpoint restored) cost nothing.
+#[derive(Clone, Debug)]
+enum Buckets<T: Counter> {
+    /// Each bucket with samples: a value in it, and its count; lowest first (a few samples
+    /// spread out: a slice of a window).
+    Sparse(Arc<[(u64, T)]>),
+    /// Every bucket from the one holding `first` to the highest with samples, in order (many
+    /// samples close together: a whole run's).
+    Dense { first: u64, counts: Arc<[T]> },
 }
 
 impl<T: Counter> Recorded<T> {
@@ -229,9 +241,23 @@ impl<T: Counter> Recorded<T> {
             Store::Whole(hist) => std::borrow::Cow::Borrowed(hist),
             Store::Packed { high, buckets } => {
                 let mut hist = Self::empty(self.precision, *high);
-                for &(value, count) in buckets.iter() {
-                    if hist.record_n(value, count).is_err() {
+                let put = |hist: &mut Histogram<T>, value: u64, count: T| {
+                    if count.as_u64() != 0 && hist.record_n(value, count).is_err() {
                         hist.saturating_record_n(value, count);
+                    }
+                };
+                match buckets {
+                    Buckets::Sparse(buckets) => {
+                        for &(value, count) in buckets.iter() {
+                            put(&mut hist, value, count);
+                        }
+                    }
+                    Buckets::Dense { first, counts } => {
+                        let mut value = *first;
+                        for &count in counts.iter() {
+                            put(&mut hist, value, count);
+                            value = hist.next_non_equivalent(value);
+                        }
                     }
                 }
                 std::borrow::Cow::Owned(hist)
@@ -253,7 +279,10 @@ impl<T: Counter> Recorded<T> {
     fn is_empty(&self) -> bool {
         match &self.counts {
             Store::Whole(hist) => hist.is_empty(),
-            Store::Packed { buckets, .. } => buckets.is_empty(),
+            Store::Packed { buckets, .. } => match buckets {
+                Buckets::Sparse(b) => b.is_empty(),
+                Buckets::Dense { counts, .. } => counts.is_empty(),
+            },
         }
     }
 
@@ -272,11 +301,6 @@ impl<T: Counter> Recorded<T> {
             sum_us: self.sum_us,
             max_us: self.max_us,
         }
-    }
-
-    /// Makes the counts whole again (what `packed` undid).
-    pub(crate) fn unpack(&mut self) {
-        self.hist_mut();
     }
 
     pub(crate) fn record(&mut self, value_us: u64) {
@@ -354,41 +378,55 @@ impl<T: Counter> Recorded<T> {
     pub(crate) fn heap_bytes(&self) -> usize {
         match &self.counts {
             Store::Whole(hist) => hist.distinct_values() * std::mem::size_of::<T>(),
-            Store::Packed { buckets, .. } => std::mem::size_of_val(&**buckets),
+            Store::Packed { buckets, .. } => match buckets {
+                Buckets::Sparse(b) => std::mem::size_of_val(&**b),
+                Buckets::Dense { counts, .. } => std::mem::size_of_val(&**counts),
+            },
         }
     }
 }
 
-/// The buckets of `hist` that hold samples, lowest first.
-fn pack<T: Counter>(hist: &Histogram<T>) -> Box<[(u64, T)]> {
+/// The buckets of `hist` that hold samples, in the smaller form.
+fn pack<T: Counter>(hist: &Histogram<T>) -> Buckets<T> {
     if hist.is_empty() {
-        return Box::default();
+        return Buckets::Sparse(Arc::from(Vec::new()));
     }
     // Samples lie between the lowest and the highest recorded: walk those buckets only.
-    let mut buckets = Vec::new();
-    let mut total = 0u64;
+    let first = hist.lowest_equivalent(hist.min_nz());
     let top = hist.max();
-    let mut value = hist.lowest_equivalent(hist.min_nz());
-    while value <= top {
+    let mut dense = Vec::new();
+    let mut sparse = Vec::new();
+    let mut total = 0u64;
+    let mut value = first;
+    loop {
         let count = hist.count_at(value);
+        dense.push(count);
         if count.as_u64() != 0 {
-            buckets.push((value, count));
+            sparse.push((value, count));
             total = total.saturating_add(count.as_u64());
         }
         let next = hist.next_non_equivalent(value);
-        if next <= value {
+        if next <= value || next > top {
             break;
         }
         value = next;
     }
     if total != hist.len() {
         // The minimum or maximum did not cover every sample after all: every bucket, then.
-        buckets = hist
+        let all: Vec<_> = hist
             .iter_recorded()
             .map(|v| (v.value_iterated_to(), v.count_at_value()))
             .collect();
+        return Buckets::Sparse(all.into());
     }
-    buckets.into_boxed_slice()
+    if std::mem::size_of_val(sparse.as_slice()) <= std::mem::size_of_val(dense.as_slice()) {
+        Buckets::Sparse(sparse.into())
+    } else {
+        Buckets::Dense {
+            first,
+            counts: dense.into(),
+        }
+    }
 }
 
 /// One time slice of a window.
@@ -523,16 +561,6 @@ impl<T: Counter> SlicedWindow<T> {
         }
     }
 
-    /// Makes every histogram whole again.
-    pub(crate) fn unpack(&mut self) {
-        for s in &mut self.ring {
-            s.data.unpack();
-        }
-        if let Some(merged) = &mut self.merged {
-            merged.unpack();
-        }
-    }
-
     /// Heap bytes held by the slices and the running sum.
     pub(crate) fn heap_bytes(&self) -> usize {
         self.ring.capacity() * std::mem::size_of::<Slice<T>>()
@@ -586,32 +614,21 @@ impl Packable for ProviderLatency {
             fifteen_minutes: self.fifteen_minutes.packed(),
         }
     }
-
-    fn unpack(&mut self) {
-        self.run.unpack();
-        self.one_minute.unpack();
-        self.fifteen_minutes.unpack();
-    }
 }
 
-/// Latency histograms that can be copied packed (for replay checkpoints) and unpacked again.
+/// Latency histograms that can be copied packed (for replay checkpoints). A packed histogram
+/// is unpacked when something is recorded into it (or it is subtracted from), so a copy that
+/// goes on folding only unpacks what it touches: the run's and the running sums, the newest
+/// slices.
 pub(crate) trait Packable: Sized {
     /// A copy holding only the buckets with samples: reads the same, a fraction of the size.
     fn packed(&self) -> Self;
-    /// Makes every histogram whole again (ready to record into at full speed).
-    fn unpack(&mut self);
 }
 
 /// `packed` over a metric-indexed array of histograms.
 pub(crate) fn packed_all<L: Packable>(all: &[Option<Box<L>>; 3]) -> [Option<Box<L>>; 3] {
-    all.each_ref().map(|l| l.as_ref().map(|l| Box::new(l.packed())))
-}
-
-/// `unpack` over a metric-indexed array of histograms.
-pub(crate) fn unpack_all<L: Packable>(all: &mut [Option<Box<L>>; 3]) {
-    for l in all.iter_mut().flatten() {
-        l.unpack();
-    }
+    all.each_ref()
+        .map(|l| l.as_ref().map(|l| Box::new(l.packed())))
 }
 
 /// One latency metric of a session: 2 significant figures, the whole run and a 1-minute
@@ -655,11 +672,6 @@ impl Packable for SessionLatency {
             run: self.run.packed(),
             one_minute: self.one_minute.packed(),
         }
-    }
-
-    fn unpack(&mut self) {
-        self.run.unpack();
-        self.one_minute.unpack();
     }
 }
 
@@ -768,6 +780,63 @@ mod tests {
             w.ring.iter().map(|s| s.index).collect::<Vec<_>>(),
             vec![1, 3]
         );
+    }
+
+    #[test]
+    fn a_packed_histogram_reads_and_records_like_the_whole_one() {
+        let mut whole: Recorded<u32> = Recorded::new(PROVIDER_PRECISION);
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..5_000 {
+            x ^= x >> 12;
+            x ^= x << 25;
+            x ^= x >> 27;
+            whole.record(300_000 + (x.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 40) % 700_000);
+        }
+        let mut packed = whole.packed();
+        assert!(matches!(packed.counts, Store::Packed { .. }));
+        assert!(packed.heap_bytes() * 4 < whole.heap_bytes());
+        assert_eq!(packed.quantiles(), whole.quantiles());
+        assert_eq!(packed.packed().quantiles(), whole.quantiles());
+        // Recording unpacks it, to the same size, and both go on the same.
+        for v in [5, 1_000, 2_500_000] {
+            packed.record(v);
+            whole.record(v);
+            assert_eq!(packed.quantiles(), whole.quantiles());
+        }
+        assert!(matches!(packed.counts, Store::Whole(_)));
+        assert_eq!(
+            packed.whole().distinct_values(),
+            whole.whole().distinct_values()
+        );
+        let empty: Recorded<u64> = Recorded::new(PROVIDER_PRECISION);
+        assert_eq!(empty.packed().quantiles(), Quantiles::default());
+        assert_eq!(empty.packed().heap_bytes(), 0);
+    }
+
+    #[test]
+    fn a_packed_window_slides_like_the_whole_one() {
+        // Packed at every step, and the packed copy folded on: slices retire (subtracted from
+        // the running sum) out of packed copies, late samples land in packed slices.
+        let mut whole: SlicedWindow<u32> =
+            SlicedWindow::new(PROVIDER_PRECISION, 60 * S, 10 * S, true);
+        let mut packed = whole.packed();
+        for i in 0..400u64 {
+            let at = i * S / 2 - if i % 7 == 3 { 15 * S } else { 0 }.min(i * S / 2);
+            let v = 1_000 + (i * 7919) % 900_000;
+            whole.record(at, v);
+            packed.record(at, v);
+            if i % 5 == 0 {
+                packed = packed.packed();
+            }
+            for now in [at, at + 30 * S, at + 65 * S] {
+                assert_eq!(
+                    packed.quantiles(now),
+                    whole.quantiles(now),
+                    "i {i} now {now}"
+                );
+            }
+        }
+        assert!(packed.packed().heap_bytes() * 4 < whole.heap_bytes());
     }
 
     #[test]

@@ -38,7 +38,7 @@ use crate::session::{
 };
 
 /// Lines between two checkpoints of the index, at least.
-pub const CHECKPOINT_LINES: u64 = 16_384;
+pub const CHECKPOINT_LINES: u64 = 8_192;
 /// Memory the index's checkpoints together may hold (by default). A checkpoint is a whole
 /// metrics fold (about 6 MiB for one provider: its HDR windows), so a 1 GB recording fills
 /// about 900 MiB for seeks of ~30 ms; less memory, fewer checkpoints, longer seeks.
@@ -235,13 +235,11 @@ pub trait FoldState: std::fmt::Debug + Send + 'static {
     /// Approximate heap bytes, for the checkpoint budget.
     fn heap_bytes(&self) -> usize;
     fn clone_box(&self) -> Box<dyn FoldState>;
-    /// A copy for a checkpoint, as small as it can be while reading the same (the metrics'
-    /// histograms packed: `Metrics::packed`). By default a plain copy.
+    /// A copy for a checkpoint, as small as it can be while reading and folding the same (the
+    /// metrics' histograms packed: `Metrics::packed`). By default a plain copy.
     fn packed(&self) -> Box<dyn FoldState> {
         self.clone_box()
     }
-    /// Makes a checkpoint's copy quick to fold into again (`Metrics::unpack`).
-    fn unpack(&mut self) {}
     /// For the consumer to get its own type back.
     fn as_any(&self) -> &dyn std::any::Any;
 }
@@ -267,10 +265,6 @@ impl FoldState for Metrics {
 
     fn packed(&self) -> Box<dyn FoldState> {
         Box::new(Metrics::packed(self))
-    }
-
-    fn unpack(&mut self) {
-        Metrics::unpack(self);
     }
 
     fn as_any(&self) -> &dyn std::any::Any {
@@ -332,13 +326,6 @@ impl Fold {
             delivered_until: self.delivered_until,
             stats: self.stats.clone(),
         }
-    }
-
-    /// A checkpoint's copy, ready to fold forward from.
-    fn unpacked(&self) -> Self {
-        let mut fold = self.clone();
-        fold.state.unpack();
-        fold
     }
 
     /// Approximate heap bytes, for the checkpoint budget.
@@ -988,8 +975,6 @@ impl Replay {
             };
             best.map(|c| (c.applied_until, c.fold.clone()))
         };
-        // Unpacked outside the lock (the indexing thread pushes checkpoints under it).
-        let checkpoint = checkpoint.map(|(at, fold)| (at, fold.unpacked()));
         // The current state is usable when nothing at or after the target was folded.
         let current = self.cursor.fold.delivered_until;
         let current_usable = current.is_none_or(|t| t < target_us);

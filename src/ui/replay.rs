@@ -108,10 +108,6 @@ impl FoldState for Data {
         })
     }
 
-    fn unpack(&mut self) {
-        self.metrics.unpack();
-    }
-
     fn as_any(&self) -> &dyn std::any::Any {
         self
     }
