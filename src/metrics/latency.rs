@@ -187,13 +187,14 @@ pub(crate) struct Recorded<T: Counter> {
     max_us: u64,
 }
 
-/// How a histogram's counts are held: whole (an HDR histogram, ready to record into), or
-/// packed (only the buckets that hold samples, and the range the whole one covered: what a
-/// replay checkpoint keeps, a few KiB instead of tens). A packed histogram reads the same;
-/// changing it unpacks it first.
+/// How a histogram's counts are held: whole (an HDR histogram, ready to record into; shared
+/// by copies until one of them records: a copy of the metrics costs little), or packed (only
+/// the buckets that hold samples, and the range the whole one covered: what a replay
+/// checkpoint keeps, a few KiB instead of tens). A packed histogram reads the same; changing
+/// it unpacks it first.
 #[derive(Clone, Debug)]
 enum Store<T: Counter> {
-    Whole(Histogram<T>),
+    Whole(Arc<Histogram<T>>),
     Packed {
         /// The whole histogram's highest trackable value (so unpacking gives its size back).
         high: u64,
@@ -216,7 +217,7 @@ enum Buckets<T: Counter> {
 impl<T: Counter> Recorded<T> {
     pub(crate) fn new(precision: Precision) -> Self {
         Self {
-            counts: Store::Whole(Self::empty(precision, 2 * precision.lowest_us)),
+            counts: Store::Whole(Arc::new(Self::empty(precision, 2 * precision.lowest_us))),
             precision,
             sum_us: 0,
             max_us: 0,
@@ -238,7 +239,7 @@ impl<T: Counter> Recorded<T> {
     /// The counts as a whole histogram (built, when packed).
     fn whole(&self) -> std::borrow::Cow<'_, Histogram<T>> {
         match &self.counts {
-            Store::Whole(hist) => std::borrow::Cow::Borrowed(hist),
+            Store::Whole(hist) => std::borrow::Cow::Borrowed(&**hist),
             Store::Packed { high, buckets } => {
                 let mut hist = Self::empty(self.precision, *high);
                 let put = |hist: &mut Histogram<T>, value: u64, count: T| {
@@ -268,10 +269,10 @@ impl<T: Counter> Recorded<T> {
     /// The counts as a whole histogram to change (unpacked first, when packed).
     fn hist_mut(&mut self) -> &mut Histogram<T> {
         if let Store::Packed { .. } = self.counts {
-            self.counts = Store::Whole(self.whole().into_owned());
+            self.counts = Store::Whole(Arc::new(self.whole().into_owned()));
         }
         match &mut self.counts {
-            Store::Whole(hist) => hist,
+            Store::Whole(hist) => Arc::make_mut(hist),
             Store::Packed { .. } => unreachable!("unpacked just above"),
         }
     }
