@@ -8,11 +8,11 @@
 //! `RequestFailed` or `Done` one also moves the decoder's request state, as it moved live. The
 //! metrics fold rides along, so that `metrics()` is the state at the current position.
 //!
-//! Seeking restores a checkpoint (the fold cloned at a line boundary) and folds forward to
-//! the target. Checkpoints come from an indexing thread that reads the whole recording once
-//! in the background (started by the first seek or by `start_indexing`), spread so that
-//! they fill a memory budget by the end, and from the play head (the last few, for quick
-//! steps back). Until the index gets somewhere, a seek there folds from the nearest point it
+//! Seeking restores a checkpoint (the fold copied at a line boundary, its histograms packed)
+//! and folds forward to the target. Checkpoints come from an indexing thread that reads the
+//! whole recording once in the background (started by the first seek or by
+//! `start_indexing`), spread so that they fill a memory budget by the end, and from the play
+//! head (the last few, for quick steps back). Until the index gets somewhere, a seek there folds from the nearest point it
 //! has. Measured speeds: `docs/RECORDING-NOTES.md`.
 
 use std::collections::{BTreeSet, VecDeque};
@@ -37,11 +37,14 @@ use crate::session::{
     ErrorKind, EventKind, Protocol, RequestId, SessionEvent, SessionId, SessionInfo,
 };
 
-/// Lines between two checkpoints of the index, at least.
+/// Lines between two checkpoints of the index, at least (a seek folds at most about this
+/// many lines: ~1 µs each).
 pub const CHECKPOINT_LINES: u64 = 8_192;
-/// Memory the index's checkpoints together may hold (by default). A checkpoint is a whole
-/// metrics fold (about 6 MiB for one provider: its HDR windows), so a 1 GB recording fills
-/// about 900 MiB for seeks of ~30 ms; less memory, fewer checkpoints, longer seeks.
+/// Memory the index's checkpoints together may hold (by default). A checkpoint keeps the
+/// metrics fold packed (`Metrics::packed`: its HDR histograms as the buckets that hold
+/// samples), about 0.45 MiB for one provider instead of 6 MiB whole, so a 1 GB recording
+/// keeps one every 8,192 lines in about 760 MiB for seeks of ~3 ms; less memory, fewer
+/// checkpoints, longer seeks.
 pub const CHECKPOINT_BUDGET_BYTES: usize = 1 << 30;
 /// Lines between two checkpoints kept near the play head (quick steps back).
 pub const RECENT_CHECKPOINT_LINES: u64 = 32_768;
