@@ -25,7 +25,7 @@ use crate::session::{
 pub use latency::{LatencyMetric, MAX_SAMPLE_US, Quantiles, Window, ms};
 pub use series::{MINUTES_KEPT, SECONDS_KEPT, SeriesMetric, SeriesPoint};
 
-use latency::{ProviderLatency, SessionLatency};
+use latency::{ProviderLatency, SessionLatency, packed_all};
 use series::{Series, Tick};
 
 /// Longest error message or stop reason kept, in characters.
@@ -466,6 +466,23 @@ impl SessionStats {
                 .map_or(0, |e| e.message.capacity())
     }
 
+    /// A copy with its histograms packed (`Metrics::packed`).
+    fn packed(&self) -> Self {
+        Self {
+            info: self.info.clone(),
+            provider: self.provider,
+            counts: self.counts.clone(),
+            state: self.state.clone(),
+            state_since_us: self.state_since_us,
+            connected: self.connected,
+            last_event_us: self.last_event_us,
+            last_close: self.last_close,
+            last_handshake_us: self.last_handshake_us,
+            ttft_request: self.ttft_request,
+            latency: packed_all(&self.latency),
+        }
+    }
+
     fn record(&mut self, metric: LatencyMetric, at_us: u64, value_us: u64) {
         self.latency[metric.index()]
             .get_or_insert_with(|| Box::new(SessionLatency::new()))
@@ -720,6 +737,21 @@ impl ProviderStats {
             + self.series.heap_bytes()
     }
 
+    /// A copy with its histograms packed (`Metrics::packed`).
+    fn packed(&self) -> Self {
+        Self {
+            name: self.name.clone(),
+            counts: self.counts.clone(),
+            sessions: self.sessions,
+            connections_up: self.connections_up,
+            billing_currency: self.billing_currency.clone(),
+            fee_per_1000_calls_usd: self.fee_per_1000_calls_usd,
+            unpriced_models: self.unpriced_models.clone(),
+            latency: packed_all(&self.latency),
+            series: self.series.clone(),
+        }
+    }
+
     fn record(&mut self, metric: LatencyMetric, at_us: u64, value_us: u64) {
         self.latency[metric.index()]
             .get_or_insert_with(|| Box::new(ProviderLatency::new()))
@@ -872,6 +904,25 @@ impl Metrics {
         let seen = session.fold(ev, pricing);
         provider.absorb(ev, &seen);
         self.totals.absorb(ev, &seen);
+    }
+
+    /// A copy whose latency histograms keep only the buckets that hold samples (what replay
+    /// checkpoints keep): tens of KiB instead of megabytes. It reads the same, and folds the
+    /// same: recording into a histogram unpacks that one (copies of it stay packed).
+    pub fn packed(&self) -> Metrics {
+        Metrics {
+            pricing: self.pricing.clone(),
+            sessions: self
+                .sessions
+                .iter()
+                .map(|(id, s)| (*id, s.packed()))
+                .collect(),
+            providers: self.providers.iter().map(ProviderStats::packed).collect(),
+            totals: self.totals.packed(),
+            events: self.events,
+            unknown_session_events: self.unknown_session_events,
+            last_event_us: self.last_event_us,
+        }
     }
 
     /// One session's figures.

@@ -10,6 +10,7 @@
 //! reported above the true maximum.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use hdrhistogram::{Counter, Histogram};
 use serde::Serialize;
@@ -180,53 +181,156 @@ const _: () = {
 /// An HDR histogram with an exact sum and maximum beside it.
 #[derive(Clone, Debug)]
 pub(crate) struct Recorded<T: Counter> {
-    hist: Histogram<T>,
+    counts: Store<T>,
+    precision: Precision,
     sum_us: u64,
     max_us: u64,
 }
 
+/// How a histogram's counts are held: whole (an HDR histogram, ready to record into; shared
+/// by copies until one of them records: a copy of the metrics costs little), or packed (only
+/// the buckets that hold samples, and the range the whole one covered: what a replay
+/// checkpoint keeps, a few KiB instead of tens). A packed histogram reads the same; changing
+/// it unpacks it first.
+#[derive(Clone, Debug)]
+enum Store<T: Counter> {
+    Whole(Arc<Histogram<T>>),
+    Packed {
+        /// The whole histogram's highest trackable value (so unpacking gives its size back).
+        high: u64,
+        buckets: Buckets<T>,
+    },
+}
+
+/// The buckets of a packed histogram that hold samples, in the smaller of two forms. Shared:
+/// copies of a packed histogram (a checkpoint restored) cost nothing.
+#[derive(Clone, Debug)]
+enum Buckets<T: Counter> {
+    /// Each bucket with samples: a value in it, and its count; lowest first (a few samples
+    /// spread out: a slice of a window).
+    Sparse(Arc<[(u64, T)]>),
+    /// Every bucket from the one holding `first` to the highest with samples, in order (many
+    /// samples close together: a whole run's).
+    Dense { first: u64, counts: Arc<[T]> },
+}
+
 impl<T: Counter> Recorded<T> {
     pub(crate) fn new(precision: Precision) -> Self {
-        let mut hist = Histogram::new_with_bounds(
-            precision.lowest_us,
-            2 * precision.lowest_us,
-            precision.digits,
-        )
-        .expect("bounds checked at compile time: lowest >= 1, high = 2 * lowest, digits <= 5");
-        // Grows to the largest sample seen (at most MAX_SAMPLE_US), and no further.
-        hist.auto(true);
         Self {
-            hist,
+            counts: Store::Whole(Arc::new(Self::empty(precision, 2 * precision.lowest_us))),
+            precision,
             sum_us: 0,
             max_us: 0,
         }
     }
 
+    fn empty(precision: Precision, high: u64) -> Histogram<T> {
+        let mut hist = Histogram::new_with_bounds(
+            precision.lowest_us,
+            high.max(2 * precision.lowest_us),
+            precision.digits,
+        )
+        .expect("bounds checked at compile time: lowest >= 1, high >= 2 * lowest, digits <= 5");
+        // Grows to the largest sample seen (at most MAX_SAMPLE_US), and no further.
+        hist.auto(true);
+        hist
+    }
+
+    /// The counts as a whole histogram (built, when packed).
+    fn whole(&self) -> std::borrow::Cow<'_, Histogram<T>> {
+        match &self.counts {
+            Store::Whole(hist) => std::borrow::Cow::Borrowed(&**hist),
+            Store::Packed { high, buckets } => {
+                let mut hist = Self::empty(self.precision, *high);
+                let put = |hist: &mut Histogram<T>, value: u64, count: T| {
+                    if count.as_u64() != 0 && hist.record_n(value, count).is_err() {
+                        hist.saturating_record_n(value, count);
+                    }
+                };
+                match buckets {
+                    Buckets::Sparse(buckets) => {
+                        for &(value, count) in buckets.iter() {
+                            put(&mut hist, value, count);
+                        }
+                    }
+                    Buckets::Dense { first, counts } => {
+                        let mut value = *first;
+                        for &count in counts.iter() {
+                            put(&mut hist, value, count);
+                            value = hist.next_non_equivalent(value);
+                        }
+                    }
+                }
+                std::borrow::Cow::Owned(hist)
+            }
+        }
+    }
+
+    /// The counts as a whole histogram to change (unpacked first, when packed).
+    fn hist_mut(&mut self) -> &mut Histogram<T> {
+        if let Store::Packed { .. } = self.counts {
+            self.counts = Store::Whole(Arc::new(self.whole().into_owned()));
+        }
+        match &mut self.counts {
+            Store::Whole(hist) => Arc::make_mut(hist),
+            Store::Packed { .. } => unreachable!("unpacked just above"),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        match &self.counts {
+            Store::Whole(hist) => hist.is_empty(),
+            Store::Packed { buckets, .. } => match buckets {
+                Buckets::Sparse(b) => b.is_empty(),
+                Buckets::Dense { counts, .. } => counts.is_empty(),
+            },
+        }
+    }
+
+    /// A copy holding only the buckets with samples (see `Store`).
+    pub(crate) fn packed(&self) -> Self {
+        let counts = match &self.counts {
+            Store::Whole(hist) => Store::Packed {
+                high: hist.high(),
+                buckets: pack(hist),
+            },
+            packed @ Store::Packed { .. } => packed.clone(),
+        };
+        Self {
+            counts,
+            precision: self.precision,
+            sum_us: self.sum_us,
+            max_us: self.max_us,
+        }
+    }
+
     pub(crate) fn record(&mut self, value_us: u64) {
         let v = value_us.min(MAX_SAMPLE_US);
-        let len = self.hist.distinct_values();
-        if self.hist.record(v).is_err() {
+        let hist = self.hist_mut();
+        let len = hist.distinct_values();
+        if hist.record(v).is_err() {
             // Only a failed resize can fail a record; keep the sample at the top of the range.
-            self.hist.saturating_record(v);
+            hist.saturating_record(v);
         }
-        if self.hist.distinct_values() != len {
+        if hist.distinct_values() != len {
             // The histogram grew; a growing Vec may keep up to twice the room it needs, and a
             // clone holds exactly its length.
-            self.hist = self.hist.clone();
+            *hist = hist.clone();
         }
         self.sum_us = self.sum_us.saturating_add(v);
         self.max_us = self.max_us.max(v);
     }
 
     fn add(&mut self, other: &Self) {
-        if other.hist.is_empty() {
+        if other.is_empty() {
             return;
         }
-        if self.hist.add(&other.hist).is_err() {
+        let theirs = other.whole();
+        let hist = self.hist_mut();
+        if hist.add(&*theirs).is_err() {
             // Only a failed resize can fail an addition; fall back to value by value.
-            for v in other.hist.iter_recorded() {
-                self.hist
-                    .saturating_record_n(v.value_iterated_to(), v.count_at_value());
+            for v in theirs.iter_recorded() {
+                hist.saturating_record_n(v.value_iterated_to(), v.count_at_value());
             }
         }
         self.sum_us = self.sum_us.saturating_add(other.sum_us);
@@ -236,7 +340,8 @@ impl<T: Counter> Recorded<T> {
     /// Takes `other` (a part of `self`) out again. False when the histograms disagree (then
     /// `self` must be rebuilt).
     fn subtract(&mut self, other: &Self) -> bool {
-        if self.hist.subtract(&other.hist).is_err() {
+        let theirs = other.whole();
+        if self.hist_mut().subtract(&*theirs).is_err() {
             return false;
         }
         self.sum_us = self.sum_us.saturating_sub(other.sum_us);
@@ -244,17 +349,21 @@ impl<T: Counter> Recorded<T> {
     }
 
     fn reset(&mut self) {
-        self.hist.reset();
+        self.hist_mut().reset();
         self.sum_us = 0;
         self.max_us = 0;
     }
 
     pub(crate) fn quantiles(&self) -> Quantiles {
-        let count = self.hist.len();
+        if self.is_empty() {
+            return Quantiles::default();
+        }
+        let hist = self.whole();
+        let count = hist.len();
         if count == 0 {
             return Quantiles::default();
         }
-        let at = |q: f64| self.hist.value_at_quantile(q).min(self.max_us);
+        let at = |q: f64| hist.value_at_quantile(q).min(self.max_us);
         Quantiles {
             p50: at(0.50),
             p90: at(0.90),
@@ -268,7 +377,56 @@ impl<T: Counter> Recorded<T> {
 
     /// Heap bytes held by the counts.
     pub(crate) fn heap_bytes(&self) -> usize {
-        self.hist.distinct_values() * std::mem::size_of::<T>()
+        match &self.counts {
+            Store::Whole(hist) => hist.distinct_values() * std::mem::size_of::<T>(),
+            Store::Packed { buckets, .. } => match buckets {
+                Buckets::Sparse(b) => std::mem::size_of_val(&**b),
+                Buckets::Dense { counts, .. } => std::mem::size_of_val(&**counts),
+            },
+        }
+    }
+}
+
+/// The buckets of `hist` that hold samples, in the smaller form.
+fn pack<T: Counter>(hist: &Histogram<T>) -> Buckets<T> {
+    if hist.is_empty() {
+        return Buckets::Sparse(Arc::from(Vec::new()));
+    }
+    // Samples lie between the lowest and the highest recorded: walk those buckets only.
+    let first = hist.lowest_equivalent(hist.min_nz());
+    let top = hist.max();
+    let mut dense = Vec::new();
+    let mut sparse = Vec::new();
+    let mut total = 0u64;
+    let mut value = first;
+    loop {
+        let count = hist.count_at(value);
+        dense.push(count);
+        if count.as_u64() != 0 {
+            sparse.push((value, count));
+            total = total.saturating_add(count.as_u64());
+        }
+        let next = hist.next_non_equivalent(value);
+        if next <= value || next > top {
+            break;
+        }
+        value = next;
+    }
+    if total != hist.len() {
+        // The minimum or maximum did not cover every sample after all: every bucket, then.
+        let all: Vec<_> = hist
+            .iter_recorded()
+            .map(|v| (v.value_iterated_to(), v.count_at_value()))
+            .collect();
+        return Buckets::Sparse(all.into());
+    }
+    if std::mem::size_of_val(sparse.as_slice()) <= std::mem::size_of_val(dense.as_slice()) {
+        Buckets::Sparse(sparse.into())
+    } else {
+        Buckets::Dense {
+            first,
+            counts: dense.into(),
+        }
     }
 }
 
@@ -386,6 +544,24 @@ impl<T: Counter> SlicedWindow<T> {
         sum.quantiles()
     }
 
+    /// A copy with every histogram packed (see `Store`).
+    pub(crate) fn packed(&self) -> Self {
+        Self {
+            precision: self.precision,
+            slice_us: self.slice_us,
+            slices_per_window: self.slices_per_window,
+            ring: self
+                .ring
+                .iter()
+                .map(|s| Slice {
+                    index: s.index,
+                    data: s.data.packed(),
+                })
+                .collect(),
+            merged: self.merged.as_ref().map(Recorded::packed),
+        }
+    }
+
     /// Heap bytes held by the slices and the running sum.
     pub(crate) fn heap_bytes(&self) -> usize {
         self.ring.capacity() * std::mem::size_of::<Slice<T>>()
@@ -431,6 +607,31 @@ impl ProviderLatency {
     }
 }
 
+impl Packable for ProviderLatency {
+    fn packed(&self) -> Self {
+        Self {
+            run: self.run.packed(),
+            one_minute: self.one_minute.packed(),
+            fifteen_minutes: self.fifteen_minutes.packed(),
+        }
+    }
+}
+
+/// Latency histograms that can be copied packed (for replay checkpoints). A packed histogram
+/// is unpacked when something is recorded into it (or it is subtracted from), so a copy that
+/// goes on folding only unpacks what it touches: the run's and the running sums, the newest
+/// slices.
+pub(crate) trait Packable: Sized {
+    /// A copy holding only the buckets with samples: reads the same, a fraction of the size.
+    fn packed(&self) -> Self;
+}
+
+/// `packed` over a metric-indexed array of histograms.
+pub(crate) fn packed_all<L: Packable>(all: &[Option<Box<L>>; 3]) -> [Option<Box<L>>; 3] {
+    all.each_ref()
+        .map(|l| l.as_ref().map(|l| Box::new(l.packed())))
+}
+
 /// One latency metric of a session: 2 significant figures, the whole run and a 1-minute
 /// window of three 30-second slices (covering 60 to 90 seconds), merged on query.
 #[derive(Clone, Debug)]
@@ -463,6 +664,15 @@ impl SessionLatency {
 
     pub(crate) fn heap_bytes(&self) -> usize {
         self.run.heap_bytes() + self.one_minute.heap_bytes()
+    }
+}
+
+impl Packable for SessionLatency {
+    fn packed(&self) -> Self {
+        Self {
+            run: self.run.packed(),
+            one_minute: self.one_minute.packed(),
+        }
     }
 }
 
@@ -571,6 +781,63 @@ mod tests {
             w.ring.iter().map(|s| s.index).collect::<Vec<_>>(),
             vec![1, 3]
         );
+    }
+
+    #[test]
+    fn a_packed_histogram_reads_and_records_like_the_whole_one() {
+        let mut whole: Recorded<u32> = Recorded::new(PROVIDER_PRECISION);
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..5_000 {
+            x ^= x >> 12;
+            x ^= x << 25;
+            x ^= x >> 27;
+            whole.record(300_000 + (x.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 40) % 700_000);
+        }
+        let mut packed = whole.packed();
+        assert!(matches!(packed.counts, Store::Packed { .. }));
+        assert!(packed.heap_bytes() * 4 < whole.heap_bytes());
+        assert_eq!(packed.quantiles(), whole.quantiles());
+        assert_eq!(packed.packed().quantiles(), whole.quantiles());
+        // Recording unpacks it, to the same size, and both go on the same.
+        for v in [5, 1_000, 2_500_000] {
+            packed.record(v);
+            whole.record(v);
+            assert_eq!(packed.quantiles(), whole.quantiles());
+        }
+        assert!(matches!(packed.counts, Store::Whole(_)));
+        assert_eq!(
+            packed.whole().distinct_values(),
+            whole.whole().distinct_values()
+        );
+        let empty: Recorded<u64> = Recorded::new(PROVIDER_PRECISION);
+        assert_eq!(empty.packed().quantiles(), Quantiles::default());
+        assert_eq!(empty.packed().heap_bytes(), 0);
+    }
+
+    #[test]
+    fn a_packed_window_slides_like_the_whole_one() {
+        // Packed at every step, and the packed copy folded on: slices retire (subtracted from
+        // the running sum) out of packed copies, late samples land in packed slices.
+        let mut whole: SlicedWindow<u32> =
+            SlicedWindow::new(PROVIDER_PRECISION, 60 * S, 10 * S, true);
+        let mut packed = whole.packed();
+        for i in 0..400u64 {
+            let at = i * S / 2 - if i % 7 == 3 { 15 * S } else { 0 }.min(i * S / 2);
+            let v = 1_000 + (i * 7919) % 900_000;
+            whole.record(at, v);
+            packed.record(at, v);
+            if i % 5 == 0 {
+                packed = packed.packed();
+            }
+            for now in [at, at + 30 * S, at + 65 * S] {
+                assert_eq!(
+                    packed.quantiles(now),
+                    whole.quantiles(now),
+                    "i {i} now {now}"
+                );
+            }
+        }
+        assert!(packed.packed().heap_bytes() * 4 < whole.heap_bytes());
     }
 
     #[test]

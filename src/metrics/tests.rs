@@ -682,3 +682,75 @@ fn memory_of_idle_and_busy_stats() {
         "busy provider {busy_provider} B"
     );
 }
+
+/// Every latency figure the metrics answer at `now`: sessions, providers and the totals, every
+/// metric and window.
+fn all_latencies(m: &Metrics, now: u64) -> Vec<Option<Quantiles>> {
+    let mut out = Vec::new();
+    for metric in LatencyMetric::ALL {
+        for window in Window::ALL {
+            out.extend(m.sessions().map(|s| s.latency(metric, window, now)));
+            out.extend(
+                m.providers()
+                    .iter()
+                    .chain(std::iter::once(m.totals()))
+                    .map(|p| Some(p.latency(metric, window, now))),
+            );
+        }
+    }
+    out
+}
+
+#[test]
+fn packed_metrics_read_and_fold_like_whole_ones() {
+    let sessions = vec![info(0, "a", "gpt-4.1"), info(1, "b", "gpt-4.1")];
+    let mut whole = Metrics::new(sessions, Pricing::new());
+    let mut packed = whole.packed();
+    let mut rng = SmallRng::seed_from_u64(7);
+    let ttft = LogNormal::new(12.5, 0.6).expect("a valid distribution");
+    // 40 minutes: slices retire from both windows, out of packed copies too.
+    for i in 0..700u64 {
+        let at = i * 4 * S;
+        let session = (i % 2) as SessionId;
+        let first = ttft.sample(&mut rng) as u64;
+        let events = [
+            ev(session, at, sent(i)),
+            ev(
+                session,
+                at + first,
+                EventKind::FirstToken {
+                    request: i,
+                    ttft_us: first,
+                },
+            ),
+            ev(
+                session,
+                at + first,
+                done(i, Some(first), 2 * first, tokens(5, 9, false)),
+            ),
+            ev(session, at + first, EventKind::Pong { rtt_us: first / 7 }),
+        ];
+        for e in &events {
+            whole.apply(e);
+            packed.apply(e);
+        }
+        if i % 41 == 0 {
+            // A checkpoint taken, and folded on from (its copies stay packed until recorded into).
+            packed = packed.packed().clone();
+        }
+        if i % 67 == 0 {
+            let now = at + first;
+            for later in [now, now + 50 * S, now + 20 * 60 * S] {
+                assert_eq!(all_latencies(&packed, later), all_latencies(&whole, later));
+            }
+        }
+    }
+    let bytes = |m: &Metrics| -> usize {
+        m.providers()
+            .iter()
+            .chain(std::iter::once(m.totals()))
+            .map(|p| p.heap_bytes())
+            .sum()
+    };
+    assert!(bytes(&whole.packed()) * 3 < bytes(&whole));
+}

@@ -99,6 +99,15 @@ impl FoldState for Data {
         Box::new(self.clone())
     }
 
+    fn packed(&self) -> Box<dyn FoldState> {
+        Box::new(Data {
+            metrics: self.metrics.packed(),
+            sessions: self.sessions.clone(),
+            log: self.log.clone(),
+            model_costs: self.model_costs.clone(),
+        })
+    }
+
     fn as_any(&self) -> &dyn std::any::Any {
         self
     }
