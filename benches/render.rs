@@ -71,7 +71,10 @@ fn request(out: &mut Vec<SessionEvent>, session: u32, request: u64, at_us: u64, 
         };
         out.push(ev(
             at_us + ttft + i as u64 * 1_000,
-            EventKind::Chunk { request, text },
+            EventKind::Chunk {
+                request,
+                text: text.into(),
+            },
         ));
     }
     out.push(ev(

@@ -176,12 +176,17 @@ pub async fn run(
         // Stops routing; gives a rollback or promotion notification time to be posted.
         canary.shutdown(Duration::from_secs(10)).await;
     }
-    supervisor.shutdown(Duration::from_secs(2)).await;
     // Fold what the sessions said while closing (their close events), but stop the clock
     // at the moment the run ended.
-    while let Ok(event) = events.try_recv() {
-        handle_event(&event, &mut metrics, out)?;
-    }
+    let mut written = Ok(());
+    supervisor
+        .shutdown(Duration::from_secs(2), &mut events, |event| {
+            if written.is_ok() {
+                written = handle_event(event, &mut metrics, out);
+            }
+        })
+        .await;
+    written?;
     if let Some(recorder) = recorder {
         // Joins the recorder's writer thread: off the async workers.
         let reason = ended_by.clone();

@@ -89,7 +89,39 @@ impl Supervisor {
     }
 
     /// Asks every session to close, and waits up to `grace` for them; the rest are aborted.
-    pub async fn shutdown(self, grace: Duration) {
+    /// What they report meanwhile (their close events, and anything they were handing over)
+    /// is taken from `events` and given to `fold`, then what is still queued: a session
+    /// waiting for room in a full event stream sees the close only once it has handed its
+    /// batch over.
+    pub async fn shutdown(
+        self,
+        grace: Duration,
+        events: &mut crate::session::EventReceiver,
+        mut fold: impl FnMut(&crate::session::SessionEvent),
+    ) {
+        let closing = self.close_all(grace);
+        tokio::pin!(closing);
+        loop {
+            tokio::select! {
+                () = &mut closing => break,
+                batch = events.recv_batch() => match batch {
+                    Some(batch) => {
+                        batch.iter().for_each(&mut fold);
+                        events.recycle(batch);
+                    }
+                    None => {
+                        closing.as_mut().await;
+                        break;
+                    }
+                },
+            }
+        }
+        while let Ok(event) = events.try_recv() {
+            fold(&event);
+        }
+    }
+
+    async fn close_all(self, grace: Duration) {
         for s in &self.sessions {
             // A full queue means the session is busy; it is aborted below if it overstays.
             let _ = s.commands.try_send(SessionCommand::Close);

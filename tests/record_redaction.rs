@@ -106,8 +106,9 @@ workload = "chat"
         }
     }
     assert!(answered, "the chat turn was answered");
-    supervisor.shutdown(Duration::from_secs(2)).await;
-    while events.try_recv().is_ok() {}
+    supervisor
+        .shutdown(Duration::from_secs(2), &mut events, |_| {})
+        .await;
     let dir = recorder.finish("test over", clock.now()).unwrap();
     world.stop().await;
     relay.stop().await;

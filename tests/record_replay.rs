@@ -96,8 +96,9 @@ async fn record_a_run(root: &Path) -> PathBuf {
         }
     }
     let duration = clock.now();
-    supervisor.shutdown(Duration::from_secs(2)).await;
-    while events.try_recv().is_ok() {}
+    supervisor
+        .shutdown(Duration::from_secs(2), &mut events, |_| {})
+        .await;
     let dir = recorder.finish("test over", duration).expect("finish");
     world.stop().await;
     relay.stop().await;

@@ -273,7 +273,9 @@ async fn chat_turns_are_resent_with_their_conversation_in_order() {
             }
         }
     }
-    supervisor.shutdown(Duration::from_secs(2)).await;
+    supervisor
+        .shutdown(Duration::from_secs(2), &mut rx, |_| {})
+        .await;
     let dir = recorder.finish("test", clock.now()).unwrap();
 
     let recorded = against::read_recording(&[dir]).unwrap();

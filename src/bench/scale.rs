@@ -199,8 +199,9 @@ count = {n}
         grouped(frames as f64),
         fold.done - done_before
     )?;
-    supervisor.shutdown(Duration::from_secs(10)).await;
-    while events.try_recv().is_ok() {}
+    supervisor
+        .shutdown(Duration::from_secs(10), &mut events, |_| {})
+        .await;
     drop(metrics);
 
     Ok(ScaleResult {

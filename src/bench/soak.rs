@@ -362,10 +362,10 @@ pub async fn run(options: SoakOptions, out: &mut dyn Write) -> anyhow::Result<So
     let drops: u64 = tallies.iter().map(|t| t.drops).sum();
     let reconnects: u64 = tallies.iter().map(|t| t.connects.saturating_sub(1)).sum();
 
-    // Stop the sessions; drain their last events so that no sender waits on a full queue.
-    let drain = tokio::spawn(async move { while events.recv().await.is_some() {} });
-    supervisor.shutdown(Duration::from_secs(5)).await;
-    let _ = drain.await;
+    // Stop the sessions, draining their last events so that no sender waits on a full queue.
+    supervisor
+        .shutdown(Duration::from_secs(5), &mut events, |_| {})
+        .await;
     let relay_dropped = sim.stats().responses_dropped;
     // The relay's connection tasks end when the clients' closes reach them.
     let settle_until = Instant::now() + SETTLE;

@@ -727,8 +727,13 @@ pub async fn run(
         eprint!("\r{:78}\r", "");
     }
     let duration = clock.now().saturating_sub(start);
-    supervisor.shutdown(Duration::from_secs(2)).await;
-    while let Ok(Some(event)) = tokio::time::timeout(Duration::from_secs(1), events.recv()).await {
+    let mut closing = Vec::new();
+    supervisor
+        .shutdown(Duration::from_secs(2), &mut events, |event| {
+            closing.push(event.clone());
+        })
+        .await;
+    for event in closing {
         fold(event, &mut metrics, &mut sessions, &mut stop_reason, None);
     }
     let ended_by = if interrupted {

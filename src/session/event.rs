@@ -164,8 +164,12 @@ pub enum EventKind {
         /// Time to first token: from sending the request to its first chunk.
         ttft_us: u64,
     },
-    /// A piece of streamed text.
-    Chunk { request: RequestId, text: String },
+    /// A piece of streamed text: held inline, without an allocation, up to 24 bytes (most
+    /// chunks are a token or a few).
+    Chunk {
+        request: RequestId,
+        text: compact_str::CompactString,
+    },
     /// A response completed.
     Done {
         request: RequestId,

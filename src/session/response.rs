@@ -89,7 +89,7 @@ impl ResponseTracker {
         let Some(r) = self.current.as_mut() else {
             emit(EventKind::Chunk {
                 request: 0,
-                text: content.to_owned(),
+                text: content.into(),
             });
             return;
         };
@@ -105,7 +105,7 @@ impl ResponseTracker {
         r.chars += content.chars().count() as u64;
         emit(EventKind::Chunk {
             request: r.request,
-            text: content.to_owned(),
+            text: content.into(),
         });
     }
 

@@ -169,10 +169,9 @@ pub async fn run(world: World, options: UiOptions) -> anyhow::Result<()> {
     if let Some(canary) = &canary {
         canary.shutdown(Duration::from_secs(10)).await;
     }
-    supervisor.shutdown(Duration::from_secs(2)).await;
-    while let Ok(event) = events.try_recv() {
-        observe(&event);
-    }
+    supervisor
+        .shutdown(Duration::from_secs(2), &mut events, &observe)
+        .await;
     if let Some(recorder) = recorder {
         // Joins the recorder's writer thread: off the async workers.
         let reason = match &result {

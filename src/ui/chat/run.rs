@@ -199,10 +199,11 @@ pub async fn run(world: World, options: ChatOptions) -> anyhow::Result<()> {
         eprintln!("relaytop: a background task panicked: {message}");
     }
     let duration = clock.now();
-    supervisor.shutdown(Duration::from_secs(2)).await;
-    while let Ok(event) = events.try_recv() {
-        world.observe(&event);
-    }
+    supervisor
+        .shutdown(Duration::from_secs(2), &mut events, |event| {
+            world.observe(event)
+        })
+        .await;
     if let Some(recorder) = recorder {
         let reason = match &result {
             Ok(()) => "left the chat".to_owned(),
