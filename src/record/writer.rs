@@ -182,6 +182,17 @@ fn admit(b: &mut Buffer, at: Duration, len: usize) -> Option<u64> {
     Some(t)
 }
 
+/// A buffer kept between flushes is freed when a flush used less than an eighth of it (and it
+/// is larger than this): what a session that has gone quiet keeps allocated.
+const KEEP_IDLE_BUFFER_BYTES: usize = 64 << 10;
+
+/// Frees `buffer` (just written out, not yet cleared) when it was mostly unused.
+fn shrink_when_idle(buffer: &mut Vec<u8>) {
+    if buffer.capacity() > KEEP_IDLE_BUFFER_BYTES && buffer.len() < buffer.capacity() / 8 {
+        *buffer = Vec::new();
+    }
+}
+
 /// Starts a text frame kept raw in a session's buffer, where every other entry is a line,
 /// which starts with `[`: this byte, the time (`u64`, little-endian), the direction byte, the
 /// length (`u32`, little-endian) and the text.
@@ -230,33 +241,65 @@ fn render(buffer: &[u8], out: &mut Vec<u8>) {
     }
 }
 
-/// Appends `text` escaped as the inside of a JSON string, as serde_json escapes it.
-fn escape_json_into(out: &mut Vec<u8>, text: &[u8]) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut start = 0;
-    for (i, &byte) in text.iter().enumerate() {
-        let short: &[u8] = match byte {
-            b'"' => b"\\\"",
-            b'\\' => b"\\\\",
-            b'\n' => b"\\n",
-            b'\r' => b"\\r",
-            b'\t' => b"\\t",
-            0x08 => b"\\b",
-            0x0c => b"\\f",
-            0..=0x1f => b"",
-            _ => continue,
-        };
-        out.extend_from_slice(&text[start..i]);
-        if short.is_empty() {
-            out.extend_from_slice(b"\\u00");
-            out.push(HEX[usize::from(byte >> 4)]);
-            out.push(HEX[usize::from(byte & 0xf)]);
-        } else {
-            out.extend_from_slice(short);
-        }
-        start = i + 1;
+/// How each byte is escaped in a JSON string: 0 not at all, `0xff` as `\u00XX`, else as a
+/// backslash and this byte.
+static JSON_ESCAPES: [u8; 256] = {
+    let mut table = [0u8; 256];
+    let mut byte = 0;
+    while byte < 0x20 {
+        table[byte] = 0xff;
+        byte += 1;
     }
-    out.extend_from_slice(&text[start..]);
+    table[b'"' as usize] = b'"';
+    table[b'\\' as usize] = b'\\';
+    table[b'\n' as usize] = b'n';
+    table[b'\r' as usize] = b'r';
+    table[b'\t' as usize] = b't';
+    table[0x08] = b'b';
+    table[0x0c] = b'f';
+    table
+};
+
+/// Appends `text` escaped as the inside of a JSON string, as serde_json escapes it.
+///
+/// A frame is JSON, full of quotes at no fixed places, so a branch a byte on whether to
+/// escape it is mispredicted every few bytes: each byte is written with no branch (its
+/// escaped form takes one more byte), into room for the worst case. A control byte other
+/// than the usual five (`\u00XX`, six bytes) sends the frame to the plain loop instead.
+fn escape_json_into(out: &mut Vec<u8>, text: &[u8]) {
+    let start = out.len();
+    out.resize(start + 2 * text.len() + 2, 0);
+    let room = &mut out[start..];
+    let (mut written, mut rare) = (0, false);
+    for &byte in text {
+        let escape = JSON_ESCAPES[usize::from(byte)];
+        rare |= escape == 0xff;
+        let escaped = escape != 0;
+        room[written] = if escaped { b'\\' } else { byte };
+        room[written + 1] = escape;
+        written += 1 + usize::from(escaped);
+    }
+    out.truncate(start + written);
+    if rare {
+        out.truncate(start);
+        escape_json_into_slowly(out, text);
+    }
+}
+
+/// `escape_json_into`, a byte at a time, for text with control bytes in it.
+fn escape_json_into_slowly(out: &mut Vec<u8>, text: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for &byte in text {
+        match JSON_ESCAPES[usize::from(byte)] {
+            0 => out.push(byte),
+            0xff => {
+                out.extend_from_slice(b"\\u00");
+                out.push(HEX[usize::from(byte >> 4)]);
+                out.push(HEX[usize::from(byte & 0xf)]);
+            }
+            short => out.extend_from_slice(&[b'\\', short]),
+        }
+    }
 }
 
 /// Lines waiting to be written, and what the tap needs to keep the file in order.
@@ -714,13 +757,10 @@ impl Inner {
         }
         disk.written += lines.len() as u64;
         drop(lines);
-        // Bound what a quiet run keeps allocated.
-        if disk.spare.capacity() > 4 << 20 {
-            disk.spare = Vec::new();
-        }
-        if disk.lines.capacity() > 8 << 20 {
-            disk.lines = Vec::new();
-        }
+        // A busy session keeps its buffers (a new one is grown page by page all over again:
+        // `relaytop bench ingest`); one that has gone quiet gives the memory back.
+        shrink_when_idle(&mut disk.spare);
+        shrink_when_idle(&mut disk.lines);
         if disk.written < self.options.rotate_bytes {
             return None;
         }
@@ -905,6 +945,21 @@ mod tests {
         let mut out = Vec::new();
         render(&buffer, &mut out);
         assert_eq!(String::from_utf8(out).unwrap(), expected);
+    }
+
+    #[test]
+    fn every_character_is_escaped_as_serde_json_escapes_it() {
+        let mut all: String = (0u32..0x250).filter_map(char::from_u32).collect();
+        all.push_str("\u{2028}\u{fffd}🦀");
+        for text in [all.as_str(), &all[0x20..], "\"\"\\\\", "plain"] {
+            let mut out = b"prefix".to_vec();
+            escape_json_into(&mut out, text.as_bytes());
+            let json = serde_json::to_string(text).unwrap();
+            assert_eq!(
+                std::str::from_utf8(&out).unwrap(),
+                format!("prefix{}", &json[1..json.len() - 1])
+            );
+        }
     }
 
     #[test]

@@ -24,8 +24,9 @@ use crate::session::tap::{Direction, Wire};
 use crate::session::workload::{AudioJob, Outgoing, WorkloadState};
 use crate::session::{ErrorKind, EventKind, SessionEvent, SessionSpec, SessionState, Workload};
 
-/// The most room an outbox reserves up front (it still grows past it when needed).
-const MAX_OUTBOX_RESERVE: usize = 1_024;
+/// The most room an outbox reserves up front (it still grows past it when needed): a full
+/// batch from buffered frames (`task::DRAIN_BATCH`) and the few events around it.
+const MAX_OUTBOX_RESERVE: usize = 1_100;
 
 /// How a connection (or an attempt at one) ended.
 #[derive(Debug)]

@@ -19,9 +19,9 @@ use crate::session::SessionEvent;
 
 /// Emptied batches kept for the senders to fill again, at most: a stream in full flow then
 /// allocates nothing (and touches no fresh memory) batch after batch.
-const SPARE_BATCHES: usize = 32;
+const SPARE_BATCHES: usize = 16;
 /// A spare batch with more room than this (in events) is freed instead of kept.
-const SPARE_MAX_EVENTS: usize = 1_024;
+const SPARE_MAX_EVENTS: usize = 2_048;
 
 /// What both ends share: the room left, in events, and the emptied batches.
 #[derive(Debug)]

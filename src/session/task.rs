@@ -30,6 +30,10 @@ use crate::session::tap::{Direction, Wire};
 use crate::session::workload::AudioJob;
 use crate::session::{ErrorKind, EventKind, SessionSpec, SessionState};
 
+/// Events reported from buffered frames before they are handed over (one wake of the
+/// consumer a batch) and the loop looks at its timers and commands again.
+const DRAIN_BATCH: usize = 1_024;
+
 /// Frames handled in a row, from what one read brought in, between two looks at the clock
 /// (a look costs as much as handling a small frame; 32 frames take a few microseconds).
 const CLOCK_EVERY: u32 = 32;
@@ -195,7 +199,7 @@ impl RelayV1Transport {
                         if let Some(end) = end {
                             return end;
                         }
-                        if core.pending() >= 256 {
+                        if core.pending() >= DRAIN_BATCH {
                             break;
                         }
                     }
