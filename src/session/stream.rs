@@ -32,10 +32,15 @@ struct Shared {
 }
 
 impl Shared {
-    fn spare(&self) -> std::sync::MutexGuard<'_, Vec<Vec<SessionEvent>>> {
-        self.spare
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    /// The spare batches, unless another thread is at them right now: nobody ever waits
+    /// for them (a session's worker blocked on a lock whose holder the OS has paused would
+    /// hold up every task on that worker), it allocates or frees instead.
+    fn spare(&self) -> Option<std::sync::MutexGuard<'_, Vec<Vec<SessionEvent>>>> {
+        match self.spare.try_lock() {
+            Ok(spare) => Some(spare),
+            Err(std::sync::TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        }
     }
 }
 
@@ -106,7 +111,7 @@ impl EventSender {
     pub fn new_batch(&self, events: usize) -> Vec<SessionEvent> {
         self.shared
             .spare()
-            .pop()
+            .and_then(|mut spare| spare.pop())
             .unwrap_or_else(|| Vec::with_capacity(events))
     }
 
@@ -194,8 +199,9 @@ impl EventReceiver {
             return;
         }
         batch.clear();
-        let mut spare = self.shared.spare();
-        if spare.len() < SPARE_BATCHES {
+        if let Some(mut spare) = self.shared.spare()
+            && spare.len() < SPARE_BATCHES
+        {
             spare.push(batch);
         }
     }
@@ -378,7 +384,7 @@ mod tests {
             rx.recycle(Vec::with_capacity(4));
         }
         rx.recycle(Vec::with_capacity(SPARE_MAX_EVENTS + 1));
-        let spare = rx.shared.spare();
+        let spare = rx.shared.spare().unwrap();
         assert_eq!(spare.len(), SPARE_BATCHES);
         assert!(spare.iter().all(|b| b.capacity() <= SPARE_MAX_EVENTS));
     }
