@@ -24,6 +24,9 @@ use crate::session::tap::{Direction, Wire};
 use crate::session::workload::{AudioJob, Outgoing, WorkloadState};
 use crate::session::{ErrorKind, EventKind, SessionEvent, SessionSpec, SessionState, Workload};
 
+/// How long a send waits when another session holds the provider's window at that instant.
+const LIMITS_BUSY_RETRY: Duration = Duration::from_millis(1);
+
 /// The most room an outbox reserves up front (it still grows past it when needed): a full
 /// batch from buffered frames (`task::DRAIN_BATCH`) and the few events around it.
 const MAX_OUTBOX_RESERVE: usize = 1_100;
@@ -157,7 +160,12 @@ impl Core {
         let Some(limits) = self.spec.limits.clone() else {
             return true;
         };
-        match limits.try_send() {
+        let Some(slot) = limits.try_send_now() else {
+            // Another session is at the window this instant: look again in a moment.
+            self.workload.defer_until(now + LIMITS_BUSY_RETRY);
+            return false;
+        };
+        match slot {
             Ok(()) => {
                 if self.waiting_for_slot {
                     self.waiting_for_slot = false;

@@ -296,6 +296,19 @@ impl ProviderLimits {
             .map_err(|at| at.saturating_sub(now))
     }
 
+    /// `try_send`, unless another session is at the window this very moment (`None`): a
+    /// session's worker never waits for the lock, since a holder the OS has paused would
+    /// hold up every task on that worker (`relaytop bench accuracy`: docs/PERFORMANCE.md).
+    pub fn try_send_now(&self) -> Option<Result<(), Duration>> {
+        let now = self.now();
+        let mut window = match self.0.window.try_lock() {
+            Ok(window) => window,
+            Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return None,
+        };
+        Some(window.try_acquire(now).map_err(|at| at.saturating_sub(now)))
+    }
+
     /// How long until a send slot frees; zero when one is free now.
     pub fn next_slot_in(&self) -> Duration {
         let now = self.now();
@@ -446,7 +459,12 @@ mod tests {
     async fn the_shared_handle_counts_sends_connections_and_waiters() {
         let limits = ProviderLimits::new("legacy", 2, s(60), 1);
         assert_eq!(limits.try_send(), Ok(()));
-        assert_eq!(limits.try_send(), Ok(()));
+        assert_eq!(limits.try_send_now(), Some(Ok(())));
+        {
+            // While another holds the window, nobody waits for it.
+            let _held = limits.window();
+            assert_eq!(limits.try_send_now(), None);
+        }
         let wait = limits.try_send().unwrap_err();
         assert!(wait > s(59) && wait <= s(60), "{wait:?}");
         assert!(limits.next_slot_in() > s(59));
