@@ -2,6 +2,7 @@
 //! 250x56 `TestBackend` a few hundred times, with fresh events folded between frames as in a
 //! live run. Prints the median and the slower frames. Then the same for a chat pane holding a
 //! 2,000-line conversation with a reply streaming in. Run with `cargo bench --bench render`.
+#![allow(clippy::unwrap_used)] // test code: a panic is a failure with its place
 
 use std::time::{Duration, Instant};
 
@@ -9,10 +10,12 @@ use chrono::DateTime;
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 
-use relaytop::cost::Pricing;
-use relaytop::session::{EventKind, Protocol, SessionEvent, SessionInfo, SessionState, Tokens};
-use relaytop::ui::app::{App, SessionSetup};
-use relaytop::ui::render;
+use relaytop_core::cost::Pricing;
+use relaytop_core::session::{
+    EventKind, Protocol, SessionEvent, SessionInfo, SessionState, Tokens,
+};
+use relaytop_tui::app::{App, SessionSetup};
+use relaytop_tui::render;
 
 const SESSIONS: u32 = 1_000;
 const STREAM_LINES: usize = 10_000;
@@ -213,8 +216,8 @@ fn main() {
 /// reply streaming in a chunk a frame.
 fn chat_pane() {
     use crossterm::event::{KeyCode, KeyEvent};
-    use relaytop::ui::chat::ChatPane;
-    use relaytop::ui::theme::Theme;
+    use relaytop_tui::chat::ChatPane;
+    use relaytop_tui::theme::Theme;
 
     let info = SessionInfo {
         id: 0,
@@ -226,7 +229,12 @@ fn chat_pane() {
         workload: "chat".into(),
     };
     let theme = Theme::dark();
-    let mut pane = ChatPane::new(0, &info, None, relaytop::cost::ProviderPricing::default());
+    let mut pane = ChatPane::new(
+        0,
+        &info,
+        None,
+        relaytop_core::cost::ProviderPricing::default(),
+    );
     let area = ratatui::layout::Rect::new(0, 0, 250, 56);
     let ev = |at_us: u64, kind: EventKind| SessionEvent {
         session: 0,

@@ -10,6 +10,7 @@
 //! `RELAYTOP_BENCH_MB` to use another size, `RELAYTOP_BENCH_BUDGET_MB` for another checkpoint
 //! budget (default 1 GiB). Numbers are for a warm page cache (the file was just written, and
 //! synced so that its writeback is over).
+#![allow(clippy::unwrap_used)] // test code: a panic is a failure with its place
 
 use std::io::{BufWriter, Write};
 use std::path::Path;
@@ -17,9 +18,9 @@ use std::time::{Duration, Instant};
 
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
-use relaytop::record::{Replay, Speed};
-use relaytop::ui::render;
-use relaytop::ui::replay::ReplayDriver;
+use relaytop_core::record::{Replay, Speed};
+use relaytop_tui::render;
+use relaytop_tui::replay::ReplayDriver;
 
 const TARGETS: [&str; 3] = [
     "open + first 100 events",
@@ -227,7 +228,7 @@ fn main() {
 }
 
 /// One frame of the dashboard at 250x56, off-screen.
-fn draw(app: &mut relaytop::ui::app::App) {
+fn draw(app: &mut relaytop_tui::app::App) {
     let mut terminal = Terminal::new(TestBackend::new(250, 56)).expect("a test terminal");
     terminal
         .draw(|frame| {

@@ -19,21 +19,21 @@ use futures_util::StreamExt as _;
 use serde::Serialize;
 use tokio::net::TcpStream;
 
-use crate::config::secret::Secret;
-use crate::protocol::openai_realtime::{
+use relaytop_core::config::secret::Secret;
+use relaytop_core::protocol::openai_realtime::{
     CLOSE_BETA_SHAPE_DISABLED, CLOSE_INVALID_API_KEY, REALTIME_PATH, ServerEvent, url_with_model,
 };
-use crate::protocol::openai_sse::{models_url, parse_error_body};
-use crate::protocol::relay_v1::STREAM_PATH;
-use crate::session::connect::{self, ConnectError, ConnectRequest, Flavor};
-use crate::session::{
+use relaytop_core::protocol::openai_sse::{models_url, parse_error_body};
+use relaytop_core::protocol::relay_v1::STREAM_PATH;
+use relaytop_core::session::connect::{self, ConnectError, ConnectRequest, Flavor};
+use relaytop_core::session::{
     self, BackoffPolicy, EventKind, Protocol, RunClock, SessionCommand, SessionInfo, SessionSpec,
     SessionState, Timing, Workload,
 };
 
 /// Resolves a host name to addresses (tests inject their own); the sessions `check` runs use
 /// it too.
-pub use crate::session::connect::{Resolver, system_resolver};
+pub use relaytop_core::session::connect::{Resolver, system_resolver};
 
 /// Reads an environment variable (tests inject their own).
 pub type Env = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
@@ -1218,7 +1218,7 @@ async fn check_completion_and_heartbeat(
 ) -> bool {
     let heartbeat = (target.protocol != Protocol::OpenaiSse).then_some(Duration::from_millis(200));
     let spec = session_spec(options, target, key, heartbeat);
-    let (tx, mut rx) = crate::session::stream::channel(1024);
+    let (tx, mut rx) = relaytop_core::session::stream::channel(1024);
     let handle = session::spawn(spec, RunClock::new(), tx);
     let started = Instant::now();
     let _ = handle
@@ -1383,7 +1383,7 @@ async fn check_idle(options: &CheckOptions, target: &Target, key: &Key, walk: &m
     }
     let started = Instant::now();
     let spec = session_spec(options, target, key, None);
-    let (tx, mut rx) = crate::session::stream::channel(1024);
+    let (tx, mut rx) = relaytop_core::session::stream::channel(1024);
     let handle = session::spawn(spec, RunClock::new(), tx);
     let mut connected_at: Option<u64> = None;
     let deadline = tokio::time::Instant::now() + options.timeout + idle;

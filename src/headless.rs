@@ -11,12 +11,12 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::canary::{CanaryDriver, Phase};
-use crate::metrics::Metrics;
-use crate::report::{Report, RunInfo};
-use crate::session::{EventKind, RunClock, SessionEvent, SessionState};
-use crate::supervisor::Supervisor;
-use crate::world::World;
+use relaytop_core::canary::{CanaryDriver, Phase};
+use relaytop_core::metrics::Metrics;
+use relaytop_core::report::{Report, RunInfo};
+use relaytop_core::session::{EventKind, RunClock, SessionEvent, SessionState};
+use relaytop_core::supervisor::Supervisor;
+use relaytop_core::world::World;
 
 /// How the summary is printed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -199,7 +199,7 @@ pub async fn run(
         &metrics,
         RunInfo {
             started_at,
-            duration_us: crate::session::event::micros(duration),
+            duration_us: relaytop_core::session::event::micros(duration),
             source: world.config.source.clone(),
             ended_by,
         },

@@ -1,24 +1,10 @@
-//! relaytop: a terminal monitor for AI-API relay stations.
-//!
-//! The engine (sessions, protocol, metrics, cost, recording, simulator) lives in this library
-//! and never imports the terminal UI; `ui` folds the same session events onto the screen.
+//! relaytop: a terminal monitor for AI-API relay stations. This library is the binary's run
+//! modes (headless, check, export, replay headless and against, bench); the engine is
+//! `relaytop_core`, the simulator `relaytop_sim`, the screen `relaytop_tui`.
 
+pub mod against;
 pub mod bench;
-pub mod canary;
 pub mod check;
-pub mod config;
-pub mod cost;
+pub mod export;
 pub mod headless;
-pub mod metrics;
-pub mod ondemand;
-pub mod prometheus;
-pub mod protocol;
-pub mod record;
-pub mod report;
-pub mod session;
-pub mod sim;
-pub mod supervisor;
-pub mod telemetry;
-pub mod transcribe;
-pub mod ui;
-pub mod world;
+pub mod replay_headless;

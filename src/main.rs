@@ -8,12 +8,12 @@ use std::time::Duration;
 
 use clap::{CommandFactory, Parser, Subcommand};
 
-use relaytop::canary::RunOptions;
-use relaytop::config::UiConfig;
 use relaytop::headless::{self, HeadlessOptions, OutputFormat};
-use relaytop::sim::{SimProfile, SimServer};
-use relaytop::ui::UiOptions;
-use relaytop::world::World;
+use relaytop_core::canary::RunOptions;
+use relaytop_core::config::UiConfig;
+use relaytop_core::world::World;
+use relaytop_sim::{SimProfile, SimServer};
+use relaytop_tui::UiOptions;
 
 /// A terminal monitor for AI-API relay stations: live sessions, heartbeats, latency, cost.
 ///
@@ -173,7 +173,7 @@ struct TranscribeArgs {
     #[arg(long, value_name = "NAME")]
     provider: Option<String>,
     /// The transcription model.
-    #[arg(long, value_name = "M", default_value = relaytop::transcribe::DEFAULT_MODEL)]
+    #[arg(long, value_name = "M", default_value = relaytop_core::transcribe::DEFAULT_MODEL)]
     model: String,
     /// How long to wait for the transcript.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "60s")]
@@ -194,7 +194,7 @@ struct ReplayArgs {
     /// Playback speed: 0.25 to 64 (e.g. 2x), or max (the default headless; 1x on the
     /// dashboard).
     #[arg(long)]
-    speed: Option<relaytop::record::Speed>,
+    speed: Option<relaytop_core::record::Speed>,
     /// Play silences longer than this many seconds as this long.
     #[arg(long, value_name = "SECONDS")]
     idle_limit: Option<f64>,
@@ -273,7 +273,7 @@ enum ProtocolArg {
     OpenaiRealtime,
 }
 
-impl From<ProtocolArg> for relaytop::session::Protocol {
+impl From<ProtocolArg> for relaytop_core::session::Protocol {
     fn from(p: ProtocolArg) -> Self {
         match p {
             ProtocolArg::RelayV1 => Self::RelayV1,
@@ -304,7 +304,7 @@ struct SimArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let _logs = relaytop::telemetry::init(cli.log_dir.clone());
+    let _logs = relaytop_core::telemetry::init(cli.log_dir.clone());
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -325,12 +325,12 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let record = (!cli.no_record).then(|| relaytop::record::RecordOptions {
+    let record = (!cli.no_record).then(|| relaytop_core::record::RecordOptions {
         gzip: cli.record_gzip,
-        ..relaytop::record::RecordOptions::new(
+        ..relaytop_core::record::RecordOptions::new(
             cli.record_dir
                 .clone()
-                .unwrap_or_else(relaytop::record::RecordOptions::default_root),
+                .unwrap_or_else(relaytop_core::record::RecordOptions::default_root),
         )
     });
     let run_options = RunOptions {
@@ -380,7 +380,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             run_replay(args, ui, cli.config).await
         }
         Some(Command::Chat(args)) => {
-            let options = relaytop::ui::chat::run::ChatOptions {
+            let options = relaytop_tui::chat::run::ChatOptions {
                 provider: args.provider,
                 model: args.model,
                 system: args.system,
@@ -392,7 +392,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             let mut world = load_world(cli.config, run_options).await?;
             world.recording = record;
-            relaytop::ui::chat::run::run(world, options).await?;
+            relaytop_tui::chat::run::run(world, options).await?;
             Ok(ExitCode::SUCCESS)
         }
         Some(Command::Transcribe(args)) => run_transcribe(cli.config, args, run_options).await,
@@ -407,7 +407,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let mut world = load_world(cli.config, run_options).await?;
             world.recording = record;
             serve_metrics(&mut world, cli.metrics_listen).await?;
-            relaytop::ui::run(world, options).await?;
+            relaytop_tui::run(world, options).await?;
             Ok(ExitCode::SUCCESS)
         }
         None => {
@@ -447,7 +447,7 @@ async fn run_soak(args: SoakArgs, time_scale: f64) -> anyhow::Result<ExitCode> {
 async fn run_headless(
     config: Option<PathBuf>,
     args: HeadlessArgs,
-    record: Option<relaytop::record::RecordOptions>,
+    record: Option<relaytop_core::record::RecordOptions>,
     run_options: RunOptions,
     metrics_listen: Option<SocketAddr>,
 ) -> anyhow::Result<ExitCode> {
@@ -495,17 +495,17 @@ async fn run_transcribe(
     args: TranscribeArgs,
     run_options: RunOptions,
 ) -> anyhow::Result<ExitCode> {
-    use relaytop::session::{Protocol, Workload};
+    use relaytop_core::session::{Protocol, Workload};
     // The file first: a wrong path fails at once, before any relay is started.
-    let wav = relaytop::transcribe::read_wav(&args.file)?;
+    let wav = relaytop_core::transcribe::read_wav(&args.file)?;
     let world = load_world(config, run_options).await?;
-    let spec = relaytop::ondemand::find_provider(
+    let spec = relaytop_core::ondemand::find_provider(
         &world.config,
         args.provider.as_deref(),
         Some(Protocol::RelayV1),
     )
     .map(|provider| {
-        relaytop::ondemand::provider_session(
+        relaytop_core::ondemand::provider_session(
             &world.config,
             provider,
             "transcribe".into(),
@@ -522,7 +522,7 @@ async fn run_transcribe(
                 spec.info.provider,
                 args.model
             );
-            relaytop::transcribe::transcribe(spec, wav.bytes, args.model, args.timeout)
+            relaytop_core::transcribe::transcribe(spec, wav.bytes, args.model, args.timeout)
                 .await
                 .map_err(anyhow::Error::from)
         }
@@ -544,8 +544,8 @@ async fn run_replay(
     ui: UiOptions,
     config: Option<PathBuf>,
 ) -> anyhow::Result<ExitCode> {
-    use relaytop::record::headless::{self as replay_headless, ReplayOptions};
-    let mut replay = relaytop::record::Replay::open(&args.paths)?;
+    use relaytop::replay_headless::{self as replay_headless, ReplayOptions};
+    let mut replay = relaytop_core::record::Replay::open(&args.paths)?;
     let seconds = |s: f64, what: &str| {
         Duration::try_from_secs_f64(s)
             .map_err(|_| anyhow::anyhow!("{what} must be a number of seconds >= 0, not {s}"))
@@ -555,8 +555,10 @@ async fn run_replay(
         eprintln!("relaytop: not a terminal: replaying headless (--headless says so)");
     }
     if !args.headless && terminal {
-        let options = relaytop::ui::replay::ReplayOptions {
-            speed: args.speed.unwrap_or(relaytop::record::Speed::Times(1.0)),
+        let options = relaytop_tui::replay::ReplayOptions {
+            speed: args
+                .speed
+                .unwrap_or(relaytop_core::record::Speed::Times(1.0)),
             idle_limit: args
                 .idle_limit
                 .map(|s| seconds(s, "--idle-limit"))
@@ -567,7 +569,7 @@ async fn run_replay(
                 .transpose()?,
         };
         let ui_config = find_ui_config(config)?;
-        let warnings = relaytop::ui::replay::run(replay, &ui, &ui_config, &options).await?;
+        let warnings = relaytop_tui::replay::run(replay, &ui, &ui_config, &options).await?;
         for warning in warnings {
             eprintln!("relaytop: {warning}");
         }
@@ -581,7 +583,7 @@ async fn run_replay(
         }),
         speed: args
             .speed
-            .unwrap_or(relaytop::record::Speed::AsFastAsPossible),
+            .unwrap_or(relaytop_core::record::Speed::AsFastAsPossible),
         idle_limit: args
             .idle_limit
             .map(|s| seconds(s, "--idle-limit"))
@@ -604,11 +606,11 @@ async fn run_replay(
 async fn run_against(
     config: Option<PathBuf>,
     args: ReplayArgs,
-    record: Option<relaytop::record::RecordOptions>,
+    record: Option<relaytop_core::record::RecordOptions>,
     run_options: RunOptions,
 ) -> anyhow::Result<ExitCode> {
-    use relaytop::record::Speed;
-    use relaytop::record::against::{self, AgainstOptions, Comparison, Pacing};
+    use relaytop::against::{self, AgainstOptions, Comparison, Pacing};
+    use relaytop_core::record::Speed;
     let target = args.against.clone().unwrap_or_default();
     if args.start_at.is_some() {
         anyhow::bail!("--start-at does not apply to --against: every recorded request is re-sent");
@@ -648,7 +650,7 @@ async fn run_against(
     }
     eprintln!(
         "relaytop: re-sending {} recorded requests to {} ({}); Ctrl-C for the comparison so far",
-        relaytop::report::count(recorded.requests.len() as u64),
+        relaytop_core::report::count(recorded.requests.len() as u64),
         provider.name,
         provider.url
     );
@@ -674,8 +676,8 @@ async fn run_against(
 }
 
 fn run_export(args: &ExportArgs) -> anyhow::Result<ExitCode> {
-    use relaytop::record::export::{ExportFormat, export};
-    let mut replay = relaytop::record::Replay::open(&args.paths)?;
+    use relaytop::export::{ExportFormat, export};
+    let mut replay = relaytop_core::record::Replay::open(&args.paths)?;
     let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
     let written = match args.format {
         ExportFormatArg::Csv => export(&mut replay, ExportFormat::Csv, &mut stdout),
@@ -687,14 +689,14 @@ fn run_export(args: &ExportArgs) -> anyhow::Result<ExitCode> {
                     args.idle_limit
                 )
             })?;
-            let options = relaytop::ui::asciicast::CastOptions {
+            let options = relaytop_tui::asciicast::CastOptions {
                 width: args.width,
                 height: args.height,
                 frame: Duration::from_millis(args.frame_ms.max(1)),
                 idle_limit: (!idle_limit.is_zero()).then_some(idle_limit),
                 ..Default::default()
             };
-            match relaytop::ui::asciicast::export(&mut replay, &options, &mut stdout) {
+            match relaytop_tui::asciicast::export(&mut replay, &options, &mut stdout) {
                 Ok(summary) => Ok(summary.frames),
                 Err(e) => match e.downcast::<std::io::Error>() {
                     Ok(io) => Err(io),
@@ -729,21 +731,21 @@ async fn load_world(config: Option<PathBuf>, options: RunOptions) -> anyhow::Res
 
 async fn find_world(config: Option<PathBuf>, options: &RunOptions) -> anyhow::Result<World> {
     if config.is_some() {
-        return World::load_with(config.as_deref(), options).await;
+        return World::load_with(config.as_deref(), options, &relaytop_sim::Embedded).await;
     }
     let Some(path) = dirs::config_dir()
         .map(|dir| dir.join("relaytop").join("config.toml"))
         .filter(|path| path.is_file())
     else {
-        return World::load_with(None, options).await;
+        return World::load_with(None, options, &relaytop_sim::Embedded).await;
     };
     match ui_only(&path) {
         Some(ui) => {
-            let mut world = World::load_with(None, options).await?;
+            let mut world = World::load_with(None, options, &relaytop_sim::Embedded).await?;
             world.config.ui = ui;
             Ok(world)
         }
-        None => World::load_with(Some(&path), options).await,
+        None => World::load_with(Some(&path), options, &relaytop_sim::Embedded).await,
     }
 }
 
@@ -762,7 +764,7 @@ fn find_ui_config(config: Option<PathBuf>) -> anyhow::Result<UiConfig> {
     };
     let text = std::fs::read_to_string(&path)
         .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
-    let file: relaytop::config::file::ConfigFile =
+    let file: relaytop_core::config::file::ConfigFile =
         toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     Ok(file.ui)
 }
@@ -771,7 +773,7 @@ fn find_ui_config(config: Option<PathBuf>) -> anyhow::Result<UiConfig> {
 /// not parse: the full loader then says what is wrong, and where).
 fn ui_only(path: &std::path::Path) -> Option<UiConfig> {
     let text = std::fs::read_to_string(path).ok()?;
-    let file: relaytop::config::file::ConfigFile = toml::from_str(&text).ok()?;
+    let file: relaytop_core::config::file::ConfigFile = toml::from_str(&text).ok()?;
     (file.providers.is_empty() && file.sessions.is_empty()).then_some(file.ui)
 }
 

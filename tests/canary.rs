@@ -3,20 +3,21 @@
 //! simulators the test starts itself): promotion through every stage, rollback by the p99
 //! trigger, rollback on consecutive failures, the webhook, and the shared rate limits.
 //! Every run is bounded (a duration limit) and takes a few seconds.
+#![allow(clippy::unwrap_used)] // test code: a panic is a failure with its place
 
 mod support;
 
 use std::time::Duration;
 
-use relaytop::canary::yaml;
-use relaytop::canary::{NoteLevel, RunOptions};
-use relaytop::config::secret::{Secret, SecretError};
 use relaytop::headless::{self, HeadlessOptions, OutputFormat};
-use relaytop::report::Report;
-use relaytop::session::ratelimit::ProviderLimits;
-use relaytop::session::{ErrorKind, EventKind};
-use relaytop::sim::SimProfile;
-use relaytop::world::World;
+use relaytop_core::canary::yaml;
+use relaytop_core::canary::{NoteLevel, RunOptions};
+use relaytop_core::config::secret::{Secret, SecretError};
+use relaytop_core::report::Report;
+use relaytop_core::session::ratelimit::ProviderLimits;
+use relaytop_core::session::{ErrorKind, EventKind};
+use relaytop_core::world::World;
+use relaytop_sim::SimProfile;
 use serde_json::Value;
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -34,7 +35,7 @@ fn no_env(_: &str) -> Option<String> {
     None
 }
 
-fn parse(text: &str) -> relaytop::config::Config {
+fn parse(text: &str) -> relaytop_core::config::Config {
     yaml::parse(text, "canary.yaml", &any_key, &no_env).unwrap_or_else(|e| panic!("{e}"))
 }
 
@@ -80,7 +81,7 @@ fn the_copy_is_the_spec() {
 #[tokio::test]
 async fn the_canary_yaml_parses_with_the_expected_warnings() {
     let mut config = parse(REFERENCE);
-    let notes = relaytop::canary::prepare(
+    let notes = relaytop_core::canary::prepare(
         &mut config,
         &RunOptions {
             simulate: true,
@@ -143,7 +144,8 @@ async fn the_canary_yaml_parses_with_the_expected_warnings() {
 
     // Weights that disagree are a warning.
     let mut config = parse(&REFERENCE.replace("weight: 10", "weight: 30"));
-    let notes = relaytop::canary::prepare(&mut config, &RunOptions::default()).expect("prepared");
+    let notes =
+        relaytop_core::canary::prepare(&mut config, &RunOptions::default()).expect("prepared");
     assert!(
         notes.iter().any(|n| n.level == NoteLevel::Warning
             && n.text.contains("the starting weight disagrees: stages[0].percentage 10 %, canary_percentage 10 %, weights 25 %")),
@@ -201,7 +203,7 @@ duration_min = 60
 percentage = 100
 duration_min = 0
 "#;
-    let from_toml = relaytop::config::file::parse(toml, "canary.toml", &any_key)
+    let from_toml = relaytop_core::config::file::parse(toml, "canary.toml", &any_key)
         .unwrap_or_else(|e| panic!("{e}"))
         .canary
         .expect("a canary");
@@ -219,7 +221,7 @@ duration_min = 0
     }));
 
     // Mistakes are located.
-    let err = relaytop::config::file::parse(
+    let err = relaytop_core::config::file::parse(
         &toml.replace("canary = \"holysheep\"", "canary = \"hs\""),
         "canary.toml",
         &any_key,
@@ -290,7 +292,7 @@ async fn a_canary_within_its_thresholds_is_promoted_through_every_stage() {
         simulate: true,
         time_scale: 20.0,
     };
-    let world = World::start_with(parse(&text), &options)
+    let world = World::start_with(parse(&text), &options, &relaytop_sim::Embedded)
         .await
         .expect("world");
     let started = std::time::Instant::now();
@@ -356,7 +358,7 @@ async fn a_canary_that_breaches_p99_is_rolled_back_by_the_p99_trigger() {
         simulate: true,
         time_scale: 20.0,
     };
-    let world = World::start_with(parse(&text), &options)
+    let world = World::start_with(parse(&text), &options, &relaytop_sim::Embedded)
         .await
         .expect("world");
     let report = run(&world, Duration::from_secs(40)).await;
@@ -374,7 +376,7 @@ async fn a_canary_that_breaches_p99_is_rolled_back_by_the_p99_trigger() {
         "canary rolled back (p99_latency_above_ms)"
     );
     let last = canary.history.last().expect("the check that rolled back");
-    assert_eq!(last.verdict, relaytop::canary::Verdict::RolledBack);
+    assert_eq!(last.verdict, relaytop_core::canary::Verdict::RolledBack);
     let errors = schema_errors(&report);
     assert!(errors.is_empty(), "{errors:#?}");
 }
@@ -430,7 +432,7 @@ async fn webhook() -> (String, mpsc::UnboundedReceiver<String>) {
 
 /// A canary (`broken`) whose every request fails, against a healthy baseline, both simulators
 /// started here; the webhook at `hook`.
-fn failing_canary(stable: &str, broken: &str, hook: Option<&str>) -> relaytop::config::Config {
+fn failing_canary(stable: &str, broken: &str, hook: Option<&str>) -> relaytop_core::config::Config {
     let text = format!(
         r#"
 deployment:
@@ -485,7 +487,7 @@ async fn consecutive_failures_roll_back_at_once_and_the_webhook_gets_one_message
     .await;
     let (hook, mut messages) = webhook().await;
     let config = failing_canary(&stable.url(), &broken.url(), Some(&hook));
-    let world = World::start_with(config, &RunOptions::default())
+    let world = World::start_with(config, &RunOptions::default(), &relaytop_sim::Embedded)
         .await
         .expect("world");
     let started = std::time::Instant::now();
@@ -546,6 +548,7 @@ async fn time_scale_needs_simulated_relays() {
             simulate: false,
             time_scale: 10.0,
         },
+        &relaytop_sim::Embedded,
     )
     .await
     .err()
@@ -665,7 +668,7 @@ async fn the_reference_file_rolls_the_new_relay_back_by_the_p99_rule() {
         simulate: true,
         time_scale: 120.0,
     };
-    let world = World::start_with(parse(REFERENCE), &options)
+    let world = World::start_with(parse(REFERENCE), &options, &relaytop_sim::Embedded)
         .await
         .expect("world");
     let report = run(&world, Duration::from_secs(60)).await;
@@ -691,7 +694,7 @@ async fn the_reference_file_judged_against_the_baseline_is_promoted() {
         simulate: true,
         time_scale: 120.0,
     };
-    let world = World::start_with(parse(&text), &options)
+    let world = World::start_with(parse(&text), &options, &relaytop_sim::Embedded)
         .await
         .expect("world");
     let report = run(&world, Duration::from_secs(200)).await;

@@ -3,18 +3,19 @@
 //! as cut and retried after the reconnect; and transcriptions of a generated WAV through the
 //! library and the `relaytop transcribe` binary, with the errors a person gets for a missing
 //! or non-WAV file.
+#![allow(clippy::unwrap_used)] // test code: a panic is a failure with its place
 
 mod support;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use relaytop::cost::ProviderPricing;
-use relaytop::protocol::relay_v1::{ClientFrame, Role};
-use relaytop::session::tap::{Direction, Tap, TapHandle, Wire};
-use relaytop::session::{EventKind, Protocol, SessionCommand, Workload};
-use relaytop::sim::{self, SimProfile};
-use relaytop::ui::chat::{ChatPane, ReplyStatus};
+use relaytop_core::cost::ProviderPricing;
+use relaytop_core::protocol::relay_v1::{ClientFrame, Role};
+use relaytop_core::session::tap::{Direction, Tap, TapHandle, Wire};
+use relaytop_core::session::{EventKind, Protocol, SessionCommand, Workload};
+use relaytop_sim::SimProfile;
+use relaytop_tui::chat::{ChatPane, ReplyStatus};
 use support::{TEST_KEY, fast_timing, sim, spec, watch};
 
 const WAIT: Duration = Duration::from_secs(5);
@@ -71,7 +72,11 @@ impl Sent {
     }
 }
 
-fn chat_spec(url: &str, system: Option<&str>, tap: Arc<Sent>) -> relaytop::session::SessionSpec {
+fn chat_spec(
+    url: &str,
+    system: Option<&str>,
+    tap: Arc<Sent>,
+) -> relaytop_core::session::SessionSpec {
     let mut spec = spec(
         url,
         Workload::Chat {
@@ -162,7 +167,7 @@ async fn the_pane_shows_a_scripted_chat_as_it_streams() {
             crossterm::event::KeyCode::Char(c),
         ));
     }
-    let Some(relaytop::ui::chat::ChatEffect::Send(commands)) = pane.handle_key(
+    let Some(relaytop_tui::chat::ChatEffect::Send(commands)) = pane.handle_key(
         crossterm::event::KeyEvent::from(crossterm::event::KeyCode::Enter),
     ) else {
         panic!("Enter sends")
@@ -254,7 +259,7 @@ async fn a_reply_cut_by_a_drop_is_marked_and_retried_after_the_reconnect() {
     let mut pane = pane();
     pane.handle_paste("explain backoff");
     let enter = crossterm::event::KeyEvent::from(crossterm::event::KeyCode::Enter);
-    let Some(relaytop::ui::chat::ChatEffect::Send(commands)) = pane.handle_key(enter) else {
+    let Some(relaytop_tui::chat::ChatEffect::Send(commands)) = pane.handle_key(enter) else {
         panic!("Enter sends")
     };
     for command in commands {
@@ -285,7 +290,7 @@ async fn a_reply_cut_by_a_drop_is_marked_and_retried_after_the_reconnect() {
         pane.turns().next().unwrap().status
     );
     // `r` on an empty input retries.
-    let Some(relaytop::ui::chat::ChatEffect::Send(commands)) = pane.handle_key(
+    let Some(relaytop_tui::chat::ChatEffect::Send(commands)) = pane.handle_key(
         crossterm::event::KeyEvent::from(crossterm::event::KeyCode::Char('r')),
     ) else {
         panic!("r retries a cut reply")
@@ -326,9 +331,9 @@ async fn a_reply_cut_by_a_drop_is_marked_and_retried_after_the_reconnect() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_generated_wav_is_transcribed_through_the_library_and_a_chat_session() {
     let relay = sim(SimProfile::default()).await;
-    let wav = sim::tone_wav(16_000, 1, 1500);
-    let expected = sim::transcript_text(&wav);
-    let transcript = relaytop::transcribe::transcribe(
+    let wav = relaytop_sim::tone_wav(16_000, 1, 1500);
+    let expected = relaytop_sim::transcript_text(&wav);
+    let transcript = relaytop_core::transcribe::transcribe(
         spec(&relay.url(), Workload::OnDemand, fast_timing()),
         wav.clone(),
         "whisper-1".into(),
@@ -341,7 +346,7 @@ async fn a_generated_wav_is_transcribed_through_the_library_and_a_chat_session()
     // In a chat session (`/transcribe`), large audio goes in several binary frames.
     let sent = Arc::new(Sent::default());
     let mut session = watch(chat_spec(&relay.url(), None, sent.clone()));
-    let long = sim::tone_wav(16_000, 2, 3000);
+    let long = relaytop_sim::tone_wav(16_000, 2, 3000);
     session
         .handle
         .commands
@@ -359,7 +364,7 @@ async fn a_generated_wav_is_transcribed_through_the_library_and_a_chat_session()
         got.kind,
         EventKind::Transcript {
             request: 1,
-            text: sim::transcript_text(&long),
+            text: relaytop_sim::transcript_text(&long),
             is_final: true
         }
     );
@@ -374,7 +379,7 @@ async fn a_generated_wav_is_transcribed_through_the_library_and_a_chat_session()
     // Not on another protocol: said so, nothing sent.
     let mut sse = spec(&relay.sse_base_url(), Workload::OnDemand, fast_timing());
     sse.info.protocol = Protocol::OpenaiSse;
-    let error = relaytop::transcribe::transcribe(sse, wav, "whisper-1".into(), WAIT)
+    let error = relaytop_core::transcribe::transcribe(sse, wav, "whisper-1".into(), WAIT)
         .await
         .unwrap_err()
         .to_string();
@@ -385,8 +390,8 @@ async fn a_generated_wav_is_transcribed_through_the_library_and_a_chat_session()
 
 #[test]
 fn a_key_pasted_into_a_message_never_reaches_a_saved_conversation() {
-    use relaytop::config::secret::Secret;
-    use relaytop::ui::chat::run::{After, perform};
+    use relaytop_core::config::secret::Secret;
+    use relaytop_tui::chat::run::{After, perform};
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("chat.md");
     let mut pane = pane();
@@ -443,7 +448,7 @@ async fn relaytop_transcribe_prints_the_transcript_and_says_what_is_wrong_with_a
     )
     .unwrap();
     let wav = dir.path().join("t.wav");
-    let audio = sim::tone_wav(16_000, 1, 1500);
+    let audio = relaytop_sim::tone_wav(16_000, 1, 1500);
     std::fs::write(&wav, &audio).unwrap();
     let config = config.to_str().unwrap().to_owned();
     let run = |file: std::path::PathBuf| {
@@ -468,7 +473,7 @@ async fn relaytop_transcribe_prints_the_transcript_and_says_what_is_wrong_with_a
     assert!(out.status.success(), "{stderr}");
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim_end(),
-        sim::transcript_text(&audio)
+        relaytop_sim::transcript_text(&audio)
     );
     assert!(
         stderr.contains("1.50 s of audio (16000 Hz, mono, 16-bit)"),

@@ -3,6 +3,7 @@
 //! unset variable, a key with white space around it, the wrong scheme, a closed port, a
 //! stalled server, TLS spoken to a plain port, a failing DNS lookup (an injected resolver:
 //! nothing leaves the machine), unanswered heartbeats and an idle cut-off.
+#![allow(clippy::unwrap_used)] // test code: a panic is a failure with its place
 
 mod support;
 
@@ -11,8 +12,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use relaytop::check::{self, CheckOptions, CheckReport, Verdict};
-use relaytop::session::Protocol;
-use relaytop::sim::{SimProfile, SimServer};
+use relaytop_core::session::Protocol;
+use relaytop_sim::{SimProfile, SimServer};
 use support::sim;
 
 const KEY: &str = "hs_live_CHECKKEY0123456789";

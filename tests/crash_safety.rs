@@ -2,6 +2,7 @@
 //! (the recorder writes every quarter second) and replays, a torn last line reported with its
 //! place; and the dashboard, run in a pseudo-terminal, gives the terminal back (main screen,
 //! cursor, cooked mode) on SIGTERM and on a panic, whose message comes after the restore.
+#![allow(clippy::unwrap_used)] // test code: a panic is a failure with its place
 
 #[path = "support/pty.rs"]
 mod pty;
@@ -12,9 +13,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
-use relaytop::record::Replay;
-use relaytop::record::reader::{self, Item, LineReader, Position};
-use relaytop::record::writer::FLUSH_EVERY;
+use relaytop_core::record::Replay;
+use relaytop_core::record::reader::{self, Item, LineReader, Position};
+use relaytop_core::record::writer::FLUSH_EVERY;
 use support::TEST_KEY;
 
 const ENTER_ALTERNATE_SCREEN: &[u8] = b"\x1b[?1049h";
@@ -278,7 +279,7 @@ fn sigterm_gives_the_terminal_back() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panic_gives_the_terminal_back_then_says_what_happened_without_the_key() {
-    let sim = support::sim(relaytop::sim::SimProfile::default()).await;
+    let sim = support::sim(relaytop_sim::SimProfile::default()).await;
     let tmp = tempfile::tempdir().unwrap();
     let config = tmp.path().join("relaytop.toml");
     std::fs::write(

@@ -2,6 +2,8 @@
 //! counts every allocation (a counting global allocator) while a hand-made relay announces a
 //! 64 MiB text frame, and checks that the peak stays far below the frame's size. Its own
 //! binary, so that no other test's allocations blur the count.
+#![allow(unsafe_code)] // a counting global allocator measures memory, as the bench code does
+#![allow(clippy::unwrap_used)] // test code: a panic is a failure with its place
 
 mod support;
 
@@ -9,7 +11,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use relaytop::session::{EventKind, SessionCommand, SessionState};
+use relaytop_core::session::{EventKind, SessionCommand, SessionState};
 use support::rogue::{self, Act, Rogue};
 use support::*;
 

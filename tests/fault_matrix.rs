@@ -6,6 +6,7 @@
 //! live session reported.
 //!
 //! Loopback only; names resolve through an injected resolver. Every wait is bounded.
+#![allow(clippy::unwrap_used)] // test code: a panic is a failure with its place
 
 mod support;
 
@@ -14,15 +15,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use relaytop::config::secret::Secret;
-use relaytop::record::{RecordOptions, Recorder, Replay, RunMeta};
-use relaytop::session::connect::{Resolver, ResolverHandle};
-use relaytop::session::event::close_cause;
-use relaytop::session::{
+use relaytop_core::config::secret::Secret;
+use relaytop_core::record::{RecordOptions, Recorder, Replay, RunMeta};
+use relaytop_core::session::connect::{Resolver, ResolverHandle};
+use relaytop_core::session::event::close_cause;
+use relaytop_core::session::{
     self, BackoffPolicy, ErrorKind, EventKind, RunClock, SessionCommand, SessionEvent, SessionSpec,
     SessionState, Timing,
 };
-use relaytop::sim::SimProfile;
+use relaytop_sim::SimProfile;
 use support::proxy::{Latency, Proxy, Slicer, Timeout};
 use support::rogue::{self, Act, Rogue};
 use support::*;
@@ -50,7 +51,7 @@ fn start(mut spec: SessionSpec) -> Case {
     recorder
         .attach(&mut spec, Some("RELAYTOP_TEST_KEY"))
         .expect("session file");
-    let (tx, rx) = relaytop::session::stream::channel(4096);
+    let (tx, rx) = relaytop_core::session::stream::channel(4096);
     let handle = session::spawn(spec, clock, tx);
     Case {
         s: Watched {
@@ -1201,7 +1202,7 @@ fn waits(case: &Case) -> Vec<u64> {
 
 #[tokio::test]
 async fn an_absurd_retry_after_at_the_upgrade_is_capped_not_a_panic() {
-    let cap_ms = relaytop::session::connect::MAX_RETRY_AFTER.as_millis() as u64;
+    let cap_ms = relaytop_core::session::connect::MAX_RETRY_AFTER.as_millis() as u64;
     for (name, value) in [
         ("Retry-After", "18446744073709551615"),
         ("Retry-After", "1e300"),
@@ -1229,7 +1230,7 @@ async fn an_absurd_retry_after_at_the_upgrade_is_capped_not_a_panic() {
 
 #[tokio::test]
 async fn an_absurd_retry_after_ms_in_an_error_frame_is_capped_not_a_panic() {
-    let cap_ms = relaytop::session::connect::MAX_RETRY_AFTER.as_millis() as u64;
+    let cap_ms = relaytop_core::session::connect::MAX_RETRY_AFTER.as_millis() as u64;
     let relay = Rogue::start(vec![vec![
         Act::Upgrade,
         Act::AwaitText("chat.completion"),
@@ -1333,7 +1334,7 @@ async fn a_server_that_does_not_speak_http_is_retried_then_given_up() {
 
 #[tokio::test]
 async fn rst_mid_stream_on_openai_sse_and_realtime_is_a_drop_then_a_reconnect() {
-    use relaytop::session::Protocol;
+    use relaytop_core::session::Protocol;
     for protocol in [Protocol::OpenaiSse, Protocol::OpenaiRealtime] {
         let server = sim(steady(20.0, 40, 20.0)).await;
         let proxy = Proxy::start(server.addr()).await;
@@ -1387,7 +1388,7 @@ async fn openai_sse_resolves_names_through_the_injected_resolver() {
     let lookups = Arc::new(AtomicU64::new(0));
     let url = format!("http://relay.test:{}/v1", server.addr().port());
     let mut s = spec(&url, probe(100), fast_timing());
-    s.info.protocol = relaytop::session::Protocol::OpenaiSse;
+    s.info.protocol = relaytop_core::session::Protocol::OpenaiSse;
     s.info.model = "gpt-4o-mini".into();
     s.resolver = Some(test_resolver(server.addr(), lookups.clone()));
     let mut c = start(s);

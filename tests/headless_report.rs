@@ -1,9 +1,10 @@
 //! The headless report of a fixed run: its JSON against docs/headless-schema.json, its figures,
 //! and its text, character for character.
+#![allow(clippy::unwrap_used)] // test code: a panic is a failure with its place
 
 mod report_fixture;
 
-use relaytop::report::Report;
+use relaytop_core::report::Report;
 use serde_json::Value;
 
 fn schema() -> Value {
@@ -28,7 +29,8 @@ fn report_json_matches_the_schema() {
     assert!(errors.is_empty(), "{errors:#?}\n{json}");
 
     // An empty run is valid too (null latencies, no sessions).
-    let empty = relaytop::metrics::Metrics::new(Vec::new(), relaytop::cost::Pricing::new());
+    let empty =
+        relaytop_core::metrics::Metrics::new(Vec::new(), relaytop_core::cost::Pricing::new());
     let doc =
         serde_json::to_value(Report::build(&empty, report_fixture::run_info())).expect("json");
     let errors = validate(&doc);

@@ -1,13 +1,15 @@
 //! Resident memory of the metrics: every byte the fold allocates is counted by a wrapping
 //! allocator, for an idle and a busy session and provider. Prints the figures; asserts only
 //! generous bounds (relaytop must run 10,000 sessions at 32 KiB each or less).
+#![allow(unsafe_code)] // a counting global allocator measures memory, as the bench code does
+#![allow(clippy::unwrap_used)] // test code: a panic is a failure with its place
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicIsize, Ordering};
 
-use relaytop::cost::Pricing;
-use relaytop::metrics::{Metrics, ProviderStats, SessionStats};
-use relaytop::session::{EventKind, Protocol, SessionEvent, SessionInfo, Tokens};
+use relaytop_core::cost::Pricing;
+use relaytop_core::metrics::{Metrics, ProviderStats, SessionStats};
+use relaytop_core::session::{EventKind, Protocol, SessionEvent, SessionInfo, Tokens};
 
 struct Counting;
 

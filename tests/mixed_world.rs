@@ -3,14 +3,15 @@
 //! server on a loopback port: the JSON report shows responses with time to first token, tokens
 //! and cost from all three providers, and two Prometheus scrapes during the run parse (with a
 //! text-format parser) and show the counters moving.
+#![allow(clippy::unwrap_used)] // test code: a panic is a failure with its place
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use relaytop::config::file;
 use relaytop::headless::{self, HeadlessOptions, OutputFormat};
-use relaytop::world::World;
+use relaytop_core::config::file;
+use relaytop_core::world::World;
 
 const PROVIDERS: [&str; 3] = ["holysheep", "compat", "voice"];
 
@@ -60,7 +61,9 @@ async fn three_protocols_in_one_headless_run_with_prometheus() {
         .map(|p| p.protocol.label())
         .collect();
     assert_eq!(protocols, ["relay-v1", "openai-sse", "openai-realtime"]);
-    let mut world = World::start(config).await.expect("the world starts");
+    let mut world = World::start(config, &relaytop_sim::Embedded)
+        .await
+        .expect("the world starts");
     let url = world
         .serve_metrics(([127, 0, 0, 1], 0).into())
         .await

@@ -5,13 +5,14 @@
 //! events; Realtime's GA and beta names, cached tokens, failed, cancelled and incomplete
 //! responses, rate limits, unknown and malformed events, and the fatal `invalid_api_key`.
 //! Every fixture is also fed in one-byte pieces: the framing must not care where reads end.
+#![allow(clippy::unwrap_used)] // test code: a panic is a failure with its place
 
 use std::time::Duration;
 
-use relaytop::session::realtime::{RealtimeDecoder, RealtimeInbound};
-use relaytop::session::sse::{SseDecoder, SseInbound};
-use relaytop::session::tap::Wire;
-use relaytop::session::{ErrorKind, EventKind, Tokens};
+use relaytop_core::session::realtime::{RealtimeDecoder, RealtimeInbound};
+use relaytop_core::session::sse::{SseDecoder, SseInbound};
+use relaytop_core::session::tap::Wire;
+use relaytop_core::session::{ErrorKind, EventKind, Tokens};
 
 fn fixture(path: &str) -> Vec<u8> {
     let full = format!("{}/tests/fixtures/{path}", env!("CARGO_MANIFEST_DIR"));

@@ -5,15 +5,16 @@
 //! stream (idle timeout), a mid-stream error, Esc (`response.cancel`), heartbeats (none for
 //! SSE, WebSocket Ping for Realtime), and the 101-then-error-then-close-3000 of a bad Realtime
 //! key (not retried). Every wait is bounded.
+#![allow(clippy::unwrap_used)] // test code: a panic is a failure with its place
 
 mod support;
 
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use relaytop::session::{ErrorKind, Workload};
-use relaytop::session::{EventKind, Protocol, SessionCommand, SessionSpec, SessionState};
-use relaytop::sim::{SimProfile, SimServer, UpgradeRejection};
+use relaytop_core::session::{ErrorKind, Workload};
+use relaytop_core::session::{EventKind, Protocol, SessionCommand, SessionSpec, SessionState};
+use relaytop_sim::{SimProfile, SimServer, UpgradeRejection};
 use support::*;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;

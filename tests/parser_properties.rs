@@ -2,12 +2,13 @@
 //! docs/RELIABILITY.md): the relay/v1, SSE and Realtime parsers, the recording reader and
 //! both configuration parsers, on arbitrary bytes and on inputs shaped like the real thing.
 //! Also the regression cases the fuzzers found.
+#![allow(clippy::unwrap_used)] // test code: a panic is a failure with its place
 
 #[path = "support/parser_properties.rs"]
 mod properties;
 
 use proptest::prelude::*;
-use relaytop::protocol::relay_v1::{ChatMessage, ClientFrame, Role, ServerFrame, Usage};
+use relaytop_core::protocol::relay_v1::{ChatMessage, ClientFrame, Role, ServerFrame, Usage};
 
 const SEP: char = properties::FRAME_SEPARATOR as char;
 
@@ -245,11 +246,11 @@ proptest! {
 #[test]
 fn a_yaml_error_after_a_lone_carriage_return_is_placed_inside_the_text() {
     let text = "# The canary col:     weight: 9 repos.\n# relaytop must accept this fi0as it is (every key hobel\rw";
-    let err = relaytop::canary::yaml::parse(
+    let err = relaytop_core::canary::yaml::parse(
         text,
         "fuzz.yaml",
         &|_| {
-            Ok(relaytop::config::secret::Secret::new(
+            Ok(relaytop_core::config::secret::Secret::new(
                 "hs_live_FUZZfuzzFUZZfuzz0001",
             ))
         },
@@ -259,7 +260,7 @@ fn a_yaml_error_after_a_lone_carriage_return_is_placed_inside_the_text() {
     assert!(
         matches!(
             err,
-            relaytop::config::ConfigError::At {
+            relaytop_core::config::ConfigError::At {
                 line: 3,
                 column: 1,
                 ..

@@ -1,6 +1,7 @@
 //! Gzip recordings (`--record-gzip`): the same synthetic session written plain and gzipped
 //! (with and without rotation) replays to the same events and report, and a gzip file cut
 //! short (a `kill -9` between two quarter-second writes) replays its prefix and says so.
+#![allow(clippy::unwrap_used)] // test code: a panic is a failure with its place
 
 #[path = "support/tapped.rs"]
 mod tapped;
@@ -8,10 +9,10 @@ mod tapped;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use relaytop::record::{RecordOptions, Recorder, Replay, RunMeta};
-use relaytop::report::Report;
-use relaytop::session::tap::{Direction, TapHandle, Wire};
-use relaytop::session::{
+use relaytop_core::record::{RecordOptions, Recorder, Replay, RunMeta};
+use relaytop_core::report::Report;
+use relaytop_core::session::tap::{Direction, TapHandle, Wire};
+use relaytop_core::session::{
     EventKind, Protocol, RunClock, SessionEvent, SessionInfo, SessionState, Timing,
 };
 
@@ -118,7 +119,7 @@ fn gzip_recordings_read_back_equal_to_plain_ones_rotated_or_not() {
     let (e, _, _) = play(&[rotated.join("synthetic.jsonl.gz")]);
     assert_eq!(e, events);
     // replay --against reads the request bodies out of gzip files too.
-    let recorded = relaytop::record::against::read_recording(&[rotated]).unwrap();
+    let recorded = relaytop::against::read_recording(&[rotated]).unwrap();
     assert_eq!(recorded.requests.len(), 60);
     assert_eq!(recorded.requests[59].messages[0].content, "question 60");
 }

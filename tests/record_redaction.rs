@@ -2,20 +2,21 @@
 //! the key pasted into it, a marker and error text carrying it, and not one written file (the
 //! session files and run.json) contains it. The header names the key's variable, never its
 //! value.
+#![allow(clippy::unwrap_used)] // test code: a panic is a failure with its place
 
 mod support;
 
 use std::path::Path;
 use std::time::Duration;
 
-use relaytop::config::file;
-use relaytop::config::secret::{Secret, SecretError};
-use relaytop::record::{MarkerTarget, RecordOptions};
-use relaytop::session::tap::{Direction, Wire};
-use relaytop::session::{ErrorKind, EventKind, RunClock, SessionCommand};
-use relaytop::sim::SimProfile;
-use relaytop::supervisor::Supervisor;
-use relaytop::world::World;
+use relaytop_core::config::file;
+use relaytop_core::config::secret::{Secret, SecretError};
+use relaytop_core::record::{MarkerTarget, RecordOptions};
+use relaytop_core::session::tap::{Direction, Wire};
+use relaytop_core::session::{ErrorKind, EventKind, RunClock, SessionCommand};
+use relaytop_core::supervisor::Supervisor;
+use relaytop_core::world::World;
+use relaytop_sim::SimProfile;
 use support::{TEST_KEY, sim};
 
 fn every_file(dir: &Path) -> Vec<(String, Vec<u8>)> {
@@ -62,7 +63,9 @@ workload = "chat"
         other => Err(SecretError::NotSet { var: other.into() }),
     };
     let config = file::parse(&text, "redaction.toml", &read_key).expect("config");
-    let mut world = World::start(config).await.expect("world");
+    let mut world = World::start(config, &relaytop_sim::Embedded)
+        .await
+        .expect("world");
     let root = tempfile::tempdir().unwrap();
     world.recording = Some(RecordOptions::new(root.path()));
     let clock = RunClock::new();
@@ -138,8 +141,8 @@ workload = "chat"
 
 #[test]
 fn a_tap_scrubs_every_kind_of_line() {
-    use relaytop::record::{Recorder, RunMeta};
-    use relaytop::session::{Protocol, SessionInfo, Timing};
+    use relaytop_core::record::{Recorder, RunMeta};
+    use relaytop_core::session::{Protocol, SessionInfo, Timing};
     let root = tempfile::tempdir().unwrap();
     let recorder = Recorder::start(
         &RecordOptions::new(root.path()),

@@ -5,6 +5,7 @@
 //!
 //! One recording of a simulated run (1.5 s, loopback, port 0) is made once and shared; each
 //! test that damages it works on its own copy. Rotation uses a synthetic session (no network).
+#![allow(clippy::unwrap_used)] // test code: a panic is a failure with its place
 
 mod support;
 
@@ -15,12 +16,12 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use relaytop::record::{MarkerTarget, RecordOptions, Replay};
-use relaytop::report::Report;
-use relaytop::session::{EventKind, RunClock, SessionEvent};
-use relaytop::sim::{DropMode, SimProfile};
-use relaytop::supervisor::Supervisor;
-use relaytop::world::World;
+use relaytop_core::record::{MarkerTarget, RecordOptions, Replay};
+use relaytop_core::report::Report;
+use relaytop_core::session::{EventKind, RunClock, SessionEvent};
+use relaytop_core::supervisor::Supervisor;
+use relaytop_core::world::World;
+use relaytop_sim::{DropMode, SimProfile};
 use support::{probe_config, sim};
 
 const USER_MARK: &str = "mark from the test";
@@ -72,7 +73,9 @@ async fn record_a_run(root: &Path) -> PathBuf {
     })
     .await;
     let config = probe_config(&relay.url(), 3, "replay.toml");
-    let mut world = World::start(config).await.expect("world");
+    let mut world = World::start(config, &relaytop_sim::Embedded)
+        .await
+        .expect("world");
     world.recording = Some(RecordOptions::new(root));
     let clock = RunClock::new();
     let recorder = world
@@ -389,7 +392,7 @@ fn blank_and_comment_lines_are_skipped() {
 
 #[test]
 fn paced_playback_keeps_the_recorded_gaps() {
-    use relaytop::record::Speed;
+    use relaytop_core::record::Speed;
     let mut r = open(recording());
     let t0 = Duration::from_secs(100);
     r.set_speed(t0, Speed::Times(4.0));
@@ -432,12 +435,12 @@ fn paced_playback_keeps_the_recorded_gaps() {
 
 /// Writes a synthetic relay/v1 session through `tap`: `requests` responses of 5 chunks.
 fn synthetic_session(
-    tap: &relaytop::session::tap::TapHandle,
-    recorder: &relaytop::record::Recorder,
+    tap: &relaytop_core::session::tap::TapHandle,
+    recorder: &relaytop_core::record::Recorder,
     requests: u64,
 ) {
-    use relaytop::session::SessionState;
-    use relaytop::session::tap::{Direction, Wire};
+    use relaytop_core::session::SessionState;
+    use relaytop_core::session::tap::{Direction, Wire};
     let ms = |t: u64| Duration::from_millis(t);
     tap.0.event(
         ms(0),
@@ -471,8 +474,8 @@ fn synthetic_session(
 
 #[test]
 fn rotated_files_replay_as_one() {
-    use relaytop::record::{Recorder, RunMeta};
-    use relaytop::session::{Protocol, SessionInfo, Timing};
+    use relaytop_core::record::{Recorder, RunMeta};
+    use relaytop_core::session::{Protocol, SessionInfo, Timing};
     let root = Path::new(env!("CARGO_TARGET_TMPDIR"))
         .join(format!("record_replay-{}-rotation", std::process::id()));
     let _ = std::fs::remove_dir_all(&root);

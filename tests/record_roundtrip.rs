@@ -6,6 +6,7 @@
 //!
 //! Loopback only (simulators on 127.0.0.1 port 0); each run lasts at most a few seconds; no
 //! assertion on wall-clock times.
+#![allow(clippy::unwrap_used)] // test code: a panic is a failure with its place
 
 mod support;
 
@@ -13,21 +14,21 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use relaytop::canary::RunOptions;
-use relaytop::config::file;
-use relaytop::cost::{Pricing, response_cost};
+use relaytop::export::{self, ExportFormat, RequestRow};
 use relaytop::headless::{self, HeadlessOptions, OutputFormat};
-use relaytop::record::export::{self, ExportFormat, RequestRow};
-use relaytop::record::headless::{self as replay_headless, ReplayOptions};
-use relaytop::record::{RecordOptions, Recorder, Replay, RunMeta};
-use relaytop::report::Report;
-use relaytop::session::sse::SseDecoder;
-use relaytop::session::tap::Direction;
-use relaytop::session::{
+use relaytop::replay_headless::{self as replay_headless, ReplayOptions};
+use relaytop_core::canary::RunOptions;
+use relaytop_core::config::file;
+use relaytop_core::cost::{Pricing, response_cost};
+use relaytop_core::record::{RecordOptions, Recorder, Replay, RunMeta};
+use relaytop_core::report::Report;
+use relaytop_core::session::sse::SseDecoder;
+use relaytop_core::session::tap::Direction;
+use relaytop_core::session::{
     EventKind, Protocol, RunClock, SessionEvent, SessionInfo, SessionState, Timing, Tokens,
 };
-use relaytop::sim::{DropMode, SimProfile};
-use relaytop::world::World;
+use relaytop_core::world::World;
+use relaytop_sim::{DropMode, SimProfile};
 use serde_json::Value;
 use support::{probe_config, sim, test_key};
 
@@ -195,7 +196,9 @@ async fn a_replayed_run_reports_what_the_live_run_reported() {
     let config =
         file::parse(&config_text(&flaky.url()), "roundtrip.toml", &test_key).expect("config");
     let pricing: Pricing = config.pricing().into();
-    let mut world = World::start(config).await.expect("world starts");
+    let mut world = World::start(config, &relaytop_sim::Embedded)
+        .await
+        .expect("world starts");
     let runs = record_and_replay(&mut world, Duration::from_millis(1500)).await;
     let (live, dir) = (&runs.live, &runs.dir);
     world.stop().await;
@@ -309,7 +312,9 @@ fn events_of<'a>(
 async fn a_replayed_run_of_all_three_protocols_reports_what_the_live_run_reported() {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/examples/mixed.toml");
     let config = file::load(&path).expect("the example parses");
-    let mut world = World::start(config).await.expect("world starts");
+    let mut world = World::start(config, &relaytop_sim::Embedded)
+        .await
+        .expect("world starts");
     let runs = record_and_replay(&mut world, Duration::from_millis(2300)).await;
     world.stop().await;
     for provider in ["holysheep", "compat", "voice"] {
@@ -351,7 +356,9 @@ async fn a_replay_shows_the_rate_limit_waits_the_session_decided() {
     })
     .await;
     let config = probe_config(&relay.url(), 2, "limited.toml");
-    let mut world = World::start(config).await.expect("world starts");
+    let mut world = World::start(config, &relaytop_sim::Embedded)
+        .await
+        .expect("world starts");
     let runs = record_and_replay(&mut world, Duration::from_millis(1500)).await;
     world.stop().await;
     relay.stop().await;
@@ -434,7 +441,7 @@ duration_min = 0
         broken.url()
     );
     let config = file::parse(&text, "canary.toml", &test_key).expect("config");
-    let mut world = World::start_with(config, &RunOptions::default())
+    let mut world = World::start_with(config, &RunOptions::default(), &relaytop_sim::Embedded)
         .await
         .expect("world starts");
     let runs = record_and_replay(&mut world, Duration::from_secs(10)).await;
@@ -549,7 +556,7 @@ fn an_sse_session_replays_from_its_recorded_events() {
                 for e in done {
                     report(&mut live, at, e);
                 }
-                end = Some(relaytop::session::sse::SseInbound::ResponseDone);
+                end = Some(relaytop_core::session::sse::SseInbound::ResponseDone);
                 break;
             }
             at += ms(1);
@@ -560,8 +567,8 @@ fn an_sse_session_replays_from_its_recorded_events() {
             live.extend(derived.into_iter().map(|e| (at.as_micros() as u64, e)));
             if !matches!(
                 inbound,
-                relaytop::session::sse::SseInbound::Nothing
-                    | relaytop::session::sse::SseInbound::Text
+                relaytop_core::session::sse::SseInbound::Nothing
+                    | relaytop_core::session::sse::SseInbound::Text
             ) {
                 end = Some(inbound);
                 break;
@@ -576,8 +583,8 @@ fn an_sse_session_replays_from_its_recorded_events() {
             live.extend(derived.into_iter().map(|e| (at.as_micros() as u64, e)));
             inbound
         });
-        if end == relaytop::session::sse::SseInbound::StreamCut
-            && let Some(failed) = d.fail(relaytop::session::ErrorKind::Network, "cut")
+        if end == relaytop_core::session::sse::SseInbound::StreamCut
+            && let Some(failed) = d.fail(relaytop_core::session::ErrorKind::Network, "cut")
         {
             report(&mut live, at, failed);
         }
@@ -613,4 +620,28 @@ fn an_sse_session_replays_from_its_recorded_events() {
     for (i, (l, r)) in live.iter().zip(&replayed).enumerate() {
         assert_eq!(l, r, "event {i}");
     }
+}
+
+/// A recording made by relaytop before the workspace restructure (relay-v1, openai-sse and
+/// openai-realtime sessions, `docs/examples/mixed.toml`, 12 s headless) replays to the very
+/// summary that version printed for it: the decoders moved, the figures did not.
+#[tokio::test]
+async fn a_recording_of_the_version_before_the_restructure_replays_to_its_summary() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/recordings");
+    let mut replay = Replay::open(&[dir.join("v0-mixed")]).expect("open the fixture");
+    let options = ReplayOptions {
+        format: OutputFormat::Json,
+        ..ReplayOptions::default()
+    };
+    let mut out = Vec::new();
+    replay_headless::run(&mut replay, &options, &mut out)
+        .await
+        .expect("replay");
+    let replayed: serde_json::Value = serde_json::from_slice(&out).expect("json");
+    let expected: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("v0-mixed.summary.json")).expect("summary"),
+    )
+    .expect("json");
+    assert_eq!(replayed, expected);
+    assert!(replay.read_stats().warnings().is_empty());
 }

@@ -4,21 +4,22 @@
 //!
 //! Loopback only (simulators on 127.0.0.1 port 0); each run lasts a second or two. The
 //! latency checks are the profiles' (800 ms against 40 ms to first token), with wide margins.
+#![allow(clippy::unwrap_used)] // test code: a panic is a failure with its place
 
 mod support;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use relaytop::config::file;
+use relaytop::against::{self, AgainstOptions, Comparison, Pacing};
+use relaytop::export;
 use relaytop::headless::{self, HeadlessOptions, OutputFormat};
-use relaytop::record::against::{self, AgainstOptions, Comparison, Pacing};
-use relaytop::record::export;
-use relaytop::record::{RecordOptions, Recorder, Replay, RunMeta};
-use relaytop::session::{EventKind, RunClock, SessionCommand};
-use relaytop::sim::{SimProfile, SimServer};
-use relaytop::supervisor::Supervisor;
-use relaytop::world::World;
+use relaytop_core::config::file;
+use relaytop_core::record::{RecordOptions, Recorder, Replay, RunMeta};
+use relaytop_core::session::{EventKind, RunClock, SessionCommand};
+use relaytop_core::supervisor::Supervisor;
+use relaytop_core::world::World;
+use relaytop_sim::{SimProfile, SimServer};
 use serde_json::Value;
 use support::{TEST_KEY, chat, fast_timing, sim, spec, test_key};
 
@@ -91,7 +92,9 @@ async fn record_slow_run(root: &Path, old: &SimServer, new: &SimServer) -> PathB
     let mut config = file::parse(&text, "against.toml", &test_key).expect("config");
     // Only the sessions on `old` are recorded; `new` is the target.
     config.sessions.retain(|s| s.info.provider == "old");
-    let mut world = World::start(config).await.expect("world");
+    let mut world = World::start(config, &relaytop_sim::Embedded)
+        .await
+        .expect("world");
     world.recording = Some(RecordOptions::new(root));
     let options = HeadlessOptions {
         duration: Some(Duration::from_millis(2500)),
@@ -107,7 +110,7 @@ async fn record_slow_run(root: &Path, old: &SimServer, new: &SimServer) -> PathB
     dir
 }
 
-fn target_world_config(old: &SimServer, new: &SimServer) -> relaytop::config::Config {
+fn target_world_config(old: &SimServer, new: &SimServer) -> relaytop_core::config::Config {
     let text = config_text(&old.url(), &new.url());
     let mut config = file::parse(&text, "against.toml", &test_key).expect("config");
     config.sessions.clear();
@@ -151,7 +154,7 @@ async fn replay_against_a_faster_relay_shows_its_profile_and_prices() {
         .expect("alpha's requests");
     assert_eq!(alpha.max_tokens, Some(9));
 
-    let world = World::start(target_world_config(&old, &new))
+    let world = World::start(target_world_config(&old, &new), &relaytop_sim::Embedded)
         .await
         .expect("target world");
     let options = AgainstOptions {
@@ -248,7 +251,7 @@ async fn chat_turns_are_resent_with_their_conversation_in_order() {
             started_at: chrono::Utc::now(),
             source: "test".into(),
             pricing: Default::default(),
-            secrets: vec![relaytop::config::secret::Secret::new(TEST_KEY)],
+            secrets: vec![relaytop_core::config::secret::Secret::new(TEST_KEY)],
         },
         clock,
     )
@@ -293,7 +296,7 @@ async fn chat_turns_are_resent_with_their_conversation_in_order() {
     let text = config_text(&server.url(), &server.url());
     let mut config = file::parse(&text, "against.toml", &test_key).unwrap();
     config.sessions.clear();
-    let world = World::start(config).await.unwrap();
+    let world = World::start(config, &relaytop_sim::Embedded).await.unwrap();
     let options = AgainstOptions {
         pacing: Pacing::AsFastAsAllowed,
         record: Some(RecordOptions::new(tmp.path().join("now"))),

@@ -6,6 +6,7 @@
 //! The recording is synthetic and deterministic (times written explicitly through the
 //! recorder's taps, markers inserted in time order): two sessions over 30 s, one of which
 //! drops at 12 s and reconnects.
+#![allow(clippy::unwrap_used)] // test code: a panic is a failure with its place
 
 #[path = "support/tapped.rs"]
 mod tapped;
@@ -18,13 +19,13 @@ use chrono::{DateTime, FixedOffset};
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
-use relaytop::cost::ProviderPricing;
-use relaytop::record::{RecordOptions, Recorder, Replay, RunMeta, Speed};
-use relaytop::session::tap::{Direction, TapHandle, Wire};
-use relaytop::session::{EventKind, Protocol, RunClock, SessionInfo, SessionState, Timing};
-use relaytop::ui::app::{App, Effect};
-use relaytop::ui::replay::{ReplayDriver, ReplayView};
-use relaytop::ui::{asciicast, render};
+use relaytop_core::cost::ProviderPricing;
+use relaytop_core::record::{RecordOptions, Recorder, Replay, RunMeta, Speed};
+use relaytop_core::session::tap::{Direction, TapHandle, Wire};
+use relaytop_core::session::{EventKind, Protocol, RunClock, SessionInfo, SessionState, Timing};
+use relaytop_tui::app::{App, Effect};
+use relaytop_tui::replay::{ReplayDriver, ReplayView};
+use relaytop_tui::{asciicast, render};
 
 const S: u64 = 1_000_000;
 const MARKERS: [(u64, &str); 2] = [(10_000, "stage 2"), (20_000, "rollback")];
@@ -303,7 +304,7 @@ fn replay_keys_drive_the_replay() {
     assert_eq!(app.live().metrics.events_applied(), 0);
 
     // Outside a replay, the same keys are the live dashboard's (g: top, Right: sort).
-    let mut live = App::new(&[], relaytop::cost::Pricing::new(), utc());
+    let mut live = App::new(&[], relaytop_core::cost::Pricing::new(), utc());
     assert_eq!(
         live.handle_key(KeyEvent::new(KeyCode::Char(' '), KeyModifiers::NONE)),
         None
@@ -428,11 +429,11 @@ fn the_replay_screen_at_200x50() {
 #[test]
 fn the_help_lists_the_replay_keys_only_in_a_replay() {
     let mut app = paused_at_13s();
-    app.act(relaytop::ui::keys::Action::Help);
+    app.act(relaytop_tui::keys::Action::Help);
     let replaying = screen_text(&draw(&mut app, 200, 50));
     assert!(replaying.contains("one event on (pauses)"), "{replaying}");
-    let mut live = App::new(&[], relaytop::cost::Pricing::new(), utc());
-    live.act(relaytop::ui::keys::Action::Help);
+    let mut live = App::new(&[], relaytop_core::cost::Pricing::new(), utc());
+    live.act(relaytop_tui::keys::Action::Help);
     let live = screen_text(&draw(&mut live, 200, 50));
     assert!(!live.contains("one event on (pauses)"), "{live}");
 }

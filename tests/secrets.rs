@@ -1,6 +1,7 @@
 //! No key is ever written: a recognizable key goes through config loading, sessions that
 //! connect and sessions that are refused, every headless output format and the logs, and
 //! none of them contains it (nor its first 12 characters).
+#![allow(clippy::unwrap_used)] // test code: a panic is a failure with its place
 
 mod support;
 
@@ -8,11 +9,11 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use relaytop::config::file;
-use relaytop::config::secret::{Secret, SecretError};
 use relaytop::headless::{self, HeadlessOptions, OutputFormat};
-use relaytop::sim::SimProfile;
-use relaytop::world::World;
+use relaytop_core::config::file;
+use relaytop_core::config::secret::{Secret, SecretError};
+use relaytop_core::world::World;
+use relaytop_sim::SimProfile;
 use support::{TEST_KEY, sim};
 
 /// A writer the test can read back: what tracing wrote.
@@ -105,7 +106,9 @@ async fn the_key_appears_in_no_output_log_or_debug_print() {
         "Debug of the session specs",
         format!("{:#?}", config.sessions).as_bytes(),
     );
-    let world = World::start(config).await.expect("world starts");
+    let world = World::start(config, &relaytop_sim::Embedded)
+        .await
+        .expect("world starts");
 
     for format in [OutputFormat::Ndjson, OutputFormat::Json, OutputFormat::Text] {
         let mut out = Vec::new();
@@ -129,7 +132,7 @@ async fn the_key_appears_in_no_output_log_or_debug_print() {
     assert_clean("the logs", &logs);
 }
 
-fn report_provider(report: &relaytop::report::Report, name: &str) -> u64 {
+fn report_provider(report: &relaytop_core::report::Report, name: &str) -> u64 {
     let json = serde_json::to_value(report).unwrap();
     json["providers"]
         .as_array()

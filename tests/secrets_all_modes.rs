@@ -5,6 +5,7 @@
 //! for its first 12 characters.
 //!
 //! The modes are a table (`modes`): a new mode (e.g. `relaytop chat`) is one more row.
+#![allow(clippy::unwrap_used)] // test code: a panic is a failure with its place
 
 #[path = "support/pty.rs"]
 mod pty;
@@ -15,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use relaytop::sim::{SimProfile, SimServer};
+use relaytop_sim::{SimProfile, SimServer};
 use support::{TEST_KEY, sim};
 
 const KEY_VAR: &str = "RELAYTOP_TEST_KEY";
@@ -356,7 +357,7 @@ async fn no_mode_writes_the_key_anywhere() {
     ));
     // A transcription through the relay-v1 provider (whose key has no newline).
     let wav = tmp_path.join("tone.wav");
-    std::fs::write(&wav, relaytop::sim::tone_wav(16_000, 1, 300)).unwrap();
+    std::fs::write(&wav, relaytop_sim::tone_wav(16_000, 1, 300)).unwrap();
     modes.push((
         "transcribe".into(),
         vec![

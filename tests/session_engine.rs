@@ -1,13 +1,14 @@
 //! The session engine against the embedded simulator on 127.0.0.1: streaming, heartbeats,
 //! drops and reconnects, dead peers, auth failures, rate limits, malformed frames, close
 //! codes and idle cut-offs. Every wait is bounded; nothing here sleeps to check timing.
+#![allow(clippy::unwrap_used)] // test code: a panic is a failure with its place
 
 mod support;
 
 use std::time::Duration;
 
-use relaytop::session::{ErrorKind, EventKind, SessionCommand, SessionState};
-use relaytop::sim::{DropMode, SimProfile, UpgradeRejection};
+use relaytop_core::session::{ErrorKind, EventKind, SessionCommand, SessionState};
+use relaytop_sim::{DropMode, SimProfile, UpgradeRejection};
 use support::*;
 
 const LONG: Duration = Duration::from_secs(10);
@@ -111,7 +112,7 @@ async fn a_relay_killed_mid_stream_is_a_drop_then_a_reconnect() {
         .unwrap_or_else(|| panic!("no backoff:\n{}", s.story()));
 
     // The relay comes back on the same address; the session reconnects and completes.
-    let back = relaytop::sim::SimServer::start(addr, steady(30.0, 5))
+    let back = relaytop_sim::SimServer::start(addr, steady(30.0, 5))
         .await
         .expect("restart on the same port");
     s.wait_for(LONG, |k| matches!(k, EventKind::Connected { .. }))

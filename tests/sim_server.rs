@@ -1,13 +1,14 @@
 //! The embedded relay simulator as a client sees it: real sockets on 127.0.0.1 (port 0), a
 //! tokio-tungstenite client, every test bounded by a short timeout.
+#![allow(clippy::unwrap_used)] // test code: a panic is a failure with its place
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use futures_util::{SinkExt as _, StreamExt as _};
-use relaytop::protocol::relay_v1::{ChatMessage, ClientFrame, Role, ServerFrame, Usage};
-use relaytop::sim::{DropMode, SimProfile, SimServer, UpgradeRejection, tone_wav};
+use relaytop_core::protocol::relay_v1::{ChatMessage, ClientFrame, Role, ServerFrame, Usage};
+use relaytop_sim::{DropMode, SimProfile, SimServer, UpgradeRejection, tone_wav};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
@@ -138,7 +139,7 @@ async fn read_completion(ws: &mut Ws) -> (Vec<String>, String) {
 
 /// Waits until `condition` holds for the server's stats (they trail what a client sees when
 /// the server still waits on the client, e.g. for its close frame).
-async fn eventually(server: &SimServer, condition: impl Fn(&relaytop::sim::SimStats) -> bool) {
+async fn eventually(server: &SimServer, condition: impl Fn(&relaytop_sim::SimStats) -> bool) {
     let deadline = tokio::time::Instant::now() + FRAME_WAIT;
     while !condition(&server.stats()) {
         assert!(

@@ -10,7 +10,7 @@ use std::time::Duration;
 use crate::bench::blaster::{Answer, Blaster};
 use crate::bench::scale::raise_open_files;
 use crate::headless::{self, HeadlessOptions, OutputFormat};
-use crate::world::World;
+use relaytop_core::world::World;
 
 /// `relaytop bench accuracy`.
 #[derive(clap::Args, Debug, Clone)]
@@ -123,12 +123,12 @@ max_tokens = 5
         n = args.sessions,
         rpm = u64::from(args.sessions) * 600,
     );
-    let config = crate::config::file::parse(&text, "bench accuracy", &|_| {
-        Ok(crate::config::secret::Secret::new(
-            crate::world::SIMULATOR_KEY,
+    let config = relaytop_core::config::file::parse(&text, "bench accuracy", &|_| {
+        Ok(relaytop_core::config::secret::Secret::new(
+            relaytop_core::world::SIMULATOR_KEY,
         ))
     })?;
-    let world = World::start(config).await?;
+    let world = World::start(config, &relaytop_sim::Embedded).await?;
     let options = HeadlessOptions {
         duration: Some(Duration::from_secs(args.seconds)),
         requests: None,

@@ -13,8 +13,8 @@ use anyhow::Context as _;
 use crate::bench::blaster::Blaster;
 use crate::bench::{BenchOptions, bare, grouped, median};
 use crate::headless::{self, HeadlessOptions, OutputFormat};
-use crate::record::RecordOptions;
-use crate::world::World;
+use relaytop_core::record::RecordOptions;
+use relaytop_core::world::World;
 
 /// `relaytop bench ingest` (global `--no-record` leaves out the runs with recording on).
 #[derive(clap::Args, Debug, Clone)]
@@ -181,10 +181,11 @@ async fn relaytop_once(
     record: Option<PathBuf>,
 ) -> anyhow::Result<Duration> {
     let started = Instant::now();
-    let config = crate::config::file::parse(&config_text(&url, frames), "bench ingest", &|var| {
-        Err(crate::config::secret::SecretError::NotSet { var: var.into() })
-    })?;
-    let mut world = World::start(config).await?;
+    let config =
+        relaytop_core::config::file::parse(&config_text(&url, frames), "bench ingest", &|var| {
+            Err(relaytop_core::config::secret::SecretError::NotSet { var: var.into() })
+        })?;
+    let mut world = World::start(config, &relaytop_sim::Embedded).await?;
     world.recording = record.map(RecordOptions::new);
     let options = HeadlessOptions {
         duration: Some(Duration::from_secs(600)),

@@ -8,7 +8,11 @@ pub mod accuracy;
 pub mod bare;
 pub mod blaster;
 pub mod ingest;
+// libc: the open-files limit, the page size, clock ticks and malloc_trim.
+#[allow(unsafe_code)]
 pub mod scale;
+// libc: glibc's heap in use (mallinfo2) and malloc_trim.
+#[allow(unsafe_code)]
 pub mod soak;
 
 use std::io::Write;
@@ -68,7 +72,7 @@ pub fn median(values: &[f64]) -> f64 {
 
 /// A number with thousands separators and no fraction (1,234,567).
 pub fn grouped(value: f64) -> String {
-    crate::report::count(value.round().max(0.0) as u64)
+    relaytop_core::report::count(value.round().max(0.0) as u64)
 }
 
 #[cfg(test)]

@@ -12,9 +12,9 @@ use futures_util::StreamExt;
 use tokio::sync::mpsc;
 
 use crate::bench::grouped;
-use crate::metrics::Metrics;
-use crate::session::{EventKind, SessionCommand, SessionEvent, SessionState};
-use crate::supervisor::Supervisor;
+use relaytop_core::metrics::Metrics;
+use relaytop_core::session::{EventKind, SessionCommand, SessionEvent, SessionState};
+use relaytop_core::supervisor::Supervisor;
 
 /// `relaytop bench scale`.
 #[derive(clap::Args, Debug, Clone)]
@@ -111,9 +111,9 @@ count = {n}
         hb = args.heartbeat_s,
         dead = (args.heartbeat_s * 4.0).max(30.0),
     );
-    let config = crate::config::file::parse(&text, "bench scale", &|_| {
-        Ok(crate::config::secret::Secret::new(
-            crate::world::SIMULATOR_KEY,
+    let config = relaytop_core::config::file::parse(&text, "bench scale", &|_| {
+        Ok(relaytop_core::config::secret::Secret::new(
+            relaytop_core::world::SIMULATOR_KEY,
         ))
     })?;
     let (bare_open_s, bare_rss_per_connection) = bare_connections(url, n).await?;
@@ -126,7 +126,7 @@ count = {n}
     trim_heap();
     tokio::time::sleep(Duration::from_millis(500)).await;
     let rss_before = resident_bytes();
-    let clock = crate::session::RunClock::new();
+    let clock = relaytop_core::session::RunClock::new();
     let (mut supervisor, mut events) = Supervisor::new(clock);
     let started = Instant::now();
     for spec in config.sessions.clone() {
@@ -230,7 +230,7 @@ impl Fold {
     /// Folds events until `done(self)` or `deadline`.
     async fn until(
         &mut self,
-        events: &mut crate::session::EventReceiver,
+        events: &mut relaytop_core::session::EventReceiver,
         metrics: &mut Metrics,
         deadline: Instant,
         done: impl Fn(&Fold) -> bool,
@@ -281,7 +281,7 @@ async fn bare_connections(url: &str, n: u32) -> anyhow::Result<(f64, f64)> {
             if let Some(r) = request.as_mut() {
                 r.headers_mut().insert(
                     "authorization",
-                    format!("Bearer {}", crate::world::SIMULATOR_KEY)
+                    format!("Bearer {}", relaytop_core::world::SIMULATOR_KEY)
                         .parse()
                         .expect("a valid header"),
                 );
@@ -290,7 +290,7 @@ async fn bare_connections(url: &str, n: u32) -> anyhow::Result<(f64, f64)> {
                 let _ = opened_tx.send(false).await;
                 return;
             };
-            let config = crate::session::connect::websocket_config();
+            let config = relaytop_core::session::connect::websocket_config();
             match tokio_tungstenite::connect_async_with_config(request, Some(config), true).await {
                 Ok((mut ws, _)) => {
                     let _ = opened_tx.send(true).await;

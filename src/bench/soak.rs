@@ -15,13 +15,13 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::config::secret::Secret;
-use crate::session::{
+use relaytop_core::config::secret::Secret;
+use relaytop_core::session::{
     BackoffPolicy, EventKind, Protocol, RunClock, SessionInfo, SessionSpec, SessionState, Timing,
     Workload,
 };
-use crate::sim::{SimProfile, SimServer};
-use crate::supervisor::Supervisor;
+use relaytop_core::supervisor::Supervisor;
+use relaytop_sim::{SimProfile, SimServer};
 
 /// What a soak run does.
 #[derive(Clone, Debug)]

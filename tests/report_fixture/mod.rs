@@ -5,10 +5,10 @@
 
 use chrono::{TimeZone, Utc};
 
-use relaytop::cost::{Pricing, ProviderPricing};
-use relaytop::metrics::Metrics;
-use relaytop::report::{Report, RunInfo};
-use relaytop::session::{
+use relaytop_core::cost::{Pricing, ProviderPricing};
+use relaytop_core::metrics::Metrics;
+use relaytop_core::report::{Report, RunInfo};
+use relaytop_core::session::{
     ErrorKind, EventKind, Protocol, SessionEvent, SessionId, SessionInfo, SessionState, Tokens,
 };
 

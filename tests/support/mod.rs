@@ -8,12 +8,12 @@ pub mod rogue;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use relaytop::config::secret::{Secret, SecretError};
-use relaytop::session::{
+use relaytop_core::config::secret::{Secret, SecretError};
+use relaytop_core::session::{
     self, BackoffPolicy, EventKind, Protocol, RunClock, SessionEvent, SessionHandle, SessionInfo,
     SessionSpec, Timing, Workload,
 };
-use relaytop::sim::{SimProfile, SimServer};
+use relaytop_sim::{SimProfile, SimServer};
 
 /// A recognizable key: tests grep outputs for it. Shaped like a real key (the simulator
 /// checks the shape), but too short to be mistaken for a committed secret.
@@ -30,7 +30,7 @@ pub fn test_key(var: &str) -> Result<Secret, SecretError> {
 /// A configuration (as file `name`) of one relay/v1 provider `relay` at `url` (its key in
 /// `RELAYTOP_TEST_KEY`) and `count` sessions `probe` sending every 50 ms, with heartbeats
 /// every 200 ms and a quick backoff.
-pub fn probe_config(url: &str, count: u32, name: &str) -> relaytop::config::Config {
+pub fn probe_config(url: &str, count: u32, name: &str) -> relaytop_core::config::Config {
     let text = format!(
         r#"
 [defaults]
@@ -51,7 +51,7 @@ count = {count}
 interval_s = 0.05
 "#
     );
-    relaytop::config::file::parse(&text, name, &test_key).expect("config")
+    relaytop_core::config::file::parse(&text, name, &test_key).expect("config")
 }
 
 /// Quick timings so that every rule shows within a second or two.
@@ -114,14 +114,14 @@ pub async fn sim(profile: SimProfile) -> SimServer {
 /// A session under test and every event it has reported so far.
 pub struct Watched {
     pub handle: SessionHandle,
-    pub rx: relaytop::session::EventReceiver,
+    pub rx: relaytop_core::session::EventReceiver,
     pub seen: Vec<SessionEvent>,
     pub clock: RunClock,
 }
 
 pub fn watch(spec: SessionSpec) -> Watched {
     let clock = RunClock::new();
-    let (tx, rx) = relaytop::session::stream::channel(4096);
+    let (tx, rx) = relaytop_core::session::stream::channel(4096);
     let handle = session::spawn(spec, clock, tx);
     Watched {
         handle,

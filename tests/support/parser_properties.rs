@@ -5,17 +5,17 @@
 
 use std::time::Duration;
 
-use relaytop::config::ConfigError;
-use relaytop::config::secret::{Secret, SecretError};
-use relaytop::protocol::openai_realtime::{ClientEvent, ServerEvent};
-use relaytop::protocol::openai_sse::{self, SseBuffer, StreamData};
-use relaytop::protocol::relay_v1::{ClientFrame, ServerFrame};
-use relaytop::record::format;
-use relaytop::record::reader::{Item, LineReader, Position};
-use relaytop::session::EventKind;
-use relaytop::session::decode::Decoder;
-use relaytop::session::realtime::RealtimeDecoder;
-use relaytop::session::sse::SseDecoder;
+use relaytop_core::config::ConfigError;
+use relaytop_core::config::secret::{Secret, SecretError};
+use relaytop_core::protocol::openai_realtime::{ClientEvent, ServerEvent};
+use relaytop_core::protocol::openai_sse::{self, SseBuffer, StreamData};
+use relaytop_core::protocol::relay_v1::{ClientFrame, ServerFrame};
+use relaytop_core::record::format;
+use relaytop_core::record::reader::{Item, LineReader, Position};
+use relaytop_core::session::EventKind;
+use relaytop_core::session::decode::Decoder;
+use relaytop_core::session::realtime::RealtimeDecoder;
+use relaytop_core::session::sse::SseDecoder;
 
 /// Frames in one input are separated by this byte (never in UTF-8 text).
 pub const FRAME_SEPARATOR: u8 = 0xff;
@@ -180,8 +180,8 @@ pub fn recording(data: &[u8], dir: &std::path::Path) {
     }
     let path = dir.join("session.jsonl");
     std::fs::write(&path, data).expect("write the recording");
-    let _ = relaytop::record::reader::read_header(&path);
-    let tail = relaytop::record::reader::last_time(&path).expect("the tail reads");
+    let _ = relaytop_core::record::reader::read_header(&path);
+    let tail = relaytop_core::record::reader::last_time(&path).expect("the tail reads");
 
     let lines = data.split(|b| *b == b'\n').count();
     let mut reader = LineReader::new(vec![path.clone()].into(), Position::START);
@@ -261,7 +261,7 @@ pub fn config_toml(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    if let Err(e) = relaytop::config::file::parse(text, "fuzz.toml", &key) {
+    if let Err(e) = relaytop_core::config::file::parse(text, "fuzz.toml", &key) {
         check_error(&e, "fuzz.toml", text);
     }
 }
@@ -271,7 +271,7 @@ pub fn canary_yaml(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    if let Err(e) = relaytop::canary::yaml::parse(text, "fuzz.yaml", &key, &|_| None) {
+    if let Err(e) = relaytop_core::canary::yaml::parse(text, "fuzz.yaml", &key, &|_| None) {
         check_error(&e, "fuzz.yaml", text);
     }
 }

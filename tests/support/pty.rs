@@ -41,6 +41,7 @@ impl PtyChild {
             .env("TERM", "xterm-256color");
         // SAFETY: only async-signal-safe calls between fork and exec: a new session, and the
         // pty (stdin) as its controlling terminal.
+        #[allow(unsafe_code)] // pre_exec: see SAFETY above
         unsafe {
             command.pre_exec(|| {
                 if libc::setsid() < 0 {

@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use relaytop::session::tap::{Direction, TapHandle, Wire};
-use relaytop::session::{EventKind, SessionState};
+use relaytop_core::session::tap::{Direction, TapHandle, Wire};
+use relaytop_core::session::{EventKind, SessionState};
 
 /// Taps request `request` at `t_ms`: its frame (`body`), `RequestSent`, streaming, five chunk
 /// frames of `word` (the first `first_chunk_ms` after the request, then 10 ms apart), `done`

@@ -1,0 +1,10 @@
+//! Configuration: relaytop's own TOML, the canary YAML users already have, secrets, and the
+//! profiles simulated relays are described by (`sim_profile`; relaytop-sim plays them).
+
+pub mod file;
+pub mod secret;
+pub mod sim_profile;
+pub mod ui;
+
+pub use file::{Config, ConfigError, Provider};
+pub use ui::UiConfig;

@@ -1,0 +1,766 @@
+//! Prometheus metrics: a fold of the session events into `prometheus-client` metric families,
+//! and a tiny HTTP server that serves them at `GET /metrics` (`--metrics-listen`).
+//!
+//! The exporter is fed the same events as every other consumer: the headless loop and the
+//! dashboard call `World::observe` for each event they fold (it needs no lock shared with
+//! them; the families are atomics behind `prometheus-client`'s own locks), and a scrape
+//! encodes the families as they stand. It is a fold of its own rather than a view of
+//! `Metrics` because `Metrics` belongs to its consumer's loop, and Prometheus wants
+//! monotonic counters and cumulative histograms, not sliding windows.
+//!
+//! Naming follows Prometheus' conventions (`relaytop_` prefix, `_total` counters, base units:
+//! seconds, US dollars). Every series is labelled by `provider`, `model` and `session`;
+//! `relaytop_session_info` adds each session's `protocol`. The text is prometheus-client's
+//! (OpenMetrics), never written by hand.
+
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::{Registry, Unit};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+
+use crate::cost::{Pricing, response_cost};
+use crate::session::{ErrorKind, EventKind, RequestId, SessionEvent, SessionInfo, SessionState};
+
+/// The content type of the exposition prometheus-client writes.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// The path metrics are served at.
+pub const METRICS_PATH: &str = "/metrics";
+/// A scrape request head larger than this is refused.
+const MAX_HEAD_BYTES: usize = 8 * 1024;
+/// How long a scraper may take to send its request.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
+/// Connections served at once; more wait in the kernel's queue.
+const MAX_CONNECTIONS: usize = 16;
+
+/// Every state a session can be in, as `relaytop_session_state` labels them.
+const STATES: [&str; 6] = [
+    "connecting",
+    "open",
+    "streaming",
+    "backing_off",
+    "stopped",
+    "closed",
+];
+
+fn state_label(state: &SessionState) -> &'static str {
+    match state {
+        SessionState::Connecting { .. } => "connecting",
+        SessionState::Open => "open",
+        SessionState::Streaming { .. } => "streaming",
+        SessionState::BackingOff { .. } => "backing_off",
+        SessionState::Stopped { .. } => "stopped",
+        SessionState::Closed => "closed",
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SessionLabels {
+    provider: String,
+    model: String,
+    session: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct InfoLabels {
+    provider: String,
+    model: String,
+    session: String,
+    protocol: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabels {
+    provider: String,
+    model: String,
+    session: String,
+    kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DirectionLabels {
+    provider: String,
+    model: String,
+    session: String,
+    /// `input`, `output` or `cached_input` (a part of `input`).
+    direction: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabels {
+    provider: String,
+    model: String,
+    session: String,
+    state: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LimitLabels {
+    provider: String,
+    model: String,
+    session: String,
+    /// `requests` or `tokens`.
+    limit: String,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn latency_histogram() -> Histogram {
+    // 10 ms to about 41 s.
+    Histogram::new(exponential_buckets(0.01, 2.0, 13))
+}
+
+/// What the fold remembers of one session.
+#[derive(Debug)]
+struct Known {
+    labels: SessionLabels,
+    connected_before: bool,
+    /// The request whose time to first token was counted last (each counts once).
+    ttft_request: Option<RequestId>,
+}
+
+/// The metric families, fed by session events.
+pub struct Exporter {
+    registry: Registry,
+    pricing: Pricing,
+    sessions: Mutex<Vec<Option<Known>>>,
+    info: Family<InfoLabels, Gauge>,
+    requests: Family<SessionLabels, Counter>,
+    responses: Family<SessionLabels, Counter>,
+    failures: Family<KindLabels, Counter>,
+    errors: Family<KindLabels, Counter>,
+    connects: Family<SessionLabels, Counter>,
+    reconnects: Family<SessionLabels, Counter>,
+    drops: Family<SessionLabels, Counter>,
+    heartbeats_missed: Family<SessionLabels, Counter>,
+    malformed: Family<SessionLabels, Counter>,
+    tokens: Family<DirectionLabels, Counter>,
+    estimated_responses: Family<SessionLabels, Counter>,
+    cost: Family<SessionLabels, Counter<f64, AtomicU64>>,
+    ttft: HistogramFamily<SessionLabels>,
+    response_time: HistogramFamily<SessionLabels>,
+    heartbeat_rtt: HistogramFamily<SessionLabels>,
+    state: Family<StateLabels, Gauge>,
+    ratelimit_remaining: Family<LimitLabels, Gauge>,
+    ratelimit_limit: Family<LimitLabels, Gauge>,
+}
+
+impl std::fmt::Debug for Exporter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Exporter").finish_non_exhaustive()
+    }
+}
+
+impl Exporter {
+    /// An exporter for `sessions` (by id), priced by `pricing`.
+    pub fn new(sessions: &[SessionInfo], pricing: Pricing) -> Self {
+        let mut registry = Registry::with_prefix("relaytop");
+        let hist = || HistogramFamily::new_with_constructor(latency_histogram as fn() -> _);
+        let e = Self {
+            registry: Registry::default(),
+            pricing,
+            sessions: Mutex::new(Vec::new()),
+            info: Family::default(),
+            requests: Family::default(),
+            responses: Family::default(),
+            failures: Family::default(),
+            errors: Family::default(),
+            connects: Family::default(),
+            reconnects: Family::default(),
+            drops: Family::default(),
+            heartbeats_missed: Family::default(),
+            malformed: Family::default(),
+            tokens: Family::default(),
+            estimated_responses: Family::default(),
+            cost: Family::default(),
+            ttft: hist(),
+            response_time: hist(),
+            heartbeat_rtt: hist(),
+            state: Family::default(),
+            ratelimit_remaining: Family::default(),
+            ratelimit_limit: Family::default(),
+        };
+        let r = &mut registry;
+        r.register(
+            "session_info",
+            "A session: its provider, model and wire protocol (always 1)",
+            e.info.clone(),
+        );
+        r.register("requests", "Requests sent", e.requests.clone());
+        r.register(
+            "responses",
+            "Responses completed (done)",
+            e.responses.clone(),
+        );
+        r.register(
+            "request_failures",
+            "Requests that ended without done, by kind",
+            e.failures.clone(),
+        );
+        r.register(
+            "errors",
+            "Errors reported by the relay or the connection, by kind",
+            e.errors.clone(),
+        );
+        r.register("connects", "Connections established", e.connects.clone());
+        r.register(
+            "reconnects",
+            "Connections after a session's first",
+            e.reconnects.clone(),
+        );
+        r.register(
+            "drops",
+            "Connections (or streams) that ended without this client asking",
+            e.drops.clone(),
+        );
+        r.register(
+            "heartbeats_missed",
+            "Heartbeats unanswered for a whole interval",
+            e.heartbeats_missed.clone(),
+        );
+        r.register(
+            "malformed_frames",
+            "Frames or events that could not be parsed",
+            e.malformed.clone(),
+        );
+        r.register(
+            "tokens",
+            "Tokens of completed responses, by direction (cached_input is part of input)",
+            e.tokens.clone(),
+        );
+        r.register(
+            "estimated_responses",
+            "Responses whose tokens were estimated (the relay sent no usage)",
+            e.estimated_responses.clone(),
+        );
+        r.register(
+            "cost_usd",
+            "Spend on completed responses in US dollars (tokens at list price or as reported, plus per-call fees)",
+            e.cost.clone(),
+        );
+        r.register_with_unit("ttft", "Time to first token", Unit::Seconds, e.ttft.clone());
+        r.register_with_unit(
+            "response",
+            "Time from sending a request to its done",
+            Unit::Seconds,
+            e.response_time.clone(),
+        );
+        r.register_with_unit(
+            "heartbeat_rtt",
+            "Heartbeat round trip (relay/v1 ping-pong, Realtime WebSocket Ping-Pong; SSE has none)",
+            Unit::Seconds,
+            e.heartbeat_rtt.clone(),
+        );
+        r.register(
+            "session_state",
+            "1 for the state each session is in, 0 for the others",
+            e.state.clone(),
+        );
+        r.register(
+            "ratelimit_remaining",
+            "What the relay says is left of its rate limits (x-ratelimit-*, rate_limits.updated)",
+            e.ratelimit_remaining.clone(),
+        );
+        r.register(
+            "ratelimit_limit",
+            "The relay's rate limits, as it states them",
+            e.ratelimit_limit.clone(),
+        );
+        let mut e = e;
+        e.registry = registry;
+        for info in sessions {
+            e.add_session(info);
+        }
+        e
+    }
+
+    /// Adds (or relabels) a session, e.g. a chat pane opened at run time.
+    pub fn add_session(&self, info: &SessionInfo) {
+        let labels = SessionLabels {
+            provider: info.provider.clone(),
+            model: info.model.clone(),
+            session: info.name.clone(),
+        };
+        self.info
+            .get_or_create(&InfoLabels {
+                provider: info.provider.clone(),
+                model: info.model.clone(),
+                session: info.name.clone(),
+                protocol: info.protocol.label().to_owned(),
+            })
+            .set(1);
+        // Every series of the session exists from the start, at 0.
+        for family in [
+            &self.requests,
+            &self.responses,
+            &self.connects,
+            &self.reconnects,
+            &self.drops,
+        ] {
+            let _ = family.get_or_create(&labels);
+        }
+        let _ = self.cost.get_or_create(&labels);
+        for direction in ["input", "output", "cached_input"] {
+            let _ = self
+                .tokens
+                .get_or_create(&direction_labels(&labels, direction));
+        }
+        self.set_state(&labels, "connecting");
+        let mut sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
+        let slot = info.id as usize;
+        if sessions.len() <= slot {
+            sessions.resize_with(slot + 1, || None);
+        }
+        sessions[slot] = Some(Known {
+            labels,
+            connected_before: false,
+            ttft_request: None,
+        });
+    }
+
+    fn set_state(&self, labels: &SessionLabels, current: &str) {
+        for state in STATES {
+            self.state
+                .get_or_create(&StateLabels {
+                    provider: labels.provider.clone(),
+                    model: labels.model.clone(),
+                    session: labels.session.clone(),
+                    state: state.to_owned(),
+                })
+                .set(i64::from(state == current));
+        }
+    }
+
+    /// Folds one event. Events of sessions it does not know are ignored.
+    pub fn observe(&self, event: &SessionEvent) {
+        let mut sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(Some(known)) = sessions.get_mut(event.session as usize) else {
+            return;
+        };
+        let labels = &known.labels;
+        let kind_labels = |kind: ErrorKind| KindLabels {
+            provider: labels.provider.clone(),
+            model: labels.model.clone(),
+            session: labels.session.clone(),
+            kind: kind.label().to_owned(),
+        };
+        match &event.kind {
+            EventKind::State(state) => self.set_state(labels, state_label(state)),
+            EventKind::Connected { .. } => {
+                self.connects.get_or_create(labels).inc();
+                if known.connected_before {
+                    self.reconnects.get_or_create(labels).inc();
+                }
+                known.connected_before = true;
+            }
+            EventKind::RequestSent { .. } => {
+                self.requests.get_or_create(labels).inc();
+            }
+            EventKind::FirstToken { request, ttft_us } => {
+                if known.ttft_request != Some(*request) {
+                    known.ttft_request = Some(*request);
+                    self.ttft.get_or_create(labels).observe(seconds(*ttft_us));
+                }
+            }
+            EventKind::Done {
+                request,
+                model,
+                ttft_us,
+                total_us,
+                tokens,
+                reported_cost_usd,
+                ..
+            } => {
+                self.responses.get_or_create(labels).inc();
+                if let Some(ttft) = ttft_us
+                    && known.ttft_request != Some(*request)
+                {
+                    known.ttft_request = Some(*request);
+                    self.ttft.get_or_create(labels).observe(seconds(*ttft));
+                }
+                self.response_time
+                    .get_or_create(labels)
+                    .observe(seconds(*total_us));
+                let directions = [
+                    ("input", tokens.input),
+                    ("output", tokens.output),
+                    ("cached_input", tokens.cached_input),
+                ];
+                for (direction, n) in directions {
+                    self.tokens
+                        .get_or_create(&direction_labels(labels, direction))
+                        .inc_by(n);
+                }
+                if tokens.estimated {
+                    self.estimated_responses.get_or_create(labels).inc();
+                }
+                let model = if model.is_empty() {
+                    &labels.model
+                } else {
+                    model
+                };
+                let cost = response_cost(
+                    self.pricing.provider(&labels.provider),
+                    model,
+                    tokens,
+                    *reported_cost_usd,
+                );
+                if cost.total_usd.is_finite() && cost.total_usd > 0.0 {
+                    self.cost.get_or_create(labels).inc_by(cost.total_usd);
+                }
+            }
+            EventKind::RequestFailed { kind, .. } => {
+                self.failures.get_or_create(&kind_labels(*kind)).inc();
+            }
+            EventKind::Error { kind, .. } => {
+                self.errors.get_or_create(&kind_labels(*kind)).inc();
+            }
+            EventKind::Pong { rtt_us } => {
+                self.heartbeat_rtt
+                    .get_or_create(labels)
+                    .observe(seconds(*rtt_us));
+            }
+            EventKind::HeartbeatMissed { .. } => {
+                self.heartbeats_missed.get_or_create(labels).inc();
+            }
+            EventKind::Closed { requested, .. } => {
+                if !requested {
+                    self.drops.get_or_create(labels).inc();
+                }
+            }
+            EventKind::Malformed { .. } => {
+                self.malformed.get_or_create(labels).inc();
+            }
+            EventKind::RateLimitStatus {
+                requests_limit,
+                requests_remaining,
+                tokens_limit,
+                tokens_remaining,
+                ..
+            } => {
+                let limits = [
+                    ("requests", requests_limit, requests_remaining),
+                    ("tokens", tokens_limit, tokens_remaining),
+                ];
+                for (name, limit, remaining) in limits {
+                    let limit_labels = LimitLabels {
+                        provider: labels.provider.clone(),
+                        model: labels.model.clone(),
+                        session: labels.session.clone(),
+                        limit: name.to_owned(),
+                    };
+                    if let Some(limit) = limit {
+                        self.ratelimit_limit
+                            .get_or_create(&limit_labels)
+                            .set(i64::try_from(*limit).unwrap_or(i64::MAX));
+                    }
+                    if let Some(remaining) = remaining {
+                        self.ratelimit_remaining
+                            .get_or_create(&limit_labels)
+                            .set(i64::try_from(*remaining).unwrap_or(i64::MAX));
+                    }
+                }
+            }
+            EventKind::Chunk { .. }
+            | EventKind::BackingOff { .. }
+            | EventKind::RateLimited { .. }
+            | EventKind::UnknownFrame { .. }
+            | EventKind::Transcript { .. }
+            | EventKind::Marker { .. } => {}
+        }
+    }
+
+    /// The exposition, as a scrape gets it.
+    pub fn encode(&self) -> String {
+        let mut text = String::with_capacity(16 * 1024);
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
+        text
+    }
+}
+
+fn direction_labels(labels: &SessionLabels, direction: &str) -> DirectionLabels {
+    DirectionLabels {
+        provider: labels.provider.clone(),
+        model: labels.model.clone(),
+        session: labels.session.clone(),
+        direction: direction.to_owned(),
+    }
+}
+
+fn seconds(us: u64) -> f64 {
+    us as f64 / 1e6
+}
+
+/// The running `/metrics` server. Dropping it stops it.
+#[derive(Debug)]
+pub struct MetricsServer {
+    addr: SocketAddr,
+    task: JoinHandle<()>,
+}
+
+impl MetricsServer {
+    /// Where it listens (the real port when asked for port 0).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The scrape URL.
+    pub fn url(&self) -> String {
+        format!("http://{}{METRICS_PATH}", self.addr)
+    }
+}
+
+impl Drop for MetricsServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Serves `exporter` at `GET /metrics` on `listen`. Fails at once when the address is taken.
+pub async fn serve(listen: SocketAddr, exporter: Arc<Exporter>) -> std::io::Result<MetricsServer> {
+    let listener = TcpListener::bind(listen).await?;
+    let addr = listener.local_addr()?;
+    let task = tokio::spawn(accept_loop(listener, exporter));
+    tracing::info!(%addr, "Prometheus metrics served");
+    Ok(MetricsServer { addr, task })
+}
+
+async fn accept_loop(listener: TcpListener, exporter: Arc<Exporter>) {
+    let permits = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let Ok(permit) = permits.clone().acquire_owned().await else {
+            return;
+        };
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                let exporter = exporter.clone();
+                tokio::spawn(async move {
+                    let _ =
+                        tokio::time::timeout(Duration::from_secs(10), answer(stream, &exporter))
+                            .await;
+                    drop(permit);
+                });
+            }
+            Err(e) => {
+                tracing::warn!("metrics server cannot accept: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// Answers one request and closes the connection.
+async fn answer(mut stream: TcpStream, exporter: &Exporter) -> std::io::Result<()> {
+    let mut buf = Vec::with_capacity(1024);
+    let head = tokio::time::timeout(HEAD_TIMEOUT, async {
+        loop {
+            let mut headers = [httparse::EMPTY_HEADER; 32];
+            let mut request = httparse::Request::new(&mut headers);
+            match request.parse(&buf) {
+                Ok(httparse::Status::Complete(_)) => {
+                    let method = request.method.unwrap_or_default().to_owned();
+                    let path = request.path.unwrap_or_default();
+                    let path = path.split('?').next().unwrap_or_default().to_owned();
+                    return Some((method, path));
+                }
+                Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD_BYTES => {}
+                _ => return None,
+            }
+            let mut chunk = [0u8; 1024];
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    })
+    .await
+    .ok()
+    .flatten();
+    let (status, content_type, body) = match head {
+        Some((method, path)) if path == METRICS_PATH && (method == "GET" || method == "HEAD") => {
+            let body = if method == "GET" {
+                exporter.encode()
+            } else {
+                String::new()
+            };
+            ("200 OK", CONTENT_TYPE, body)
+        }
+        Some((_, path)) if path == "/" => (
+            "200 OK",
+            "text/plain; charset=utf-8",
+            format!("relaytop: Prometheus metrics are at {METRICS_PATH}\n"),
+        ),
+        Some(_) => (
+            "404 Not Found",
+            "text/plain; charset=utf-8",
+            format!("not found: metrics are at {METRICS_PATH}\n"),
+        ),
+        None => (
+            "400 Bad Request",
+            "text/plain; charset=utf-8",
+            "bad request\n".to_owned(),
+        ),
+    };
+    let response = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(response.as_bytes()).await?;
+    stream.shutdown().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::session::{Protocol, Tokens};
+
+    fn info(id: u32, protocol: Protocol) -> SessionInfo {
+        SessionInfo {
+            id,
+            name: format!("s{id}"),
+            provider: "p".into(),
+            model: "gpt-4.1".into(),
+            protocol,
+            url: String::new(),
+            workload: "probe".into(),
+        }
+    }
+
+    fn ev(session: u32, kind: EventKind) -> SessionEvent {
+        SessionEvent {
+            session,
+            at_us: 0,
+            kind,
+        }
+    }
+
+    #[test]
+    fn counters_names_and_labels() {
+        let e = Exporter::new(&[info(0, Protocol::OpenaiSse)], Pricing::new());
+        e.observe(&ev(
+            0,
+            EventKind::Connected {
+                attempt: 1,
+                handshake_us: 5,
+            },
+        ));
+        e.observe(&ev(
+            0,
+            EventKind::Connected {
+                attempt: 1,
+                handshake_us: 5,
+            },
+        ));
+        e.observe(&ev(
+            0,
+            EventKind::FirstToken {
+                request: 1,
+                ttft_us: 250_000,
+            },
+        ));
+        e.observe(&ev(
+            0,
+            EventKind::Done {
+                request: 1,
+                model: "gpt-4.1".into(),
+                ttft_us: Some(250_000),
+                total_us: 400_000,
+                tokens: Tokens {
+                    input: 1_000_000,
+                    output: 0,
+                    cached_input: 0,
+                    estimated: false,
+                },
+                reported_cost_usd: None,
+                finish_reason: None,
+                chunks: 1,
+                bytes: 1,
+            },
+        ));
+        e.observe(&ev(
+            7,
+            EventKind::Malformed {
+                reason: "unknown session".into(),
+            },
+        ));
+        let text = e.encode();
+        let has = |line: &str| assert!(text.contains(line), "no `{line}` in\n{text}");
+        has(
+            r#"relaytop_session_info{provider="p",model="gpt-4.1",session="s0",protocol="openai-sse"} 1"#,
+        );
+        has(r#"relaytop_reconnects_total{provider="p",model="gpt-4.1",session="s0"} 1"#);
+        has(r#"relaytop_ttft_seconds_count{provider="p",model="gpt-4.1",session="s0"} 1"#);
+        has(r#"relaytop_cost_usd_total{provider="p",model="gpt-4.1",session="s0"} 2.0"#);
+        has(
+            r#"relaytop_tokens_total{provider="p",model="gpt-4.1",session="s0",direction="input"} 1000000"#,
+        );
+        has(
+            r#"relaytop_session_state{provider="p",model="gpt-4.1",session="s0",state="connecting"} 1"#,
+        );
+        has("# TYPE relaytop_ttft_seconds histogram");
+    }
+
+    #[test]
+    fn the_grafana_dashboard_queries_metrics_that_exist() {
+        let e = Exporter::new(&[info(0, Protocol::RelayV1)], Pricing::new());
+        for kind in [
+            EventKind::Pong { rtt_us: 900 },
+            EventKind::FirstToken {
+                request: 1,
+                ttft_us: 1,
+            },
+            EventKind::Error {
+                kind: ErrorKind::Network,
+                message: "x".into(),
+                retryable: true,
+                retry_after_ms: None,
+            },
+            EventKind::RequestFailed {
+                request: 1,
+                kind: ErrorKind::Network,
+                reason: "x".into(),
+            },
+            EventKind::RateLimitStatus {
+                requests_limit: Some(10),
+                requests_remaining: Some(9),
+                requests_reset_ms: None,
+                tokens_limit: None,
+                tokens_remaining: None,
+                tokens_reset_ms: None,
+            },
+        ] {
+            e.observe(&ev(0, kind));
+        }
+        let text = e.encode();
+        let dashboard = include_str!("../../../docs/grafana-dashboard.json");
+        let mut names: Vec<&str> = dashboard
+            .match_indices("relaytop_")
+            .map(|(at, _)| {
+                let rest = &dashboard[at..];
+                let end = rest
+                    .find(|c: char| !(c.is_ascii_lowercase() || c == '_'))
+                    .unwrap_or(rest.len());
+                &rest[..end]
+            })
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        assert!(names.len() >= 10, "{names:?}");
+        for name in names {
+            assert!(
+                text.lines().any(|l| l.starts_with(name)),
+                "the dashboard queries {name}, which is not exposed:\n{text}"
+            );
+        }
+    }
+}
