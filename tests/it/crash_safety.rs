@@ -4,9 +4,8 @@
 //! cursor, cooked mode) on SIGTERM and on a panic, whose message comes after the restore.
 #![allow(clippy::unwrap_used)] // test code: a panic is a failure with its place
 
-#[path = "support/pty.rs"]
-mod pty;
-mod support;
+use crate::pty;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

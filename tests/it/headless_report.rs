@@ -2,7 +2,7 @@
 //! and its text, character for character.
 #![allow(clippy::unwrap_used)] // test code: a panic is a failure with its place
 
-mod report_fixture;
+use crate::report_fixture;
 
 use relaytop_core::report::Report;
 use serde_json::Value;

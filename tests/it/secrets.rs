@@ -3,7 +3,7 @@
 //! none of them contains it (nor its first 12 characters).
 #![allow(clippy::unwrap_used)] // test code: a panic is a failure with its place
 
-mod support;
+use crate::support;
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};

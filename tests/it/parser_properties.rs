@@ -4,8 +4,7 @@
 //! Also the regression cases the fuzzers found.
 #![allow(clippy::unwrap_used)] // test code: a panic is a failure with its place
 
-#[path = "support/parser_properties.rs"]
-mod properties;
+use crate::properties;
 
 use proptest::prelude::*;
 use relaytop_core::protocol::relay_v1::{ChatMessage, ClientFrame, Role, ServerFrame, Usage};

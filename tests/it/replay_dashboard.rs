@@ -8,8 +8,7 @@
 //! drops at 12 s and reconnects.
 #![allow(clippy::unwrap_used)] // test code: a panic is a failure with its place
 
-#[path = "support/tapped.rs"]
-mod tapped;
+use crate::tapped;
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;

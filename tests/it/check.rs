@@ -5,7 +5,7 @@
 //! nothing leaves the machine), unanswered heartbeats and an idle cut-off.
 #![allow(clippy::unwrap_used)] // test code: a panic is a failure with its place
 
-mod support;
+use crate::support;
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -6,7 +6,7 @@
 //! latency checks are the profiles' (800 ms against 40 ms to first token), with wide margins.
 #![allow(clippy::unwrap_used)] // test code: a panic is a failure with its place
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -7,10 +7,9 @@
 //! test that damages it works on its own copy. Rotation uses a synthetic session (no network).
 #![allow(clippy::unwrap_used)] // test code: a panic is a failure with its place
 
-mod support;
+use crate::support;
 
-#[path = "support/tapped.rs"]
-mod tapped;
+use crate::tapped;
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;

@@ -3,8 +3,7 @@
 //! short (a `kill -9` between two quarter-second writes) replays its prefix and says so.
 #![allow(clippy::unwrap_used)] // test code: a panic is a failure with its place
 
-#[path = "support/tapped.rs"]
-mod tapped;
+use crate::tapped;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -5,7 +5,7 @@
 //! Every run is bounded (a duration limit) and takes a few seconds.
 #![allow(clippy::unwrap_used)] // test code: a panic is a failure with its place
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 
@@ -25,7 +25,7 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
 /// The canary YAML of spec/, as users keep it (a copy; `the_copy_is_the_spec` checks it).
-const REFERENCE: &str = include_str!("data/canary_deployment_config.yaml");
+const REFERENCE: &str = include_str!("../data/canary_deployment_config.yaml");
 
 fn any_key(_: &str) -> Result<Secret, SecretError> {
     Ok(Secret::new(TEST_KEY))

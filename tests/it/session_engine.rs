@@ -3,7 +3,7 @@
 //! codes and idle cut-offs. Every wait is bounded; nothing here sleeps to check timing.
 #![allow(clippy::unwrap_used)] // test code: a panic is a failure with its place
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -3,7 +3,7 @@
 //! are bounded; the only time assertions are lower bounds the toxics impose.
 #![allow(clippy::unwrap_used)] // test code: a panic is a failure with its place
 
-mod support;
+use crate::support;
 
 use std::net::SocketAddr;
 use std::time::Duration;

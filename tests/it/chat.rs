@@ -5,7 +5,7 @@
 //! or non-WAV file.
 #![allow(clippy::unwrap_used)] // test code: a panic is a failure with its place
 
-mod support;
+use crate::support;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -4,7 +4,7 @@
 //! value.
 #![allow(clippy::unwrap_used)] // test code: a panic is a failure with its place
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 use std::time::Duration;

@@ -8,7 +8,7 @@
 //! Loopback only; names resolve through an injected resolver. Every wait is bounded.
 #![allow(clippy::unwrap_used)] // test code: a panic is a failure with its place
 
-mod support;
+use crate::support;
 
 use std::io;
 use std::sync::Arc;

@@ -8,7 +8,7 @@
 //! Realtime beta client refused) stays in `session_engine.rs` and `openai_transports.rs`.
 #![allow(clippy::unwrap_used)] // test code: a panic is a failure with its place
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

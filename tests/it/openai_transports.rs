@@ -7,7 +7,7 @@
 //! one body a behaviour and a row a protocol. Every wait is bounded.
 #![allow(clippy::unwrap_used)] // test code: a panic is a failure with its place
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -7,9 +7,8 @@
 //! The modes are a table (`modes`): a new mode (e.g. `relaytop chat`) is one more row.
 #![allow(clippy::unwrap_used)] // test code: a panic is a failure with its place
 
-#[path = "support/pty.rs"]
-mod pty;
-mod support;
+use crate::pty;
+use crate::support;
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
