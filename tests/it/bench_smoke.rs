@@ -1,6 +1,5 @@
 //! `relaytop bench ingest` runs end to end on a small response and prints its table; no
 //! timing is asserted (benchmarks are not timed tests).
-#![allow(clippy::unwrap_used)] // test code: a panic is a failure with its place
 
 use relaytop::bench::BenchOptions;
 use relaytop::bench::ingest::{self, IngestArgs};

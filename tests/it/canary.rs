@@ -3,7 +3,6 @@
 //! simulators the test starts itself): promotion through every stage, rollback by the p99
 //! trigger, rollback on consecutive failures, the webhook, and the shared rate limits.
 //! Every run is bounded (a duration limit) and takes a few seconds.
-#![allow(clippy::unwrap_used)] // test code: a panic is a failure with its place
 
 use crate::support;
 

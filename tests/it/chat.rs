@@ -3,7 +3,6 @@
 //! as cut and retried after the reconnect; and transcriptions of a generated WAV through the
 //! library and the `relaytop transcribe` binary, with the errors a person gets for a missing
 //! or non-WAV file.
-#![allow(clippy::unwrap_used)] // test code: a panic is a failure with its place
 
 use crate::support;
 

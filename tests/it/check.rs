@@ -3,7 +3,6 @@
 //! unset variable, a key with white space around it, the wrong scheme, a closed port, a
 //! stalled server, TLS spoken to a plain port, a failing DNS lookup (an injected resolver:
 //! nothing leaves the machine), unanswered heartbeats and an idle cut-off.
-#![allow(clippy::unwrap_used)] // test code: a panic is a failure with its place
 
 use crate::support;
 

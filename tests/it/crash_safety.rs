@@ -2,7 +2,6 @@
 //! (the recorder writes every quarter second) and replays, a torn last line reported with its
 //! place; and the dashboard, run in a pseudo-terminal, gives the terminal back (main screen,
 //! cursor, cooked mode) on SIGTERM and on a panic, whose message comes after the restore.
-#![allow(clippy::unwrap_used)] // test code: a panic is a failure with its place
 
 use crate::pty;
 use crate::support;

@@ -6,7 +6,6 @@
 //! live session reported.
 //!
 //! Loopback only; names resolve through an injected resolver. Every wait is bounded.
-#![allow(clippy::unwrap_used)] // test code: a panic is a failure with its place
 
 use crate::support;
 

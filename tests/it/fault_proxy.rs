@@ -1,7 +1,6 @@
 //! The fault-injection proxy of tests/support/proxy.rs, checked on its own against a loopback
 //! echo server: every toxic does what it says, and toxics switch on open connections. Waits
 //! are bounded; the only time assertions are lower bounds the toxics impose.
-#![allow(clippy::unwrap_used)] // test code: a panic is a failure with its place
 
 use crate::support;
 

@@ -1,6 +1,5 @@
 //! The headless report of a fixed run: its JSON against docs/headless-schema.json, its figures,
 //! and its text, character for character.
-#![allow(clippy::unwrap_used)] // test code: a panic is a failure with its place
 
 use crate::report_fixture;
 

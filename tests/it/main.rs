@@ -2,6 +2,7 @@
 //! subject (a run mode, a protocol behaviour, a fault), and every test starts its own servers
 //! on 127.0.0.1, port 0. The counting-allocator tests (`fault_big_frame_memory.rs`,
 //! `metrics_memory.rs`) are binaries of their own: a global allocator is the whole process's.
+#![allow(clippy::unwrap_used)] // test code: a panic is a failure with its place
 
 #[path = "../support/parser_properties.rs"]
 mod properties;

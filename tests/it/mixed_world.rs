@@ -3,7 +3,6 @@
 //! server on a loopback port: the JSON report shows responses with time to first token, tokens
 //! and cost from all three providers, and two Prometheus scrapes during the run parse (with a
 //! text-format parser) and show the counters moving.
-#![allow(clippy::unwrap_used)] // test code: a panic is a failure with its place
 
 use std::collections::BTreeMap;
 use std::path::Path;

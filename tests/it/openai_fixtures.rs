@@ -5,7 +5,6 @@
 //! events; Realtime's GA and beta names, cached tokens, failed, cancelled and incomplete
 //! responses, rate limits, unknown and malformed events, and the fatal `invalid_api_key`.
 //! Every fixture is also fed in one-byte pieces: the framing must not care where reads end.
-#![allow(clippy::unwrap_used)] // test code: a panic is a failure with its place
 
 use std::time::Duration;
 

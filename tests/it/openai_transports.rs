@@ -5,7 +5,6 @@
 //! conversation a Realtime server keeps, and a beta Realtime client refused. What every
 //! protocol does (bad keys, drops, upstream errors, cancel, one-shot sends) is `protocols.rs`,
 //! one body a behaviour and a row a protocol. Every wait is bounded.
-#![allow(clippy::unwrap_used)] // test code: a panic is a failure with its place
 
 use crate::support;
 

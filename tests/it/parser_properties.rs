@@ -2,7 +2,6 @@
 //! docs/RELIABILITY.md): the relay/v1, SSE and Realtime parsers, the recording reader and
 //! both configuration parsers, on arbitrary bytes and on inputs shaped like the real thing.
 //! Also the regression cases the fuzzers found.
-#![allow(clippy::unwrap_used)] // test code: a panic is a failure with its place
 
 use crate::properties;
 

@@ -6,7 +6,6 @@
 //!
 //! What only one protocol does (relay/v1's application heartbeat, SSE's idle timeout, a
 //! Realtime beta client refused) stays in `session_engine.rs` and `openai_transports.rs`.
-#![allow(clippy::unwrap_used)] // test code: a panic is a failure with its place
 
 use crate::support;
 

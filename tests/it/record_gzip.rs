@@ -1,7 +1,6 @@
 //! Gzip recordings (`--record-gzip`): the same synthetic session written plain and gzipped
 //! (with and without rotation) replays to the same events and report, and a gzip file cut
 //! short (a `kill -9` between two quarter-second writes) replays its prefix and says so.
-#![allow(clippy::unwrap_used)] // test code: a panic is a failure with its place
 
 use crate::tapped;
 

@@ -2,7 +2,6 @@
 //! the key pasted into it, a marker and error text carrying it, and not one written file (the
 //! session files and run.json) contains it. The header names the key's variable, never its
 //! value.
-#![allow(clippy::unwrap_used)] // test code: a panic is a failure with its place
 
 use crate::support;
 

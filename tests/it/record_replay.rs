@@ -5,7 +5,6 @@
 //!
 //! One recording of a simulated run (1.5 s, loopback, port 0) is made once and shared; each
 //! test that damages it works on its own copy. Rotation uses a synthetic session (no network).
-#![allow(clippy::unwrap_used)] // test code: a panic is a failure with its place
 
 use crate::support;
 

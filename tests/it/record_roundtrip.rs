@@ -6,7 +6,6 @@
 //!
 //! Loopback only (simulators on 127.0.0.1 port 0); each run lasts at most a few seconds; no
 //! assertion on wall-clock times.
-#![allow(clippy::unwrap_used)] // test code: a panic is a failure with its place
 
 use crate::support;
 

@@ -4,7 +4,6 @@
 //!
 //! Loopback only (simulators on 127.0.0.1 port 0); each run lasts a second or two. The
 //! latency checks are the profiles' (800 ms against 40 ms to first token), with wide margins.
-#![allow(clippy::unwrap_used)] // test code: a panic is a failure with its place
 
 use crate::support;
 

@@ -6,7 +6,6 @@
 //! The recording is synthetic and deterministic (times written explicitly through the
 //! recorder's taps, markers inserted in time order): two sessions over 30 s, one of which
 //! drops at 12 s and reconnects.
-#![allow(clippy::unwrap_used)] // test code: a panic is a failure with its place
 
 use crate::tapped;
 

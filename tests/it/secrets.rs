@@ -1,7 +1,6 @@
 //! No key is ever written: a recognizable key goes through config loading, sessions that
 //! connect and sessions that are refused, every headless output format and the logs, and
 //! none of them contains it (nor its first 12 characters).
-#![allow(clippy::unwrap_used)] // test code: a panic is a failure with its place
 
 use crate::support;
 

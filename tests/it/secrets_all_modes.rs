@@ -5,7 +5,6 @@
 //! for its first 12 characters.
 //!
 //! The modes are a table (`modes`): a new mode (e.g. `relaytop chat`) is one more row.
-#![allow(clippy::unwrap_used)] // test code: a panic is a failure with its place
 
 use crate::pty;
 use crate::support;

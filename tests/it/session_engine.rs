@@ -1,7 +1,6 @@
 //! The session engine against the embedded simulator on 127.0.0.1: streaming, heartbeats,
 //! drops and reconnects, dead peers, auth failures, rate limits, malformed frames, close
 //! codes and idle cut-offs. Every wait is bounded; nothing here sleeps to check timing.
-#![allow(clippy::unwrap_used)] // test code: a panic is a failure with its place
 
 use crate::support;
 

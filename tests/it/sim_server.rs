@@ -1,6 +1,5 @@
 //! The embedded relay simulator as a client sees it: real sockets on 127.0.0.1 (port 0), a
 //! tokio-tungstenite client, every test bounded by a short timeout.
-#![allow(clippy::unwrap_used)] // test code: a panic is a failure with its place
 
 use std::future::Future;
 use std::net::SocketAddr;
