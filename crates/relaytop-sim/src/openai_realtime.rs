@@ -30,7 +30,7 @@ use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 
 use super::conn::SimStream;
 use super::http::{self, RequestHead};
-use super::{Shared, bump};
+use super::server::{Shared, bump};
 use relaytop_core::config::sim_profile::{DropMode, SimProfile, chance};
 use relaytop_core::protocol::openai_realtime::{
     CLOSE_BETA_SHAPE_DISABLED, CLOSE_INVALID_API_KEY, ClientEvent, Item,

@@ -18,7 +18,7 @@ use tokio::net::TcpStream;
 use tokio::time::{Instant, sleep_until};
 
 use super::http::{self, RequestHead};
-use super::{Shared, bump};
+use super::server::{Shared, bump};
 use relaytop_core::config::sim_profile::{SimProfile, chance};
 use relaytop_core::protocol::openai_sse::{CHAT_COMPLETIONS_PATH, ChatRequest};
 
@@ -192,7 +192,7 @@ async fn completion(
     body: &[u8],
     id: &str,
     rng: &mut SmallRng,
-    live: &super::LiveProfile,
+    live: &super::server::LiveProfile,
     shared: &Shared,
 ) -> Answer {
     let received = Instant::now();
