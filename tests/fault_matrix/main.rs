@@ -1,0 +1,22 @@
+//! The fault matrix of docs/RELIABILITY.md: one test per fault, against the simulator, the
+//! fault-injection proxy (tests/support/proxy.rs) or a hand-made relay (tests/support/rogue.rs)
+//! for what the simulator cannot do. Every row asserts that the session task did not panic,
+//! the state it ends in, concrete event counts, what the user is told (the error, close,
+//! backoff or stop text), and that the session's recording replays to exactly the events the
+//! live session reported.
+//!
+//! Loopback only; names resolve through an injected resolver. Every wait is bounded.
+#![allow(clippy::unwrap_used)] // test code: a panic is a failure with its place
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod case;
+
+mod absurd_numbers;
+mod against_simulator;
+mod hand_made_relay;
+mod names;
+mod other_transports;
+mod through_proxy;
+mod upgrades;
