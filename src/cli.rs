@@ -1,0 +1,296 @@
+//! The command line: the arguments of `relaytop` and of each subcommand (clap).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+use relaytop::headless::OutputFormat;
+
+/// A terminal monitor for AI-API relay stations: live sessions, heartbeats, latency, cost.
+///
+/// With no configuration, relaytop runs its default world: two simulated relays on
+/// 127.0.0.1 (a legacy one and a faster new one) with probe sessions on both.
+#[derive(Parser, Debug)]
+#[command(name = "relaytop", version, about, long_about)]
+pub struct Cli {
+    /// Configuration file: relaytop TOML, or canary YAML (.yaml, .yml). Without it:
+    /// ~/.config/relaytop/config.toml when it exists, else the default simulated world.
+    #[arg(long, short = 'c', global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Dashboard: the most frames drawn a second (1 to 120; default 30).
+    #[arg(long, value_name = "N")]
+    pub fps: Option<u32>,
+
+    /// Dashboard: colour theme, built-in (dark, light, high-contrast, solarized) or a TOML file.
+    #[arg(long, value_name = "NAME|PATH")]
+    pub theme: Option<String>,
+
+    /// Dashboard: do not capture the mouse (the terminal keeps its own selection).
+    #[arg(long)]
+    pub no_mouse: bool,
+
+    /// Directory for relaytop's own log files (default: the XDG state dir).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub log_dir: Option<PathBuf>,
+
+    /// Do not record the run (recording is on by default for the dashboard and headless).
+    #[arg(long, global = true)]
+    pub no_record: bool,
+
+    /// Where run recordings go (default: the XDG state dir, relaytop/recordings).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub record_dir: Option<PathBuf>,
+
+    /// Write recordings gzipped (`<session>.jsonl.gz`, flushed every quarter second like
+    /// plain ones); replay and export read them as they read plain ones.
+    #[arg(long, global = true)]
+    pub record_gzip: bool,
+
+    /// Run every provider against an embedded simulated relay instead of its URL (a profile
+    /// named like the provider, else the reference case: the baseline legacy, the canary
+    /// holysheep). No key is read. Shows what a canary's rules would do before production.
+    #[arg(long, global = true)]
+    pub simulate: bool,
+
+    /// Run a canary's clock N times faster: stage durations, check intervals and windows are
+    /// canary time (a 3-hour rollout takes 90 s at 120). Needs simulated relays. For `bench
+    /// soak`: the relay's and the sessions' clocks (default 5).
+    #[arg(long, global = true, value_name = "N")]
+    pub time_scale: Option<f64>,
+
+    /// Serve Prometheus metrics at http://ADDR/metrics while the dashboard or a headless run
+    /// goes (e.g. 127.0.0.1:9464).
+    #[arg(long, global = true, value_name = "ADDR")]
+    pub metrics_listen: Option<SocketAddr>,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run without a terminal UI and print a summary at the end.
+    Headless(HeadlessArgs),
+    /// Run an embedded relay/v1 simulator (for demos, tests and benchmarks).
+    Sim(SimArgs),
+    /// Replay a recorded run on the dashboard (all sessions on one timeline), or with
+    /// --headless print the summary it printed live.
+    Replay(ReplayArgs),
+    /// Export a recorded run: one row per request (CSV or JSON), or the dashboard as it
+    /// looked, as an asciicast v2 file (asciinema) for sharing.
+    Export(ExportArgs),
+    /// Diagnose a relay URL step by step (URL, DNS, TCP, TLS, upgrade, key, completion,
+    /// heartbeat); exit status 0 only when every step passes.
+    Check(CheckArgs),
+    /// Benchmarks: ingest, scale and accuracy (each against a reference measured in the same
+    /// run), and the soak.
+    Bench {
+        #[command(subcommand)]
+        case: BenchCase,
+    },
+    /// Chat with a relay in a pane: type, watch the reply stream, see its latency and cost.
+    Chat(ChatArgs),
+    /// Transcribe a WAV file through a relay-v1 provider and print the transcript.
+    Transcribe(TranscribeArgs),
+    /// Print shell completions.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BenchCase {
+    #[command(flatten)]
+    Cases(relaytop::bench::BenchCase),
+    /// Many probe sessions against an embedded legacy relay (3.2 % drops), accelerated
+    /// (`--time-scale`; at 1 a probe every 10 s and the protocol's own timings):
+    /// checks that memory stays flat, tasks and file descriptors return to their baseline,
+    /// and every drop is followed by a reconnect. Exit status 1 when a check fails.
+    Soak(SoakArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct SoakArgs {
+    /// Probe sessions.
+    #[arg(long, default_value_t = 1000)]
+    pub sessions: u32,
+    /// How long the sessions run (e.g. 10m, 1h).
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "10m")]
+    pub duration: Duration,
+    /// Wall time between two samples of memory, tasks and file descriptors.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "10s")]
+    pub sample_every: Duration,
+    /// The first part of the run, not judged (default: a fifth of --duration).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub warm_up: Option<Duration>,
+    /// The most resident memory may grow after warm-up, in per cent.
+    #[arg(long, value_name = "PCT", default_value_t = 5.0)]
+    pub max_growth: f64,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct HeadlessArgs {
+    /// Stop after this long (e.g. 30s, 5m, 1h).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub duration: Option<Duration>,
+    /// Stop after this many completed responses.
+    #[arg(long, value_name = "N")]
+    pub requests: Option<u64>,
+    /// Output format (default: text on a terminal, json otherwise).
+    #[arg(long, value_enum)]
+    pub format: Option<OutputFormat>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ChatArgs {
+    /// The provider to chat with (default: the configuration's first).
+    #[arg(long, value_name = "NAME")]
+    pub provider: Option<String>,
+    /// The model to ask for (default: the provider's).
+    #[arg(long, value_name = "M")]
+    pub model: Option<String>,
+    /// The system prompt.
+    #[arg(long, value_name = "TEXT")]
+    pub system: Option<String>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct TranscribeArgs {
+    /// The WAV file to transcribe.
+    pub file: PathBuf,
+    /// The provider (default: the first relay-v1 one).
+    #[arg(long, value_name = "NAME")]
+    pub provider: Option<String>,
+    /// The transcription model.
+    #[arg(long, value_name = "M", default_value = relaytop_core::transcribe::DEFAULT_MODEL)]
+    pub model: String,
+    /// How long to wait for the transcript.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "60s")]
+    pub timeout: Duration,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ReplayArgs {
+    /// A run directory (with its run.json), or session recording files.
+    #[arg(required = true, value_name = "RUN_DIR|FILE")]
+    pub paths: Vec<PathBuf>,
+    /// Print the summary without the dashboard (also when output is not a terminal).
+    #[arg(long)]
+    pub headless: bool,
+    /// Output format (default: text on a terminal, json otherwise).
+    #[arg(long, value_enum)]
+    pub format: Option<OutputFormat>,
+    /// Playback speed: 0.25 to 64 (e.g. 2x), or max (the default headless; 1x on the
+    /// dashboard).
+    #[arg(long)]
+    pub speed: Option<relaytop_core::record::Speed>,
+    /// Play silences longer than this many seconds as this long.
+    #[arg(long, value_name = "SECONDS")]
+    pub idle_limit: Option<f64>,
+    /// Start this many seconds into the recording.
+    #[arg(long, value_name = "SECONDS")]
+    pub start_at: Option<f64>,
+    /// Re-send the recorded requests to this provider (from --config, else the default
+    /// world) and compare: latency, errors, drops, cost per 1,000 calls, cost a month.
+    #[arg(long, value_name = "PROVIDER")]
+    pub against: Option<String>,
+    /// With --against: send each request as soon as a connection is free and the provider's
+    /// rate limits allow, instead of with the recorded spacing.
+    #[arg(long, requires = "against")]
+    pub as_fast_as_allowed: bool,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ExportArgs {
+    /// A run directory (with its run.json), or session recording files.
+    #[arg(required = true, value_name = "RUN_DIR|FILE")]
+    pub paths: Vec<PathBuf>,
+    #[arg(long, value_enum, default_value = "csv")]
+    pub format: ExportFormatArg,
+    /// asciicast: the screen's width in columns.
+    #[arg(long, default_value_t = 120)]
+    pub width: u16,
+    /// asciicast: the screen's height in rows.
+    #[arg(long, default_value_t = 36)]
+    pub height: u16,
+    /// asciicast: play silences longer than this many seconds as this long (0: as recorded).
+    #[arg(long, value_name = "SECONDS", default_value_t = 2.0)]
+    pub idle_limit: f64,
+    /// asciicast: recorded time between two frames, milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 250)]
+    pub frame_ms: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExportFormatArg {
+    /// One row per request.
+    Csv,
+    /// One object per request.
+    Json,
+    /// The dashboard, drawn (asciicast v2, for asciinema).
+    Asciicast,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct CheckArgs {
+    /// The relay URL: wss://HOST/v1/stream, https://HOST/v1, wss://HOST/v1/realtime.
+    pub url: String,
+    /// The wire protocol (default: from the URL's scheme and path).
+    #[arg(long, value_enum)]
+    pub protocol: Option<ProtocolArg>,
+    /// The environment variable holding the key (never the key itself).
+    #[arg(long, value_name = "VAR")]
+    pub key_env: Option<String>,
+    /// The model of the test completion (default: gpt-4.1, gpt-4o-mini or gpt-realtime).
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Limit on each step (e.g. 10s).
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "10s")]
+    pub timeout: Duration,
+    /// Also leave a connection idle this many seconds to find an idle cut-off.
+    #[arg(long, value_name = "SECONDS")]
+    pub idle: Option<u64>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: CheckFormat,
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum ProtocolArg {
+    RelayV1,
+    OpenaiSse,
+    OpenaiRealtime,
+}
+
+impl From<ProtocolArg> for relaytop_core::session::Protocol {
+    fn from(p: ProtocolArg) -> Self {
+        match p {
+            ProtocolArg::RelayV1 => Self::RelayV1,
+            ProtocolArg::OpenaiSse => Self::OpenaiSse,
+            ProtocolArg::OpenaiRealtime => Self::OpenaiRealtime,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum CheckFormat {
+    Text,
+    Json,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct SimArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8765")]
+    pub listen: SocketAddr,
+    /// A named profile (default, legacy, holysheep) or a TOML file of simulator knobs.
+    #[arg(long, default_value = "default")]
+    pub profile: String,
+    /// The protocol whose URL is printed; the one port serves all three.
+    #[arg(long, value_enum, default_value = "relay-v1")]
+    pub protocol: ProtocolArg,
+}
