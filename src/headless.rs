@@ -14,8 +14,8 @@ use serde::Serialize;
 use relaytop_core::canary::{CanaryDriver, Phase};
 use relaytop_core::metrics::Metrics;
 use relaytop_core::report::{Report, RunInfo};
-use relaytop_core::session::{EventKind, RunClock, SessionEvent, SessionState};
-use relaytop_core::supervisor::Supervisor;
+use relaytop_core::run::{Ending, Run, RunSetup};
+use relaytop_core::session::{EventKind, SessionEvent, SessionState};
 use relaytop_core::world::World;
 
 /// How the summary is printed.
@@ -54,20 +54,12 @@ pub async fn run(
     options: &HeadlessOptions,
     out: &mut (dyn Write + Send),
 ) -> anyhow::Result<Report> {
-    let started_at = chrono::Utc::now();
-    let clock = RunClock::new();
-    let recorder = world.start_recording(started_at, clock)?;
-    let (mut supervisor, mut events) = Supervisor::new(clock);
-    for spec in world.session_specs(recorder.as_ref())? {
-        supervisor.start(spec);
-    }
-    let infos = supervisor.infos().to_vec();
+    let (run, mut events) = Run::start(world, RunSetup::default())?;
+    let clock = run.clock();
+    let started_at = run.started_at();
+    let infos = run.supervisor().infos().to_vec();
     // A canary routes its probes over its pools and ends the run once it has decided.
-    let canary = world
-        .config
-        .canary
-        .clone()
-        .map(|plan| CanaryDriver::start(plan, &supervisor, &world.config.providers));
+    let canary = run.canary();
     let mut metrics = Metrics::new(infos.clone(), world.config.pricing().into());
     let total_sessions = infos.len();
     let mut ended = vec![false; total_sessions];
@@ -86,10 +78,6 @@ pub async fn run(
                         out: &mut (dyn Write + Send)|
      -> anyhow::Result<()> {
         metrics.apply(event);
-        world.observe(event);
-        if let Some(canary) = &canary {
-            canary.observe(event);
-        }
         if options.format == OutputFormat::Ndjson {
             let info = &infos[event.session as usize];
             let line = EventLine {
@@ -121,6 +109,7 @@ pub async fn run(
                     let mut folded = 0;
                     for event in &batch {
                         folded += 1;
+                        run.observe(event);
                         handle_event(event, &mut metrics, out)?;
                         match &event.kind {
                             EventKind::Done { .. } => completed += 1,
@@ -162,39 +151,32 @@ pub async fn run(
                     break format!("duration {} elapsed", humantime::format_duration(options.duration.unwrap_or_default()));
                 }
                 _ = &mut ctrl_c => break "interrupted (Ctrl-C)".to_owned(),
-                _ = settled(canary.as_ref()) => break canary_ended(canary.as_ref()),
+                _ = settled(canary) => break canary_ended(canary),
             }
         }
     };
     // What was taken with the last batch but not folded yet still happened during the run.
     for event in rest.drain(..) {
+        run.observe(&event);
         handle_event(&event, &mut metrics, out)?;
     }
 
     let duration = clock.now();
-    if let Some(canary) = &canary {
-        // Stops routing; gives a rollback or promotion notification time to be posted.
-        canary.shutdown(Duration::from_secs(10)).await;
-    }
     // Fold what the sessions said while closing (their close events), but stop the clock
     // at the moment the run ended.
     let mut written = Ok(());
-    supervisor
-        .shutdown(Duration::from_secs(2), &mut events, |event| {
+    let ending = Ending {
+        reason: ended_by.clone(),
+        duration,
+    };
+    let finished = run
+        .finish(events, ending, |event| {
             if written.is_ok() {
                 written = handle_event(event, &mut metrics, out);
             }
         })
-        .await;
+        .await?;
     written?;
-    if let Some(recorder) = recorder {
-        // Joins the recorder's writer thread: off the async workers.
-        let reason = ended_by.clone();
-        tokio::task::spawn_blocking(move || recorder.finish(&reason, duration))
-            .await
-            .map_err(|e| anyhow::anyhow!("the recorder stopped: {e}"))?
-            .map_err(|e| anyhow::anyhow!("cannot finish the recording: {e}"))?;
-    }
     let mut report = Report::build(
         &metrics,
         RunInfo {
@@ -204,7 +186,7 @@ pub async fn run(
             ended_by,
         },
     );
-    report.canary = canary.as_ref().map(CanaryDriver::report);
+    report.canary = finished.canary;
     match options.format {
         OutputFormat::Text => write!(out, "{}", report.to_text())?,
         OutputFormat::Json => writeln!(out, "{}", report.to_json_pretty())?,

@@ -13,6 +13,7 @@ pub mod prometheus;
 pub mod protocol;
 pub mod record;
 pub mod report;
+pub mod run;
 pub mod session;
 pub mod supervisor;
 pub mod telemetry;

@@ -6,20 +6,20 @@
 //! `now` (the caller's monotonic time). Events reach the `App` through `App::apply`, as live
 //! ones do. The replay folds the dashboard's whole `Data` (metrics, stream text, event log,
 //! spend by model) along, in its checkpoints too, so a seek hands the `App` exactly the state
-//! that playing to that point would have built (`App::replace_live`). `run` is the terminal
-//! loop around it.
+//! that playing to that point would have built (`App::replace_live`). `run` puts it on the
+//! terminal loop (`terminal_loop`).
 
 use std::time::Duration;
 
-use crossterm::event::{Event, EventStream, KeyEventKind};
-use futures_util::StreamExt;
+use crossterm::event::{KeyEvent, MouseEvent};
+use ratatui::Frame;
 use ratatui::layout::Rect;
-use tokio::signal::unix::{SignalKind, signal};
 use tokio::time::Instant;
 
 use crate::app::{App, Data, Effect, SessionSetup};
 use crate::keys::Action;
-use crate::{Settings, UiOptions, render, terminal};
+use crate::terminal_loop::{self, Flow, Screen};
+use crate::{Settings, UiOptions, render};
 use relaytop_core::metrics::Metrics;
 use relaytop_core::record::{FoldState, Replay, Speed};
 use relaytop_core::session::event::micros;
@@ -439,24 +439,15 @@ pub async fn run(
         .with_cost_warning(settings.cost_warning_per_hour_usd);
     let clock = Instant::now();
     driver.configure(&mut app, options, clock.elapsed());
-    let result = match terminal::TerminalGuard::enter(settings.mouse) {
-        Ok(mut guard) => {
-            let result = replay_loop(
-                &mut guard.terminal,
-                &mut app,
-                &mut driver,
-                clock,
-                settings.fps,
-            )
-            .await;
-            drop(guard);
-            result
-        }
-        Err(e) => Err(anyhow::anyhow!("cannot set up the terminal: {e}")),
+    let mut screen = ReplayScreen {
+        app: &mut app,
+        driver: &mut driver,
+        clock,
+        played: 0,
+        view: None,
+        drawn_view: None,
     };
-    for message in terminal::take_held_panics() {
-        eprintln!("relaytop: a background task panicked: {message}");
-    }
+    let result = terminal_loop::run(&mut screen, settings.mouse, settings.fps).await;
     result?;
     let stats = driver
         .replay()
@@ -466,99 +457,82 @@ pub async fn run(
     Ok(stats.warnings())
 }
 
-async fn replay_loop(
-    terminal: &mut terminal::Term,
-    app: &mut App,
-    driver: &mut ReplayDriver,
+/// The replay screen on the terminal loop: the `App` and the driver playing into it.
+struct ReplayScreen<'a> {
+    app: &'a mut App,
+    driver: &'a mut ReplayDriver,
+    /// The replay's own clock (`now` of the driver is time since this).
     clock: Instant,
-    fps: u32,
-) -> anyhow::Result<()> {
-    let frame_interval = Duration::from_secs_f64(1.0 / f64::from(fps));
-    let mut terminal_events = EventStream::new();
-    let mut sigterm = signal(SignalKind::terminate())?;
-    let mut sigint = signal(SignalKind::interrupt())?;
-    let mut sighup = signal(SignalKind::hangup())?;
-    let mut draw_now = true;
-    let mut last_draw = Instant::now();
-    let mut drawn_view: Option<ReplayView> = None;
-    loop {
-        let now = clock.elapsed();
-        let played = driver.play(app, now, EVENT_BATCH);
-        driver.sync(app, now);
-        let view = app.replay().cloned();
-        let changed = played > 0 || view != drawn_view;
-        let moment = Instant::now();
-        if draw_now || (changed && moment >= last_draw + frame_interval) {
-            terminal.draw(|frame| {
-                app.prepare(frame.area());
-                render::draw(frame, app);
-            })?;
-            last_draw = Instant::now();
-            drawn_view = view;
-            draw_now = false;
-        }
+    /// Events played this time round.
+    played: usize,
+    /// The timeline this time round, and the one on screen.
+    view: Option<ReplayView>,
+    drawn_view: Option<ReplayView>,
+}
+
+impl Screen for ReplayScreen<'_> {
+    fn prepare(&mut self, _now: Instant) -> bool {
+        let now = self.clock.elapsed();
+        self.played = self.driver.play(self.app, now, EVENT_BATCH);
+        self.driver.sync(self.app, now);
+        self.view = self.app.replay().cloned();
+        self.played > 0 || self.view != self.drawn_view
+    }
+
+    fn wake(&mut self, now: Instant, next_frame: Instant) -> Instant {
         // Playing, the position moves: a frame every interval; paused or at the end, the
         // screen waits for a key (and a second's tick for indexing progress).
-        let playing = drawn_view.as_ref().is_some_and(|v| !v.paused && !v.at_end);
-        let next_event = driver.next_wake(now).map(|at| clock + at);
-        let wake = if played >= EVENT_BATCH {
-            Instant::now()
+        let playing = self
+            .drawn_view
+            .as_ref()
+            .is_some_and(|v| !v.paused && !v.at_end);
+        let next_event = self
+            .driver
+            .next_wake(self.clock.elapsed())
+            .map(|at| self.clock + at);
+        if self.played >= EVENT_BATCH {
+            now
         } else if playing {
-            let frame = last_draw + frame_interval;
-            next_event.map_or(frame, |e| e.min(frame))
+            next_event.map_or(next_frame, |e| e.min(next_frame))
         } else {
-            Instant::now() + Duration::from_secs(1)
-        };
-        tokio::select! {
-            event = terminal_events.next() => {
-                let Some(event) = event else { break };
-                match event? {
-                    Event::Key(key) if key.kind != KeyEventKind::Release => {
-                        match app.handle_key(key) {
-                            Some(Effect::Quit) => break,
-                            Some(Effect::Replay(action)) => {
-                                driver.control(app, action, clock.elapsed());
-                            }
-                            Some(Effect::Reconnect(_) | Effect::Canary(_) | Effect::Mark(_)) => {
-                                app.notify("a replay only shows: nothing is sent".into());
-                            }
-                            Some(Effect::OpenChat(_) | Effect::ShowChat) => {
-                                app.notify(
-                                    "a replay only shows: chat with `relaytop chat` or the live dashboard"
-                                        .into(),
-                                );
-                            }
-                            None => {}
-                        }
-                        draw_now = true;
-                    }
-                    Event::Mouse(mouse) => {
-                        if matches!(mouse.kind, crossterm::event::MouseEventKind::Moved) {
-                            continue;
-                        }
-                        let size = terminal.size()?;
-                        let area = Rect::new(0, 0, size.width, size.height);
-                        if let Some(Effect::Quit) = app.handle_mouse(mouse, area) {
-                            break;
-                        }
-                        draw_now = true;
-                    }
-                    Event::Paste(text) => {
-                        app.handle_paste(&text);
-                        draw_now = true;
-                    }
-                    Event::Resize(_, _) => {
-                        terminal.autoresize()?;
-                        draw_now = true;
-                    }
-                    _ => {}
-                }
-            }
-            _ = tokio::time::sleep_until(wake) => {}
-            _ = sigterm.recv() => break,
-            _ = sigint.recv() => break,
-            _ = sighup.recv() => break,
+            now + Duration::from_secs(1)
         }
     }
-    Ok(())
+
+    fn draw(&mut self, frame: &mut Frame) {
+        self.app.prepare(frame.area());
+        render::draw(frame, self.app);
+        self.drawn_view = self.view.clone();
+    }
+
+    fn key(&mut self, key: KeyEvent) -> Flow {
+        match self.app.handle_key(key) {
+            Some(Effect::Quit) => return Flow::Quit,
+            Some(Effect::Replay(action)) => {
+                self.driver.control(self.app, action, self.clock.elapsed());
+            }
+            Some(Effect::Reconnect(_) | Effect::Canary(_) | Effect::Mark(_)) => {
+                self.app
+                    .notify("a replay only shows: nothing is sent".into());
+            }
+            Some(Effect::OpenChat(_) | Effect::ShowChat) => {
+                self.app.notify(
+                    "a replay only shows: chat with `relaytop chat` or the live dashboard".into(),
+                );
+            }
+            None => {}
+        }
+        Flow::Stay
+    }
+
+    fn mouse(&mut self, mouse: MouseEvent, area: Rect) -> Flow {
+        match self.app.handle_mouse(mouse, area) {
+            Some(Effect::Quit) => Flow::Quit,
+            _ => Flow::Stay,
+        }
+    }
+
+    fn paste(&mut self, text: &str) {
+        self.app.handle_paste(text);
+    }
 }

@@ -4,17 +4,19 @@
 
 use std::time::Duration;
 
-use crossterm::event::{Event, EventStream, KeyEventKind, MouseEventKind};
-use futures_util::StreamExt;
-use tokio::signal::unix::{SignalKind, signal};
+use crossterm::event::{KeyEvent, MouseEvent};
+use ratatui::Frame;
+use ratatui::layout::Rect;
 use tokio::time::Instant;
 
 use super::{ChatEffect, ChatPane};
+use crate::terminal_loop::{self, Flow, Screen, wheel_lines};
 use crate::theme::Theme;
-use crate::{Settings, UiOptions, render, terminal};
+use crate::{Settings, UiOptions, render};
 use relaytop_core::config::secret::{REDACTED, Secret};
+use relaytop_core::run::{Ending, Recording, Run, RunSetup};
 use relaytop_core::session::{
-    self, RunClock, SessionCommand, SessionEvent, SessionHandle, Workload,
+    self, EventReceiver, RunClock, SessionCommand, SessionEvent, SessionHandle, Workload,
 };
 use relaytop_core::supervisor::Supervisor;
 use relaytop_core::world::World;
@@ -148,7 +150,8 @@ fn demo_replies(world: &World) {
 }
 
 /// `relaytop chat`: one chat pane on the whole screen until it is left (Esc with no reply
-/// under way), Ctrl-C, or a signal. The run is recorded when the world says so.
+/// under way), Ctrl-C, or a signal. The run (`Run`: its one session, no canary) is recorded
+/// when the world says so.
 pub async fn run(world: World, options: ChatOptions) -> anyhow::Result<()> {
     let settings = Settings::resolve(&options.ui, &world.config.ui, &world.config.source)?;
     demo_replies(&world);
@@ -157,65 +160,45 @@ pub async fn run(world: World, options: ChatOptions) -> anyhow::Result<()> {
         .get(settings.theme)
         .cloned()
         .unwrap_or_else(Theme::dark);
-    let (mut spec, pricing) = chat_spec(
+    let (spec, pricing) = chat_spec(
         &world,
         options.provider.as_deref(),
         options.model.clone(),
         options.system.clone(),
         "chat".into(),
     )?;
-    let clock = RunClock::new();
-    let recorder = world.start_recording(chrono::Utc::now(), clock)?;
-    if let Some(recorder) = &recorder {
-        let key_env = world
-            .config
-            .providers
-            .iter()
-            .find(|p| p.name == spec.info.provider)
-            .and_then(|p| p.api_key_env.clone());
-        recorder.attach(&mut spec, key_env.as_deref())?;
-    }
-    let (mut supervisor, mut events) = Supervisor::new(clock);
-    let id = supervisor.start(spec);
-    let info = supervisor.infos()[id as usize].clone();
-    let mut pane = ChatPane::new(id, &info, options.system.clone(), pricing);
-
-    let secrets = world.config.secrets();
-    let result = match terminal::TerminalGuard::enter(settings.mouse) {
-        Ok(mut guard) => {
-            let result = chat_loop(
-                &mut guard.terminal,
-                &mut pane,
-                &mut events,
-                (&supervisor, &secrets),
-                &theme,
-                settings.fps,
-            )
-            .await;
-            drop(guard);
-            result
-        }
-        Err(e) => Err(anyhow::anyhow!("cannot set up the terminal: {e}")),
+    let setup = RunSetup {
+        configured: false,
+        extra: vec![spec],
+        canary: false,
+        recording: Recording::World,
     };
-    for message in terminal::take_held_panics() {
-        eprintln!("relaytop: a background task panicked: {message}");
-    }
-    let duration = clock.now();
-    supervisor
-        .shutdown(Duration::from_secs(2), &mut events, |event| {
-            world.observe(event)
-        })
-        .await;
-    if let Some(recorder) = recorder {
-        let reason = match &result {
-            Ok(()) => "left the chat".to_owned(),
-            Err(e) => format!("the chat failed: {e}"),
-        };
-        tokio::task::spawn_blocking(move || recorder.finish(&reason, duration))
-            .await
-            .map_err(|e| anyhow::anyhow!("the recorder stopped: {e}"))?
-            .map_err(|e| anyhow::anyhow!("cannot finish the recording: {e}"))?;
-    }
+    let (run, mut events) = Run::start(&world, setup)?;
+    let info = run
+        .supervisor()
+        .infos()
+        .first()
+        .cloned()
+        .ok_or_else(|| anyhow::anyhow!("the chat session did not start"))?;
+    let pane = ChatPane::new(info.id, &info, options.system.clone(), pricing);
+    let mut screen = ChatScreen {
+        pane,
+        events: &mut events,
+        batch: Vec::with_capacity(1024),
+        supervisor: run.supervisor(),
+        secrets: world.config.secrets(),
+        theme: &theme,
+    };
+    let result = terminal_loop::run(&mut screen, settings.mouse, settings.fps).await;
+    let reason = match &result {
+        Ok(()) => "left the chat".to_owned(),
+        Err(e) => format!("the chat failed: {e}"),
+    };
+    let ending = Ending {
+        reason,
+        duration: run.clock().now(),
+    };
+    run.finish(events, ending, |_| {}).await?;
     if let Some(dir) = world.recording_dir() {
         eprintln!("relaytop: recorded to {}", dir.display());
     }
@@ -223,86 +206,70 @@ pub async fn run(world: World, options: ChatOptions) -> anyhow::Result<()> {
     result
 }
 
-async fn chat_loop(
-    terminal: &mut terminal::Term,
-    pane: &mut ChatPane,
-    events: &mut relaytop_core::session::EventReceiver,
-    (supervisor, secrets): (&Supervisor, &[Secret]),
-    theme: &Theme,
-    fps: u32,
-) -> anyhow::Result<()> {
-    let frame_interval = Duration::from_secs_f64(1.0 / f64::from(fps.max(1)));
-    let mut terminal_events = EventStream::new();
-    let mut sigterm = signal(SignalKind::terminate())?;
-    let mut sighup = signal(SignalKind::hangup())?;
-    let mut batch = Vec::with_capacity(1024);
-    let mut open = true;
-    let mut dirty = true;
-    let mut last_draw = Instant::now();
-    let id = pane.session;
-    loop {
-        if dirty && Instant::now() >= last_draw + frame_interval {
-            terminal.draw(|frame| {
-                let area = frame.area();
-                render::chat::prepare(pane, area, theme);
-                render::chat::render(frame, area, pane, theme);
-            })?;
-            last_draw = Instant::now();
-            dirty = false;
-        }
-        let wake = if dirty {
-            last_draw + frame_interval
-        } else {
-            Instant::now() + Duration::from_secs(1)
+/// `relaytop chat`'s pane on the terminal loop, with its session's events.
+struct ChatScreen<'a> {
+    pane: ChatPane,
+    events: &'a mut EventReceiver,
+    batch: Vec<SessionEvent>,
+    supervisor: &'a Supervisor,
+    /// The configuration's keys, kept out of `/save`d files.
+    secrets: Vec<Secret>,
+    theme: &'a Theme,
+}
+
+impl Screen for ChatScreen<'_> {
+    fn prepare(&mut self, _now: Instant) -> bool {
+        false
+    }
+
+    fn wake(&mut self, now: Instant, _next_frame: Instant) -> Instant {
+        now + Duration::from_secs(1)
+    }
+
+    fn draw(&mut self, frame: &mut Frame) {
+        let area = frame.area();
+        render::chat::prepare(&mut self.pane, area, self.theme);
+        render::chat::render(frame, area, &self.pane, self.theme);
+    }
+
+    fn key(&mut self, key: KeyEvent) -> Flow {
+        let Some(effect) = self.pane.handle_key(key) else {
+            return Flow::Stay;
         };
-        tokio::select! {
-            event = terminal_events.next() => {
-                let Some(event) = event else { break };
-                let after = match event? {
-                    Event::Key(key) if key.kind != KeyEventKind::Release => match pane.handle_key(key) {
-                        Some(effect) => perform(pane, effect, &mut |c| supervisor.command(id, c), secrets),
-                        None => After::Stay,
-                    },
-                    Event::Paste(text) => {
-                        pane.handle_paste(&text);
-                        After::Stay
-                    }
-                    Event::Mouse(mouse) => {
-                        match mouse.kind {
-                            MouseEventKind::ScrollUp => pane.scroll_by(-3),
-                            MouseEventKind::ScrollDown => pane.scroll_by(3),
-                            _ => continue,
-                        }
-                        After::Stay
-                    }
-                    Event::Resize(_, _) => {
-                        terminal.autoresize()?;
-                        After::Stay
-                    }
-                    _ => continue,
-                };
-                if after != After::Stay {
-                    break;
-                }
-                // A key press shows at once.
-                last_draw = Instant::now() - frame_interval;
-                dirty = true;
-            }
-            received = events.recv_many(&mut batch, 1024), if open => {
-                if received == 0 {
-                    open = false;
-                }
-                for event in batch.drain(..) {
-                    pane.apply(&event);
-                }
-                dirty = true;
-            }
-            _ = tokio::time::sleep_until(wake) => {}
-            _ = sigterm.recv() => break,
-            _ = sighup.recv() => break,
+        let id = self.pane.session;
+        let supervisor = self.supervisor;
+        match perform(
+            &mut self.pane,
+            effect,
+            &mut |c| supervisor.command(id, c),
+            &self.secrets,
+        ) {
+            After::Stay => Flow::Stay,
+            After::Leave | After::Quit => Flow::Quit,
         }
     }
-    Ok(())
+
+    fn mouse(&mut self, mouse: MouseEvent, _area: Rect) -> Flow {
+        match wheel_lines(&mouse) {
+            Some(lines) => {
+                self.pane.scroll_by(lines);
+                Flow::Stay
+            }
+            None => Flow::Ignored,
+        }
+    }
+
+    fn paste(&mut self, text: &str) {
+        self.pane.handle_paste(text);
+    }
+
+    async fn receive(&mut self) -> bool {
+        let received = self.events.recv_many(&mut self.batch, 1024).await;
+        for event in self.batch.drain(..) {
+            self.pane.apply(&event);
+        }
+        received > 0
+    }
 }
 
 /// Session ids of the dashboard's chat panes start here, above any configured session's.
