@@ -20,10 +20,10 @@ use serde::Serialize;
 use tokio::net::TcpStream;
 
 use relaytop_core::config::secret::Secret;
+use relaytop_core::protocol::openai_chat::{models_url, parse_error_body};
 use relaytop_core::protocol::openai_realtime::{
     CLOSE_BETA_SHAPE_DISABLED, CLOSE_INVALID_API_KEY, REALTIME_PATH, ServerEvent, url_with_model,
 };
-use relaytop_core::protocol::openai_sse::{models_url, parse_error_body};
 use relaytop_core::protocol::relay_v1::STREAM_PATH;
 use relaytop_core::session::connect::{self, ConnectError, ConnectRequest, Flavor};
 use relaytop_core::session::{

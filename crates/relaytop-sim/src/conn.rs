@@ -27,8 +27,8 @@ use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use super::http::{self, HeadError, RequestHead};
 use super::{MODELS_PATH, Shared, bump};
 use relaytop_core::config::sim_profile::{DropMode, SimProfile, chance};
+use relaytop_core::protocol::openai_chat::CHAT_COMPLETIONS_PATH;
 use relaytop_core::protocol::openai_realtime::REALTIME_PATH;
-use relaytop_core::protocol::openai_sse::CHAT_COMPLETIONS_PATH;
 use relaytop_core::protocol::relay_v1::{
     ChatMessage, ClientFrame, STREAM_PATH, ServerFrame, Usage,
 };

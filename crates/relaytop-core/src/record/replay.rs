@@ -26,13 +26,13 @@ use chrono::{DateTime, Utc};
 
 use crate::cost::Pricing;
 use crate::metrics::Metrics;
+use crate::protocol::openai_chat::decode::SseDecoder;
+use crate::protocol::openai_realtime::decode::RealtimeDecoder;
+use crate::protocol::relay_v1::decode::Decoder;
 use crate::record::format::{Dir, Entry, Record, RunManifest};
 use crate::record::player::{Due, Player, Speed};
 use crate::record::reader::{self, Item, LineReader, Position, ReadError, SessionRecording};
 use crate::report::RunInfo;
-use crate::session::decode::Decoder;
-use crate::session::realtime::RealtimeDecoder;
-use crate::session::sse::SseDecoder;
 use crate::session::{
     ErrorKind, EventKind, Protocol, RequestId, SessionEvent, SessionId, SessionInfo,
 };
