@@ -10,11 +10,12 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use crate::protocol::openai_chat::codec::ChatCompletionsCodec;
 use crate::protocol::openai_realtime::codec::RealtimeCodec;
 use crate::protocol::relay_v1::codec::RelayV1Codec;
 use crate::session::event::micros;
 use crate::session::{Protocol, SessionId, SessionSpec};
-use crate::transport::websocket;
+use crate::transport::{http_stream, websocket};
 
 /// What a session can be asked to do.
 #[derive(Clone, Debug, PartialEq)]
@@ -108,7 +109,10 @@ pub fn spawn(
             let codec = RelayV1Codec::new(&spec);
             websocket::serve::spawn(spec, clock, events, codec)
         }
-        Protocol::OpenaiSse => crate::session::sse::spawn(spec, clock, events),
+        Protocol::OpenaiSse => {
+            let codec = ChatCompletionsCodec::new(&spec);
+            http_stream::serve::spawn(spec, clock, events, codec)
+        }
         Protocol::OpenaiRealtime => {
             let codec = RealtimeCodec::new(&spec);
             websocket::serve::spawn(spec, clock, events, codec)

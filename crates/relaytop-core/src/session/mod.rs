@@ -4,7 +4,8 @@
 //! and nothing else, reports through `SessionEvent`s and takes `SessionCommand`s. Every task
 //! runs on `driver` (reporting, limits, offline commands, the reconnect loop) with one
 //! transport (`crate::transport`) carrying the protocol's codec (`crate::protocol`): the
-//! shared WebSocket half for relay/v1 and openai-realtime, `sse` for openai-sse. Backoff,
+//! shared WebSocket half for relay/v1 and openai-realtime, the HTTP streaming half for
+//! openai-sse. Backoff,
 //! heartbeats, dead-peer detection and rate limits are pure state machines (`backoff`,
 //! `heartbeat`, `ratelimit`) that take `now` and are tested without sleeping. Nothing here
 //! knows about the screen.
@@ -18,7 +19,6 @@ pub mod heartbeat;
 pub mod ratelimit;
 pub mod response;
 pub mod spec;
-pub mod sse;
 pub mod stream;
 pub mod tap;
 pub mod workload;

@@ -3,4 +3,5 @@
 //! owns the socket, the timers and the session's reactions; the protocol's codec
 //! (`crate::protocol`) builds what goes out and decodes what comes in.
 
+pub mod http_stream;
 pub mod websocket;

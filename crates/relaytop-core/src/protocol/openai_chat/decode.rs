@@ -11,41 +11,7 @@ use crate::protocol::openai_chat::wire::{SseBuffer, StreamData, Usage};
 use crate::session::response::ResponseTracker;
 use crate::session::tap::Wire;
 use crate::session::{ErrorKind, EventKind, RequestId};
-
-/// What a piece of the response body meant for the session, beyond the events it produced.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum SseInbound {
-    Nothing,
-    /// Text of the response under way.
-    Text,
-    /// The response completed (`[DONE]`, or the end of a stream that had finished).
-    ResponseDone,
-    /// An error event failed the response under way.
-    ResponseFailed {
-        kind: ErrorKind,
-        message: String,
-        /// The error says the key is bad, or the quota is gone: retrying cannot help.
-        fatal: bool,
-    },
-    /// The body ended before the response finished (a broken stream).
-    StreamCut,
-}
-
-impl SseInbound {
-    /// The weightier of two outcomes of one batch of bytes.
-    fn max(self, other: SseInbound) -> SseInbound {
-        let weight = |i: &SseInbound| match i {
-            SseInbound::Nothing => 0,
-            SseInbound::Text => 1,
-            _ => 2,
-        };
-        if weight(&other) > weight(&self) {
-            other
-        } else {
-            self
-        }
-    }
-}
+pub use crate::transport::http_stream::SseInbound;
 
 /// The response under way, apart from the SSE framing.
 #[derive(Clone, Debug, Default)]

@@ -1,7 +1,8 @@
 //! openai-sse, OpenAI Chat Completions streamed over HTTP Server-Sent Events: its wire shapes
-//! (`wire`), its decoder (`decode`, shared by live sessions and replay) and its error and
-//! retry policy (`policy`).
+//! (`wire`), its decoder (`decode`, shared by live sessions and replay), its error
+//! classification (`policy`) and its codec for the shared HTTP streaming half (`codec`).
 
+pub mod codec;
 pub mod decode;
 pub mod policy;
 mod wire;

@@ -1,32 +1,14 @@
-//! openai-sse's error classification and retry policy: the reference client policy of
-//! spec/ADAPTERS.md (stop on a bad key and on `insufficient_quota`; retry 408, 409, 429 and 5xx
-//! up to twice, honouring `retry-after-ms`, then `Retry-After` up to 120 s, else 0.5 s × 2^n up
-//! to 8 s with jitter; `x-should-retry` overrides), the kind of an API error, and the
-//! `x-ratelimit-*` headers as a `RateLimitStatus`. Pure.
-
-use std::time::Duration;
+//! openai-sse's error classification: the reference client policy of spec/ADAPTERS.md (stop
+//! on a bad key and on `insufficient_quota`; retry 408, 409, 429 and 5xx; `x-should-retry`
+//! overrides; the waits are the shared `transport::http_stream::retry`), the kind of an API
+//! error, and the `x-ratelimit-*` headers as a `RateLimitStatus`. Pure.
 
 use reqwest::header::HeaderMap;
 
 use crate::protocol::openai_chat::wire::{ApiError, RateLimitHeaders};
 use crate::session::connect::status_kind;
 use crate::session::{ErrorKind, EventKind};
-
-/// Retries of one request after a retryable status (the reference client's default).
-pub const MAX_RETRIES: u32 = 2;
-/// A server's `retry-after-ms`/`Retry-After` is honoured up to this long.
-pub const MAX_SERVER_RETRY_AFTER: Duration = Duration::from_secs(120);
-
-/// What to do about a failed HTTP answer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Action {
-    /// Retrying cannot help: stop the session (a bad key, no quota).
-    Stop,
-    /// Retry the same request after `retry_delay`.
-    Retry,
-    /// The request failed; the session goes on.
-    Fail,
-}
+use crate::transport::http_stream::Action;
 
 /// Classifies a non-2xx answer by its status, its error body and `x-should-retry`.
 pub fn classify(
@@ -51,24 +33,6 @@ pub fn classify(
         None => Action::Fail,
     };
     (kind, action)
-}
-
-/// The wait before retry number `retries_done + 1` of a request: the server's word when it is
-/// at most 120 s, else 0.5 s × 2^retries_done, at most 8 s, less up to 25 % jitter
-/// (`jitter` in `[0, 1)`).
-pub fn retry_delay(retries_done: u32, server_says: Option<Duration>, jitter: f64) -> Duration {
-    if let Some(wait) = server_says
-        && wait <= MAX_SERVER_RETRY_AFTER
-    {
-        return wait;
-    }
-    let seconds = (0.5 * 2f64.powi(retries_done.min(16) as i32)).min(8.0);
-    let jitter = if jitter.is_finite() {
-        jitter.clamp(0.0, 1.0)
-    } else {
-        0.0
-    };
-    Duration::from_secs_f64(seconds * (1.0 - 0.25 * jitter))
 }
 
 /// `x-should-retry: true|false`.
@@ -121,10 +85,6 @@ mod tests {
     use crate::protocol::openai_chat::parse_error_body;
     use reqwest::header::HeaderValue;
 
-    fn ms(ms: u64) -> Duration {
-        Duration::from_millis(ms)
-    }
-
     #[test]
     fn the_reference_retry_policy() {
         assert_eq!(classify(401, None, None), (ErrorKind::Auth, Action::Stop));
@@ -152,20 +112,6 @@ mod tests {
             classify(500, bad_key.as_ref(), None),
             (ErrorKind::Auth, Action::Stop),
             "a relay's 500 for a bad key"
-        );
-    }
-
-    #[test]
-    fn retry_delays() {
-        assert_eq!(retry_delay(0, None, 0.0), ms(500));
-        assert_eq!(retry_delay(1, None, 0.0), ms(1000));
-        assert_eq!(retry_delay(5, None, 0.0), ms(8000), "capped at 8 s");
-        assert_eq!(retry_delay(0, None, 1.0), ms(375), "up to 25 % jitter");
-        assert_eq!(retry_delay(0, Some(ms(1500)), 0.5), ms(1500));
-        assert_eq!(
-            retry_delay(0, Some(Duration::from_secs(600)), 0.0),
-            ms(500),
-            "over 120 s: the server's word is not taken"
         );
     }
 

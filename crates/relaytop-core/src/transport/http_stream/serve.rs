@@ -1,55 +1,49 @@
-//! The openai-sse session task: streamed Chat Completions over a pooled keep-alive HTTP
-//! client (reqwest, rustls), reported as the same `SessionEvent`s as relay/v1. Its decoder
-//! (`protocol::openai_chat::decode`) and its retry policy (`protocol::openai_chat::policy`)
-//! are pure and tested without a socket.
+//! The shared HTTP streaming half, for every protocol that answers a POST with a streamed body
+//! (openai-sse today): the pooled keep-alive client (reqwest, rustls), the check that stands
+//! for "connecting" (the codec's check URL with the key: it proves the relay is reachable and
+//! the key good, and warms the pool; 404 and 405 count as reachable), requests as the workload
+//! asks, the reference client's retries (`retry`), and drops: a network failure, a stream cut
+//! before its terminal mark, or a stream silent for `dead_after` (SSE has no heartbeat) is a
+//! drop and the session reconnects with backoff, as a WebSocket session does.
 //!
-//! "Connecting" is a `GET /v1/models` with the key (it proves the relay is reachable and the
-//! key good, and warms the pooled connection; a relay without that route answering 404 is
-//! fine). Requests then go out as the workload asks. A network failure, a stream cut before
-//! it finished, or a stream silent for `dead_after` (SSE has no heartbeat) is a drop: the
-//! session reconnects with backoff, as relay/v1 does.
-//!
-//! The tap sees the request bodies (to the relay), each response's status (as `Upgrade`),
-//! and what `SseDecoder` consumed of each body, in order: every event's data (with its
+//! The tap sees the request bodies (to the relay), each answer's status (as `Upgrade`), and
+//! what the codec's decoder consumed of each body, in order: every event's data (with its
 //! `event:` name when it has one), events the framing refused, and the body's end; a replay
-//! feeds those to `SseDecoder` again. The headers that matter (`x-ratelimit-*`) the session
-//! reports itself (`RateLimitStatus`), like the responses it ends itself (a cancel).
+//! feeds those to the same decoder. The headers that matter (rate limits) the session reports
+//! itself (`RateLimitStatus`), like the responses it ends itself (a cancel).
 
 use std::time::{Duration, SystemTime};
 
-use reqwest::header::{self, HeaderMap, HeaderValue};
+use reqwest::header::{self, HeaderMap};
 use tokio::sync::mpsc;
 
-use crate::protocol::openai_chat::decode::{SseDecoder, SseInbound};
-use crate::protocol::openai_chat::policy::{
-    Action, MAX_RETRIES, classify, rate_limit_event, retry_delay, should_retry,
-};
-use crate::protocol::openai_chat::{
-    ApiError, ChatRequest, chat_completions_url, models_url, parse_error_body,
-};
 use crate::session::connect::retry_after_from_headers;
 use crate::session::driver::{self, Core, End, Transport};
 use crate::session::event::micros;
 use crate::session::handle::{RunClock, SessionCommand, SessionHandle};
-use crate::session::response::estimate_tokens_from_chars;
 use crate::session::tap::{Direction, Wire};
 use crate::session::workload::Outgoing;
 use crate::session::{ErrorKind, EventKind, RequestId, SessionSpec, SessionState};
+use crate::transport::http_stream::codec::{
+    Action, HttpFailure, HttpStreamCodec, SseInbound, StreamRequest,
+};
+use crate::transport::http_stream::retry::{MAX_RETRIES, retry_delay};
 
 /// Error bodies are read up to this size.
 const MAX_ERROR_BODY: usize = 64 * 1024;
 /// How long an error body may take to arrive.
 const ERROR_BODY_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Starts an openai-sse session task.
-pub fn spawn(
+/// Starts a session task speaking `codec` over HTTP streams.
+pub(crate) fn spawn<C: HttpStreamCodec>(
     spec: SessionSpec,
     clock: RunClock,
     events: crate::session::EventSender,
+    codec: C,
 ) -> SessionHandle {
     let (tx, rx) = mpsc::channel(64);
     let id = spec.info.id;
-    let transport = SseTransport::new(&spec);
+    let transport = HttpStreamTransport::new(codec);
     let core = Core::new(spec, clock, events, rx);
     let task = tokio::spawn(driver::run(core, transport));
     SessionHandle {
@@ -66,15 +60,15 @@ struct PendingRetry {
     due: Duration,
 }
 
-struct SseTransport {
-    chat_url: String,
-    models_url: String,
-    /// `Bearer KEY`, marked sensitive; built once.
-    authorization: Option<HeaderValue>,
+/// One session's HTTP streams: the codec, the pooled client and the retry waiting.
+struct HttpStreamTransport<C> {
+    codec: C,
     /// The pooled client; dropped (and its connections with it) on a drop or a reconnect.
     client: Option<reqwest::Client>,
-    decoder: SseDecoder,
     retry: Option<PendingRetry>,
+    /// The events of one piece of the body, handed over once the decoder is done with it
+    /// (kept: no allocation per chunk).
+    derived: Vec<EventKind>,
 }
 
 /// How one exchange ended.
@@ -92,20 +86,13 @@ enum DuringRequest {
     End(End),
 }
 
-impl SseTransport {
-    fn new(spec: &SessionSpec) -> Self {
-        let authorization = spec.api_key.as_ref().and_then(|key| {
-            let mut value = HeaderValue::from_str(&format!("Bearer {}", key.expose())).ok()?;
-            value.set_sensitive(true);
-            Some(value)
-        });
+impl<C: HttpStreamCodec> HttpStreamTransport<C> {
+    fn new(codec: C) -> Self {
         Self {
-            chat_url: chat_completions_url(&spec.info.url),
-            models_url: models_url(&spec.info.url),
-            authorization,
+            codec,
             client: None,
-            decoder: SseDecoder::new(),
             retry: None,
+            derived: Vec::new(),
         }
     }
 
@@ -148,7 +135,7 @@ impl SseTransport {
     /// The cut request, the close this client asked for, and a fresh pool next time.
     fn close_requested(&mut self, core: &mut Core, reason: &str, cut_response: bool) {
         let now = core.clock.now();
-        if let Some(failed) = self.decoder.fail(ErrorKind::Other, reason.to_owned()) {
+        if let Some(failed) = self.codec.fail(ErrorKind::Other, reason.to_owned()) {
             core.workload.on_failed();
             if cut_response {
                 core.emit(now, failed);
@@ -178,7 +165,7 @@ impl SseTransport {
                 reason: &message,
             },
         );
-        if let Some(failed) = self.decoder.fail(kind, message.clone()) {
+        if let Some(failed) = self.codec.fail(kind, message.clone()) {
             core.emit(now, failed);
             core.workload.on_failed();
         }
@@ -218,11 +205,11 @@ impl SseTransport {
                 DuringRequest::End(End::Reconnect)
             }
             Some(SessionCommand::Cancel) => {
-                if self.decoder.in_flight().is_none() {
+                if self.codec.in_flight().is_none() {
                     return DuringRequest::Continue;
                 }
                 let mut done = Vec::new();
-                self.decoder.cancel(now, &mut |k| done.push(k));
+                self.codec.cancel(now, &mut |k| done.push(k));
                 for kind in done {
                     core.emit(now, kind);
                 }
@@ -239,7 +226,7 @@ impl SseTransport {
         }
     }
 
-    /// `GET /v1/models` with the key: the connection's handshake.
+    /// The codec's check with the key: the connection's handshake.
     async fn open(&mut self, core: &mut Core, attempt: u32) -> Result<(), End> {
         let client = match self.client(core) {
             Ok(client) => client,
@@ -247,10 +234,13 @@ impl SseTransport {
         };
         let started = core.clock.now();
         let mut request = client
-            .get(&self.models_url)
+            .get(self.codec.check_url())
             .timeout(core.spec.timing.handshake_timeout);
-        if let Some(auth) = &self.authorization {
-            request = request.header(header::AUTHORIZATION, auth.clone());
+        if let Some((name, value)) = self.codec.auth() {
+            request = request.header(name, value.clone());
+        }
+        for (name, value) in self.codec.extra_headers() {
+            request = request.header(name, value.clone());
         }
         let check = async move {
             let response = request.send().await?;
@@ -281,9 +271,11 @@ impl SseTransport {
             core.flush().await;
             return Ok(());
         }
-        let error = parse_error_body(&body);
-        let (kind, action) = classify(status, error.as_ref(), should_retry(&headers));
-        let message = http_failure_message("GET /v1/models", status, error.as_ref(), &body);
+        let HttpFailure {
+            kind,
+            action,
+            message,
+        } = self.codec.classify(status, &headers, &body, true);
         let retry_after = retry_after_from_headers(&headers, SystemTime::now());
         Err(match action {
             Action::Stop => core.connect_failed(now, kind, message, false, None),
@@ -335,30 +327,28 @@ impl SseTransport {
         };
         let now = core.clock.now();
         let timing = core.spec.timing;
-        let prompt_chars: u64 = outgoing
-            .messages
-            .iter()
-            .map(|m| m.content.chars().count() as u64)
-            .sum();
-        let model = core.spec.info.model.clone();
-        let body =
-            ChatRequest::streamed(&model, outgoing.messages.clone(), outgoing.max_tokens).to_json();
+        let StreamRequest {
+            body,
+            model,
+            prompt_tokens_estimate,
+        } = self.codec.request(&core.spec, &outgoing);
         core.tap_wire(now, Direction::ToRelay, Wire::Text(&body));
-        let (request, sent_event) =
-            self.decoder
-                .request_sent(now, &model, estimate_tokens_from_chars(prompt_chars));
+        let (request, sent_event) = self.codec.request_sent(now, &model, prompt_tokens_estimate);
         core.emit(now, sent_event);
         core.set_state(now, SessionState::Streaming { request });
         core.flush().await;
         let sent = now;
 
         let mut builder = client
-            .post(&self.chat_url)
+            .post(self.codec.stream_url())
             .header(header::CONTENT_TYPE, "application/json")
             .header(header::ACCEPT, "text/event-stream")
             .body(body);
-        if let Some(auth) = &self.authorization {
-            builder = builder.header(header::AUTHORIZATION, auth.clone());
+        if let Some((name, value)) = self.codec.auth() {
+            builder = builder.header(name, value.clone());
+        }
+        for (name, value) in self.codec.extra_headers() {
+            builder = builder.header(name, value.clone());
         }
         let send = builder.send();
         tokio::pin!(send);
@@ -395,7 +385,7 @@ impl SseTransport {
         let now = core.clock.now();
         let status = response.status().as_u16();
         core.tap_wire(now, Direction::FromRelay, Wire::Upgrade { status });
-        if let Some(limits) = rate_limit_event(response.headers()) {
+        if let Some(limits) = self.codec.rate_limits(response.headers()) {
             core.emit(now, limits);
         }
         if !response.status().is_success() {
@@ -414,15 +404,15 @@ impl SseTransport {
                 chunk = response.chunk() => {
                     let now = core.clock.now();
                     last_received = now;
-                    let mut derived = Vec::new();
+                    let mut derived = std::mem::take(&mut self.derived);
                     let inbound = match chunk {
-                        Ok(Some(bytes)) => self.decoder.on_bytes(
+                        Ok(Some(bytes)) => self.codec.on_bytes(
                             now,
                             &bytes,
                             &mut |k| derived.push(k),
                             &mut |wire| core.tap_wire(now, Direction::FromRelay, wire),
                         ),
-                        Ok(None) => self.decoder.on_end(
+                        Ok(None) => self.codec.on_end(
                             now,
                             &mut |k| derived.push(k),
                             &mut |wire| core.tap_wire(now, Direction::FromRelay, wire),
@@ -432,12 +422,13 @@ impl SseTransport {
                             return Exchange::End(self.dropped(core, kind, format!("the stream broke: {message}")));
                         }
                     };
-                    for kind in derived {
+                    for kind in derived.drain(..) {
                         if let EventKind::Chunk { text, .. } = &kind {
                             core.workload.on_text(text);
                         }
                         core.derived(now, kind);
                     }
+                    self.derived = derived;
                     match inbound {
                         SseInbound::Nothing | SseInbound::Text => {}
                         SseInbound::ResponseDone => {
@@ -452,7 +443,7 @@ impl SseTransport {
                                 return Exchange::End(End::Fatal(message));
                             }
                             if kind == ErrorKind::RateLimited {
-                                let wait = retry_delay(0, None, 0.0);
+                                let wait = self.codec.rate_limited_wait();
                                 core.workload.defer_until(now + wait);
                             }
                             return Exchange::Finished;
@@ -479,7 +470,7 @@ impl SseTransport {
                     let now = core.clock.now();
                     if now >= give_up_at {
                         let reason = format!("no end of stream within {:.0} s", timing.response_timeout.as_secs_f64());
-                        if let Some(failed) = self.decoder.fail(ErrorKind::Timeout, reason.clone()) {
+                        if let Some(failed) = self.codec.fail(ErrorKind::Timeout, reason.clone()) {
                             core.emit(now, failed);
                         }
                         core.workload.on_failed();
@@ -516,15 +507,16 @@ impl SseTransport {
         retries: u32,
     ) -> Exchange {
         let now = core.clock.now();
-        let error = parse_error_body(body);
-        let (kind, action) = classify(status, error.as_ref(), should_retry(headers));
-        let message =
-            http_failure_message("POST /v1/chat/completions", status, error.as_ref(), body);
+        let HttpFailure {
+            kind,
+            action,
+            message,
+        } = self.codec.classify(status, headers, body, false);
         let server_says = retry_after_from_headers(headers, SystemTime::now());
         let will_retry = action == Action::Retry && retries < MAX_RETRIES;
         let jitter = rand::Rng::random::<f64>(&mut core.rng);
         let delay = retry_delay(retries, server_says, jitter);
-        if let Some(failed) = self.decoder.fail(kind, message.clone()) {
+        if let Some(failed) = self.codec.fail(kind, message.clone()) {
             core.emit(now, failed);
         }
         core.workload.on_failed();
@@ -567,7 +559,7 @@ impl SseTransport {
     }
 }
 
-impl Transport for SseTransport {
+impl<C: HttpStreamCodec> Transport for HttpStreamTransport<C> {
     async fn connect_and_serve(&mut self, core: &mut Core, attempt: u32) -> End {
         if let Err(end) = self.open(core, attempt).await {
             return end;
@@ -590,20 +582,6 @@ async fn read_bounded(mut response: reqwest::Response) -> Vec<u8> {
     };
     let _ = tokio::time::timeout(ERROR_BODY_TIMEOUT, read).await;
     body
-}
-
-/// `POST /v1/chat/completions answered 429: message (code)`.
-fn http_failure_message(
-    what: &str,
-    status: u16,
-    error: Option<&ApiError<'_>>,
-    body: &[u8],
-) -> String {
-    let detail = match error {
-        Some(error) => error.summary(),
-        None => crate::session::connect::error_body_message(body),
-    };
-    format!("{what} answered {status}: {detail}")
 }
 
 /// The kind and a readable message of a client error (its causes included, its URL not).
