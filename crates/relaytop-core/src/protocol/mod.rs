@@ -9,3 +9,4 @@
 pub mod openai_chat;
 pub mod openai_realtime;
 pub mod relay_v1;
+pub mod sse;

@@ -7,7 +7,8 @@
 use std::time::Duration;
 
 use crate::protocol::openai_chat::policy::error_kind;
-use crate::protocol::openai_chat::wire::{SseBuffer, StreamData, Usage};
+use crate::protocol::openai_chat::wire::{StreamData, Usage};
+use crate::protocol::sse::SseBuffer;
 use crate::session::response::ResponseTracker;
 use crate::session::tap::Wire;
 use crate::session::{ErrorKind, EventKind, RequestId};

@@ -7,4 +7,5 @@ pub mod decode;
 pub mod policy;
 mod wire;
 
+pub use crate::protocol::sse::{MAX_EVENT_BYTES, SseBuffer, SseError, SseEvent};
 pub use wire::*;
