@@ -8,8 +8,8 @@
 
 use std::time::Duration;
 
-use relaytop_core::session::realtime::{RealtimeDecoder, RealtimeInbound};
-use relaytop_core::session::sse::{SseDecoder, SseInbound};
+use relaytop_core::protocol::openai_chat::decode::{SseDecoder, SseInbound};
+use relaytop_core::protocol::openai_realtime::decode::{RealtimeDecoder, RealtimeInbound};
 use relaytop_core::session::tap::Wire;
 use relaytop_core::session::{ErrorKind, EventKind, Tokens};
 

@@ -19,9 +19,9 @@ use relaytop::replay_headless::{self as replay_headless, ReplayOptions};
 use relaytop_core::canary::RunOptions;
 use relaytop_core::config::file;
 use relaytop_core::cost::{Pricing, response_cost};
+use relaytop_core::protocol::openai_chat::decode::SseDecoder;
 use relaytop_core::record::{RecordOptions, Recorder, Replay, RunMeta};
 use relaytop_core::report::Report;
-use relaytop_core::session::sse::SseDecoder;
 use relaytop_core::session::tap::Direction;
 use relaytop_core::session::{
     EventKind, Protocol, RunClock, SessionEvent, SessionInfo, SessionState, Timing, Tokens,
@@ -555,7 +555,7 @@ fn an_sse_session_replays_from_its_recorded_events() {
                 for e in done {
                     report(&mut live, at, e);
                 }
-                end = Some(relaytop_core::session::sse::SseInbound::ResponseDone);
+                end = Some(relaytop_core::protocol::openai_chat::decode::SseInbound::ResponseDone);
                 break;
             }
             at += ms(1);
@@ -566,8 +566,8 @@ fn an_sse_session_replays_from_its_recorded_events() {
             live.extend(derived.into_iter().map(|e| (at.as_micros() as u64, e)));
             if !matches!(
                 inbound,
-                relaytop_core::session::sse::SseInbound::Nothing
-                    | relaytop_core::session::sse::SseInbound::Text
+                relaytop_core::protocol::openai_chat::decode::SseInbound::Nothing
+                    | relaytop_core::protocol::openai_chat::decode::SseInbound::Text
             ) {
                 end = Some(inbound);
                 break;
@@ -582,7 +582,7 @@ fn an_sse_session_replays_from_its_recorded_events() {
             live.extend(derived.into_iter().map(|e| (at.as_micros() as u64, e)));
             inbound
         });
-        if end == relaytop_core::session::sse::SseInbound::StreamCut
+        if end == relaytop_core::protocol::openai_chat::decode::SseInbound::StreamCut
             && let Some(failed) = d.fail(relaytop_core::session::ErrorKind::Network, "cut")
         {
             report(&mut live, at, failed);

@@ -7,15 +7,15 @@ use std::time::Duration;
 
 use relaytop_core::config::ConfigError;
 use relaytop_core::config::secret::{Secret, SecretError};
+use relaytop_core::protocol::openai_chat::decode::SseDecoder;
+use relaytop_core::protocol::openai_chat::{self, SseBuffer, StreamData};
+use relaytop_core::protocol::openai_realtime::decode::RealtimeDecoder;
 use relaytop_core::protocol::openai_realtime::{ClientEvent, ServerEvent};
-use relaytop_core::protocol::openai_sse::{self, SseBuffer, StreamData};
+use relaytop_core::protocol::relay_v1::decode::Decoder;
 use relaytop_core::protocol::relay_v1::{ClientFrame, ServerFrame};
 use relaytop_core::record::format;
 use relaytop_core::record::reader::{Item, LineReader, Position};
 use relaytop_core::session::EventKind;
-use relaytop_core::session::decode::Decoder;
-use relaytop_core::session::realtime::RealtimeDecoder;
-use relaytop_core::session::sse::SseDecoder;
 
 /// Frames in one input are separated by this byte (never in UTF-8 text).
 pub const FRAME_SEPARATOR: u8 = 0xff;
@@ -136,7 +136,7 @@ pub fn sse(data: &[u8], cuts: &[usize]) {
         (events, taps)
     };
     assert_eq!(decode(&[data]), decode(&pieces), "cut into {pieces:?}");
-    let _ = openai_sse::parse_error_body(data);
+    let _ = openai_chat::parse_error_body(data);
 }
 
 /// OpenAI Realtime: any text parses or is an error; a client event that parses is written

@@ -18,4 +18,5 @@ pub mod session;
 pub mod supervisor;
 pub mod telemetry;
 pub mod transcribe;
+pub mod transport;
 pub mod world;

@@ -20,7 +20,7 @@ use tokio::time::{Instant, sleep_until};
 use super::http::{self, RequestHead};
 use super::server::{Shared, bump};
 use relaytop_core::config::sim_profile::{SimProfile, chance};
-use relaytop_core::protocol::openai_sse::{CHAT_COMPLETIONS_PATH, ChatRequest};
+use relaytop_core::protocol::openai_chat::{CHAT_COMPLETIONS_PATH, ChatRequest};
 
 /// Largest request body taken.
 const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
@@ -510,7 +510,7 @@ mod tests {
 
     #[test]
     fn malformed_events_are_malformed() {
-        use relaytop_core::protocol::openai_sse::{SseBuffer, StreamData};
+        use relaytop_core::protocol::openai_chat::{SseBuffer, StreamData};
         for event in MALFORMED_EVENTS {
             let mut buffer = SseBuffer::new();
             buffer.push(event.as_bytes());

@@ -1,10 +1,12 @@
-//! Wire protocols relaytop speaks: frame types and their parsers, with no I/O.
+//! Wire protocols relaytop speaks, one codec each: wire types and parsers, the decoder that
+//! turns the incoming stream into session events (pure: the same code live and in replay),
+//! and what the protocol needs from its transport. No I/O.
 //!
-//! Each protocol module (relay/v1, openai-sse, openai-realtime) turns wire text into typed
-//! frames and back. Sockets, timers and session state live in `session`; this module must
-//! stay free of them so that the simulator, replay and fuzzers use exactly the same parsing
-//! code as live sessions.
+//! relay/v1 (`relay_v1`) and openai-realtime (`openai_realtime`) ride the shared WebSocket
+//! transport, openai-sse (`openai_chat`) the HTTP stream transport (`crate::transport`). The
+//! simulator, replay and fuzzers use exactly the same parsing code as live sessions.
 
+pub mod openai_chat;
 pub mod openai_realtime;
-pub mod openai_sse;
 pub mod relay_v1;
+pub mod sse;

@@ -14,6 +14,10 @@
 //! `start_indexing`), spread so that they fill a memory budget by the end, and from the play
 //! head (the last few, for quick steps back). Until the index gets somewhere, a seek there folds from the nearest point it
 //! has. Measured speeds: `docs/RECORDING-NOTES.md`.
+//!
+//! Over 800 lines: the cursor, its checkpoints and the `Replay` API share private state (the
+//! fold, the sources, the index thread's results); the per-protocol decoding is apart in
+//! `decoders`.
 
 use std::collections::{BTreeSet, VecDeque};
 use std::path::{Path, PathBuf};
@@ -26,16 +30,14 @@ use chrono::{DateTime, Utc};
 
 use crate::cost::Pricing;
 use crate::metrics::Metrics;
-use crate::record::format::{Dir, Entry, Record, RunManifest};
+use crate::record::format::{Entry, Record, RunManifest};
 use crate::record::player::{Due, Player, Speed};
 use crate::record::reader::{self, Item, LineReader, Position, ReadError, SessionRecording};
 use crate::report::RunInfo;
-use crate::session::decode::Decoder;
-use crate::session::realtime::RealtimeDecoder;
-use crate::session::sse::SseDecoder;
-use crate::session::{
-    ErrorKind, EventKind, Protocol, RequestId, SessionEvent, SessionId, SessionInfo,
-};
+use crate::session::{ErrorKind, EventKind, SessionEvent, SessionId, SessionInfo};
+
+mod decoders;
+use decoders::ProtocolDecoder;
 
 /// Lines between two checkpoints of the index, at least (a seek folds at most about this
 /// many lines: ~1 µs each).
@@ -148,84 +150,6 @@ struct Source {
     offset_us: u64,
     /// The size of each of its files when opened.
     part_sizes: Vec<u64>,
-}
-
-/// What turns a session's recorded frames back into the events they meant: the live code,
-/// one decoder per protocol (`Clone`, for checkpoints).
-#[derive(Clone, Debug)]
-enum ProtocolDecoder {
-    RelayV1(Decoder),
-    Sse(SseDecoder),
-    Realtime(RealtimeDecoder),
-}
-
-impl ProtocolDecoder {
-    fn for_protocol(protocol: Protocol) -> Self {
-        match protocol {
-            Protocol::RelayV1 => ProtocolDecoder::RelayV1(Decoder::new()),
-            Protocol::OpenaiSse => ProtocolDecoder::Sse(SseDecoder::new()),
-            Protocol::OpenaiRealtime => ProtocolDecoder::Realtime(RealtimeDecoder::new()),
-        }
-    }
-
-    /// A line of what the relay sent at `at`, as the live decoder consumed it: its events go
-    /// to `out`. Lines the decoder did not consume (frames to the relay, upgrades, closes,
-    /// binary frames) make nothing here.
-    fn on_line(&mut self, at: Duration, entry: &Entry, out: &mut impl FnMut(EventKind)) {
-        let text = match entry {
-            Entry::Text {
-                dir: Dir::FromRelay,
-                text,
-            } => Some(text.as_str()),
-            _ => None,
-        };
-        match self {
-            ProtocolDecoder::RelayV1(d) => {
-                if let Some(text) = text {
-                    d.on_text(at, text, out);
-                }
-            }
-            ProtocolDecoder::Realtime(d) => {
-                if let Some(text) = text {
-                    d.on_text(at, text, out);
-                }
-            }
-            ProtocolDecoder::Sse(d) => match entry {
-                Entry::SseEvent { event, data } => {
-                    d.on_event(at, Some(event), data, out);
-                }
-                Entry::SseRefused { reason } => d.on_refused(reason, out),
-                Entry::BodyEnd => {
-                    d.on_body_end(at, out);
-                }
-                // An unnamed event's data.
-                _ => {
-                    if let Some(data) = text {
-                        d.on_event(at, None, data, out);
-                    }
-                }
-            },
-        }
-    }
-
-    /// A request went out (as the session reported it): the number the decoder gives it.
-    fn request_sent(&mut self, at: Duration, model: &str, prompt_tokens: u64) -> RequestId {
-        match self {
-            ProtocolDecoder::RelayV1(d) => d.request_sent(at, model, prompt_tokens).0,
-            ProtocolDecoder::Sse(d) => d.request_sent(at, model, prompt_tokens).0,
-            ProtocolDecoder::Realtime(d) => d.request_sent(at, model, prompt_tokens).0,
-        }
-    }
-
-    /// The session reported the end of the request under way itself (it failed, or it was
-    /// cancelled): the decoder's copy is dropped.
-    fn end_request(&mut self, kind: ErrorKind, reason: &str) {
-        let _ = match self {
-            ProtocolDecoder::RelayV1(d) => d.fail(kind, reason),
-            ProtocolDecoder::Sse(d) => d.fail(kind, reason),
-            ProtocolDecoder::Realtime(d) => d.fail(kind, reason),
-        };
-    }
 }
 
 /// What the replay folds the events it hands out (or skips by a seek) into, kept in its

@@ -28,7 +28,7 @@ use crate::session::{ErrorKind, EventKind, SessionEvent, SessionSpec, SessionSta
 const LIMITS_BUSY_RETRY: Duration = Duration::from_millis(1);
 
 /// The most room an outbox reserves up front (it still grows past it when needed): a full
-/// batch from buffered frames (`task::DRAIN_BATCH`) and the few events around it.
+/// batch from buffered frames (`transport::websocket::serve::DRAIN_BATCH`) and the few events around it.
 const MAX_OUTBOX_RESERVE: usize = 1_100;
 
 /// How a connection (or an attempt at one) ended.

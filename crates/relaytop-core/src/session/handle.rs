@@ -10,8 +10,12 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use crate::protocol::openai_chat::codec::ChatCompletionsCodec;
+use crate::protocol::openai_realtime::codec::RealtimeCodec;
+use crate::protocol::relay_v1::codec::RelayV1Codec;
 use crate::session::event::micros;
 use crate::session::{Protocol, SessionId, SessionSpec};
+use crate::transport::{http_stream, websocket};
 
 /// What a session can be asked to do.
 #[derive(Clone, Debug, PartialEq)]
@@ -99,10 +103,19 @@ pub fn spawn(
     clock: RunClock,
     events: crate::session::EventSender,
 ) -> SessionHandle {
-    // Each protocol has its own transport; they all report the same events.
+    // Each protocol is a codec on one of the two transports; they all report the same events.
     match spec.info.protocol {
-        Protocol::RelayV1 => crate::session::task::spawn(spec, clock, events),
-        Protocol::OpenaiSse => crate::session::sse::spawn(spec, clock, events),
-        Protocol::OpenaiRealtime => crate::session::realtime::spawn(spec, clock, events),
+        Protocol::RelayV1 => {
+            let codec = RelayV1Codec::new(&spec);
+            websocket::serve::spawn(spec, clock, events, codec)
+        }
+        Protocol::OpenaiSse => {
+            let codec = ChatCompletionsCodec::new(&spec);
+            http_stream::serve::spawn(spec, clock, events, codec)
+        }
+        Protocol::OpenaiRealtime => {
+            let codec = RealtimeCodec::new(&spec);
+            websocket::serve::spawn(spec, clock, events, codec)
+        }
     }
 }

@@ -3,26 +3,24 @@
 //! `spawn` (`handle`) starts a session's task for its protocol; the task owns its connection
 //! and nothing else, reports through `SessionEvent`s and takes `SessionCommand`s. Every task
 //! runs on `driver` (reporting, limits, offline commands, the reconnect loop) with one
-//! transport: relay/v1 in `task`, openai-sse in `sse`, openai-realtime in `realtime`. Backoff,
+//! transport (`crate::transport`) carrying the protocol's codec (`crate::protocol`): the
+//! shared WebSocket half for relay/v1 and openai-realtime, the HTTP streaming half for
+//! openai-sse. Backoff,
 //! heartbeats, dead-peer detection and rate limits are pure state machines (`backoff`,
 //! `heartbeat`, `ratelimit`) that take `now` and are tested without sleeping. Nothing here
 //! knows about the screen.
 
 pub mod backoff;
 pub mod connect;
-pub mod decode;
 pub(crate) mod driver;
 pub mod event;
 pub mod handle;
 pub mod heartbeat;
 pub mod ratelimit;
-pub mod realtime;
 pub mod response;
 pub mod spec;
-pub mod sse;
 pub mod stream;
 pub mod tap;
-pub mod task;
 pub mod workload;
 
 pub use event::{ErrorKind, EventKind, RequestId, SessionEvent, SessionId, SessionState, Tokens};
