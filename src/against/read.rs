@@ -5,8 +5,8 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 
-use relaytop_core::protocol::openai_realtime::ClientEvent;
 use relaytop_core::protocol::openai_chat::ChatRequest;
+use relaytop_core::protocol::openai_realtime::ClientEvent;
 use relaytop_core::protocol::relay_v1::{ChatMessage, ClientFrame, Role};
 use relaytop_core::record::format::{Dir, Entry};
 use relaytop_core::record::reader::{self, Item, LineReader, Position};

@@ -6,10 +6,10 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt as _;
 
+use relaytop_core::protocol::openai_chat::{models_url, parse_error_body};
 use relaytop_core::protocol::openai_realtime::{
     CLOSE_BETA_SHAPE_DISABLED, CLOSE_INVALID_API_KEY, REALTIME_PATH, ServerEvent, url_with_model,
 };
-use relaytop_core::protocol::openai_chat::{models_url, parse_error_body};
 use relaytop_core::protocol::relay_v1::STREAM_PATH;
 use relaytop_core::session::Protocol;
 use relaytop_core::session::connect::{self, ConnectError, ConnectRequest, Flavor};

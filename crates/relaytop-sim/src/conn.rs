@@ -16,8 +16,8 @@ use tokio::net::TcpStream;
 use super::http::{self, HeadError, RequestHead};
 use super::server::{MODELS_PATH, Shared, bump};
 use relaytop_core::config::sim_profile::SimProfile;
-use relaytop_core::protocol::openai_realtime::REALTIME_PATH;
 use relaytop_core::protocol::openai_chat::CHAT_COMPLETIONS_PATH;
+use relaytop_core::protocol::openai_realtime::REALTIME_PATH;
 use relaytop_core::protocol::relay_v1::STREAM_PATH;
 
 /// How long a client may take to send its request head.
