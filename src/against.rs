@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use relaytop_core::config::file::Provider;
 use relaytop_core::metrics::Metrics;
+use relaytop_core::numbers::money_grouped as money2;
 use relaytop_core::protocol::openai_realtime::ClientEvent;
 use relaytop_core::protocol::openai_sse::ChatRequest;
 use relaytop_core::protocol::relay_v1::{ChatMessage, ClientFrame, Role};
@@ -1274,12 +1275,6 @@ impl Comparison {
         }
         out
     }
-}
-
-/// Dollars with two decimals and thousands separators: 12,345.67.
-fn money2(x: f64) -> String {
-    let cents = (x * 100.0).round().max(0.0) as u64;
-    format!("{}.{:02}", count(cents / 100), cents % 100)
 }
 
 #[cfg(test)]

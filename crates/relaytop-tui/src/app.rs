@@ -21,7 +21,7 @@ use crate::replay::ReplayView;
 use crate::stream::{self, StreamRing};
 use crate::theme::Theme;
 use relaytop_core::canary::{CanaryView, Phase};
-use relaytop_core::cost::{Pricing, response_cost};
+use relaytop_core::cost::{Pricing, Response};
 use relaytop_core::metrics::{LatencyMetric, Metrics, SessionStats, Window};
 use relaytop_core::session::event::micros;
 use relaytop_core::session::{EventKind, SessionEvent, SessionId, SessionInfo, SessionState};
@@ -295,17 +295,11 @@ impl Data {
             return;
         };
         let name = stats.info().name.clone();
-        if let EventKind::Done {
-            model,
-            tokens,
-            reported_cost_usd,
-            ..
-        } = &event.kind
-        {
-            let info = stats.info();
-            let model = if model.is_empty() { &info.model } else { model };
+        let info = stats.info();
+        if let Some(response) = Response::of_session(&event.kind, &info.model) {
+            let (model, tokens) = (response.model, response.tokens);
             let pricing = self.metrics.pricing().provider(&info.provider);
-            let cost = response_cost(pricing, model, tokens, *reported_cost_usd);
+            let cost = pricing.cost(&response);
             let index = match self
                 .model_costs
                 .iter()
@@ -315,7 +309,7 @@ impl Data {
                 None => {
                     self.model_costs.push(ModelCost {
                         provider: info.provider.clone(),
-                        model: model.clone(),
+                        model: model.to_owned(),
                         currency: pricing.billing_currency.clone(),
                         ..ModelCost::default()
                     });

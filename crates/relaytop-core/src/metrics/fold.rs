@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::cost::{Cost, Pricing, ProviderPricing, response_cost};
+use crate::cost::{Cost, Pricing, ProviderPricing, Response};
 use crate::session::{
     ErrorKind, EventKind, RequestId, SessionEvent, SessionId, SessionInfo, SessionState,
 };
@@ -533,11 +533,8 @@ impl SessionStats {
             }
             EventKind::Done {
                 request,
-                model,
                 ttft_us,
                 total_us,
-                tokens,
-                reported_cost_usd,
                 ..
             } => {
                 if let Some(ttft) = ttft_us
@@ -546,16 +543,13 @@ impl SessionStats {
                     self.ttft_request = Some(*request);
                     seen.ttft_us = Some(*ttft);
                 }
-                let model = if model.is_empty() {
-                    &self.info.model
-                } else {
-                    model
-                };
-                let cost = response_cost(pricing, model, tokens, *reported_cost_usd);
-                if !cost.priced {
-                    seen.unpriced_model = Some(model.clone());
+                if let Some(response) = Response::of_session(&ev.kind, &self.info.model) {
+                    let cost = pricing.cost(&response);
+                    if !cost.priced {
+                        seen.unpriced_model = Some(response.model.to_owned());
+                    }
+                    seen.cost = Some(cost);
                 }
-                seen.cost = Some(cost);
                 self.record(LatencyMetric::ResponseTime, at, *total_us);
             }
             EventKind::Pong { rtt_us } => self.record(LatencyMetric::HeartbeatRtt, at, *rtt_us),

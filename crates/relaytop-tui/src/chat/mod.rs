@@ -22,7 +22,7 @@ use crate::format;
 use crate::theme::{Role, Theme};
 use editor::Editor;
 use markdown::MarkdownStyle;
-use relaytop_core::cost::{ProviderPricing, response_cost};
+use relaytop_core::cost::{ProviderPricing, Response};
 use relaytop_core::session::{
     ErrorKind, EventKind, Protocol, RequestId, SessionCommand, SessionEvent, SessionId,
     SessionState, Tokens,
@@ -579,7 +579,13 @@ impl ChatPane {
                 finish_reason,
                 ..
             } => {
-                let cost = response_cost(&self.pricing, model, tokens, *reported_cost_usd);
+                // The model the `Done` names, as it names it (the pane does not fall back on
+                // the session's model).
+                let cost = self.pricing.cost(&Response {
+                    model,
+                    tokens,
+                    reported_cost_usd: *reported_cost_usd,
+                });
                 let cost = if cost.priced {
                     format::money(cost.billed, &self.pricing.billing_currency, cost.estimated)
                 } else {

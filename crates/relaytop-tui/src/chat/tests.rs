@@ -8,6 +8,7 @@ use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 
 use super::*;
+use relaytop_core::cost::response_cost;
 use relaytop_core::session::{SessionInfo, SessionState};
 
 fn info() -> SessionInfo {
