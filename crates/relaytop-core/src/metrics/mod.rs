@@ -1,8 +1,16 @@
-//! Metrics: the pure fold of session events into figures (`fold`), latency histograms over
-//! sliding windows (`latency`) and per-second and per-minute time series (`series`).
+//! Metrics: the pure fold of session events into figures (`fold`), the counts it keeps
+//! (`counts`), a session's figures (`session`) and a provider's (`provider`), latency
+//! histograms over sliding windows (`latency`) and per-second and per-minute time series
+//! (`series`).
 
+mod counts;
 mod fold;
 mod latency;
+mod provider;
 mod series;
+mod session;
 
+pub use counts::*;
 pub use fold::*;
+pub use provider::*;
+pub use session::*;
