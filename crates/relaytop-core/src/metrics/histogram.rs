@@ -429,9 +429,6 @@ impl<T: Counter> SlicedWindow<T> {
     }
 }
 
-/// One latency metric of a provider: full precision, 1-minute window of 10-second slices,
-/// 15-minute window of 1-minute slices, and the whole run.
-
 #[cfg(test)]
 mod tests {
     use super::*;

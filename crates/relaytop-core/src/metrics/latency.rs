@@ -148,6 +148,9 @@ impl Quantiles {
         ms(self.mean)
     }
 }
+
+/// One latency metric of a provider: full precision, 1-minute window of 10-second slices,
+/// 15-minute window of 1-minute slices, and the whole run.
 #[derive(Clone, Debug)]
 pub(crate) struct ProviderLatency {
     run: Recorded<u64>,
