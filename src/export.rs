@@ -2,7 +2,7 @@
 //! time to first token, total time, tokens, whether they were estimated, cost, outcome), as
 //! CSV or JSON, streamed while the recording is replayed as fast as possible.
 //!
-//! Costs are priced exactly as the metrics price them (`cost::response_cost`), so the rows
+//! Costs are priced exactly as the metrics price them (`ProviderPricing::cost` of a `cost::Response`), so the rows
 //! add up to the report's spend.
 
 use std::collections::HashMap;
@@ -11,7 +11,7 @@ use std::io::Write;
 use chrono::SecondsFormat;
 use serde::Serialize;
 
-use relaytop_core::cost::response_cost;
+use relaytop_core::cost::Response;
 use relaytop_core::record::replay::Replay;
 use relaytop_core::session::{EventKind, RequestId, SessionEvent, SessionId};
 
@@ -165,8 +165,12 @@ pub fn for_each_row(
                 }
                 o.ttft_us = ttft_us.or(o.ttft_us);
                 let mut r = row(session, request, &o);
-                let provider = pricing.provider(&r.provider);
-                let cost = response_cost(provider, &r.model, &tokens, reported_cost_usd);
+                // The model the request went out for when the `Done` names none (`row`).
+                let cost = pricing.provider(&r.provider).cost(&Response {
+                    model: &r.model,
+                    tokens: &tokens,
+                    reported_cost_usd,
+                });
                 r.total_ms = Some(ms(total_us));
                 r.tokens_in = Some(tokens.input);
                 r.tokens_out = Some(tokens.output);

@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use serde::{Deserialize, Serialize};
 
 use relaytop_core::config::file::Provider;
+use relaytop_core::numbers::money_grouped as money2;
 use relaytop_core::report::{Figures, count, human_duration};
 
 use super::{HOURS_PER_MONTH, NowRun, Pacing, Recorded};
@@ -520,10 +521,4 @@ impl Comparison {
         }
         out
     }
-}
-
-/// Dollars with two decimals and thousands separators: 12,345.67.
-fn money2(x: f64) -> String {
-    let cents = (x * 100.0).round().max(0.0) as u64;
-    format!("{}.{:02}", count(cents / 100), cents % 100)
 }

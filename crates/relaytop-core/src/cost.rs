@@ -1,15 +1,16 @@
 //! Cost: the price table (list prices, per-provider overrides, per-call fees, billing currency)
 //! and token estimates for responses that carry no usage.
 //!
-//! Everything here is a pure function of its arguments: the metrics fold calls
-//! [`response_cost`] once per completed response, so live runs, replays and tests price the
-//! same response the same way.
+//! Everything here is a pure function of its arguments. A completed response is priced in one
+//! place, [`ProviderPricing::cost`] of a [`Response`] (the metrics fold, the dashboard's cost
+//! table, the chat pane, the Prometheus exporter and `relaytop export` all call it), so live
+//! runs, replays, exports and tests price the same response the same way.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::session::Tokens;
+use crate::session::{EventKind, Tokens};
 
 /// Price of one model, in US dollars per million tokens (list price).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -240,34 +241,96 @@ pub struct Cost {
     pub priced: bool,
 }
 
-/// The cost of one response of `model` with `tokens` at a provider priced by `pricing`.
-///
-/// A cost reported by the relay (finite, not negative) replaces the token computation; the
-/// per-call fee is always added.
+/// One completed response as it is priced: the model that answered, the tokens it used and
+/// the cost the relay reported, if any (the fields of a `Done` event).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Response<'a> {
+    /// The model that answered.
+    pub model: &'a str,
+    /// The tokens it used (cached input is a subset of input).
+    pub tokens: &'a Tokens,
+    /// The cost in US dollars the relay reported, when it reported one.
+    pub reported_cost_usd: Option<f64>,
+}
+
+impl<'a> Response<'a> {
+    /// The response a `Done` event reports, its model as the event names it (possibly empty);
+    /// `None` for any other event.
+    pub fn of(kind: &'a EventKind) -> Option<Self> {
+        match kind {
+            EventKind::Done {
+                model,
+                tokens,
+                reported_cost_usd,
+                ..
+            } => Some(Self {
+                model,
+                tokens,
+                reported_cost_usd: *reported_cost_usd,
+            }),
+            _ => None,
+        }
+    }
+
+    /// The response of a `Done` event of a session of `session_model`: a `Done` that names no
+    /// model was answered by the session's model. `None` for any other event.
+    pub fn of_session(kind: &'a EventKind, session_model: &'a str) -> Option<Self> {
+        Self::of(kind).map(|r| r.or_model(session_model))
+    }
+
+    /// This response with `model` as its model when it names none.
+    pub fn or_model(self, model: &'a str) -> Self {
+        if self.model.is_empty() {
+            Self { model, ..self }
+        } else {
+            self
+        }
+    }
+}
+
+impl ProviderPricing {
+    /// The cost of `response` at this provider: the one place a response is priced.
+    ///
+    /// A cost reported by the relay (finite, not negative) replaces the token computation; the
+    /// per-call fee is always added; the total is converted to the billing currency.
+    pub fn cost(&self, response: &Response<'_>) -> Cost {
+        let tokens = response.tokens;
+        let reported = response
+            .reported_cost_usd
+            .filter(|c| c.is_finite() && *c >= 0.0);
+        let (list_usd, priced, estimated) = match reported {
+            Some(usd) => (usd, true, false),
+            None => match self.price(response.model) {
+                Some(price) => (price.list_usd(tokens), true, tokens.estimated),
+                None => (0.0, false, tokens.estimated),
+            },
+        };
+        let fee_usd = self.fee_per_call_usd();
+        let total_usd = list_usd + fee_usd;
+        Cost {
+            list_usd,
+            fee_usd,
+            total_usd,
+            billed: total_usd * self.billing_rate,
+            estimated,
+            priced,
+        }
+    }
+}
+
+/// The cost of one response of `model` with `tokens` at a provider priced by `pricing`:
+/// [`ProviderPricing::cost`] of those fields.
 pub fn response_cost(
     pricing: &ProviderPricing,
     model: &str,
     tokens: &Tokens,
     reported_cost_usd: Option<f64>,
 ) -> Cost {
-    let reported = reported_cost_usd.filter(|c| c.is_finite() && *c >= 0.0);
-    let (list_usd, priced, estimated) = match reported {
-        Some(usd) => (usd, true, false),
-        None => match pricing.price(model) {
-            Some(price) => (price.list_usd(tokens), true, tokens.estimated),
-            None => (0.0, false, tokens.estimated),
-        },
-    };
-    let fee_usd = pricing.fee_per_call_usd();
-    let total_usd = list_usd + fee_usd;
-    Cost {
-        list_usd,
-        fee_usd,
-        total_usd,
-        billed: total_usd * pricing.billing_rate,
-        estimated,
-        priced,
-    }
+    pricing.cost(&Response {
+        model,
+        tokens,
+        reported_cost_usd,
+    })
 }
 
 /// Estimated tokens of `text` when the relay sends no usage: one token per four characters,

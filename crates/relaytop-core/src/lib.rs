@@ -8,6 +8,7 @@ pub mod canary;
 pub mod config;
 pub mod cost;
 pub mod metrics;
+pub mod numbers;
 pub mod ondemand;
 pub mod prometheus;
 pub mod protocol;

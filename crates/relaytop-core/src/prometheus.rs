@@ -28,7 +28,7 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
-use crate::cost::{Pricing, response_cost};
+use crate::cost::{Pricing, Response};
 use crate::session::{ErrorKind, EventKind, RequestId, SessionEvent, SessionInfo, SessionState};
 
 /// The content type of the exposition prometheus-client writes.
@@ -373,11 +373,9 @@ impl Exporter {
             }
             EventKind::Done {
                 request,
-                model,
                 ttft_us,
                 total_us,
                 tokens,
-                reported_cost_usd,
                 ..
             } => {
                 self.responses.get_or_create(labels).inc();
@@ -403,19 +401,11 @@ impl Exporter {
                 if tokens.estimated {
                     self.estimated_responses.get_or_create(labels).inc();
                 }
-                let model = if model.is_empty() {
-                    &labels.model
-                } else {
-                    model
-                };
-                let cost = response_cost(
-                    self.pricing.provider(&labels.provider),
-                    model,
-                    tokens,
-                    *reported_cost_usd,
-                );
-                if cost.total_usd.is_finite() && cost.total_usd > 0.0 {
-                    self.cost.get_or_create(labels).inc_by(cost.total_usd);
+                if let Some(response) = Response::of_session(&event.kind, &labels.model) {
+                    let cost = self.pricing.provider(&labels.provider).cost(&response);
+                    if cost.total_usd.is_finite() && cost.total_usd > 0.0 {
+                        self.cost.get_or_create(labels).inc_by(cost.total_usd);
+                    }
                 }
             }
             EventKind::RequestFailed { kind, .. } => {

@@ -10,6 +10,9 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 use serde::ser::{SerializeMap, Serializer};
 
+pub use crate::numbers::{count, human_duration};
+use crate::numbers::{dollars, millis, percent};
+
 use crate::metrics::{
     Counts, ErrorCounts, LatencyMetric, Metrics, ProviderStats, Quantiles, SessionStats, Window,
 };
@@ -578,50 +581,10 @@ fn dash() -> String {
     "-".to_string()
 }
 
-/// A count with thousands separators: 2,400,000.
-pub fn count(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
-/// Milliseconds with one decimal, "-" when absent.
-fn millis(ms: Option<f64>) -> String {
-    ms.map_or_else(dash, |v| format!("{v:.1}"))
-}
-
-/// A ratio as a percentage with one decimal: "3.2 %".
-fn percent(ratio: f64) -> String {
-    format!("{:.1} %", ratio * 100.0)
-}
-
-/// US dollars with 4 decimals, "~" in front when estimated.
-fn dollars(usd: f64, estimated: bool) -> String {
-    format!("{}${usd:.4}", if estimated { "~" } else { "" })
-}
-
 fn billed(f: &Figures) -> String {
     match f.cost_billed {
         Some(b) => format!("{b:.4} {}", f.billing_currency),
         None => dash(),
-    }
-}
-
-/// A duration for people: "45.2s", "2m 05s", "1h 02m 03s".
-pub fn human_duration(us: u64) -> String {
-    let s = us / 1_000_000;
-    if s < 60 {
-        format!("{:.1}s", us as f64 / 1e6)
-    } else if s < 3600 {
-        format!("{}m {:02}s", s / 60, s % 60)
-    } else {
-        format!("{}h {:02}m {:02}s", s / 3600, s / 60 % 60, s % 60)
     }
 }
 

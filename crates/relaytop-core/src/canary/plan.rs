@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::numbers::{duration_words as human, trim_float};
+
 /// Samples a rate (error rate) needs before it is judged, unless the plan says otherwise.
 pub const DEFAULT_MIN_SAMPLES_RATE: u64 = 20;
 /// Samples a p99 needs before it is judged, unless the plan says otherwise.
@@ -629,35 +631,6 @@ impl ExpectedLatency {
             source: format!(
                 "if {canary} is like the reference case's new relay (spec/PROTOCOL.md)"
             ),
-        }
-    }
-}
-
-/// `12`, `12.5`, `0.05`: a number without trailing zeros.
-pub fn trim_float(x: f64) -> String {
-    let s = format!("{x:.3}");
-    let s = s.trim_end_matches('0').trim_end_matches('.');
-    s.to_owned()
-}
-
-/// `30 s`, `18 min`, `1 h 30 min`: a duration for people.
-pub fn human(d: Duration) -> String {
-    let secs = d.as_secs_f64();
-    if secs == 0.0 {
-        "0 s".to_owned()
-    } else if secs < 1.0 {
-        format!("{} ms", (secs * 1000.0).round())
-    } else if secs < 120.0 {
-        format!("{} s", trim_float((secs * 10.0).round() / 10.0))
-    } else if secs < 7200.0 {
-        format!("{} min", trim_float((secs / 60.0 * 10.0).round() / 10.0))
-    } else {
-        let h = (secs / 3600.0).floor();
-        let m = ((secs - h * 3600.0) / 60.0).round();
-        if m == 0.0 {
-            format!("{h} h")
-        } else {
-            format!("{h} h {m} min")
         }
     }
 }

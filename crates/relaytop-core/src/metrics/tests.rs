@@ -6,7 +6,7 @@ use rand_distr::{Distribution, LogNormal};
 
 use super::*;
 use crate::cost::ProviderPricing;
-use crate::session::{Protocol, Tokens};
+use crate::session::{ErrorKind, EventKind, Protocol, RequestId, SessionState, Tokens};
 
 const MS: u64 = 1_000;
 const S: u64 = 1_000_000;

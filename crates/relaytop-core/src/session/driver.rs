@@ -15,6 +15,7 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use tokio::sync::mpsc;
 
+use crate::numbers::seconds as fmt_secs;
 use crate::protocol::relay_v1::{ChatMessage, Role};
 use crate::session::backoff::{Backoff, Retry};
 use crate::session::event::micros;
@@ -615,16 +616,6 @@ pub(crate) async fn run<T: Transport>(mut core: Core, mut transport: T) {
         if core.orphaned {
             return;
         }
-    }
-}
-
-/// Seconds, without a fraction when there is none (60, 0.50).
-fn fmt_secs(d: Duration) -> String {
-    let secs = d.as_secs_f64();
-    if secs.fract() == 0.0 {
-        format!("{secs:.0}")
-    } else {
-        format!("{secs:.2}")
     }
 }
 

@@ -8,7 +8,13 @@ use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 
 use super::*;
-use relaytop_core::session::{SessionInfo, SessionState};
+use crate::format;
+use crate::theme::Theme;
+use relaytop_core::cost::{ProviderPricing, response_cost};
+use relaytop_core::session::{
+    ErrorKind, EventKind, Protocol, RequestId, SessionCommand, SessionEvent, SessionInfo,
+    SessionState, Tokens,
+};
 
 fn info() -> SessionInfo {
     SessionInfo {
