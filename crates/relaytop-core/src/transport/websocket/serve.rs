@@ -184,7 +184,10 @@ impl<C: WebSocketCodec> WebSocketTransport<C> {
                 message = socket.next() => {
                     let now = core.clock.now();
                     let end = match message {
-                        Some(Ok(message)) => self.on_message(core, &mut socket, message, &mut heartbeat, now).await,
+                        Some(Ok(message)) => {
+                            let then = self.on_message(core, message, &mut heartbeat, now);
+                            self.then(core, &mut socket, now, then).await
+                        }
                         Some(Err(error)) => Some(self.on_socket_error(core, &error, now)),
                         None => Some(self.on_dropped(core, now, 1006, "connection ended without a close frame")),
                     };
@@ -202,7 +205,10 @@ impl<C: WebSocketCodec> WebSocketTransport<C> {
                             now = core.clock.now();
                         }
                         let end = match message {
-                            Ok(message) => self.on_message(core, &mut socket, message, &mut heartbeat, now).await,
+                            Ok(message) => match self.on_message(core, message, &mut heartbeat, now) {
+                                Then::Nothing => None,
+                                then => self.then(core, &mut socket, now, then).await,
+                            },
                             Err(error) => Some(self.on_socket_error(core, &error, now)),
                         };
                         if let Some(end) = end {
@@ -369,25 +375,25 @@ impl<C: WebSocketCodec> WebSocketTransport<C> {
     }
 
     /// Handles one message from the peer. Returns how the connection ended, if it did.
-    async fn on_message(
+    ///
+    /// Synchronous: a stream's every frame passes here, and an `async fn` would build and poll
+    /// a future (the size of everything it might await) per frame. What needs the socket
+    /// afterwards (rare) is returned as `Then` for `then`.
+    fn on_message(
         &mut self,
         core: &mut Core,
-        socket: &mut RelaySocket,
         message: Message,
         heartbeat: &mut Heartbeat,
         now: Duration,
-    ) -> Option<End> {
+    ) -> Then {
         heartbeat.on_received(now);
         match message {
-            Message::Text(text) => {
-                self.on_text(core, socket, text.as_str(), heartbeat, now)
-                    .await
-            }
+            Message::Text(text) => self.on_text(core, text.as_str(), heartbeat, now),
             Message::Binary(bytes) => {
                 core.tap_wire(now, Direction::FromRelay, Wire::Binary(&bytes));
                 match std::str::from_utf8(&bytes) {
                     Ok(text) if self.codec.binary_is_text() => {
-                        self.on_text(core, socket, text, heartbeat, now).await
+                        self.on_text(core, text, heartbeat, now)
                     }
                     _ => {
                         core.emit(
@@ -396,7 +402,7 @@ impl<C: WebSocketCodec> WebSocketTransport<C> {
                                 frame_type: format!("binary ({} bytes)", bytes.len()),
                             },
                         );
-                        None
+                        Then::Nothing
                     }
                 }
             }
@@ -404,16 +410,16 @@ impl<C: WebSocketCodec> WebSocketTransport<C> {
                 if self.codec.liveness() == Liveness::WebSocketPing {
                     self.on_pong(core, heartbeat, now);
                 }
-                None
+                Then::Nothing
             }
             // tungstenite answers Pings by itself; every frame proves the peer is alive.
-            Message::Ping(_) | Message::Frame(_) => None,
+            Message::Ping(_) | Message::Frame(_) => Then::Nothing,
             Message::Close(frame) => {
                 let (code, reason) = match frame {
                     Some(frame) => (u16::from(frame.code), frame.reason.to_string()),
                     None => (1005, String::new()),
                 };
-                Some(self.on_dropped(core, now, code, &reason))
+                Then::End(self.on_dropped(core, now, code, &reason))
             }
         }
     }
@@ -429,15 +435,15 @@ impl<C: WebSocketCodec> WebSocketTransport<C> {
         }
     }
 
-    /// A text frame: the codec decodes it, the session acts on what it meant.
-    async fn on_text(
+    /// A text frame: the codec decodes it, the session acts on what it meant (synchronously;
+    /// what needs the socket comes back as `Then`).
+    fn on_text(
         &mut self,
         core: &mut Core,
-        socket: &mut RelaySocket,
         text: &str,
         heartbeat: &mut Heartbeat,
         now: Duration,
-    ) -> Option<End> {
+    ) -> Then {
         core.tap_wire(now, Direction::FromRelay, Wire::Text(text));
         let reaction = self.codec.on_text(now, text, &mut |kind| {
             // Chunks come only with text of a response: the workload keeps a chat's reply.
@@ -447,10 +453,10 @@ impl<C: WebSocketCodec> WebSocketTransport<C> {
             core.derived(now, kind);
         });
         let after = match reaction {
-            Reaction::Nothing => return None,
+            Reaction::Nothing => return Then::Nothing,
             Reaction::Pong => {
                 self.on_pong(core, heartbeat, now);
-                return None;
+                return Then::Nothing;
             }
             Reaction::ResponseDone => {
                 self.request_limited.on_success();
@@ -472,21 +478,54 @@ impl<C: WebSocketCodec> WebSocketTransport<C> {
                 if let Some(wait) = wait {
                     self.hold_back(core, now, wait);
                 }
-                return None;
+                return Then::Nothing;
             }
             Reaction::Fatal { reason, verdict } => {
                 core.workload.on_failed();
                 heartbeat.set_awaiting_response(now, false);
-                self.close_for_good(core, socket, now, &reason).await;
-                return Some(End::Fatal(verdict));
+                return Then::CloseForGood { reason, verdict };
             }
         };
         if after.is_empty() {
-            return None;
+            Then::Nothing
+        } else {
+            Then::Send(after)
         }
-        if let Err(error) = self.send_frames(core, socket, now, after).await {
-            return Some(self.on_socket_error(core, &error, now));
-        }
-        None
     }
+
+    /// Does what a message left for the socket. Returns how the connection ended, if it did.
+    async fn then(
+        &mut self,
+        core: &mut Core,
+        socket: &mut RelaySocket,
+        now: Duration,
+        then: Then,
+    ) -> Option<End> {
+        match then {
+            Then::Nothing => None,
+            Then::End(end) => Some(end),
+            Then::Send(frames) => match self.send_frames(core, socket, now, frames).await {
+                Ok(()) => None,
+                Err(error) => Some(self.on_socket_error(core, &error, now)),
+            },
+            Then::CloseForGood { reason, verdict } => {
+                self.close_for_good(core, socket, now, &reason).await;
+                Some(End::Fatal(verdict))
+            }
+        }
+    }
+}
+
+/// What a received message leaves to do that needs the socket: most leave nothing.
+enum Then {
+    Nothing,
+    /// The connection ended (a close frame).
+    End(End),
+    /// Frames to send after a response (e.g. deleting a probe's items).
+    Send(Vec<Frame>),
+    /// The peer said retrying cannot help: close, and stop with `verdict`.
+    CloseForGood {
+        reason: String,
+        verdict: String,
+    },
 }
