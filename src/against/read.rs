@@ -77,6 +77,25 @@ impl BodyState {
                     self.last = Some((request.messages, request.max_tokens));
                 }
             }
+            Protocol::AnthropicMessages => {
+                if let Some(last) =
+                    relaytop_core::protocol::anthropic_messages::wire::read_request(text)
+                {
+                    self.last = Some(last);
+                }
+            }
+            Protocol::OpenaiResponses => {
+                if let Some(last) =
+                    relaytop_core::protocol::openai_responses::wire::read_request(text)
+                {
+                    self.last = Some(last);
+                }
+            }
+            Protocol::Gemini => {
+                if let Some(last) = relaytop_core::protocol::gemini::wire::read_request(text) {
+                    self.last = Some(last);
+                }
+            }
             Protocol::OpenaiRealtime => match serde_json::from_str::<ClientEvent>(text) {
                 Ok(ClientEvent::ConversationItemCreate { item }) => {
                     let role = match item.role.as_deref() {

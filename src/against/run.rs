@@ -128,6 +128,7 @@ pub async fn run(
                 workload: "replay".into(),
             },
             api_key: provider.api_key.clone(),
+            auth: Default::default(),
             workload: Workload::OnDemand,
             timing: Timing::default(),
             seed: None,

@@ -263,6 +263,7 @@ pub async fn run(options: SoakOptions, out: &mut dyn Write) -> anyhow::Result<So
                 workload: "probe".into(),
             },
             api_key: Some(key.clone()),
+            auth: Default::default(),
             workload: Workload::Probe {
                 interval: PROBE_INTERVAL.div_f64(scale),
                 prompt: "Say hello.".into(),

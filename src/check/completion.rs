@@ -22,6 +22,9 @@ pub(super) fn model_of(options: &CheckOptions, protocol: Protocol) -> String {
             Protocol::RelayV1 => "gpt-4.1",
             Protocol::OpenaiSse => "gpt-4o-mini",
             Protocol::OpenaiRealtime => "gpt-realtime",
+            Protocol::AnthropicMessages => "claude-sonnet-4-5",
+            Protocol::OpenaiResponses => "gpt-5-mini",
+            Protocol::Gemini => "gemini-2.5-flash",
         }
         .to_owned()
     })
@@ -44,6 +47,7 @@ pub(super) fn session_spec(
             workload: "chat".into(),
         },
         api_key: key.secret.clone(),
+        auth: Default::default(),
         resolver: Some(connect::ResolverHandle(options.resolver.clone())),
         workload: Workload::Chat { system: None },
         timing: Timing {

@@ -66,7 +66,10 @@ pub(super) async fn check_first_request(
     walk: &mut Walk,
 ) -> bool {
     match target.protocol {
-        Protocol::OpenaiSse => check_sse_request(options, target, key, walk).await,
+        Protocol::OpenaiSse
+        | Protocol::AnthropicMessages
+        | Protocol::OpenaiResponses
+        | Protocol::Gemini => check_sse_request(options, target, key, walk).await,
         Protocol::RelayV1 | Protocol::OpenaiRealtime => {
             check_upgrade(options, target, key, walk).await
         }

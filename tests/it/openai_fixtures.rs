@@ -90,6 +90,8 @@ fn sse_reference_stream() {
                 input: 9,
                 output: 12,
                 cached_input: 0,
+                cache_write_input: 0,
+                reasoning_output: 0,
                 estimated: false
             }
         );
@@ -281,6 +283,8 @@ fn realtime_ga_text_exchange() {
             input: 12,
             output: 18,
             cached_input: 0,
+            cache_write_input: 0,
+            reasoning_output: 0,
             estimated: false
         }
     );

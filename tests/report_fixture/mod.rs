@@ -137,6 +137,7 @@ impl Builder {
                 request,
                 model: model.into(),
                 ttft_us: Some(ttft),
+                answer_us: None,
                 total_us: total,
                 tokens,
                 reported_cost_usd: None,
@@ -154,6 +155,8 @@ fn usage(input: u64, output: u64) -> Tokens {
         input,
         output,
         cached_input: 0,
+        cache_write_input: 0,
+        reasoning_output: 0,
         estimated: false,
     }
 }
@@ -300,6 +303,8 @@ pub fn events() -> Vec<SessionEvent> {
             input: 10,
             output: 40,
             cached_input: 0,
+            cache_write_input: 0,
+            reasoning_output: 0,
             estimated: true,
         },
     );

@@ -95,6 +95,7 @@ pub fn spec(url: &str, workload: Workload, timing: Timing) -> SessionSpec {
             workload: "probe".into(),
         },
         api_key: Some(Secret::new(TEST_KEY)),
+        auth: Default::default(),
         workload,
         timing,
         seed: Some(7),

@@ -349,6 +349,8 @@ mod tests {
             input,
             output,
             cached_input: 0,
+            cache_write_input: 0,
+            reasoning_output: 0,
             estimated: false,
         }
     }
@@ -391,6 +393,8 @@ mod tests {
             input: 1_000_000,
             output: 0,
             cached_input: 400_000,
+            cache_write_input: 0,
+            reasoning_output: 0,
             estimated: false,
         };
         // 600k uncached at 2.00 + 400k cached at 0.50.

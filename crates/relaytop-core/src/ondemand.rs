@@ -72,6 +72,7 @@ pub fn provider_session(
             workload: label.into(),
         },
         api_key: provider.api_key.clone(),
+        auth: provider.auth,
         workload,
         timing,
         seed: None,

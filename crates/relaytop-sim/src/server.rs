@@ -322,7 +322,10 @@ impl relaytop_core::world::SimulatedRelay for SimServer {
         use relaytop_core::session::Protocol;
         match protocol {
             Protocol::RelayV1 => SimServer::url(self),
-            Protocol::OpenaiSse => self.sse_base_url(),
+            Protocol::OpenaiSse | Protocol::AnthropicMessages | Protocol::OpenaiResponses => {
+                self.sse_base_url()
+            }
+            Protocol::Gemini => format!("http://{}", self.reachable_addr()),
             Protocol::OpenaiRealtime => self.realtime_url(),
         }
     }

@@ -204,6 +204,7 @@ pub fn prepare(config: &mut Config, options: &RunOptions) -> Result<Vec<Note>, S
                     workload: "canary".into(),
                 },
                 api_key: provider.api_key.clone(),
+                auth: provider.auth,
                 workload: Workload::OnDemand,
                 timing: Timing::default(),
                 seed: None,

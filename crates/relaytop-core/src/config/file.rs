@@ -14,7 +14,9 @@ use toml::Spanned;
 use crate::config::UiConfig;
 use crate::config::secret::Secret;
 use crate::cost::ProviderPricing;
-use crate::session::{BackoffPolicy, Protocol, SessionInfo, SessionSpec, Timing, Workload};
+use crate::session::{
+    AuthStyle, BackoffPolicy, Protocol, SessionInfo, SessionSpec, Timing, Workload,
+};
 
 /// The whole file.
 #[derive(Debug, Default, Deserialize)]
@@ -76,6 +78,10 @@ pub struct ProviderConfig {
     pub url: Option<Spanned<String>>,
     #[serde(default)]
     pub protocol: Protocol,
+    /// How the key travels when not the protocol's own way: `bearer`, `x-api-key`,
+    /// `x-goog-api-key` or `query` (Gemini's `?key=`).
+    #[serde(default)]
+    pub auth: AuthStyle,
     /// The environment variable holding the key (never the key itself).
     pub api_key_env: Option<Spanned<String>>,
     /// The default model of this provider's sessions.
@@ -141,6 +147,8 @@ pub struct Provider {
     pub name: String,
     pub url: String,
     pub protocol: Protocol,
+    /// How the key travels (`Native`: the protocol's own way).
+    pub auth: AuthStyle,
     pub api_key: Option<Secret>,
     pub api_key_env: Option<String>,
     pub model: String,
@@ -335,6 +343,7 @@ pub fn parse(
             name: name.to_owned(),
             url,
             protocol: p.protocol,
+            auth: p.auth,
             api_key,
             api_key_env: p.api_key_env.as_ref().map(|v| v.get_ref().clone()),
             model: p.model.clone(),
@@ -435,6 +444,7 @@ pub fn parse(
                     },
                 },
                 api_key: provider.api_key.clone(),
+                auth: provider.auth,
                 workload: workload.clone(),
                 timing,
                 seed: None,
@@ -474,12 +484,20 @@ fn check_url(url: &str, protocol: Protocol) -> Result<(), String> {
     let parsed = url::Url::parse(url.trim()).map_err(|e| format!("bad URL `{url}`: {e}"))?;
     let expected: &[&str] = match protocol {
         Protocol::RelayV1 | Protocol::OpenaiRealtime => &["ws", "wss"],
-        Protocol::OpenaiSse => &["http", "https"],
+        Protocol::OpenaiSse
+        | Protocol::AnthropicMessages
+        | Protocol::OpenaiResponses
+        | Protocol::Gemini => &["http", "https"],
     };
     if !expected.contains(&parsed.scheme()) {
-        let hint = match protocol {
-            Protocol::OpenaiSse => "openai-sse talks HTTP: use https:// (or http:// on loopback)",
-            _ => "relay/v1 and Realtime are WebSocket protocols: use wss:// (or ws:// on loopback)",
+        let hint = if protocol.is_http_stream() {
+            format!(
+                "{} talks HTTP: use https:// (or http:// on loopback)",
+                protocol.label()
+            )
+        } else {
+            "relay/v1 and Realtime are WebSocket protocols: use wss:// (or ws:// on loopback)"
+                .to_owned()
         };
         return Err(format!(
             "URL `{url}` has scheme `{}`: {hint}",

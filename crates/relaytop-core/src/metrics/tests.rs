@@ -59,6 +59,7 @@ fn done(request: RequestId, ttft_us: Option<u64>, total_us: u64, tokens: Tokens)
         request,
         model: "gpt-4.1".into(),
         ttft_us,
+        answer_us: None,
         total_us,
         tokens,
         reported_cost_usd: None,
@@ -73,6 +74,8 @@ fn tokens(input: u64, output: u64, estimated: bool) -> Tokens {
         input,
         output,
         cached_input: 0,
+        cache_write_input: 0,
+        reasoning_output: 0,
         estimated,
     }
 }

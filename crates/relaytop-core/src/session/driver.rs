@@ -638,6 +638,7 @@ mod tests {
                 workload: "canary".into(),
             },
             api_key: None,
+            auth: Default::default(),
             workload: Workload::OnDemand,
             timing: Timing::default(),
             seed: Some(7),

@@ -95,8 +95,20 @@ pub struct Tokens {
     /// Input tokens served from a cache (a subset of `input`, priced on their own).
     #[serde(default)]
     pub cached_input: u64,
+    /// Input tokens written to a cache (Anthropic's `cache_creation_input_tokens`; a subset of
+    /// `input`, priced at the model's cache-write rate).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub cache_write_input: u64,
+    /// Output tokens spent thinking (a subset of `output`: reasoning tokens, Gemini's
+    /// thoughts), billed as output.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub reasoning_output: u64,
     /// True when the relay sent no usage and these are estimates.
     pub estimated: bool,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// What kind of failure an error is, for counting and for deciding whether to retry.
@@ -176,6 +188,10 @@ pub enum EventKind {
         model: String,
         /// Time to first token; `None` when the response carried no text.
         ttft_us: Option<u64>,
+        /// Time to the first answer token, when thinking came before it (when it did not,
+        /// the first answer token is the first token).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        answer_us: Option<u64>,
         /// From sending the request to `done`.
         total_us: u64,
         tokens: Tokens,

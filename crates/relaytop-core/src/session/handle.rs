@@ -10,8 +10,11 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use crate::protocol::anthropic_messages::codec::MessagesCodec;
+use crate::protocol::gemini::codec::GeminiCodec;
 use crate::protocol::openai_chat::codec::ChatCompletionsCodec;
 use crate::protocol::openai_realtime::codec::RealtimeCodec;
+use crate::protocol::openai_responses::codec::ResponsesCodec;
 use crate::protocol::relay_v1::codec::RelayV1Codec;
 use crate::session::event::micros;
 use crate::session::{Protocol, SessionId, SessionSpec};
@@ -116,6 +119,18 @@ pub fn spawn(
         Protocol::OpenaiRealtime => {
             let codec = RealtimeCodec::new(&spec);
             websocket::serve::spawn(spec, clock, events, codec)
+        }
+        Protocol::AnthropicMessages => {
+            let codec = MessagesCodec::new(&spec);
+            http_stream::serve::spawn(spec, clock, events, codec)
+        }
+        Protocol::OpenaiResponses => {
+            let codec = ResponsesCodec::new(&spec);
+            http_stream::serve::spawn(spec, clock, events, codec)
+        }
+        Protocol::Gemini => {
+            let codec = GeminiCodec::new(&spec);
+            http_stream::serve::spawn(spec, clock, events, codec)
         }
     }
 }

@@ -25,5 +25,5 @@ pub mod workload;
 
 pub use event::{ErrorKind, EventKind, RequestId, SessionEvent, SessionId, SessionState, Tokens};
 pub use handle::{RunClock, SessionCommand, SessionHandle, spawn};
-pub use spec::{BackoffPolicy, Protocol, SessionInfo, SessionSpec, Timing, Workload};
+pub use spec::{AuthStyle, BackoffPolicy, Protocol, SessionInfo, SessionSpec, Timing, Workload};
 pub use stream::{EventReceiver, EventSender};

@@ -21,10 +21,14 @@ struct InFlight {
     model: String,
     sent_at: Duration,
     first_token_at: Option<Duration>,
+    /// The first answer token, when thinking came first.
+    first_answer_at: Option<Duration>,
     prompt_tokens_estimate: u64,
     chunks: u32,
     bytes: u64,
     chars: u64,
+    /// Characters of thinking (reasoning) text: output too, never shown as the answer.
+    thinking_chars: u64,
 }
 
 /// Tracks the one response a relay/v1 connection may have under way.
@@ -68,10 +72,12 @@ impl ResponseTracker {
             model: model.to_owned(),
             sent_at: now,
             first_token_at: None,
+            first_answer_at: None,
             prompt_tokens_estimate,
             chunks: 0,
             bytes: 0,
             chars: 0,
+            thinking_chars: 0,
         });
         (
             request,
@@ -93,12 +99,16 @@ impl ResponseTracker {
             });
             return;
         };
-        if r.first_token_at.is_none() && !content.is_empty() {
-            r.first_token_at = Some(now);
-            emit(EventKind::FirstToken {
-                request: r.request,
-                ttft_us: micros(now.saturating_sub(r.sent_at)),
-            });
+        if !content.is_empty() {
+            if r.first_token_at.is_none() {
+                r.first_token_at = Some(now);
+                emit(EventKind::FirstToken {
+                    request: r.request,
+                    ttft_us: micros(now.saturating_sub(r.sent_at)),
+                });
+            } else if r.thinking_chars > 0 && r.first_answer_at.is_none() {
+                r.first_answer_at = Some(now);
+            }
         }
         r.chunks = r.chunks.saturating_add(1);
         r.bytes += content.len() as u64;
@@ -107,6 +117,26 @@ impl ResponseTracker {
             request: r.request,
             text: content.into(),
         });
+    }
+
+    /// Thinking (reasoning) text arrived at `now`: the first token if it is the first text
+    /// (time to first token counts thinking), output for the estimate, never a `Chunk`: the
+    /// answer the user reads starts at the first `on_chunk`.
+    pub fn on_thinking(&mut self, now: Duration, content: &str, mut emit: impl FnMut(EventKind)) {
+        let Some(r) = self.current.as_mut() else {
+            return;
+        };
+        if content.is_empty() {
+            return;
+        }
+        if r.first_token_at.is_none() {
+            r.first_token_at = Some(now);
+            emit(EventKind::FirstToken {
+                request: r.request,
+                ttft_us: micros(now.saturating_sub(r.sent_at)),
+            });
+        }
+        r.thinking_chars += content.chars().count() as u64;
     }
 
     /// `done` arrived at `now`: the completed response, or `None` if none was under way.
@@ -121,14 +151,16 @@ impl ResponseTracker {
             Some(u) => Tokens {
                 input: u.prompt_tokens,
                 output: u.completion_tokens,
-                cached_input: 0,
                 estimated: false,
+                ..Tokens::default()
             },
             None => Tokens {
                 input: r.prompt_tokens_estimate,
-                output: estimate_tokens_from_chars(r.chars),
-                cached_input: 0,
+                output: estimate_tokens_from_chars(r.chars)
+                    + estimate_tokens_from_chars(r.thinking_chars),
+                reasoning_output: estimate_tokens_from_chars(r.thinking_chars),
                 estimated: true,
+                ..Tokens::default()
             },
         };
         Some(EventKind::Done {
@@ -136,6 +168,9 @@ impl ResponseTracker {
             model: r.model,
             ttft_us: r
                 .first_token_at
+                .map(|t| micros(t.saturating_sub(r.sent_at))),
+            answer_us: r
+                .first_answer_at
                 .map(|t| micros(t.saturating_sub(r.sent_at))),
             total_us: micros(now.saturating_sub(r.sent_at)),
             tokens,
@@ -198,11 +233,14 @@ mod tests {
                 request: 1,
                 model: "gpt-4.1".into(),
                 ttft_us: Some(420_000),
+                answer_us: None,
                 total_us: 500_000,
                 tokens: Tokens {
                     input: 9,
                     output: 2,
                     cached_input: 0,
+                    cache_write_input: 0,
+                    reasoning_output: 0,
                     estimated: false
                 },
                 reported_cost_usd: None,
@@ -228,6 +266,8 @@ mod tests {
                 input: 7,
                 output: 3,
                 cached_input: 0,
+                cache_write_input: 0,
+                reasoning_output: 0,
                 estimated: true
             }
         );

@@ -21,16 +21,58 @@ pub enum Protocol {
     OpenaiSse,
     /// The OpenAI Realtime API over WebSocket.
     OpenaiRealtime,
+    /// Anthropic Messages (`POST /v1/messages`) over Server-Sent Events.
+    AnthropicMessages,
+    /// OpenAI Responses (`POST /v1/responses`) over Server-Sent Events.
+    OpenaiResponses,
+    /// Gemini `streamGenerateContent?alt=sse` over Server-Sent Events.
+    Gemini,
 }
 
 impl Protocol {
+    /// Every protocol, in the order help and docs list them.
+    pub const ALL: [Protocol; 6] = [
+        Protocol::RelayV1,
+        Protocol::OpenaiSse,
+        Protocol::OpenaiRealtime,
+        Protocol::AnthropicMessages,
+        Protocol::OpenaiResponses,
+        Protocol::Gemini,
+    ];
+
+    /// The name configs and the command line use.
     pub fn label(self) -> &'static str {
         match self {
             Protocol::RelayV1 => "relay-v1",
             Protocol::OpenaiSse => "openai-sse",
             Protocol::OpenaiRealtime => "openai-realtime",
+            Protocol::AnthropicMessages => "anthropic-messages",
+            Protocol::OpenaiResponses => "openai-responses",
+            Protocol::Gemini => "gemini",
         }
     }
+
+    /// Whether the protocol streams its answers over HTTP (no heartbeats of its own).
+    pub fn is_http_stream(self) -> bool {
+        !matches!(self, Protocol::RelayV1 | Protocol::OpenaiRealtime)
+    }
+}
+
+/// How the key travels. `Native` is the protocol's own way (Bearer; Anthropic `x-api-key`;
+/// Gemini `x-goog-api-key`); relays that want another say so with `auth = "…"`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AuthStyle {
+    #[default]
+    Native,
+    /// `Authorization: Bearer KEY`.
+    Bearer,
+    /// `x-api-key: KEY`.
+    XApiKey,
+    /// `x-goog-api-key: KEY`.
+    XGoogApiKey,
+    /// `?key=KEY` in the URL (Gemini's other way): never logged, recorded or shown.
+    Query,
 }
 
 /// Reconnect backoff: the n-th retry waits a random time in `[0, min(cap, base * 2^(n-1))]`.
@@ -105,6 +147,8 @@ pub enum Workload {
 pub struct SessionSpec {
     pub info: SessionInfo,
     pub api_key: Option<Secret>,
+    /// How the key travels (`Native`: the protocol's own way).
+    pub auth: AuthStyle,
     pub workload: Workload,
     pub timing: Timing,
     /// Seed for the backoff jitter (reproducible runs and tests); `None` seeds from entropy.

@@ -214,6 +214,7 @@ pub fn parse(
             name: (*name).clone(),
             url,
             protocol: p.protocol.unwrap_or_default(),
+            auth: Default::default(),
             api_key,
             api_key_env: p.api_key_env.as_ref().map(|v| v.value.trim().to_owned()),
             model,

@@ -3,19 +3,19 @@
 //! Completions body, answers classified by the reference client policy (`policy`), the
 //! `x-ratelimit-*` headers, and the body through `SseDecoder` (`[DONE]` is the terminal mark).
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use reqwest::header::{self, HeaderMap, HeaderName, HeaderValue};
 
-use crate::protocol::openai_chat::decode::{SseDecoder, SseInbound};
+use crate::protocol::openai_chat::decode::{ChatFormat, SseDecoder};
 use crate::protocol::openai_chat::policy::{classify, rate_limit_event, should_retry};
 use crate::protocol::openai_chat::{
     ApiError, ChatRequest, chat_completions_url, models_url, parse_error_body,
 };
 use crate::session::response::estimate_tokens_from_chars;
-use crate::session::tap::Wire;
 use crate::session::workload::Outgoing;
-use crate::session::{ErrorKind, EventKind, RequestId, SessionSpec};
+use crate::session::{EventKind, SessionSpec};
 use crate::transport::http_stream::retry::retry_delay;
 use crate::transport::http_stream::{HttpFailure, HttpStreamCodec, StreamRequest};
 
@@ -45,6 +45,8 @@ impl ChatCompletionsCodec {
 }
 
 impl HttpStreamCodec for ChatCompletionsCodec {
+    type Format = ChatFormat;
+
     fn check_url(&self) -> &str {
         &self.models_url
     }
@@ -53,8 +55,8 @@ impl HttpStreamCodec for ChatCompletionsCodec {
         "GET /v1/models"
     }
 
-    fn stream_url(&self) -> &str {
-        &self.chat_url
+    fn stream_url(&self, _model: &str) -> Cow<'_, str> {
+        Cow::Borrowed(&self.chat_url)
     }
 
     fn stream_name(&self) -> &'static str {
@@ -104,45 +106,12 @@ impl HttpStreamCodec for ChatCompletionsCodec {
         retry_delay(0, None, 0.0)
     }
 
-    fn in_flight(&self) -> Option<RequestId> {
-        self.decoder.in_flight()
+    fn decoder(&self) -> &SseDecoder {
+        &self.decoder
     }
 
-    fn request_sent(
-        &mut self,
-        now: Duration,
-        model: &str,
-        prompt_tokens_estimate: u64,
-    ) -> (RequestId, EventKind) {
-        self.decoder
-            .request_sent(now, model, prompt_tokens_estimate)
-    }
-
-    fn fail(&mut self, kind: ErrorKind, reason: String) -> Option<EventKind> {
-        self.decoder.fail(kind, reason)
-    }
-
-    fn cancel<F: FnMut(EventKind)>(&mut self, now: Duration, out: &mut F) {
-        self.decoder.cancel(now, out);
-    }
-
-    fn on_bytes<F: FnMut(EventKind), T: FnMut(Wire<'_>)>(
-        &mut self,
-        now: Duration,
-        bytes: &[u8],
-        out: &mut F,
-        tap: &mut T,
-    ) -> SseInbound {
-        self.decoder.on_bytes(now, bytes, out, tap)
-    }
-
-    fn on_end<F: FnMut(EventKind), T: FnMut(Wire<'_>)>(
-        &mut self,
-        now: Duration,
-        out: &mut F,
-        tap: &mut T,
-    ) -> SseInbound {
-        self.decoder.on_end(now, out, tap)
+    fn decoder_mut(&mut self) -> &mut SseDecoder {
+        &mut self.decoder
     }
 }
 

@@ -1,51 +1,57 @@
-//! openai-sse's decoder, shared by live sessions and replay: a response body (bytes, or
-//! recorded event data in a replay) in, session events out. Time to first token at the first
-//! content delta, chunks, `done` with the usage chunk's tokens (cached ones and `usage.cost`
-//! included) or an estimate, mid-stream errors, and a body that ends before `[DONE]` as
-//! `StreamCut`. Pure: no socket, no clock.
-
-use std::time::Duration;
+//! openai-sse's format on the shared stream decoder (`protocol::stream_decoder`), so live
+//! sessions and replay read it the same: the first content delta (or reasoning delta) is the
+//! first token, the usage chunk's tokens (cached, reasoning and `usage.cost` included),
+//! mid-stream errors, `[DONE]` the terminal mark; a body that ends without `[DONE]` is done if
+//! a `finish_reason` or the usage came, cut otherwise. Pure: no socket, no clock.
 
 use crate::protocol::openai_chat::policy::error_kind;
 use crate::protocol::openai_chat::wire::{StreamData, Usage};
-use crate::protocol::sse::SseBuffer;
-use crate::session::response::ResponseTracker;
-use crate::session::tap::Wire;
-use crate::session::{ErrorKind, EventKind, RequestId};
+use crate::protocol::stream_decoder::{SseFormat, Step, StreamDecoder, StreamUsage};
 pub use crate::transport::http_stream::SseInbound;
 
-/// The response under way, apart from the SSE framing.
+/// Decodes openai-sse response bodies into session events (see `StreamDecoder`).
+pub type SseDecoder = StreamDecoder<ChatFormat>;
+
+/// What Chat Completions events mean, between `[DONE]`s.
 #[derive(Clone, Debug, Default)]
-struct ResponseState {
-    tracker: ResponseTracker,
+pub struct ChatFormat {
     usage: Option<Usage>,
     finish_reason: Option<String>,
-    /// `[DONE]` or an error ended the response; later events are ignored.
-    over: bool,
 }
 
-impl ResponseState {
-    fn on_event(
-        &mut self,
-        now: Duration,
-        event: Option<&str>,
-        data: &str,
-        out: &mut impl FnMut(EventKind),
-    ) -> SseInbound {
-        if self.over {
-            return SseInbound::Nothing;
+impl ChatFormat {
+    fn done(&mut self) -> Step<'static> {
+        Step::Done {
+            usage: self.usage.take().map(|u| StreamUsage {
+                input: u.prompt_tokens,
+                output: u.completion_tokens,
+                cached_input: u.cached_tokens,
+                cache_write_input: 0,
+                reasoning_output: u.reasoning_tokens,
+                cost_usd: u.cost_usd,
+            }),
+            finish_reason: self.finish_reason.take(),
         }
+    }
+}
+
+impl SseFormat for ChatFormat {
+    fn reset(&mut self) {
+        *self = Self::default();
+    }
+
+    fn on_event<'a>(
+        &mut self,
+        event: Option<&str>,
+        data: &'a str,
+        step: &mut impl FnMut(Step<'a>),
+    ) {
         let parsed = match StreamData::parse(event, data) {
             Ok(parsed) => parsed,
-            Err(error) => {
-                out(EventKind::Malformed {
-                    reason: error.to_string(),
-                });
-                return SseInbound::Nothing;
-            }
+            Err(error) => return step(Step::Malformed(error.to_string())),
         };
         match parsed {
-            StreamData::Done => self.finish(now, None, out),
+            StreamData::Done => step(self.done()),
             StreamData::Chunk(chunk) => {
                 if let Some(usage) = chunk.usage {
                     self.usage = Some(usage);
@@ -53,220 +59,35 @@ impl ResponseState {
                 if let Some(reason) = chunk.finish_reason {
                     self.finish_reason = Some(reason.into_owned());
                 }
-                match chunk.content {
-                    Some(text) if !text.is_empty() => {
-                        self.tracker.on_chunk(now, &text, &mut *out);
-                        SseInbound::Text
-                    }
-                    _ => SseInbound::Nothing,
+                if let Some(thought) = chunk.reasoning {
+                    step(Step::Thinking(thought));
+                }
+                if let Some(text) = chunk.content {
+                    step(Step::Answer(text));
                 }
             }
             StreamData::Error(error) => {
-                self.over = true;
-                let kind = error_kind(&error);
-                let message = error.summary();
                 let fatal = error.is_bad_key() || error.is_insufficient_quota();
-                if let Some(failed) = self.tracker.fail(kind, message.clone()) {
-                    out(failed);
-                }
-                out(EventKind::Error {
-                    kind,
-                    message: message.clone(),
-                    retryable: !fatal && kind != ErrorKind::InvalidRequest,
-                    retry_after_ms: None,
-                });
-                SseInbound::ResponseFailed {
-                    kind,
-                    message,
+                step(Step::Failed {
+                    kind: error_kind(&error),
+                    message: error.summary(),
                     fatal,
-                }
+                });
             }
         }
     }
 
-    /// The response completed at `now` (`finish_reason` overrides the stream's own).
-    fn finish(
-        &mut self,
-        now: Duration,
-        finish_reason: Option<&str>,
-        out: &mut impl FnMut(EventKind),
-    ) -> SseInbound {
-        self.over = true;
-        let usage = self.usage.take();
-        let reason = finish_reason.or(self.finish_reason.as_deref());
-        let relay_usage = usage.map(|u| crate::protocol::relay_v1::Usage {
-            prompt_tokens: u.prompt_tokens,
-            completion_tokens: u.completion_tokens,
-        });
-        let Some(mut done) = self.tracker.on_done(now, relay_usage, reason) else {
-            return SseInbound::Nothing;
-        };
-        if let (
-            EventKind::Done {
-                tokens,
-                reported_cost_usd,
-                ..
-            },
-            Some(usage),
-        ) = (&mut done, usage)
-        {
-            tokens.cached_input = usage.cached_tokens.min(usage.prompt_tokens);
-            *reported_cost_usd = usage.cost_usd;
-        }
-        out(done);
-        SseInbound::ResponseDone
-    }
-}
-
-/// Decodes openai-sse response bodies into session events. Survives reconnects (request
-/// numbers go on). Bounded: one event may hold at most 1 MiB (`MAX_EVENT_BYTES`).
-///
-/// Live, it takes the body's bytes (`on_bytes`, `on_end`) and shows its `tap` what it consumed,
-/// in order: each event's data (`Wire::Text`, or `Wire::SseEvent` when the event has a name),
-/// each event the framing refused (`Wire::SseRefused`), and the end of the body
-/// (`Wire::BodyEnd`). A replay hands those back (`on_event`, `on_refused`, `on_body_end`) and
-/// gets the same events.
-#[derive(Clone, Debug, Default)]
-pub struct SseDecoder {
-    buffer: SseBuffer,
-    state: ResponseState,
-}
-
-impl SseDecoder {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// The request under way, if any.
-    pub fn in_flight(&self) -> Option<RequestId> {
-        self.state.tracker.in_flight()
-    }
-
-    /// When the request under way was sent.
-    pub fn sent_at(&self) -> Option<Duration> {
-        self.state.tracker.sent_at()
-    }
-
-    /// A request went out at `now`: its number and its `RequestSent` event.
-    pub fn request_sent(
-        &mut self,
-        now: Duration,
-        model: &str,
-        prompt_tokens_estimate: u64,
-    ) -> (RequestId, EventKind) {
-        self.buffer = SseBuffer::new();
-        self.state.usage = None;
-        self.state.finish_reason = None;
-        self.state.over = false;
-        self.state.tracker.begin(now, model, prompt_tokens_estimate)
-    }
-
-    /// The request under way failed for a reason outside the body (a status, a drop).
-    pub fn fail(&mut self, kind: ErrorKind, reason: impl Into<String>) -> Option<EventKind> {
-        self.state.over = true;
-        self.state.tracker.fail(kind, reason)
-    }
-
-    /// The user cancelled the response under way: it is over, with the text so far
-    /// (its tokens estimated: the usage chunk never comes). Nothing on the wire says so: the
-    /// session reports the `done` itself (and a replay ends the decoder's copy on it).
-    pub fn cancel(&mut self, now: Duration, out: &mut impl FnMut(EventKind)) -> SseInbound {
-        self.state.usage = None;
-        self.state.finish(now, Some("cancelled"), out)
-    }
-
-    /// Bytes of the response body arrived at `now`. `tap` sees what the decoder consumed.
-    pub fn on_bytes(
-        &mut self,
-        now: Duration,
-        bytes: &[u8],
-        out: &mut impl FnMut(EventKind),
-        tap: &mut impl FnMut(Wire<'_>),
-    ) -> SseInbound {
-        self.buffer.push(bytes);
-        self.drain(now, out, tap)
-    }
-
-    /// The body ended at `now`.
-    pub fn on_end(
-        &mut self,
-        now: Duration,
-        out: &mut impl FnMut(EventKind),
-        tap: &mut impl FnMut(Wire<'_>),
-    ) -> SseInbound {
-        self.buffer.finish();
-        let inbound = self.drain(now, out, tap);
-        tap(Wire::BodyEnd);
-        inbound.max(self.on_body_end(now, out))
-    }
-
-    /// One event's data (`event` is its `event:` name): the same events as live. A replay
-    /// calls it for each recorded one.
-    pub fn on_event(
-        &mut self,
-        now: Duration,
-        event: Option<&str>,
-        data: &str,
-        out: &mut impl FnMut(EventKind),
-    ) -> SseInbound {
-        self.state.on_event(now, event, data, out)
-    }
-
-    /// An event the framing refused (over 1 MiB, not UTF-8), and why.
-    pub fn on_refused(&mut self, reason: &str, out: &mut impl FnMut(EventKind)) {
-        out(EventKind::Malformed {
-            reason: reason.to_owned(),
-        });
-    }
-
-    /// The body ended at `now`, after every event in it: a response that finished without
-    /// `[DONE]` is done, one that did not is cut. A replay calls it for the recorded end.
-    pub fn on_body_end(&mut self, now: Duration, out: &mut impl FnMut(EventKind)) -> SseInbound {
-        if self.state.over || self.state.tracker.in_flight().is_none() {
-            return SseInbound::Nothing;
-        }
-        if self.state.finish_reason.is_some() || self.state.usage.is_some() {
-            // A relay that never sends `[DONE]`: the stream had finished all the same.
-            return self.state.finish(now, None, out);
-        }
-        SseInbound::StreamCut
-    }
-
-    fn drain(
-        &mut self,
-        now: Duration,
-        out: &mut impl FnMut(EventKind),
-        tap: &mut impl FnMut(Wire<'_>),
-    ) -> SseInbound {
-        let mut inbound = SseInbound::Nothing;
-        let SseDecoder { buffer, state } = self;
-        while let Some(event) = buffer.next_event() {
-            match event {
-                Ok(event) => {
-                    tap(match event.event {
-                        Some(name) => Wire::SseEvent {
-                            event: name,
-                            data: &event.data,
-                        },
-                        None => Wire::Text(&event.data),
-                    });
-                    let this = state.on_event(now, event.event, &event.data, out);
-                    inbound = inbound.max(this);
-                }
-                Err(error) => {
-                    let reason = error.to_string();
-                    tap(Wire::SseRefused { reason: &reason });
-                    out(EventKind::Malformed { reason });
-                }
-            }
-        }
-        inbound
+    fn on_body_end(&mut self) -> Option<Step<'static>> {
+        // A relay that never sends `[DONE]`: the stream had finished all the same.
+        (self.finish_reason.is_some() || self.usage.is_some()).then(|| self.done())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::session::EventKind;
+    use std::time::Duration;
 
     fn ms(ms: u64) -> Duration {
         Duration::from_millis(ms)

@@ -11,12 +11,11 @@
 //! and skipped, never buffered.
 
 use std::borrow::Cow;
-use std::fmt;
 use std::time::Duration;
 
-use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize};
 
+use crate::protocol::lenient::{Lenient, LenientF64, StrOrNum, Text};
 use crate::protocol::relay_v1::ChatMessage;
 
 /// The path a relay serves streamed chat completions on (below the host).
@@ -110,6 +109,8 @@ pub struct Usage {
     pub completion_tokens: u64,
     /// `prompt_tokens_details.cached_tokens` (a subset of `prompt_tokens`).
     pub cached_tokens: u64,
+    /// `completion_tokens_details.reasoning_tokens` (a subset of `completion_tokens`).
+    pub reasoning_tokens: u64,
     /// `usage.cost`, in US dollars, when the relay reports it.
     pub cost_usd: Option<f64>,
 }
@@ -176,6 +177,9 @@ pub struct Chunk<'a> {
     pub model: Option<Cow<'a, str>>,
     /// The `delta.content` of every choice, in order (borrowed when there is one).
     pub content: Option<Cow<'a, str>>,
+    /// Thinking text: `delta.reasoning_content` (DeepSeek, new-api) or `delta.reasoning`
+    /// (OpenRouter).
+    pub reasoning: Option<Cow<'a, str>>,
     /// The first `finish_reason` that is not null.
     pub finish_reason: Option<Cow<'a, str>>,
     pub usage: Option<Usage>,
@@ -229,11 +233,20 @@ impl<'a> StreamData<'a> {
             }));
         }
         let mut content: Option<Cow<'a, str>> = None;
+        let mut reasoning: Option<Cow<'a, str>> = None;
         let mut finish_reason = None;
         for choice in raw.choices.into_iter().flatten() {
-            let piece = choice
-                .delta
-                .and_then(|d| d.content)
+            let (delta_content, delta_reasoning) = match choice.delta {
+                Some(d) => (d.content, d.reasoning_content),
+                None => (None, None),
+            };
+            if let Some(thought) = delta_reasoning {
+                reasoning = Some(match reasoning {
+                    None => thought.0,
+                    Some(before) => Cow::Owned(before.into_owned() + &thought.0),
+                });
+            }
+            let piece = delta_content
                 .or(choice.message.and_then(|m| m.content))
                 .map(|t| t.0);
             if let Some(piece) = piece {
@@ -250,6 +263,7 @@ impl<'a> StreamData<'a> {
             id: raw.id.map(|t| t.0),
             model: raw.model.map(|t| t.0),
             content,
+            reasoning,
             finish_reason,
             usage: raw.usage.map(RawUsage::into_usage),
         }))
@@ -283,11 +297,6 @@ pub fn parse_error_body(body: &[u8]) -> Option<ApiError<'_>> {
     }
 }
 
-/// A string borrowed from the event text when it has no escapes.
-#[derive(Deserialize)]
-#[serde(transparent)]
-struct Text<'a>(#[serde(borrow)] Cow<'a, str>);
-
 #[derive(Deserialize)]
 struct RawChunk<'a> {
     #[serde(default, borrow)]
@@ -319,6 +328,8 @@ struct RawChoice<'a> {
 struct RawDelta<'a> {
     #[serde(default, borrow)]
     content: Option<Text<'a>>,
+    #[serde(default, borrow, alias = "reasoning")]
+    reasoning_content: Option<Text<'a>>,
 }
 
 #[derive(Deserialize)]
@@ -330,6 +341,8 @@ struct RawUsage {
     #[serde(default)]
     prompt_tokens_details: Option<RawPromptDetails>,
     #[serde(default)]
+    completion_tokens_details: Option<RawCompletionDetails>,
+    #[serde(default)]
     cost: Option<LenientF64>,
 }
 
@@ -339,12 +352,21 @@ struct RawPromptDetails {
     cached_tokens: Lenient,
 }
 
+#[derive(Deserialize)]
+struct RawCompletionDetails {
+    #[serde(default)]
+    reasoning_tokens: Lenient,
+}
+
 impl RawUsage {
     fn into_usage(self) -> Usage {
         Usage {
             prompt_tokens: self.prompt_tokens.0,
             completion_tokens: self.completion_tokens.0,
             cached_tokens: self.prompt_tokens_details.map_or(0, |d| d.cached_tokens.0),
+            reasoning_tokens: self
+                .completion_tokens_details
+                .map_or(0, |d| d.reasoning_tokens.0),
             cost_usd: self
                 .cost
                 .and_then(|c| c.0)
@@ -376,108 +398,6 @@ impl<'a> RawError<'a> {
             code: self.code.map(|c| c.0),
             param: self.param.map(|p| p.0),
         }
-    }
-}
-
-/// A whole number that may come as an integer, a float, a numeric string or null (0).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-struct Lenient(u64);
-
-impl<'de> Deserialize<'de> for Lenient {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl Visitor<'_> for V {
-            type Value = Lenient;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a token count")
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Lenient, E> {
-                Ok(Lenient(v))
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Lenient, E> {
-                Ok(Lenient(u64::try_from(v).unwrap_or(0)))
-            }
-            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Lenient, E> {
-                // `as` saturates: negative and NaN become 0.
-                Ok(Lenient(v.round() as u64))
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Lenient, E> {
-                Ok(Lenient(v.trim().parse().unwrap_or(0)))
-            }
-            fn visit_unit<E: de::Error>(self) -> Result<Lenient, E> {
-                Ok(Lenient(0))
-            }
-            fn visit_none<E: de::Error>(self) -> Result<Lenient, E> {
-                Ok(Lenient(0))
-            }
-        }
-        d.deserialize_any(V)
-    }
-}
-
-/// A number that may come as a float, an integer, a numeric string or null.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-struct LenientF64(Option<f64>);
-
-impl<'de> Deserialize<'de> for LenientF64 {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl Visitor<'_> for V {
-            type Value = LenientF64;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a cost")
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<LenientF64, E> {
-                Ok(LenientF64(Some(v as f64)))
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<LenientF64, E> {
-                Ok(LenientF64(Some(v as f64)))
-            }
-            fn visit_f64<E: de::Error>(self, v: f64) -> Result<LenientF64, E> {
-                Ok(LenientF64(Some(v)))
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<LenientF64, E> {
-                Ok(LenientF64(v.trim().parse().ok()))
-            }
-            fn visit_unit<E: de::Error>(self) -> Result<LenientF64, E> {
-                Ok(LenientF64(None))
-            }
-        }
-        d.deserialize_any(V)
-    }
-}
-
-/// A string, or a number read as its text (error codes some relays send as numbers).
-struct StrOrNum<'a>(Cow<'a, str>);
-
-impl<'de: 'a, 'a> Deserialize<'de> for StrOrNum<'a> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = StrOrNum<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a string or a number")
-            }
-            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<StrOrNum<'de>, E> {
-                Ok(StrOrNum(Cow::Borrowed(v)))
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<StrOrNum<'de>, E> {
-                Ok(StrOrNum(Cow::Owned(v.to_owned())))
-            }
-            fn visit_string<E: de::Error>(self, v: String) -> Result<StrOrNum<'de>, E> {
-                Ok(StrOrNum(Cow::Owned(v)))
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<StrOrNum<'de>, E> {
-                Ok(StrOrNum(Cow::Owned(v.to_string())))
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<StrOrNum<'de>, E> {
-                Ok(StrOrNum(Cow::Owned(v.to_string())))
-            }
-            fn visit_f64<E: de::Error>(self, v: f64) -> Result<StrOrNum<'de>, E> {
-                Ok(StrOrNum(Cow::Owned(v.to_string())))
-            }
-        }
-        d.deserialize_any(V)
     }
 }
 

@@ -4,9 +4,13 @@
 
 use std::time::Duration;
 
-use crate::protocol::openai_chat::decode::SseDecoder;
+use crate::protocol::anthropic_messages::decode::MessagesFormat;
+use crate::protocol::gemini::decode::GeminiFormat;
+use crate::protocol::openai_chat::decode::ChatFormat;
 use crate::protocol::openai_realtime::decode::RealtimeDecoder;
+use crate::protocol::openai_responses::decode::ResponsesFormat;
 use crate::protocol::relay_v1::decode::Decoder;
+use crate::protocol::stream_decoder::{SseFormat, StreamDecoder};
 use crate::record::format::{Dir, Entry};
 use crate::session::{ErrorKind, EventKind, Protocol, RequestId};
 
@@ -15,16 +19,48 @@ use crate::session::{ErrorKind, EventKind, Protocol, RequestId};
 #[derive(Clone, Debug)]
 pub(super) enum ProtocolDecoder {
     RelayV1(Decoder),
-    Sse(SseDecoder),
     Realtime(RealtimeDecoder),
+    Chat(StreamDecoder<ChatFormat>),
+    Messages(StreamDecoder<MessagesFormat>),
+    Responses(StreamDecoder<ResponsesFormat>),
+    Gemini(StreamDecoder<GeminiFormat>),
+}
+
+/// The recorded lines of an HTTP streaming body, back through the format's decoder.
+fn on_stream_line<F: SseFormat>(
+    d: &mut StreamDecoder<F>,
+    at: Duration,
+    entry: &Entry,
+    out: &mut impl FnMut(EventKind),
+) {
+    match entry {
+        Entry::SseEvent { event, data } => {
+            d.on_event(at, Some(event), data, out);
+        }
+        Entry::SseRefused { reason } => d.on_refused(reason, out),
+        Entry::BodyEnd => {
+            d.on_body_end(at, out);
+        }
+        // An unnamed event's data.
+        Entry::Text {
+            dir: Dir::FromRelay,
+            text,
+        } => {
+            d.on_event(at, None, text, out);
+        }
+        _ => {}
+    }
 }
 
 impl ProtocolDecoder {
     pub(super) fn for_protocol(protocol: Protocol) -> Self {
         match protocol {
             Protocol::RelayV1 => ProtocolDecoder::RelayV1(Decoder::new()),
-            Protocol::OpenaiSse => ProtocolDecoder::Sse(SseDecoder::new()),
             Protocol::OpenaiRealtime => ProtocolDecoder::Realtime(RealtimeDecoder::new()),
+            Protocol::OpenaiSse => ProtocolDecoder::Chat(StreamDecoder::new()),
+            Protocol::AnthropicMessages => ProtocolDecoder::Messages(StreamDecoder::new()),
+            Protocol::OpenaiResponses => ProtocolDecoder::Responses(StreamDecoder::new()),
+            Protocol::Gemini => ProtocolDecoder::Gemini(StreamDecoder::new()),
         }
     }
 
@@ -50,21 +86,10 @@ impl ProtocolDecoder {
                     d.on_text(at, text, out);
                 }
             }
-            ProtocolDecoder::Sse(d) => match entry {
-                Entry::SseEvent { event, data } => {
-                    d.on_event(at, Some(event), data, out);
-                }
-                Entry::SseRefused { reason } => d.on_refused(reason, out),
-                Entry::BodyEnd => {
-                    d.on_body_end(at, out);
-                }
-                // An unnamed event's data.
-                _ => {
-                    if let Some(data) = text {
-                        d.on_event(at, None, data, out);
-                    }
-                }
-            },
+            ProtocolDecoder::Chat(d) => on_stream_line(d, at, entry, out),
+            ProtocolDecoder::Messages(d) => on_stream_line(d, at, entry, out),
+            ProtocolDecoder::Responses(d) => on_stream_line(d, at, entry, out),
+            ProtocolDecoder::Gemini(d) => on_stream_line(d, at, entry, out),
         }
     }
 
@@ -77,8 +102,11 @@ impl ProtocolDecoder {
     ) -> RequestId {
         match self {
             ProtocolDecoder::RelayV1(d) => d.request_sent(at, model, prompt_tokens).0,
-            ProtocolDecoder::Sse(d) => d.request_sent(at, model, prompt_tokens).0,
             ProtocolDecoder::Realtime(d) => d.request_sent(at, model, prompt_tokens).0,
+            ProtocolDecoder::Chat(d) => d.request_sent(at, model, prompt_tokens).0,
+            ProtocolDecoder::Messages(d) => d.request_sent(at, model, prompt_tokens).0,
+            ProtocolDecoder::Responses(d) => d.request_sent(at, model, prompt_tokens).0,
+            ProtocolDecoder::Gemini(d) => d.request_sent(at, model, prompt_tokens).0,
         }
     }
 
@@ -87,8 +115,11 @@ impl ProtocolDecoder {
     pub(super) fn end_request(&mut self, kind: ErrorKind, reason: &str) {
         let _ = match self {
             ProtocolDecoder::RelayV1(d) => d.fail(kind, reason),
-            ProtocolDecoder::Sse(d) => d.fail(kind, reason),
             ProtocolDecoder::Realtime(d) => d.fail(kind, reason),
+            ProtocolDecoder::Chat(d) => d.fail(kind, reason),
+            ProtocolDecoder::Messages(d) => d.fail(kind, reason),
+            ProtocolDecoder::Responses(d) => d.fail(kind, reason),
+            ProtocolDecoder::Gemini(d) => d.fail(kind, reason),
         };
     }
 }

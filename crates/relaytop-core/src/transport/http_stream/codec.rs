@@ -4,10 +4,12 @@
 //! `event:` + `data:` framing), session events out, a body that ends without the protocol's
 //! terminal mark answered `StreamCut`. Pure: no socket, no clock, no session.
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
+use crate::protocol::stream_decoder::{SseFormat, StreamDecoder};
 use crate::session::tap::Wire;
 use crate::session::workload::Outgoing;
 use crate::session::{ErrorKind, EventKind, RequestId, SessionSpec};
@@ -77,13 +79,16 @@ pub struct StreamRequest {
 
 /// A protocol over the shared HTTP streaming half.
 pub trait HttpStreamCodec: Send + Sync + 'static {
+    /// The rules of the protocol's event stream.
+    type Format: SseFormat + Sync;
+
     /// The check a session makes to "connect": a GET with the key (it proves the relay and
     /// the key and warms the pool; 404 and 405 count as reachable).
     fn check_url(&self) -> &str;
     /// The check's name in messages (`GET /v1/models`).
     fn check_name(&self) -> &'static str;
-    /// Where requests are posted.
-    fn stream_url(&self) -> &str;
+    /// Where requests for `model` are posted (Gemini puts the model in the path).
+    fn stream_url(&self, model: &str) -> Cow<'_, str>;
     /// The request's name in messages (`POST /v1/chat/completions`).
     fn stream_name(&self) -> &'static str;
     /// The key's header in the protocol's auth style (built once, marked sensitive).
@@ -101,19 +106,32 @@ pub trait HttpStreamCodec: Send + Sync + 'static {
     /// The wait after a stream's rate-limit error (the connection stays up).
     fn rate_limited_wait(&self) -> Duration;
 
+    /// The decoder of the protocol's response bodies (its format on the shared decoder).
+    fn decoder(&self) -> &StreamDecoder<Self::Format>;
+    fn decoder_mut(&mut self) -> &mut StreamDecoder<Self::Format>;
+
     /// The request under way, if any (the decoder's).
-    fn in_flight(&self) -> Option<RequestId>;
+    fn in_flight(&self) -> Option<RequestId> {
+        self.decoder().in_flight()
+    }
     /// A request went out at `now`: its number and its `RequestSent`.
     fn request_sent(
         &mut self,
         now: Duration,
         model: &str,
         prompt_tokens_estimate: u64,
-    ) -> (RequestId, EventKind);
+    ) -> (RequestId, EventKind) {
+        self.decoder_mut()
+            .request_sent(now, model, prompt_tokens_estimate)
+    }
     /// The request under way failed for a reason outside the stream.
-    fn fail(&mut self, kind: ErrorKind, reason: String) -> Option<EventKind>;
+    fn fail(&mut self, kind: ErrorKind, reason: String) -> Option<EventKind> {
+        self.decoder_mut().fail(kind, reason)
+    }
     /// The user cancelled the response under way: it ends here, with an estimate.
-    fn cancel<F: FnMut(EventKind)>(&mut self, now: Duration, out: &mut F);
+    fn cancel<F: FnMut(EventKind)>(&mut self, now: Duration, out: &mut F) {
+        self.decoder_mut().cancel(now, out);
+    }
     /// Bytes of the body, received at `now`: events to `out`, what was consumed to `tap`.
     /// The hot path: borrow, never a `serde_json::Value` per event.
     fn on_bytes<F: FnMut(EventKind), T: FnMut(Wire<'_>)>(
@@ -122,12 +140,16 @@ pub trait HttpStreamCodec: Send + Sync + 'static {
         bytes: &[u8],
         out: &mut F,
         tap: &mut T,
-    ) -> SseInbound;
+    ) -> SseInbound {
+        self.decoder_mut().on_bytes(now, bytes, out, tap)
+    }
     /// The body ended: `StreamCut` unless the terminal mark came.
     fn on_end<F: FnMut(EventKind), T: FnMut(Wire<'_>)>(
         &mut self,
         now: Duration,
         out: &mut F,
         tap: &mut T,
-    ) -> SseInbound;
+    ) -> SseInbound {
+        self.decoder_mut().on_end(now, out, tap)
+    }
 }

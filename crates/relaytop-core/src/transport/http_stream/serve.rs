@@ -340,7 +340,7 @@ impl<C: HttpStreamCodec> HttpStreamTransport<C> {
         let sent = now;
 
         let mut builder = client
-            .post(self.codec.stream_url())
+            .post(self.codec.stream_url(&model).as_ref())
             .header(header::CONTENT_TYPE, "application/json")
             .header(header::ACCEPT, "text/event-stream")
             .body(body);
