@@ -15,6 +15,7 @@ mod support;
 #[path = "../support/tapped.rs"]
 mod tapped;
 
+mod anthropic_messages_format;
 mod bench_smoke;
 mod canary;
 mod chat;
@@ -22,9 +23,11 @@ mod check;
 mod crash_safety;
 mod fault_matrix;
 mod fault_proxy;
+mod gemini_format;
 mod headless_report;
 mod mixed_world;
 mod openai_fixtures;
+mod openai_responses_format;
 mod openai_transports;
 mod parser_properties;
 mod protocols;
