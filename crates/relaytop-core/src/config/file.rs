@@ -118,6 +118,9 @@ pub struct SessionConfig {
     pub max_tokens: Option<u32>,
     /// The model, when not the provider's.
     pub model: Option<String>,
+    /// The format these sessions speak, when not the provider's: a station serves one key on
+    /// every format (its URL is derived from the provider's, `config::station::url_for`).
+    pub protocol: Option<Protocol>,
     /// Chat: the system prompt.
     pub system: Option<String>,
     /// Timing for these sessions only.
@@ -216,10 +219,16 @@ impl Config {
         }
     }
 
-    /// Points a simulated provider at its running simulator.
-    pub fn attach_simulator(&mut self, provider: &str, url: &str, key: Secret) {
+    /// Points a simulated provider, and each of its sessions in its own protocol, at its
+    /// running simulator (one port serves every protocol).
+    pub fn attach_simulator(
+        &mut self,
+        provider: &str,
+        url_for: &dyn Fn(Protocol) -> String,
+        key: Secret,
+    ) {
         for p in self.providers.iter_mut().filter(|p| p.name == provider) {
-            p.url = url.to_owned();
+            p.url = url_for(p.protocol);
             p.api_key = Some(key.clone());
         }
         for s in self
@@ -227,7 +236,7 @@ impl Config {
             .iter_mut()
             .filter(|s| s.info.provider == provider)
         {
-            s.info.url = url.to_owned();
+            s.info.url = url_for(s.info.protocol);
             s.api_key = Some(key.clone());
         }
     }
@@ -430,14 +439,22 @@ pub fn parse(
             } else {
                 format!("{}-{n}", s.name)
             };
+            let (protocol, url) = match s.protocol {
+                Some(protocol) if protocol != provider.protocol && !provider.url.is_empty() => (
+                    protocol,
+                    crate::config::station::url_for(&provider.url, protocol),
+                ),
+                Some(protocol) => (protocol, provider.url.clone()),
+                None => (provider.protocol, provider.url.clone()),
+            };
             sessions.push(SessionSpec {
                 info: SessionInfo {
                     id: 0,
                     name,
                     provider: provider.name.clone(),
                     model: s.model.clone().unwrap_or_else(|| provider.model.clone()),
-                    protocol: provider.protocol,
-                    url: provider.url.clone(),
+                    protocol,
+                    url,
                     workload: match s.workload {
                         WorkloadKind::Probe => "probe".into(),
                         WorkloadKind::Chat => "chat".into(),
