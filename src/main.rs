@@ -85,10 +85,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Some(Command::Check(args)) => run_check(args).await,
         Some(Command::Headless(args)) => {
-            let watch = WatchArgs::default();
             run_headless(
                 cli.config,
-                &watch,
+                &cli.watch,
                 args,
                 record,
                 run_options,

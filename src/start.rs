@@ -83,7 +83,7 @@ pub async fn resolve(request: &WatchRequest, notes: &mut Vec<String>) -> anyhow:
         auth: request.auth.unwrap_or_default(),
         key_env: request.key_env.as_ref().map(|v| v.trim().to_owned()),
         model,
-        found_in: "the command line".into(),
+        found_in: starter::COMMAND_LINE.into(),
     })
 }
 

@@ -9,6 +9,9 @@ use std::fmt::Write as _;
 
 use crate::session::{AuthStyle, Protocol};
 
+/// `Watch::found_in` of a relay named on the command line.
+pub const COMMAND_LINE: &str = "the command line";
+
 /// One relay to watch.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Watch {
@@ -138,7 +141,13 @@ pub fn from_environment(env: &dyn Fn(&str) -> Option<String>) -> (Vec<Watch>, Ve
 pub fn source_of(watches: &[Watch]) -> String {
     let parts: Vec<String> = watches
         .iter()
-        .map(|w| format!("{} {} ({})", w.found_in, w.url, w.protocol.label()))
+        .map(|w| {
+            if w.found_in == COMMAND_LINE {
+                format!("{} ({})", w.url, w.protocol.label())
+            } else {
+                format!("{} ({}, from {})", w.url, w.protocol.label(), w.found_in)
+            }
+        })
         .collect();
     format!("watching {}", parts.join(", "))
 }

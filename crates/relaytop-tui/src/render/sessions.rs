@@ -209,6 +209,10 @@ pub fn render(frame: &mut Frame, area: Rect, chrome: Chrome, app: &App) {
             ),
         ),
     ];
+    if let Some(watching) = &app.watching {
+        details.push(muted(app, " · "));
+        details.push(Span::styled(watching.clone(), theme.fg(Role::Title)));
+    }
     if !app.session_filter.is_empty() {
         details.push(muted(app, " · filter "));
         details.push(Span::styled(
