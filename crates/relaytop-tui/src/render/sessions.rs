@@ -309,9 +309,9 @@ pub fn render(frame: &mut Frame, area: Rect, chrome: Chrome, app: &App) {
                         theme.fg(Role::Muted)
                     },
                 ),
-                // SSE has no heartbeat at all: say so rather than show an empty cell.
+                // HTTP streams have no heartbeat at all: say so rather than show an empty cell.
                 SortColumn::HeartbeatRtt | SortColumn::HeartbeatAge
-                    if s.info().protocol == relaytop_core::session::Protocol::OpenaiSse =>
+                    if s.info().protocol.is_http_stream() =>
                 {
                     ("n/a".into(), theme.fg(Role::Muted))
                 }
