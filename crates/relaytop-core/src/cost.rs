@@ -12,51 +12,154 @@ use serde::{Deserialize, Serialize};
 
 use crate::session::{EventKind, Tokens};
 
+mod table;
+
+pub use table::{
+    BUNDLED_PRICES_TOML, PriceEntry, checked_prices, normalize_model, parse_price_table,
+};
+
 /// Price of one model, in US dollars per million tokens (list price).
+///
+/// The shape of a `[providers.billing.prices."model"]` or `[prices."model"]` table:
+///
+/// ```toml
+/// input_per_mtok = 3.0          # uncached prompt tokens
+/// output_per_mtok = 15.0        # completion tokens, reasoning included
+/// cached_input_per_mtok = 0.30  # cache reads (default: a quarter of input)
+/// cache_write_per_mtok = 3.75   # cache writes (default: the input rate)
+/// long_context = { above_input_tokens = 200000, input_per_mtok = 6.0, output_per_mtok = 22.5 }
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelPrice {
     /// `input_per_mtok`: US $ per million prompt tokens.
     pub input_per_mtok: f64,
-    /// `output_per_mtok`: US $ per million completion tokens.
+    /// `output_per_mtok`: US $ per million completion tokens (reasoning tokens are output).
     pub output_per_mtok: f64,
     /// `cached_input_per_mtok`: US $ per million prompt tokens served from a cache; when absent,
     /// a quarter of `input_per_mtok`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cached_input_per_mtok: Option<f64>,
+    /// `cache_write_per_mtok`: US $ per million prompt tokens written to a cache (Anthropic's
+    /// `cache_creation_input_tokens`); when absent, `input_per_mtok` (no surcharge).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_write_per_mtok: Option<f64>,
+    /// `long_context`: other rates for requests whose input exceeds a threshold (Gemini 2.5
+    /// Pro, Claude Sonnet 4/4.5 with the 1M context window).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub long_context: Option<LongContextPrice>,
+}
+
+/// The rates of a model's long requests: when a request's input tokens (cache reads and writes
+/// included) exceed `above_input_tokens`, all of its tokens are priced at these rates.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LongContextPrice {
+    /// `above_input_tokens`: the tier applies to requests with more input tokens than this.
+    pub above_input_tokens: u64,
+    /// `input_per_mtok`: US $ per million uncached prompt tokens.
+    pub input_per_mtok: f64,
+    /// `output_per_mtok`: US $ per million completion tokens.
+    pub output_per_mtok: f64,
+    /// `cached_input_per_mtok`: cache reads; when absent, a quarter of this tier's input rate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cached_input_per_mtok: Option<f64>,
+    /// `cache_write_per_mtok`: cache writes; when absent, this tier's input rate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_write_per_mtok: Option<f64>,
+}
+
+/// The four rates one request is priced at, US $ per million tokens.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Rates {
+    /// Uncached prompt tokens.
+    pub input: f64,
+    /// Prompt tokens read from a cache.
+    pub cached_input: f64,
+    /// Prompt tokens written to a cache.
+    pub cache_write: f64,
+    /// Completion tokens, reasoning included.
+    pub output: f64,
 }
 
 impl ModelPrice {
-    /// A price with input and output rates and the default cached-input rate.
+    /// A price with input and output rates and the default cache rates, no long-context tier.
     pub const fn new(input_per_mtok: f64, output_per_mtok: f64) -> Self {
         Self {
             input_per_mtok,
             output_per_mtok,
             cached_input_per_mtok: None,
+            cache_write_per_mtok: None,
+            long_context: None,
         }
     }
 
-    /// US $ per million cached prompt tokens (a quarter of the input rate unless set).
+    /// US $ per million cached prompt tokens (a quarter of the input rate unless set), below
+    /// any long-context threshold.
     pub fn cached_input_rate(&self) -> f64 {
         self.cached_input_per_mtok
             .unwrap_or(self.input_per_mtok / 4.0)
     }
 
-    /// List price in US dollars of `tokens` (cached input is a subset of input).
+    /// The rates of a request with `input_tokens` prompt tokens (cache reads and writes
+    /// included): the long-context tier's when the input exceeds its threshold.
+    pub fn rates(&self, input_tokens: u64) -> Rates {
+        match self.long_context {
+            Some(tier) if input_tokens > tier.above_input_tokens => Rates {
+                input: tier.input_per_mtok,
+                cached_input: tier
+                    .cached_input_per_mtok
+                    .unwrap_or(tier.input_per_mtok / 4.0),
+                cache_write: tier.cache_write_per_mtok.unwrap_or(tier.input_per_mtok),
+                output: tier.output_per_mtok,
+            },
+            _ => Rates {
+                input: self.input_per_mtok,
+                cached_input: self.cached_input_rate(),
+                cache_write: self.cache_write_per_mtok.unwrap_or(self.input_per_mtok),
+                output: self.output_per_mtok,
+            },
+        }
+    }
+
+    /// List price in US dollars of `tokens`: uncached input, cache reads, cache writes and
+    /// output each at its rate (cache reads and writes are subsets of input, reasoning tokens
+    /// part of output).
     pub fn list_usd(&self, tokens: &Tokens) -> f64 {
+        let rates = self.rates(tokens.input);
         let cached = tokens.cached_input.min(tokens.input);
-        let uncached = tokens.input - cached;
-        (uncached as f64 * self.input_per_mtok
-            + cached as f64 * self.cached_input_rate()
-            + tokens.output as f64 * self.output_per_mtok)
+        let written = tokens.cache_write_input.min(tokens.input - cached);
+        let uncached = tokens.input - cached - written;
+        (uncached as f64 * rates.input
+            + cached as f64 * rates.cached_input
+            + written as f64 * rates.cache_write
+            + tokens.output as f64 * rates.output)
             / 1_000_000.0
     }
 
     fn check(&self, model: &str) -> Result<(), PricingError> {
+        let tier = self.long_context.as_ref();
         let rates = [
             ("input_per_mtok", Some(self.input_per_mtok)),
             ("output_per_mtok", Some(self.output_per_mtok)),
             ("cached_input_per_mtok", self.cached_input_per_mtok),
+            ("cache_write_per_mtok", self.cache_write_per_mtok),
+            (
+                "long_context.input_per_mtok",
+                tier.map(|t| t.input_per_mtok),
+            ),
+            (
+                "long_context.output_per_mtok",
+                tier.map(|t| t.output_per_mtok),
+            ),
+            (
+                "long_context.cached_input_per_mtok",
+                tier.and_then(|t| t.cached_input_per_mtok),
+            ),
+            (
+                "long_context.cache_write_per_mtok",
+                tier.and_then(|t| t.cache_write_per_mtok),
+            ),
         ];
         for (field, value) in rates {
             if let Some(v) = value
@@ -73,20 +176,12 @@ impl ModelPrice {
     }
 }
 
-/// The list prices relaytop knows without configuration (spec/PROTOCOL.md, late 2026).
-pub const DEFAULT_PRICES: &[(&str, ModelPrice)] = &[
-    ("gpt-4.1", ModelPrice::new(2.00, 8.00)),
-    ("claude-sonnet-4.5", ModelPrice::new(3.00, 15.00)),
-    ("gemini-2.5-flash", ModelPrice::new(0.30, 2.50)),
-    ("deepseek-v3.2", ModelPrice::new(0.28, 0.42)),
-];
-
-/// The default list price of `model` (exact name match), if relaytop knows one.
+/// The list price relaytop knows of `model` without configuration, from the bundled table
+/// (`prices.toml`): the exact name first, then the name as relays vary it (`models/…`,
+/// `openai/…`, a date suffix, `4.5` for `4-5`; see [`normalize_model`]). `None` for a model
+/// the table does not name: relaytop never guesses a price.
 pub fn default_price(model: &str) -> Option<ModelPrice> {
-    DEFAULT_PRICES
-        .iter()
-        .find(|(name, _)| *name == model)
-        .map(|(_, price)| *price)
+    table::bundled_price(model)
 }
 
 /// What one provider charges: model prices, a per-call fee and the billing currency.
@@ -105,7 +200,8 @@ pub fn default_price(model: &str) -> Option<ModelPrice> {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ProviderPricing {
-    /// `prices`: per-model prices that replace (or add to) the defaults, by model name.
+    /// `prices`: per-model prices that replace (or add to) the defaults, by model name (the
+    /// config file's top-level `[prices]` are merged in under the provider's own at load).
     pub prices: BTreeMap<String, ModelPrice>,
     /// `per_1000_calls_usd`: a fee in US dollars per 1,000 completed calls, added to the token
     /// price of every response (default 0).
@@ -129,12 +225,24 @@ impl Default for ProviderPricing {
 }
 
 impl ProviderPricing {
-    /// The price of `model` at this provider: its override, else the default list price.
+    /// The price of `model` at this provider: its override (exact name, then the normalized
+    /// name), else the bundled list price ([`default_price`]).
     pub fn price(&self, model: &str) -> Option<ModelPrice> {
-        self.prices
-            .get(model)
-            .copied()
-            .or_else(|| default_price(model))
+        table::find_price(&self.prices, model).or_else(|| default_price(model))
+    }
+
+    /// This pricing with `shared` prices (the config file's top-level `[prices]`) added under
+    /// its own: a shared entry is skipped when the provider prices the same model, under any
+    /// spelling of its name.
+    pub fn with_shared_prices(&self, shared: &BTreeMap<String, ModelPrice>) -> Self {
+        let mut merged = self.clone();
+        for (model, price) in shared {
+            let wanted = normalize_model(model);
+            if !self.prices.keys().any(|own| normalize_model(own) == wanted) {
+                merged.prices.insert(model.clone(), *price);
+            }
+        }
+        merged
     }
 
     /// The per-call fee in US dollars.
