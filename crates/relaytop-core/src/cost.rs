@@ -1,7 +1,11 @@
 //! Cost: the price table (list prices, per-provider overrides, per-call fees, billing currency)
 //! and token estimates for responses that carry no usage.
 //!
-//! Everything here is a pure function of its arguments. A completed response is priced in one
+//! List prices are data: the bundled `prices.toml` (parsed once, in `cost/table.rs`), under the
+//! config file's top-level `[prices]`, under each provider's `billing.prices`. A model none of
+//! them names is unpriced, never guessed.
+//!
+//! Everything here is a pure function of its arguments (the bundled table is a constant). A completed response is priced in one
 //! place, [`ProviderPricing::cost`] of a [`Response`] (the metrics fold, the dashboard's cost
 //! table, the chat pane, the Prometheus exporter and `relaytop export` all call it), so live
 //! runs, replays, exports and tests price the same response the same way.
