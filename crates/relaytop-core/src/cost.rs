@@ -5,10 +5,11 @@
 //! config file's top-level `[prices]`, under each provider's `billing.prices`. A model none of
 //! them names is unpriced, never guessed.
 //!
-//! Everything here is a pure function of its arguments (the bundled table is a constant). A completed response is priced in one
-//! place, [`ProviderPricing::cost`] of a [`Response`] (the metrics fold, the dashboard's cost
-//! table, the chat pane, the Prometheus exporter and `relaytop export` all call it), so live
-//! runs, replays, exports and tests price the same response the same way.
+//! Everything here is a pure function of its arguments (the bundled table is a constant). A
+//! completed response is priced in one place, [`ProviderPricing::cost`] of a [`Response`] (the
+//! metrics fold, the dashboard's cost table, the chat pane, the Prometheus exporter and
+//! `relaytop export` all call it), so live runs, replays, exports and tests price the same
+//! response the same way.
 
 use std::collections::BTreeMap;
 
