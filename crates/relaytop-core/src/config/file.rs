@@ -34,6 +34,10 @@ pub struct ConfigFile {
     pub ui: UiConfig,
     /// A canary between two of the providers (`[canary]`).
     pub canary: Option<crate::canary::toml::CanaryToml>,
+    /// List prices for every provider (`[prices."model"]`), over the bundled table; a
+    /// provider's own `billing.prices` win over these.
+    #[serde(default)]
+    pub prices: BTreeMap<String, crate::cost::PriceEntry>,
 }
 
 /// Timing settings; every field is optional and falls back to spec/PROTOCOL.md's defaults.
@@ -298,6 +302,11 @@ pub fn parse(
                 .into(),
         });
     }
+    let shared_prices =
+        crate::cost::checked_prices(&file.prices).map_err(|e| ConfigError::Whole {
+            path: path.to_owned(),
+            message: format!("[prices]: {e}"),
+        })?;
     let mut providers: Vec<Provider> = Vec::new();
     for p in &file.providers {
         let name = p.name.get_ref().trim();
@@ -357,7 +366,7 @@ pub fn parse(
             api_key_env: p.api_key_env.as_ref().map(|v| v.get_ref().clone()),
             model: p.model.clone(),
             simulate,
-            billing: p.billing.clone(),
+            billing: p.billing.with_shared_prices(&shared_prices),
             requests_per_minute: match p.requests_per_minute {
                 Some(0) => {
                     return Err(at(
