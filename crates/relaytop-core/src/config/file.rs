@@ -357,6 +357,9 @@ pub fn parse(
             }
             (None, None) => None,
         };
+        p.billing
+            .validate()
+            .map_err(|e| at(p.name.span(), format!("provider `{name}`: billing: {e}")))?;
         providers.push(Provider {
             name: name.to_owned(),
             url,
@@ -724,6 +727,19 @@ interval_s = 5
         let err = parse_err(&MINIMAL.replace("provider = \"holysheep\"", "provider = \"hs\""));
         assert!(
             err.contains("provider `hs`, which is not defined (known: holysheep)"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_providers_billing_is_checked_at_load() {
+        let text = MINIMAL.replace(
+            "[[providers]]",
+            "[[providers]]\nbilling = { per_1000_calls_usd = -1.0 }",
+        );
+        let err = parse_err(&text);
+        assert!(
+            err.contains("billing: per_1000_calls_usd must be a number >= 0"),
             "{err}"
         );
     }
