@@ -4,11 +4,17 @@
 //! body), each fed whole, in 1-byte and in 7-byte pieces, giving the same events; then the
 //! simulator streaming it to a live session, and a stream it drops reported as cut.
 
+use crate::support;
+
 use std::time::Duration;
 
 use relaytop_core::protocol::openai_responses::decode::{ResponsesDecoder, SseInbound};
 use relaytop_core::session::tap::Wire;
-use relaytop_core::session::{ErrorKind, EventKind, Tokens};
+use relaytop_core::session::{
+    ErrorKind, EventKind, Protocol, SessionCommand, SessionSpec, SessionState, Tokens, Workload,
+};
+use relaytop_sim::{SimProfile, SimServer};
+use support::*;
 
 fn fixture(name: &str) -> Vec<u8> {
     let full = format!(
@@ -437,4 +443,238 @@ fn responses_replayed_events_give_the_live_events() {
     }
     assert_eq!(replay_events, live_events);
     assert_eq!(recorded.len(), 17);
+}
+
+// ------------------------------------------------------------------------------------------
+// Against the simulator (127.0.0.1, port 0)
+// ------------------------------------------------------------------------------------------
+
+const LONG: Duration = Duration::from_secs(10);
+
+fn quick(ttft_ms: f64, tokens: u32) -> SimProfile {
+    SimProfile {
+        ttft_p50_ms: ttft_ms,
+        ttft_p99_ms: ttft_ms,
+        tokens_per_response: tokens,
+        tokens_per_second: 1000.0,
+        ..SimProfile::default()
+    }
+}
+
+/// A session on the simulator's Responses route; `path` after the host picks how the
+/// configured URL is written (`/v1`, nothing, `/v1/responses`).
+fn responses_spec(server: &SimServer, workload: Workload, path: &str) -> SessionSpec {
+    let base = server.sse_base_url();
+    let host = base.strip_suffix("/v1").unwrap_or(&base);
+    let url = format!("{host}{path}");
+    let mut spec = spec(&url, workload, fast_timing());
+    spec.info.protocol = Protocol::OpenaiResponses;
+    spec.info.model = "gpt-5-mini".into();
+    spec
+}
+
+fn is_done(k: &EventKind) -> bool {
+    matches!(k, EventKind::Done { .. })
+}
+
+#[tokio::test]
+async fn responses_session_against_the_simulator() {
+    let server = sim(SimProfile {
+        thinking_tokens: 2,
+        cached_prompt_fraction: 0.5,
+        usage_cost_per_mtok: Some(5.0),
+        ..quick(120.0, 6)
+    })
+    .await;
+    let mut s = watch(responses_spec(&server, probe(100), "/v1"));
+    let done = s
+        .wait_for(LONG, is_done)
+        .await
+        .unwrap_or_else(|| panic!("no response:\n{}", s.story()));
+    let EventKind::Done {
+        ttft_us,
+        answer_us,
+        tokens,
+        reported_cost_usd,
+        finish_reason,
+        chunks,
+        ..
+    } = done.kind
+    else {
+        unreachable!()
+    };
+    // The simulator thinks 2 tokens, then answers 4, after 120 ms.
+    let ttft_ms = ttft_us.expect("a first token") as f64 / 1000.0;
+    assert!(
+        (120.0..600.0).contains(&ttft_ms),
+        "TTFT {ttft_ms} ms for 120 ms"
+    );
+    let answer_ms = answer_us.expect("thinking came first") as f64 / 1000.0;
+    assert!(answer_ms >= ttft_ms, "{answer_ms} < {ttft_ms}");
+    assert_eq!(chunks, 4, "thinking is not answer chunks");
+    assert_eq!((tokens.output, tokens.reasoning_output), (6, 2));
+    assert!(tokens.input > 0 && !tokens.estimated, "{tokens:?}");
+    assert_eq!(tokens.cached_input, tokens.input / 2);
+    let expected = (tokens.input + tokens.output) as f64 * 5.0 / 1e6;
+    assert!(
+        (reported_cost_usd.expect("usage.cost") - expected).abs() < 1e-12,
+        "{reported_cost_usd:?} vs {expected}"
+    );
+    assert_eq!(finish_reason.as_deref(), Some("completed"));
+    assert_eq!(
+        s.count(|k| matches!(
+            k,
+            EventKind::Malformed { .. } | EventKind::UnknownFrame { .. } | EventKind::Error { .. }
+        )),
+        0,
+        "{}",
+        s.story()
+    );
+    assert!(
+        s.count(|k| matches!(
+            k,
+            EventKind::RateLimitStatus {
+                requests_limit: Some(_),
+                ..
+            }
+        )) >= 1,
+        "{}",
+        s.story()
+    );
+    // A second response on the same pooled connection.
+    s.wait_for(LONG, is_done).await.expect("a second response");
+    assert_eq!(s.count(|k| matches!(k, EventKind::Connected { .. })), 1);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn responses_any_base_url_form_reaches_the_route() {
+    let server = sim(quick(10.0, 3)).await;
+    for base in ["", "/v1/responses"] {
+        let mut s = watch(responses_spec(&server, probe(100), base));
+        s.wait_for(LONG, is_done)
+            .await
+            .unwrap_or_else(|| panic!("{base}: no response:\n{}", s.story()));
+        s.handle.commands.send(SessionCommand::Close).await.unwrap();
+        s.wait_for(LONG, |k| {
+            matches!(k, EventKind::State(SessionState::Closed))
+        })
+        .await
+        .expect("closed");
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn responses_dropped_stream_is_cut_and_reconnects() {
+    let server = sim(SimProfile {
+        drop_rate: 1.0,
+        ..quick(10.0, 8)
+    })
+    .await;
+    let mut s = watch(responses_spec(&server, probe(50), "/v1"));
+    s.wait_for(LONG, |k| {
+        matches!(
+            k,
+            EventKind::Closed {
+                requested: false,
+                code: 1006,
+                ..
+            }
+        )
+    })
+    .await
+    .unwrap_or_else(|| panic!("no drop:\n{}", s.story()));
+    assert!(
+        s.count(|k| matches!(k, EventKind::RequestFailed { .. })) >= 1,
+        "the cut response failed:\n{}",
+        s.story()
+    );
+    assert_eq!(s.count(is_done), 0, "{}", s.story());
+    server.set_profile(quick(10.0, 3));
+    s.wait_for(LONG, is_done)
+        .await
+        .unwrap_or_else(|| panic!("no response after the drop:\n{}", s.story()));
+    assert!(s.count(|k| matches!(k, EventKind::Connected { .. })) >= 2);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn responses_failed_fails_the_request_not_the_session() {
+    let server = sim(SimProfile {
+        error_rate: 1.0,
+        ..quick(10.0, 3)
+    })
+    .await;
+    let mut s = watch(responses_spec(&server, probe(50), "/v1"));
+    for _ in 0..2 {
+        s.wait_for(LONG, |k| {
+            matches!(
+                k,
+                EventKind::RequestFailed {
+                    kind: ErrorKind::Upstream,
+                    ..
+                }
+            )
+        })
+        .await
+        .unwrap_or_else(|| panic!("no upstream error:\n{}", s.story()));
+    }
+    assert_eq!(s.count(|k| matches!(k, EventKind::Closed { .. })), 0);
+    assert_eq!(s.count(|k| matches!(k, EventKind::Connected { .. })), 1);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn responses_bad_key_stops_the_session() {
+    let server = sim(SimProfile {
+        accepted_keys: Some(vec!["sk-proj-someoneelse000000000000".into()]),
+        ..quick(10.0, 3)
+    })
+    .await;
+    let mut s = watch(responses_spec(&server, probe(100), "/v1"));
+    let stop = s
+        .wait_for(LONG, |k| {
+            matches!(k, EventKind::State(SessionState::Stopped { .. }))
+        })
+        .await
+        .unwrap_or_else(|| panic!("did not stop:\n{}", s.story()));
+    let EventKind::State(SessionState::Stopped { reason }) = stop.kind else {
+        unreachable!()
+    };
+    assert!(reason.contains("401"), "{reason}");
+    assert_eq!(s.count(|k| matches!(k, EventKind::BackingOff { .. })), 0);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn responses_output_limit_is_incomplete() {
+    let server = sim(quick(10.0, 40)).await;
+    let mut spec = responses_spec(&server, Workload::OnDemand, "/v1");
+    spec.timing.heartbeat = None;
+    let mut s = watch(spec);
+    s.handle
+        .commands
+        .send(SessionCommand::Send {
+            prompt: "canary probe".into(),
+            max_tokens: Some(2),
+        })
+        .await
+        .unwrap();
+    let done = s
+        .wait_for(LONG, is_done)
+        .await
+        .unwrap_or_else(|| panic!("no response:\n{}", s.story()));
+    let EventKind::Done {
+        tokens,
+        finish_reason,
+        ..
+    } = done.kind
+    else {
+        unreachable!()
+    };
+    // Asked for 2: sent as 16, the least OpenAI takes; the simulator stops there.
+    assert_eq!(tokens.output, 16);
+    assert_eq!(finish_reason.as_deref(), Some("max_output_tokens"));
+    server.stop().await;
 }
