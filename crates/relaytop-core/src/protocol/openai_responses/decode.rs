@@ -10,7 +10,7 @@
 
 use crate::protocol::openai_chat::ApiError;
 use crate::protocol::openai_chat::policy;
-use crate::protocol::openai_responses::wire::{Event, StreamData, Usage};
+use crate::protocol::openai_responses::wire::{Event, Usage};
 use crate::protocol::stream_decoder::{SseFormat, Step, StreamDecoder, StreamUsage};
 use crate::session::ErrorKind;
 pub use crate::transport::http_stream::SseInbound;
@@ -102,9 +102,9 @@ impl SseFormat for ResponsesFormat {
         data: &'a str,
         step: &mut impl FnMut(Step<'a>),
     ) {
-        let event = match StreamData::parse(event, data) {
-            Ok(StreamData::Event(event)) => event,
-            Ok(StreamData::Done | StreamData::Empty) => return,
+        let event = match Event::parse(event, data) {
+            Ok(Some(event)) => event,
+            Ok(None) => return,
             Err(error) => return step(Step::Malformed(error.to_string())),
         };
         self.check_sequence(event.sequence_number, step);

@@ -264,16 +264,6 @@ pub struct Event<'a> {
     pub error: Option<ApiError<'a>>,
 }
 
-/// What one event's data means.
-#[derive(Clone, Debug, PartialEq)]
-pub enum StreamData<'a> {
-    /// `[DONE]`, which some relays append though Responses has none: ignored.
-    Done,
-    /// Data with nothing in it (a keep-alive): ignored.
-    Empty,
-    Event(Event<'a>),
-}
-
 /// Why an event's data could not be understood. Counted, never fatal.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum EventError {
@@ -285,15 +275,14 @@ pub enum EventError {
     NoType,
 }
 
-impl<'a> StreamData<'a> {
-    /// Parses one event. `event` is its `event:` name (absent in data-only streams).
-    pub fn parse(event: Option<&str>, data: &'a str) -> Result<StreamData<'a>, EventError> {
+impl<'a> Event<'a> {
+    /// Parses one event. `event` is its `event:` name (absent in data-only streams). `None`:
+    /// data that says nothing (empty, a keep-alive, or the `[DONE]` some relays append though
+    /// Responses has none).
+    pub fn parse(event: Option<&str>, data: &'a str) -> Result<Option<Event<'a>>, EventError> {
         let trimmed = data.trim();
-        if trimmed.is_empty() {
-            return Ok(StreamData::Empty);
-        }
-        if trimmed == "[DONE]" {
-            return Ok(StreamData::Done);
+        if trimmed.is_empty() || trimmed == "[DONE]" {
+            return Ok(None);
         }
         let raw: RawEvent<'a> = serde_json::from_str(data).map_err(|e| {
             use serde_json::error::Category;
@@ -332,7 +321,7 @@ impl<'a> StreamData<'a> {
                     param: raw.param.map(|p| p.0),
                 })
             });
-        Ok(StreamData::Event(Event {
+        Ok(Some(Event {
             kind,
             sequence_number: raw.sequence_number.map(|n| n.0),
             delta: raw.delta.and_then(|d| d.0),
@@ -696,7 +685,7 @@ mod tests {
     #[test]
     fn a_delta_event_borrows_its_text() {
         let data = r#"{"type":"response.output_text.delta","item_id":"msg_1","output_index":0,"content_index":0,"delta":"Hi","logprobs":[],"sequence_number":4}"#;
-        let StreamData::Event(event) = StreamData::parse(None, data).unwrap() else {
+        let Some(event) = Event::parse(None, data).unwrap() else {
             panic!()
         };
         assert_eq!(event.kind, "response.output_text.delta");
@@ -706,34 +695,34 @@ mod tests {
 
     #[test]
     fn the_type_comes_from_the_data_or_the_event_name() {
-        let parsed = StreamData::parse(Some("response.output_text.delta"), r#"{"delta":"x"}"#);
-        let Ok(StreamData::Event(event)) = parsed else {
+        let parsed = Event::parse(Some("response.output_text.delta"), r#"{"delta":"x"}"#);
+        let Ok(Some(event)) = parsed else {
             panic!("{parsed:?}")
         };
         assert_eq!(event.kind, "response.output_text.delta");
         assert_eq!(
-            StreamData::parse(None, r#"{"delta":"x"}"#),
+            Event::parse(None, r#"{"delta":"x"}"#),
             Err(EventError::NoType)
         );
-        assert_eq!(StreamData::parse(None, " [DONE] "), Ok(StreamData::Done));
-        assert_eq!(StreamData::parse(None, ""), Ok(StreamData::Empty));
+        assert_eq!(Event::parse(None, " [DONE] "), Ok(None));
+        assert_eq!(Event::parse(None, ""), Ok(None));
         assert!(matches!(
-            StreamData::parse(None, "{oops"),
+            Event::parse(None, "{oops"),
             Err(EventError::NotJson(_))
         ));
         assert!(matches!(
-            StreamData::parse(None, r#"{"type":5}"#),
+            Event::parse(None, r#"{"type":5}"#),
             Err(EventError::BadShape(_))
         ));
     }
 
     #[test]
     fn odd_deltas_and_numbers_are_tolerated() {
-        let parsed = StreamData::parse(
+        let parsed = Event::parse(
             None,
             r#"{"type":"response.x.delta","delta":{"a":[1,2]},"sequence_number":"7"}"#,
         );
-        let Ok(StreamData::Event(event)) = parsed else {
+        let Ok(Some(event)) = parsed else {
             panic!("{parsed:?}")
         };
         assert_eq!(event.delta, None);
@@ -743,7 +732,7 @@ mod tests {
     #[test]
     fn the_terminal_events() {
         let completed = r#"{"type":"response.completed","sequence_number":9,"response":{"id":"resp_1","object":"response","status":"completed","error":null,"incomplete_details":null,"output":[{"type":"message","content":[{"type":"output_text","text":"Hi"}]}],"usage":{"input_tokens":100,"input_tokens_details":{"cached_tokens":64},"output_tokens":50,"output_tokens_details":{"reasoning_tokens":30},"total_tokens":150,"cost":0.00042}}}"#;
-        let Ok(StreamData::Event(event)) = StreamData::parse(None, completed) else {
+        let Ok(Some(event)) = Event::parse(None, completed) else {
             panic!()
         };
         assert_eq!(
@@ -760,7 +749,7 @@ mod tests {
         assert_eq!(event.error, None);
 
         let incomplete = r#"{"type":"response.incomplete","response":{"status":"incomplete","incomplete_details":{"reason":"max_output_tokens"},"usage":{"prompt_tokens":3,"completion_tokens":16}}}"#;
-        let Ok(StreamData::Event(event)) = StreamData::parse(None, incomplete) else {
+        let Ok(Some(event)) = Event::parse(None, incomplete) else {
             panic!()
         };
         assert_eq!(
@@ -774,7 +763,7 @@ mod tests {
         );
 
         let failed = r#"{"type":"response.failed","response":{"status":"failed","error":{"code":"server_error","message":"The model failed"},"usage":null}}"#;
-        let Ok(StreamData::Event(event)) = StreamData::parse(None, failed) else {
+        let Ok(Some(event)) = Event::parse(None, failed) else {
             panic!()
         };
         let error = event.error.unwrap();
@@ -783,7 +772,7 @@ mod tests {
         assert_eq!(event.usage, None);
 
         let top = r#"{"type":"error","code":"rate_limit_exceeded","message":"Slow down","param":null,"sequence_number":2}"#;
-        let Ok(StreamData::Event(event)) = StreamData::parse(Some("error"), top) else {
+        let Ok(Some(event)) = Event::parse(Some("error"), top) else {
             panic!()
         };
         let error = event.error.unwrap();
@@ -791,14 +780,14 @@ mod tests {
         assert_eq!(error.message, "Slow down");
 
         let nested = r#"{"error":{"message":"upstream gone","code":502}}"#;
-        let Ok(StreamData::Event(event)) = StreamData::parse(None, nested) else {
+        let Ok(Some(event)) = Event::parse(None, nested) else {
             panic!()
         };
         assert_eq!(event.kind, "error");
         assert_eq!(event.error.unwrap().code.as_deref(), Some("502"));
 
         let text = r#"{"type":"error","error":"upstream gone"}"#;
-        let Ok(StreamData::Event(event)) = StreamData::parse(None, text) else {
+        let Ok(Some(event)) = Event::parse(None, text) else {
             panic!()
         };
         assert_eq!(event.error.unwrap().message, "upstream gone");
