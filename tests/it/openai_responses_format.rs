@@ -678,3 +678,99 @@ async fn responses_output_limit_is_incomplete() {
     assert_eq!(finish_reason.as_deref(), Some("max_output_tokens"));
     server.stop().await;
 }
+
+// ------------------------------------------------------------------------------------------
+// Any input
+// ------------------------------------------------------------------------------------------
+
+const FIXTURES: [&str; 11] = [
+    "reference.sse",
+    "reasoning_then_text.sse",
+    "data_only.sse",
+    "unknown_events.sse",
+    "incomplete.sse",
+    "failed.sse",
+    "error_event.sse",
+    "sequence_gap.sse",
+    "usage_cached_reasoning_cost.sse",
+    "function_call.sse",
+    "truncated.sse",
+];
+
+/// Feeds `body` cut at `cuts` (positions modulo its length), all at one time, then its end:
+/// the events' shapes and the weighty inbounds. Never panics; at most one end of the response.
+fn feed_cut(body: &[u8], cuts: &[usize]) -> (Vec<String>, Vec<SseInbound>) {
+    let mut d = ResponsesDecoder::new();
+    d.request_sent(Duration::ZERO, "m", 1);
+    let mut events = Vec::new();
+    let mut inbounds = Vec::new();
+    let mut at: Vec<usize> = cuts.iter().map(|c| c % (body.len() + 1)).collect();
+    at.push(0);
+    at.push(body.len());
+    at.sort_unstable();
+    at.dedup();
+    let now = Duration::from_millis(1);
+    for pair in at.windows(2) {
+        inbounds.push(d.on_bytes(
+            now,
+            &body[pair[0]..pair[1]],
+            &mut |e| events.push(e),
+            &mut |_| {},
+        ));
+    }
+    inbounds.push(d.on_end(now, &mut |e| events.push(e), &mut |_| {}));
+    inbounds.retain(|i| *i != SseInbound::Nothing && *i != SseInbound::Text);
+    let ends = count(&events, |e| {
+        matches!(e, EventKind::Done { .. } | EventKind::RequestFailed { .. })
+    });
+    assert!(ends <= 1, "{ends} ends: {events:?}");
+    assert!(inbounds.len() <= 1, "{inbounds:?}");
+    (shapes(&events), inbounds)
+}
+
+mod any_input {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn config() -> ProptestConfig {
+        ProptestConfig {
+            cases: 128,
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        }
+    }
+
+    proptest! {
+        #![proptest_config(config())]
+
+        #[test]
+        fn responses_any_bytes_never_panic(
+            data in proptest::collection::vec(any::<u8>(), 0..768),
+            cuts in proptest::collection::vec(any::<usize>(), 0..6),
+        ) {
+            feed_cut(&data, &cuts);
+        }
+
+        #[test]
+        fn responses_fixtures_cut_anywhere_give_the_same_events(
+            which in 0..FIXTURES.len(),
+            cuts in proptest::collection::vec(any::<usize>(), 0..12),
+        ) {
+            let body = fixture(FIXTURES[which]);
+            prop_assert_eq!(feed_cut(&body, &cuts), feed_cut(&body, &[]));
+        }
+
+        #[test]
+        fn responses_fixtures_with_a_byte_changed_never_panic(
+            which in 0..FIXTURES.len(),
+            at in any::<usize>(),
+            byte in any::<u8>(),
+            cuts in proptest::collection::vec(any::<usize>(), 0..4),
+        ) {
+            let mut body = fixture(FIXTURES[which]);
+            let n = at % body.len();
+            body[n] = byte;
+            feed_cut(&body, &cuts);
+        }
+    }
+}
