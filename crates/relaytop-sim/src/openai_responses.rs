@@ -513,6 +513,21 @@ mod tests {
     }
 
     #[test]
+    fn a_whole_response_for_stream_false() {
+        let mut r = reply(Finish::Stop);
+        r.usage.prompt_tokens = 3;
+        r.usage.completion_tokens = 2;
+        let body: Value = serde_json::from_str(&Responses.whole(&r, "Hi there").unwrap()).unwrap();
+        assert_eq!(body["object"], "response");
+        assert_eq!(body["status"], "completed");
+        assert_eq!(body["output"][0]["content"][0]["text"], "Hi there");
+        assert_eq!(body["usage"]["total_tokens"], 5);
+        let body: Value =
+            serde_json::from_str(&Responses.whole(&reply(Finish::Length), "a").unwrap()).unwrap();
+        assert_eq!(body["incomplete_details"]["reason"], "max_output_tokens");
+    }
+
+    #[test]
     fn requests_are_read() {
         let head = RequestHead::default();
         let asked = Responses
