@@ -112,7 +112,6 @@ impl SseFormat for ResponsesFormat {
             kind,
             delta,
             usage,
-            status,
             incomplete_reason,
             error,
             ..
@@ -129,11 +128,7 @@ impl SseFormat for ResponsesFormat {
         } else if kind == "response.completed" {
             step(Step::Done {
                 usage: usage.map(stream_usage),
-                finish_reason: Some(
-                    status
-                        .filter(|s| !s.is_empty())
-                        .map_or_else(|| "completed".to_owned(), |s| s.into_owned()),
-                ),
+                finish_reason: Some("completed".to_owned()),
             });
         } else if kind == "response.incomplete" {
             step(Step::Done {
