@@ -319,7 +319,7 @@ impl From<AuthArg> for relaytop_core::session::AuthStyle {
 }
 
 /// `relaytop URL`: watch one relay with no configuration file.
-#[derive(clap::Args, Debug, Default)]
+#[derive(clap::Args, Debug)]
 pub struct WatchArgs {
     /// Watch this relay with no configuration file: a base (https://relay.example/v1) or an
     /// endpoint (…/v1/messages, …/v1/responses, …/v1beta/…, wss://…/v1/realtime). The protocol
@@ -344,6 +344,21 @@ pub struct WatchArgs {
     /// Seconds between one probe's prompts (default 5).
     #[arg(long, value_name = "SECONDS", default_value_t = 5.0)]
     pub interval: f64,
+}
+
+impl Default for WatchArgs {
+    /// What the command line gives when none of these is set.
+    fn default() -> Self {
+        Self {
+            url: None,
+            key_env: None,
+            protocol: None,
+            model: None,
+            auth: None,
+            probes: 2,
+            interval: 5.0,
+        }
+    }
 }
 
 /// `relaytop init`: write a commented configuration.

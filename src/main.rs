@@ -506,6 +506,13 @@ async fn world_of(
     options: &RunOptions,
 ) -> anyhow::Result<World> {
     use relaytop_core::config::starter;
+    if !(watch.interval.is_finite() && watch.interval >= 0.05) {
+        anyhow::bail!(
+            "--interval {} is not a probe interval: give the seconds between one probe's prompts \
+             (at least 0.05)",
+            watch.interval
+        );
+    }
     for note in notes {
         eprintln!("relaytop: {note}");
     }

@@ -31,9 +31,14 @@ struct Case {
     /// Connections the session makes before it learns the key is refused (Realtime answers
     /// 101, then an `invalid_api_key` error, then closes).
     connects_before_a_bad_key: usize,
+    /// The finish reason of a whole answer, and of one the output limit cut, in its words.
+    finish_stop: &'static str,
+    finish_length: &'static str,
+    /// The smallest output limit it sends (OpenAI refuses a `max_output_tokens` under 16).
+    least_max_tokens: u32,
 }
 
-const PROTOCOLS: [Case; 3] = [
+const PROTOCOLS: [Case; 4] = [
     Case {
         protocol: Protocol::RelayV1,
         model: "gpt-4.1",
@@ -41,6 +46,9 @@ const PROTOCOLS: [Case; 3] = [
         reports_cached_tokens: false,
         bad_key_reason: "401",
         connects_before_a_bad_key: 0,
+        finish_stop: "stop",
+        finish_length: "length",
+        least_max_tokens: 1,
     },
     Case {
         protocol: Protocol::OpenaiSse,
@@ -49,6 +57,9 @@ const PROTOCOLS: [Case; 3] = [
         reports_cached_tokens: true,
         bad_key_reason: "401",
         connects_before_a_bad_key: 0,
+        finish_stop: "stop",
+        finish_length: "length",
+        least_max_tokens: 1,
     },
     Case {
         protocol: Protocol::OpenaiRealtime,
@@ -57,6 +68,20 @@ const PROTOCOLS: [Case; 3] = [
         reports_cached_tokens: true,
         bad_key_reason: "invalid_api_key",
         connects_before_a_bad_key: 1,
+        finish_stop: "stop",
+        finish_length: "length",
+        least_max_tokens: 1,
+    },
+    Case {
+        protocol: Protocol::OpenaiResponses,
+        model: "gpt-5-mini",
+        url: SimServer::sse_base_url,
+        reports_cached_tokens: true,
+        bad_key_reason: "401",
+        connects_before_a_bad_key: 0,
+        finish_stop: "completed",
+        finish_length: "max_output_tokens",
+        least_max_tokens: 16,
     },
 ];
 
@@ -124,7 +149,11 @@ async fn every_protocol_streams_a_response_with_its_ttft_and_tokens() {
         if case.reports_cached_tokens {
             assert_eq!(tokens.cached_input, tokens.input / 2, "{name:?}");
         }
-        assert_eq!(finish_reason.as_deref(), Some("stop"), "{name:?}");
+        assert_eq!(
+            finish_reason.as_deref(),
+            Some(case.finish_stop),
+            "{name:?}"
+        );
         assert_eq!(
             s.count(|k| matches!(k, EventKind::Malformed { .. } | EventKind::Error { .. })),
             0,
@@ -298,7 +327,7 @@ async fn every_protocol_cancels_a_reply() {
 
 #[tokio::test]
 async fn every_protocol_takes_one_shot_sends() {
-    let server = sim(quick(10.0, 3)).await;
+    let server = sim(quick(10.0, 30)).await;
     for case in &PROTOCOLS {
         let name = case.protocol;
         let mut spec = case.spec(&server, Workload::OnDemand);
@@ -324,8 +353,16 @@ async fn every_protocol_takes_one_shot_sends() {
         else {
             unreachable!()
         };
-        assert_eq!(tokens.output, 2, "{name:?}");
-        assert_eq!(finish_reason.as_deref(), Some("length"), "{name:?}");
+        assert_eq!(
+            tokens.output,
+            u64::from(case.least_max_tokens.max(2)),
+            "{name:?}"
+        );
+        assert_eq!(
+            finish_reason.as_deref(),
+            Some(case.finish_length),
+            "{name:?}"
+        );
         assert_eq!(
             s.count(|k| matches!(k, EventKind::RequestSent { .. })),
             1,

@@ -141,6 +141,7 @@ async fn the_variables_other_tools_use_name_the_relays() {
     let tmp_path = tmp.path().to_owned();
     let output = tokio::task::spawn_blocking(move || {
         relaytop(&tmp_path)
+            .args(["--interval", "0.3"])
             .args(["headless", "--duration", "2s", "--format", "json"])
             .env("OPENAI_BASE_URL", format!("{root}/v1"))
             .env("OPENAI_API_KEY", OPENAI_KEY)
