@@ -11,8 +11,9 @@ use std::time::Duration;
 
 use reqwest::header::{self, HeaderMap, HeaderName, HeaderValue};
 
-use crate::config::secret::Secret;
+use crate::config::secret::{REDACTED, Secret};
 use crate::protocol::gemini::decode::{GeminiDecoder, GeminiFormat};
+use crate::protocol::gemini::wire;
 use crate::protocol::gemini::wire::{
     ErrorMeaning, GenerateContentRequest, key_query, models_url, parse_error_body, stream_url,
 };
@@ -42,6 +43,8 @@ pub struct GeminiCodec {
     auth: Option<(HeaderName, HeaderValue)>,
     /// The key, to scrub from any message a relay might echo it in.
     key: Option<Secret>,
+    /// The key as the URL carries it (percent-encoded), when that differs.
+    encoded_key: Option<String>,
     decoder: GeminiDecoder,
 }
 
@@ -85,6 +88,11 @@ impl GeminiCodec {
             models_url: models_url(&base, key_query.as_deref()),
             model_url: stream_url(&base, &model, key_query.as_deref()),
             base,
+            encoded_key: key.as_ref().and_then(|k| {
+                let encoded = wire::key_query(k.expose());
+                let encoded = encoded.strip_prefix("key=").unwrap_or_default();
+                (encoded != k.expose()).then(|| encoded.to_owned())
+            }),
             key_query,
             model,
             auth,
@@ -99,13 +107,9 @@ impl GeminiCodec {
             return text;
         };
         let text = key.redact(&text).into_owned();
-        match self
-            .key_query
-            .as_deref()
-            .and_then(|q| q.strip_prefix("key="))
-        {
-            Some(encoded) if encoded != key.expose() && text.contains(encoded) => {
-                Secret::new(encoded).redact(&text).into_owned()
+        match &self.encoded_key {
+            Some(encoded) if text.contains(encoded.as_str()) => {
+                text.replace(encoded.as_str(), REDACTED)
             }
             _ => text,
         }
@@ -153,6 +157,12 @@ impl HttpStreamCodec for GeminiCodec {
     }
 
     fn classify(&self, status: u16, _headers: &HeaderMap, body: &[u8], check: bool) -> HttpFailure {
+        // Scrubbed before it is read: no message cut can leave a piece of the key.
+        let body = match std::str::from_utf8(body) {
+            Ok(text) if self.key.is_some() => Cow::Owned(self.scrub(text.to_owned()).into_bytes()),
+            _ => Cow::Borrowed(body),
+        };
+        let body = body.as_ref();
         let error = parse_error_body(body);
         let (kind, action) = classify(status, error.as_ref().map(|e| e.meaning()));
         let what = if check { CHECK_NAME } else { STREAM_NAME };
