@@ -614,3 +614,233 @@ fn rate_limit_headers_only_when_a_relay_sends_them() {
         })
     ));
 }
+
+// ------------------------------------------------------------------------------------------
+// Sessions against the simulator (127.0.0.1, port 0)
+// ------------------------------------------------------------------------------------------
+
+const LONG: Duration = Duration::from_secs(10);
+
+fn quick(ttft_ms: f64, tokens: u32) -> relaytop_sim::SimProfile {
+    relaytop_sim::SimProfile {
+        ttft_p50_ms: ttft_ms,
+        ttft_p99_ms: ttft_ms,
+        tokens_per_response: tokens,
+        tokens_per_second: 1000.0,
+        ..relaytop_sim::SimProfile::default()
+    }
+}
+
+fn sim_spec(server: &relaytop_sim::SimServer, auth: AuthStyle) -> SessionSpec {
+    use relaytop_core::world::SimulatedRelay;
+    codec_spec(
+        &SimulatedRelay::url(server, Protocol::Gemini),
+        "gemini-2.5-flash",
+        auth,
+    )
+}
+
+fn is_done(k: &EventKind) -> bool {
+    matches!(k, EventKind::Done { .. })
+}
+
+/// Every event's text, for "the key is nowhere" checks.
+fn said(s: &support::Watched) -> String {
+    s.seen.iter().map(|e| format!("{:?}\n", e.kind)).collect()
+}
+
+#[tokio::test]
+async fn a_session_streams_thoughts_then_the_answer_from_the_simulator() {
+    let server = support::sim(relaytop_sim::SimProfile {
+        cached_prompt_fraction: 0.5,
+        thinking_tokens: 2,
+        ..quick(120.0, 6)
+    })
+    .await;
+    let mut s = support::watch(sim_spec(&server, AuthStyle::Native));
+    let done = s
+        .wait_for(LONG, is_done)
+        .await
+        .unwrap_or_else(|| panic!("no response:\n{}", s.story()));
+    let EventKind::Done {
+        ttft_us,
+        answer_us,
+        tokens,
+        finish_reason,
+        chunks,
+        ..
+    } = done.kind
+    else {
+        unreachable!()
+    };
+    let ttft_ms = ttft_us.expect("a first token") as f64 / 1000.0;
+    assert!(
+        (120.0..600.0).contains(&ttft_ms),
+        "TTFT {ttft_ms} ms for 120 ms"
+    );
+    assert!(
+        answer_us.is_some_and(|a| a >= ttft_us.unwrap_or(0)),
+        "the answer after the thoughts: {answer_us:?}"
+    );
+    // 6 tokens: 2 thinking, 4 answering; "Say hello." is 3 prompt tokens, 1 of them cached.
+    assert_eq!(chunks, 4, "{}", s.story());
+    assert_eq!(tokens, tokens_(3, 6, 1, 2));
+    assert_eq!(finish_reason.as_deref(), Some("STOP"));
+    assert_eq!(
+        s.count(|k| matches!(
+            k,
+            EventKind::Malformed { .. } | EventKind::Error { .. } | EventKind::UnknownFrame { .. }
+        )),
+        0,
+        "{}",
+        s.story()
+    );
+    server.stop().await;
+}
+
+fn tokens_(input: u64, output: u64, cached: u64, reasoning: u64) -> Tokens {
+    tokens(input, output, cached, reasoning)
+}
+
+#[tokio::test]
+async fn a_dropped_stream_is_reported_cut_and_the_session_reconnects() {
+    let server = support::sim(relaytop_sim::SimProfile {
+        drop_rate: 1.0,
+        ..quick(10.0, 8)
+    })
+    .await;
+    let mut s = support::watch(sim_spec(&server, AuthStyle::Native));
+    s.wait_for(LONG, |k| {
+        matches!(
+            k,
+            EventKind::Closed {
+                requested: false,
+                code: 1006,
+                ..
+            }
+        )
+    })
+    .await
+    .unwrap_or_else(|| panic!("no drop:\n{}", s.story()));
+    assert!(
+        s.count(|k| matches!(k, EventKind::RequestFailed { .. })) >= 1,
+        "the cut response failed:\n{}",
+        s.story()
+    );
+    assert_eq!(s.count(is_done), 0, "a cut is never a done:\n{}", s.story());
+    server.set_profile(quick(10.0, 3));
+    s.wait_for(LONG, is_done)
+        .await
+        .unwrap_or_else(|| panic!("no response after the drop:\n{}", s.story()));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn an_upstream_error_in_the_stream_fails_the_request_not_the_session() {
+    let server = support::sim(relaytop_sim::SimProfile {
+        error_rate: 1.0,
+        ..quick(10.0, 3)
+    })
+    .await;
+    let mut s = support::watch(sim_spec(&server, AuthStyle::Native));
+    for _ in 0..2 {
+        s.wait_for(LONG, |k| {
+            matches!(
+                k,
+                EventKind::RequestFailed {
+                    kind: ErrorKind::Upstream,
+                    ..
+                }
+            )
+        })
+        .await
+        .unwrap_or_else(|| panic!("no upstream error:\n{}", s.story()));
+    }
+    assert_eq!(s.count(|k| matches!(k, EventKind::Closed { .. })), 0);
+    assert_eq!(s.count(|k| matches!(k, EventKind::Connected { .. })), 1);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_query_auth_style_works_and_the_key_is_never_said() {
+    let server = support::sim(relaytop_sim::SimProfile {
+        accepted_keys: Some(vec![KEY.into()]),
+        ..quick(10.0, 3)
+    })
+    .await;
+    let mut s = support::watch(sim_spec(&server, AuthStyle::Query));
+    s.wait_for(LONG, is_done)
+        .await
+        .unwrap_or_else(|| panic!("no response with ?key=:\n{}", s.story()));
+    assert!(!said(&s).contains(KEY));
+    server.stop().await;
+
+    // A key the relay does not know: stopped at the check, without backing off or the key.
+    let server = support::sim(relaytop_sim::SimProfile {
+        accepted_keys: Some(vec!["AIzaSomeoneElse000000000000".into()]),
+        ..quick(10.0, 3)
+    })
+    .await;
+    let mut s = support::watch(sim_spec(&server, AuthStyle::Query));
+    let stop = s
+        .wait_for(LONG, |k| {
+            matches!(
+                k,
+                EventKind::State(relaytop_core::session::SessionState::Stopped { .. })
+            )
+        })
+        .await
+        .unwrap_or_else(|| panic!("did not stop:\n{}", s.story()));
+    let EventKind::State(relaytop_core::session::SessionState::Stopped { reason }) = stop.kind
+    else {
+        unreachable!()
+    };
+    assert!(
+        reason.contains("GET /v1beta/models answered 401"),
+        "{reason}"
+    );
+    assert_eq!(s.count(|k| matches!(k, EventKind::BackingOff { .. })), 0);
+    assert_eq!(
+        s.count(|k| matches!(
+            k,
+            EventKind::Error {
+                kind: ErrorKind::Auth,
+                retryable: false,
+                ..
+            }
+        )),
+        1,
+        "{}",
+        s.story()
+    );
+    assert!(!said(&s).contains(KEY), "{}", said(&s));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_key_in_the_url_is_not_in_a_connection_error() {
+    // Nothing listens there: the client's error names the URL it tried.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    let mut spec = codec_spec(
+        &format!("http://{addr}"),
+        "gemini-2.5-flash",
+        AuthStyle::Query,
+    );
+    spec.timing.backoff.max_attempts = 1;
+    let mut s = support::watch(spec);
+    s.wait_for(LONG, |k| {
+        matches!(
+            k,
+            EventKind::Error {
+                kind: ErrorKind::Network,
+                ..
+            }
+        )
+    })
+    .await
+    .unwrap_or_else(|| panic!("no connection error:\n{}", s.story()));
+    s.collect_for(Duration::from_millis(200)).await;
+    assert!(!said(&s).contains(KEY), "{}", said(&s));
+}

@@ -584,7 +584,7 @@ async fn read_bounded(mut response: reqwest::Response) -> Vec<u8> {
     body
 }
 
-/// The kind and a readable message of a client error (its causes included, its URL not).
+/// The kind and a readable message of a client error (its causes included, its URL's query not).
 fn describe_error(error: &reqwest::Error, connect_timeout: Duration) -> (ErrorKind, String) {
     let kind = if error.is_timeout() {
         ErrorKind::Timeout
@@ -592,6 +592,12 @@ fn describe_error(error: &reqwest::Error, connect_timeout: Duration) -> (ErrorKi
         ErrorKind::Network
     };
     let mut message = error_chain(error);
+    // The client's message names the URL; its query may hold a key (Gemini's `?key=`).
+    if let Some(url) = error.url().filter(|u| u.query().is_some()) {
+        let mut bare = url.clone();
+        bare.set_query(None);
+        message = message.replace(url.as_str(), &format!("{bare}?…"));
+    }
     if error.is_connect() {
         message = format!("cannot connect: {message}");
     } else if error.is_timeout() {
