@@ -62,6 +62,11 @@ impl SseFormat for GeminiFormat {
         data: &'a str,
         step: &mut impl FnMut(Step<'a>),
     ) {
+        // Not Gemini's, but relays that translate from chat completions send them: the end
+        // is the body's end all the same.
+        if matches!(data.trim(), "" | "[DONE]") {
+            return;
+        }
         let chunk = match StreamData::parse(data) {
             Ok(StreamData::Chunk(chunk)) => chunk,
             Ok(StreamData::Error(error)) => {
@@ -262,6 +267,25 @@ mod tests {
         let mut events = Vec::new();
         assert_eq!(
             d.on_end(ms(50), &mut |e| events.push(e), &mut |_| {}),
+            SseInbound::ResponseDone
+        );
+    }
+
+    #[test]
+    fn a_relay_s_done_sentinel_and_empty_data_are_nothing() {
+        let mut d = GeminiDecoder::new();
+        d.request_sent(ms(0), "m", 1);
+        let (_, e) = decode(
+            &mut d,
+            1,
+            b"data: {\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"Hi\"}]},\"finishReason\":\"STOP\"}]}\n\ndata: [DONE]\n\ndata:\n\n",
+        );
+        assert!(
+            !e.iter().any(|e| matches!(e, EventKind::Malformed { .. })),
+            "{e:?}"
+        );
+        assert_eq!(
+            d.on_end(ms(2), &mut |_| {}, &mut |_| {}),
             SseInbound::ResponseDone
         );
     }
