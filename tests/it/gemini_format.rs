@@ -913,3 +913,66 @@ proptest::proptest! {
         );
     }
 }
+
+#[tokio::test]
+async fn a_reply_is_cancelled_and_one_shot_sends_are_answered() {
+    use relaytop_core::session::{SessionCommand, SessionState, Workload};
+    let server = support::sim(relaytop_sim::SimProfile {
+        tokens_per_second: 20.0,
+        ..quick(10.0, 200)
+    })
+    .await;
+    let mut spec = sim_spec(&server, AuthStyle::Native);
+    spec.workload = support::chat();
+    let mut s = support::watch(spec);
+    s.wait_for(LONG, |k| matches!(k, EventKind::State(SessionState::Open)))
+        .await
+        .expect("open");
+    let commands = s.handle.commands.clone();
+    commands
+        .send(SessionCommand::Chat {
+            text: "tell me".into(),
+        })
+        .await
+        .unwrap();
+    s.wait_for(LONG, |k| matches!(k, EventKind::FirstToken { .. }))
+        .await
+        .unwrap_or_else(|| panic!("not streaming:\n{}", s.story()));
+    commands.send(SessionCommand::Cancel).await.unwrap();
+    let done = s.wait_for(LONG, is_done).await.expect("done");
+    let EventKind::Done { finish_reason, .. } = done.kind else {
+        unreachable!()
+    };
+    assert_eq!(finish_reason.as_deref(), Some("cancelled"));
+    commands.send(SessionCommand::Close).await.unwrap();
+    server.stop().await;
+
+    let server = support::sim(quick(10.0, 3)).await;
+    let mut spec = sim_spec(&server, AuthStyle::Native);
+    spec.workload = Workload::OnDemand;
+    spec.timing.heartbeat = None;
+    let mut s = support::watch(spec);
+    s.handle
+        .commands
+        .send(SessionCommand::Send {
+            prompt: "canary probe".into(),
+            max_tokens: Some(2),
+        })
+        .await
+        .unwrap();
+    let done = s
+        .wait_for(LONG, is_done)
+        .await
+        .unwrap_or_else(|| panic!("no response:\n{}", s.story()));
+    let EventKind::Done {
+        tokens,
+        finish_reason,
+        ..
+    } = done.kind
+    else {
+        unreachable!()
+    };
+    assert_eq!(tokens.output, 2);
+    assert_eq!(finish_reason.as_deref(), Some("MAX_TOKENS"));
+    server.stop().await;
+}

@@ -62,24 +62,26 @@ pub fn api_root(base: &str) -> (String, Option<&str>) {
     (root, query)
 }
 
-/// The model's path segment: `models/gemini-2.5-flash` and `gemini-2.5-flash` alike give
-/// `gemini-2.5-flash`, percent-encoded where a path needs it.
-pub fn model_segment(model: &str) -> String {
+/// The model's path below the root: `models/gemini-2.5-flash` and `gemini-2.5-flash` alike
+/// give `models/gemini-2.5-flash`, a tuned model `tunedModels/…`; percent-encoded where a path
+/// needs it.
+pub fn model_path(model: &str) -> String {
     let model = model.trim();
-    let model = model.strip_prefix("models/").unwrap_or(model);
-    percent_encode(model, |c| {
+    let (collection, name) = match model.strip_prefix("tunedModels/") {
+        Some(name) => ("tunedModels", name),
+        None => ("models", model.strip_prefix("models/").unwrap_or(model)),
+    };
+    let name = percent_encode(name, |c| {
         c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~' | b'@')
-    })
+    });
+    format!("{collection}/{name}")
 }
 
 /// `{root}/models/{model}:streamGenerateContent?alt=sse`, with the base's own query kept
 /// and `extra_query` (e.g. `key=…`) appended.
 pub fn stream_url(base: &str, model: &str, extra_query: Option<&str>) -> String {
     let (root, query) = api_root(base);
-    let mut url = format!(
-        "{root}/models/{}{STREAM_METHOD}?alt=sse",
-        model_segment(model)
-    );
+    let mut url = format!("{root}/{}{STREAM_METHOD}?alt=sse", model_path(model));
     for q in [query, extra_query].into_iter().flatten() {
         url.push('&');
         url.push_str(q);
@@ -789,7 +791,8 @@ mod tests {
             models_url("http://127.0.0.1:9/", Some("key=K")),
             "http://127.0.0.1:9/v1beta/models?key=K"
         );
-        assert_eq!(model_segment("a b/c"), "a%20b%2Fc");
+        assert_eq!(model_path("a b/c"), "models/a%20b%2Fc");
+        assert_eq!(model_path("tunedModels/my-tune"), "tunedModels/my-tune");
         assert_eq!(key_query("AIza+/="), "key=AIza%2B%2F%3D");
     }
 
