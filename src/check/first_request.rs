@@ -427,7 +427,7 @@ pub(super) async fn check_models(
                     .filter(|ids: &Vec<String>| !ids.is_empty());
             match list {
                 Some(ids) => {
-                    let listed = ids.iter().any(|id| *id == model);
+                    let listed = ids.contains(&model);
                     let detail = format!(
                         "{} models for this key; {model} {}",
                         ids.len(),

@@ -38,7 +38,7 @@ struct Case {
     least_max_tokens: u32,
 }
 
-const PROTOCOLS: [Case; 4] = [
+const PROTOCOLS: [Case; 5] = [
     Case {
         protocol: Protocol::RelayV1,
         model: "gpt-4.1",
@@ -82,6 +82,17 @@ const PROTOCOLS: [Case; 4] = [
         finish_stop: "completed",
         finish_length: "max_output_tokens",
         least_max_tokens: 16,
+    },
+    Case {
+        protocol: Protocol::Gemini,
+        model: "gemini-2.5-flash",
+        url: SimServer::root_url,
+        reports_cached_tokens: true,
+        bad_key_reason: "API_KEY_INVALID",
+        connects_before_a_bad_key: 0,
+        finish_stop: "STOP",
+        finish_length: "MAX_TOKENS",
+        least_max_tokens: 1,
     },
 ];
 

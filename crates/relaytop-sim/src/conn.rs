@@ -86,14 +86,14 @@ pub(super) fn plain_http_answer(head: &RequestHead, profile: &SimProfile) -> Str
         ("GET", MODELS_PATH | GEMINI_MODELS_PATH) => {
             match http::check_request_key(head, profile.accepted_keys.as_deref()) {
                 Ok(()) => http::json_response(200, &[], &http::models_body_for(head)),
-                Err(why) => http::json_response(
-                    401,
-                    &[],
-                    &http::openai_error_body(
-                        &why,
-                        "invalid_request_error",
-                        Some("invalid_api_key"),
-                    ),
+                Err(why) => super::stream::refusal_response(
+                    super::stream::shape_of_models(head),
+                    &super::stream::Refusal {
+                        status: 401,
+                        kind: super::stream::RefusalKind::Key,
+                        message: format!("Incorrect API key provided: {why}"),
+                        retry_after_ms: None,
+                    },
                 ),
             }
         }

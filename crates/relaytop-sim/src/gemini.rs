@@ -212,6 +212,14 @@ impl Shape for Gemini {
         })
     }
 
+    fn refusal_status(&self, refusal: &Refusal) -> u16 {
+        // Google answers a missing or bad key 400 INVALID_ARGUMENT (reason API_KEY_INVALID).
+        match (refusal.kind, refusal.status) {
+            (RefusalKind::Key, 401) => 400,
+            (_, status) => status,
+        }
+    }
+
     fn refusal_body(&self, refusal: &Refusal) -> String {
         let status = refusal.status;
         match refusal.kind {
@@ -375,6 +383,8 @@ mod tests {
             include_usage: true,
             seq: 0,
             block: 0,
+            thinking_text: String::new(),
+            answer_text: String::new(),
             thinking_open: false,
             answer_open: false,
         }

@@ -130,6 +130,10 @@ pub(crate) trait Shape {
     /// The whole HTTP answer to a refusal: status, the format's error body; `retry_after_ms`
     /// headers are added by the schedule through `extra`.
     fn refusal_body(&self, refusal: &Refusal) -> String;
+    /// The status a refusal is answered with (Google answers a bad key 400, not 401).
+    fn refusal_status(&self, refusal: &Refusal) -> u16 {
+        refusal.status
+    }
     /// Headers of a refusal beyond `Retry-After` (chat's `x-should-retry`).
     fn refusal_headers(&self, _refusal: &Refusal) -> Vec<(&'static str, String)> {
         Vec::new()
@@ -159,6 +163,18 @@ pub(crate) trait Shape {
     /// `None`: the format answers 400.
     fn whole(&self, _reply: &Reply, _text: &str) -> Option<String> {
         None
+    }
+}
+
+/// The shape whose model list this is (`GET /v1beta/models`: Gemini's; with
+/// `anthropic-version`: Anthropic's; else OpenAI's), for its error bodies.
+pub(crate) fn shape_of_models(head: &RequestHead) -> &'static (dyn Shape + Sync) {
+    if head.path.starts_with("/v1beta") {
+        &super::gemini::Gemini
+    } else if head.anthropic_version.is_some() {
+        &super::anthropic_messages::Messages
+    } else {
+        &super::openai_chat::Chat
     }
 }
 
@@ -247,7 +263,11 @@ enum Answer {
 }
 
 /// The whole HTTP answer to a refusal, in the shape's error format.
-fn refusal_response(shape: &(dyn Shape + Sync), refusal: &Refusal) -> String {
+pub(crate) fn refusal_response(shape: &(dyn Shape + Sync), refusal: &Refusal) -> String {
+    let refusal = &Refusal {
+        status: shape.refusal_status(refusal),
+        ..refusal.clone()
+    };
     let mut headers: Vec<(&'static str, String)> = Vec::new();
     if let Some(ms) = refusal.retry_after_ms {
         headers.push(("retry-after-ms", ms.to_string()));

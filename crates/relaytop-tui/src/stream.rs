@@ -194,6 +194,7 @@ impl StreamRing {
             EventKind::Done {
                 request,
                 ttft_us,
+                answer_us,
                 total_us,
                 tokens,
                 finish_reason,
@@ -207,8 +208,14 @@ impl StreamRing {
                 if let Some(ttft) = ttft_us {
                     text.push_str(&format!(" · ttft {}", format::latency(*ttft)));
                 }
+                if let Some(answer) = answer_us {
+                    text.push_str(&format!(" · answer {}", format::latency(*answer)));
+                }
                 text.push_str(&format!(" · total {}", format::latency(*total_us)));
-                if let Some(reason) = finish_reason.as_deref().filter(|r| *r != "stop") {
+                if let Some(reason) = finish_reason
+                    .as_deref()
+                    .filter(|r| !relaytop_core::session::response::is_ordinary_finish(r))
+                {
                     text.push_str(&format!(" · {reason}"));
                 }
                 (LineKind::Done, *request, text)

@@ -10,6 +10,16 @@ use crate::protocol::relay_v1::Usage;
 use crate::session::event::micros;
 use crate::session::{ErrorKind, EventKind, RequestId, Tokens};
 
+/// Whether a finish reason says the answer was whole, in any format's words (chat `stop`,
+/// Anthropic `end_turn` and `stop_sequence`, Responses `completed`, Gemini `STOP`): the
+/// reasons worth showing are the others (a length limit, a filter, a cancel).
+pub fn is_ordinary_finish(reason: &str) -> bool {
+    matches!(
+        reason,
+        "stop" | "end_turn" | "stop_sequence" | "completed" | "STOP"
+    )
+}
+
 /// Estimated tokens of a text of `chars` characters: one token per four characters.
 pub fn estimate_tokens_from_chars(chars: u64) -> u64 {
     chars.div_ceil(4)
