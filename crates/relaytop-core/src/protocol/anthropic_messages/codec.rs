@@ -155,3 +155,139 @@ fn http_failure_message(
     };
     format!("{what} answered {status}: {detail}")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::secret::Secret;
+    use crate::protocol::relay_v1::{ChatMessage, Role};
+    use crate::session::{Protocol, SessionInfo, Timing, Workload};
+    use crate::transport::http_stream::Action;
+
+    fn spec(url: &str, auth: AuthStyle) -> SessionSpec {
+        SessionSpec {
+            info: SessionInfo {
+                id: 0,
+                name: "test".into(),
+                provider: "test".into(),
+                model: "claude-sonnet-4-5".into(),
+                protocol: Protocol::AnthropicMessages,
+                url: url.into(),
+                workload: "probe".into(),
+            },
+            api_key: Some(Secret::new("sk-ant-api03-test")),
+            auth,
+            workload: Workload::OnDemand,
+            timing: Timing::default(),
+            seed: Some(7),
+            tap: None,
+            limits: None,
+            resolver: None,
+        }
+    }
+
+    #[test]
+    fn urls_and_names() {
+        for base in [
+            "https://r.example",
+            "https://r.example/v1",
+            "https://r.example/v1/messages",
+        ] {
+            let codec = MessagesCodec::new(&spec(base, AuthStyle::Native));
+            assert_eq!(codec.check_url(), "https://r.example/v1/models");
+            assert_eq!(codec.stream_url("any"), "https://r.example/v1/messages");
+        }
+        let codec = MessagesCodec::new(&spec("https://r.example", AuthStyle::Native));
+        assert_eq!(codec.check_name(), "GET /v1/models");
+        assert_eq!(codec.stream_name(), "POST /v1/messages");
+    }
+
+    #[test]
+    fn auth_headers_per_style() {
+        let header = |style| {
+            let codec = MessagesCodec::new(&spec("https://r.example", style));
+            let (name, value) = codec.auth().cloned().unwrap();
+            assert!(value.is_sensitive(), "{style:?}");
+            let extra = codec.extra_headers();
+            assert_eq!(extra.len(), 1);
+            assert_eq!(extra[0].0.as_str(), "anthropic-version");
+            assert_eq!(extra[0].1, "2023-06-01");
+            (name.as_str().to_owned(), value.to_str().unwrap().to_owned())
+        };
+        let x_api_key = ("x-api-key".to_owned(), "sk-ant-api03-test".to_owned());
+        assert_eq!(header(AuthStyle::Native), x_api_key);
+        assert_eq!(header(AuthStyle::XApiKey), x_api_key);
+        assert_eq!(header(AuthStyle::Query), x_api_key, "never in the URL");
+        assert_eq!(
+            header(AuthStyle::Bearer),
+            (
+                "authorization".to_owned(),
+                "Bearer sk-ant-api03-test".to_owned()
+            )
+        );
+        assert_eq!(
+            header(AuthStyle::XGoogApiKey),
+            ("x-goog-api-key".to_owned(), "sk-ant-api03-test".to_owned())
+        );
+        let mut no_key = spec("https://r.example", AuthStyle::Native);
+        no_key.api_key = None;
+        let codec = MessagesCodec::new(&no_key);
+        assert!(codec.auth().is_none());
+        assert_eq!(codec.extra_headers().len(), 1, "the version goes anyway");
+        assert!(auth_header(AuthStyle::Native, "bad\nkey").is_none());
+    }
+
+    #[test]
+    fn the_request_body_and_estimate() {
+        let spec = spec("https://r.example", AuthStyle::Native);
+        let codec = MessagesCodec::new(&spec);
+        let outgoing = Outgoing {
+            messages: vec![
+                ChatMessage::new(Role::System, "Be brief."),
+                ChatMessage::new(Role::User, "Say hello."),
+            ],
+            max_tokens: None,
+        };
+        let request = codec.request(&spec, &outgoing);
+        assert_eq!(request.model, "claude-sonnet-4-5");
+        assert_eq!(request.prompt_tokens_estimate, 5, "19 characters");
+        let body: serde_json::Value = serde_json::from_str(&request.body).unwrap();
+        assert_eq!(body["system"], "Be brief.");
+        assert_eq!(body["max_tokens"], 1024);
+        assert_eq!(body["stream"], true);
+        assert_eq!(body["messages"][0]["role"], "user");
+        assert_eq!(body["messages"].as_array().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn failures_are_worded_like_chat() {
+        let codec = MessagesCodec::new(&spec("https://r.example", AuthStyle::Native));
+        let headers = HeaderMap::new();
+        let f = codec.classify(
+            529,
+            &headers,
+            br#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#,
+            false,
+        );
+        assert_eq!(f.kind, crate::session::ErrorKind::Overloaded);
+        assert_eq!(f.action, Action::Retry);
+        assert_eq!(
+            f.message,
+            "POST /v1/messages answered 529: overloaded_error: Overloaded"
+        );
+        let f = codec.classify(
+            401,
+            &headers,
+            "{\"error\":{\"message\":\"无效的令牌\",\"type\":\"new_api_error\"}}".as_bytes(),
+            true,
+        );
+        assert_eq!(f.action, Action::Stop);
+        assert_eq!(
+            f.message,
+            "GET /v1/models answered 401: new_api_error: 无效的令牌"
+        );
+        let f = codec.classify(502, &headers, b"Bad Gateway", false);
+        assert_eq!(f.action, Action::Retry);
+        assert!(f.message.starts_with("POST /v1/messages answered 502: "));
+    }
+}

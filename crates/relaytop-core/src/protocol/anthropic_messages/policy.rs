@@ -177,3 +177,191 @@ pub fn rate_limit_event(headers: &HeaderMap, now: DateTime<Utc>) -> Option<Event
         tokens_reset_ms: tokens.2,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::anthropic_messages::wire::parse_error_body;
+    use reqwest::header::HeaderValue;
+
+    fn body(status: u16, body: &str) -> (ErrorKind, Action) {
+        classify(status, parse_error_body(body.as_bytes()).as_ref(), None)
+    }
+
+    #[test]
+    fn anthropic_error_bodies() {
+        let e = |t: &str| format!(r#"{{"type":"error","error":{{"type":"{t}","message":"m"}}}}"#);
+        assert_eq!(
+            body(529, &e("overloaded_error")),
+            (ErrorKind::Overloaded, Action::Retry)
+        );
+        assert_eq!(body(529, "<html>"), (ErrorKind::Overloaded, Action::Retry));
+        assert_eq!(
+            body(429, &e("rate_limit_error")),
+            (ErrorKind::RateLimited, Action::Retry)
+        );
+        assert_eq!(
+            body(401, &e("authentication_error")),
+            (ErrorKind::Auth, Action::Stop)
+        );
+        assert_eq!(
+            body(400, &e("authentication_error")),
+            (ErrorKind::Auth, Action::Stop),
+            "a relay's 400 for a bad key"
+        );
+        assert_eq!(
+            body(403, &e("permission_error")),
+            (ErrorKind::Auth, Action::Stop)
+        );
+        assert_eq!(
+            body(400, &e("invalid_request_error")),
+            (ErrorKind::InvalidRequest, Action::Fail)
+        );
+        assert_eq!(
+            body(500, &e("api_error")),
+            (ErrorKind::Upstream, Action::Retry)
+        );
+        assert_eq!(body(502, ""), (ErrorKind::Upstream, Action::Retry));
+        assert_eq!(body(404, ""), (ErrorKind::InvalidRequest, Action::Fail));
+    }
+
+    #[test]
+    fn new_api_words() {
+        let openai = |status: u16, message: &str, code: &str| {
+            body(
+                status,
+                &format!(
+                    r#"{{"error":{{"message":"{message}","type":"new_api_error","code":"{code}"}}}}"#
+                ),
+            )
+        };
+        let wrapped = |status: u16, message: &str| {
+            body(
+                status,
+                &format!(r#"{{"type":"error","error":{{"type":"new_api_error","message":"{message}"}}}}"#),
+            )
+        };
+        assert_eq!(wrapped(401, "无效的令牌"), (ErrorKind::Auth, Action::Stop));
+        assert_eq!(wrapped(500, "无效的令牌"), (ErrorKind::Auth, Action::Stop));
+        assert_eq!(wrapped(401, "该令牌已过期"), (ErrorKind::Auth, Action::Stop));
+        assert_eq!(
+            wrapped(429, "该令牌额度已用尽 tokenId=3"),
+            (ErrorKind::Auth, Action::Stop)
+        );
+        assert_eq!(
+            openai(403, "用户额度不足, 剩余额度: $0.01", "insufficient_user_quota"),
+            (ErrorKind::Auth, Action::Stop)
+        );
+        assert_eq!(
+            openai(400, "quota", "insufficient_user_quota"),
+            (ErrorKind::Auth, Action::Stop)
+        );
+        assert_eq!(
+            openai(503, "分组 default 下模型 claude-x 无可用渠道（distributor）", ""),
+            (ErrorKind::InvalidRequest, Action::Fail)
+        );
+        assert_eq!(
+            openai(503, "no channel", "model_not_found"),
+            (ErrorKind::InvalidRequest, Action::Fail)
+        );
+        assert_eq!(
+            wrapped(429, "当前分组上游负载已饱和，请稍后再试"),
+            (ErrorKind::RateLimited, Action::Retry)
+        );
+        assert_eq!(
+            wrapped(500, "当前分组上游负载已饱和，请稍后再试"),
+            (ErrorKind::RateLimited, Action::Retry)
+        );
+    }
+
+    #[test]
+    fn should_retry_overrides() {
+        let e = parse_error_body(br#"{"type":"error","error":{"type":"api_error","message":"m"}}"#);
+        assert_eq!(
+            classify(500, e.as_ref(), Some(false)),
+            (ErrorKind::Upstream, Action::Fail)
+        );
+        assert_eq!(
+            classify(400, None, Some(true)),
+            (ErrorKind::InvalidRequest, Action::Retry)
+        );
+        let bad_key = parse_error_body(br#"{"type":"error","error":{"type":"authentication_error","message":"invalid x-api-key"}}"#);
+        assert_eq!(
+            classify(401, bad_key.as_ref(), Some(true)),
+            (ErrorKind::Auth, Action::Stop),
+            "a bad key is never retried"
+        );
+    }
+
+    #[test]
+    fn stream_errors() {
+        let kind = |body: &str| stream_error_kind(&parse_error_body(body.as_bytes()).unwrap());
+        let e = |t: &str| format!(r#"{{"type":"error","error":{{"type":"{t}","message":"m"}}}}"#);
+        assert_eq!(kind(&e("overloaded_error")), (ErrorKind::Overloaded, false));
+        assert_eq!(kind(&e("rate_limit_error")), (ErrorKind::RateLimited, false));
+        assert_eq!(kind(&e("authentication_error")), (ErrorKind::Auth, true));
+        assert_eq!(kind(&e("permission_error")), (ErrorKind::Auth, true));
+        assert_eq!(
+            kind(&e("invalid_request_error")),
+            (ErrorKind::InvalidRequest, false)
+        );
+        assert_eq!(kind(&e("api_error")), (ErrorKind::Upstream, false));
+        assert_eq!(kind(&e("something_new")), (ErrorKind::Upstream, false));
+    }
+
+    #[test]
+    fn rate_limit_headers() {
+        let now = DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let mut h = HeaderMap::new();
+        assert_eq!(rate_limit_event(&h, now), None);
+        for (name, value) in [
+            ("anthropic-ratelimit-requests-limit", "50"),
+            ("anthropic-ratelimit-requests-remaining", "49"),
+            ("anthropic-ratelimit-requests-reset", "2026-01-01T00:00:01.5Z"),
+            ("anthropic-ratelimit-tokens-limit", "40000"),
+            ("anthropic-ratelimit-tokens-remaining", "not a number"),
+            ("anthropic-ratelimit-tokens-reset", "2025-12-31T23:59:00Z"),
+            ("anthropic-ratelimit-input-tokens-limit", "30000"),
+        ] {
+            h.insert(name, HeaderValue::from_static(value));
+        }
+        assert_eq!(
+            rate_limit_event(&h, now),
+            Some(EventKind::RateLimitStatus {
+                requests_limit: Some(50),
+                requests_remaining: Some(49),
+                requests_reset_ms: Some(1500),
+                tokens_limit: Some(40000),
+                tokens_remaining: None,
+                tokens_reset_ms: Some(0),
+            })
+        );
+        // Input tokens stand in for tokens; retry-after for a reset that cannot be read.
+        let mut h = HeaderMap::new();
+        for (name, value) in [
+            ("anthropic-ratelimit-input-tokens-limit", "30000"),
+            ("anthropic-ratelimit-input-tokens-remaining", "0"),
+            ("anthropic-ratelimit-input-tokens-reset", "soon"),
+            ("retry-after", "7"),
+        ] {
+            h.insert(name, HeaderValue::from_static(value));
+        }
+        assert_eq!(
+            rate_limit_event(&h, now),
+            Some(EventKind::RateLimitStatus {
+                requests_limit: None,
+                requests_remaining: None,
+                requests_reset_ms: None,
+                tokens_limit: Some(30000),
+                tokens_remaining: Some(0),
+                tokens_reset_ms: Some(7000),
+            })
+        );
+        // retry-after alone is not a rate-limit status.
+        let mut h = HeaderMap::new();
+        h.insert("retry-after", HeaderValue::from_static("7"));
+        assert_eq!(rate_limit_event(&h, now), None);
+    }
+}

@@ -514,3 +514,179 @@ impl<'a> RawError<'a> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_from_any_base() {
+        for base in [
+            "https://relay.example",
+            "https://relay.example/",
+            "https://relay.example/v1",
+            "https://relay.example/v1/",
+            "https://relay.example/v1/messages",
+            " https://relay.example/v1/messages/ ",
+        ] {
+            assert_eq!(
+                messages_url(base),
+                "https://relay.example/v1/messages",
+                "{base}"
+            );
+            assert_eq!(
+                models_url(base),
+                "https://relay.example/v1/models",
+                "{base}"
+            );
+        }
+        assert_eq!(
+            messages_url("https://r.example/anthropic?x=1"),
+            "https://r.example/anthropic/v1/messages?x=1"
+        );
+        assert_eq!(
+            models_url("https://r.example/anthropic/v1?x=1"),
+            "https://r.example/anthropic/v1/models?x=1"
+        );
+    }
+
+    #[test]
+    fn the_request_has_the_messages_shape() {
+        let conversation = [
+            ChatMessage::new(Role::System, "Be brief."),
+            ChatMessage::new(Role::User, "hi"),
+            ChatMessage::new(Role::User, "there"),
+            ChatMessage::new(Role::Assistant, "Hello"),
+            ChatMessage::new(Role::User, "again"),
+        ];
+        let request = MessagesRequest::streamed("claude-sonnet-4-5", &conversation, None);
+        assert_eq!(
+            request.to_json(),
+            r#"{"model":"claude-sonnet-4-5","max_tokens":1024,"stream":true,"system":"Be brief.","messages":[{"role":"user","content":"hi\n\nthere"},{"role":"assistant","content":"Hello"},{"role":"user","content":"again"}]}"#
+        );
+        let request =
+            MessagesRequest::streamed("m", &[ChatMessage::new(Role::User, "hi")], Some(16));
+        assert_eq!(
+            request.to_json(),
+            r#"{"model":"m","max_tokens":16,"stream":true,"messages":[{"role":"user","content":"hi"}]}"#
+        );
+    }
+
+    #[test]
+    fn a_request_reads_back() {
+        let conversation = vec![
+            ChatMessage::new(Role::System, "Be brief."),
+            ChatMessage::new(Role::User, "hi"),
+            ChatMessage::new(Role::Assistant, "Hello"),
+            ChatMessage::new(Role::User, "again"),
+        ];
+        let body = MessagesRequest::streamed("m", &conversation, Some(64)).to_json();
+        assert_eq!(read_request(&body), Some((conversation, Some(64))));
+        // Blocks, a system given as blocks, no max_tokens.
+        let (messages, max) = read_request(
+            r#"{"model":"m","system":[{"type":"text","text":"S"}],"messages":[{"role":"user","content":[{"type":"text","text":"a"},{"type":"image"},{"type":"text","text":"b"}]}]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            messages,
+            [
+                ChatMessage::new(Role::System, "S"),
+                ChatMessage::new(Role::User, "a\n\nb")
+            ]
+        );
+        assert_eq!(max, None);
+        assert_eq!(read_request("not json"), None);
+        assert_eq!(read_request(r#"{"model":"m"}"#), None);
+    }
+
+    #[test]
+    fn events_with_and_without_their_names() {
+        let delta = r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hi"}}"#;
+        let expected = MessagesEvent::Delta(Delta::Text(Cow::Borrowed("Hi")));
+        assert_eq!(
+            MessagesEvent::parse(Some("content_block_delta"), delta),
+            Ok(expected.clone())
+        );
+        assert_eq!(MessagesEvent::parse(None, delta), Ok(expected));
+        // The name alone (data without a type).
+        assert_eq!(
+            MessagesEvent::parse(Some("message_stop"), "{}"),
+            Ok(MessagesEvent::MessageStop)
+        );
+        assert_eq!(
+            MessagesEvent::parse(None, "{}"),
+            Err(EventError::NoType)
+        );
+        assert!(matches!(
+            MessagesEvent::parse(None, "{not json"),
+            Err(EventError::NotJson(_))
+        ));
+        assert!(matches!(
+            MessagesEvent::parse(None, "[1,2]"),
+            Err(EventError::BadShape(_))
+        ));
+        assert_eq!(
+            MessagesEvent::parse(None, r#"{"type":"future_event"}"#),
+            Ok(MessagesEvent::Unknown(Cow::Borrowed("future_event")))
+        );
+    }
+
+    #[test]
+    fn usage_and_stop_reason() {
+        let start = r#"{"type":"message_start","message":{"id":"msg_1","type":"message","role":"assistant","content":[],"model":"claude","stop_reason":null,"usage":{"input_tokens":25,"cache_creation_input_tokens":"3","cache_read_input_tokens":null,"output_tokens":1.0}}}"#;
+        assert_eq!(
+            MessagesEvent::parse(None, start),
+            Ok(MessagesEvent::MessageStart {
+                usage: Some(EventUsage {
+                    input_tokens: Some(25),
+                    output_tokens: Some(1),
+                    cache_creation_input_tokens: Some(3),
+                    cache_read_input_tokens: None,
+                })
+            })
+        );
+        let delta = r#"{"type":"message_delta","delta":{"stop_reason":"end_turn","stop_sequence":null},"usage":{"output_tokens":15}}"#;
+        assert_eq!(
+            MessagesEvent::parse(None, delta),
+            Ok(MessagesEvent::MessageDelta {
+                stop_reason: Some(Cow::Borrowed("end_turn")),
+                usage: Some(EventUsage {
+                    output_tokens: Some(15),
+                    ..EventUsage::default()
+                })
+            })
+        );
+    }
+
+    #[test]
+    fn errors_of_every_shape() {
+        let anthropic = r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#;
+        let Ok(MessagesEvent::Error(e)) = MessagesEvent::parse(Some("error"), anthropic) else {
+            panic!("not an error");
+        };
+        assert_eq!(e.summary(), "overloaded_error: Overloaded");
+        let e = parse_error_body(anthropic.as_bytes()).unwrap();
+        assert_eq!(e.kind.as_deref(), Some("overloaded_error"));
+        let e = parse_error_body(
+            r#"{"error":{"message":"无效的令牌 (request id: 2025)","type":"new_api_error","code":"invalid_api_key"}}"#
+                .as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(
+            e.summary(),
+            "new_api_error: 无效的令牌 (request id: 2025) (invalid_api_key)"
+        );
+        let e = parse_error_body(br#"{"error":"bad gateway"}"#).unwrap();
+        assert_eq!(e.summary(), "bad gateway");
+        let e = parse_error_body(br#"{"message":"quota","code":1}"#).unwrap();
+        assert_eq!(e.summary(), "quota (1)");
+        assert!(parse_error_body(b"<html>502</html>").is_none());
+        // A bare error event.
+        let Ok(MessagesEvent::Error(e)) =
+            MessagesEvent::parse(Some("error"), r#"{"message":"boom"}"#)
+        else {
+            panic!("not an error");
+        };
+        assert_eq!(e.summary(), "boom");
+    }
+}
