@@ -1,1 +1,387 @@
-//! anthropic_messages: fixtures of the documented event sequence fed whole and in pieces, the simulator streaming it, cut streams. SKELETON: to be written.
+//! anthropic-messages: fixtures of the documented event sequence and of what relays bend
+//! (data-only SSE, pings, comments, unknown types, thinking, tool calls, cache usage, the
+//! cumulative `message_delta`, a mid-stream `overloaded_error`, a missing `message_stop`, a
+//! cut stream) fed whole, in 1-byte and in 7-byte pieces, each time the same events; what the
+//! tap saw replays to the same events; and sessions against the simulator.
+
+use std::time::Duration;
+
+use relaytop_core::protocol::anthropic_messages::decode::{MessagesDecoder, SseInbound};
+use relaytop_core::session::tap::Wire;
+use relaytop_core::session::{ErrorKind, EventKind, Tokens};
+
+fn fixture(name: &str) -> Vec<u8> {
+    let full = format!(
+        "{}/tests/fixtures/anthropic_messages/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    std::fs::read(&full).unwrap_or_else(|e| panic!("{full}: {e}"))
+}
+
+/// One fixture fed to the decoder.
+struct Run {
+    /// The outcomes that are not `Nothing` or `Text`.
+    inbounds: Vec<SseInbound>,
+    events: Vec<EventKind>,
+    /// What the tap saw of each event: its name and data.
+    tapped: Vec<(Option<String>, String)>,
+    /// The body's end at this time (µs).
+    end_us: u64,
+}
+
+/// The time (µs) a piece of `piece` bytes holding the end of the first event whose data
+/// contains `needle` arrives: 10 ms a piece, as `run` feeds them.
+fn event_at(body: &[u8], needle: &str, piece: usize) -> u64 {
+    let text = std::str::from_utf8(body).unwrap();
+    let start = text.find(needle).unwrap_or_else(|| panic!("no {needle}"));
+    let end = start + text[start..].find("\n\n").unwrap() + 2;
+    let n = (end - 1) / piece;
+    10_000 * (n as u64 + 1)
+}
+
+/// Feeds a whole SSE body in pieces of `piece` bytes (10 ms a piece), then its end.
+fn run(name: &str, piece: usize) -> Run {
+    let body = fixture(name);
+    let mut d = MessagesDecoder::new();
+    d.request_sent(Duration::ZERO, "claude-sonnet-4-5", 9);
+    let mut inbounds = Vec::new();
+    let mut events = Vec::new();
+    let mut tapped = Vec::new();
+    let mut tap = |wire: Wire<'_>| match wire {
+        Wire::Text(t) => tapped.push((None, t.to_owned())),
+        Wire::SseEvent { event, data } => tapped.push((Some(event.to_owned()), data.to_owned())),
+        _ => {}
+    };
+    let pieces = body.chunks(piece).count() as u64;
+    for (n, bytes) in body.chunks(piece).enumerate() {
+        let at = Duration::from_millis(10 * (n as u64 + 1));
+        inbounds.push(d.on_bytes(at, bytes, &mut |e| events.push(e), &mut tap));
+    }
+    let end = Duration::from_millis(10 * (pieces + 1));
+    inbounds.push(d.on_end(end, &mut |e| events.push(e), &mut tap));
+    inbounds.retain(|i| *i != SseInbound::Nothing && *i != SseInbound::Text);
+    Run {
+        inbounds,
+        events,
+        tapped,
+        end_us: end.as_micros() as u64,
+    }
+}
+
+/// Runs a fixture whole, in 1-byte and in 7-byte pieces: the same events (times aside) each
+/// time, and what the tap saw replays through a fresh decoder to the same events.
+fn every_split(name: &str, check: impl Fn(&Run, usize)) {
+    let mut shapes: Option<Vec<String>> = None;
+    for piece in [1 << 20, 1, 7] {
+        let r = run(name, piece);
+        check(&r, piece);
+        let shape: Vec<String> = r.events.iter().map(without_times).collect();
+        match &shapes {
+            None => shapes = Some(shape),
+            Some(first) => assert_eq!(&shape, first, "{name} in {piece}-byte pieces"),
+        }
+        // Replay: the tapped events, at the times they were seen, give the same events.
+        let mut d = MessagesDecoder::new();
+        d.request_sent(Duration::ZERO, "claude-sonnet-4-5", 9);
+        let mut replayed = Vec::new();
+        for (event, data) in &r.tapped {
+            d.on_event(Duration::ZERO, event.as_deref(), data, &mut |e| {
+                replayed.push(e)
+            });
+        }
+        d.on_body_end(Duration::ZERO, &mut |e| replayed.push(e));
+        let replayed: Vec<String> = replayed.iter().map(without_times).collect();
+        let live: Vec<String> = r
+            .events
+            .iter()
+            // A refused event is shown to the tap apart (`SseRefused`); none here.
+            .map(without_times)
+            .collect();
+        assert_eq!(replayed, live, "{name}: the replay of what the tap saw");
+    }
+}
+
+/// An event without its times (they depend on where the pieces end).
+fn without_times(e: &EventKind) -> String {
+    match e {
+        EventKind::FirstToken { request, .. } => format!("FirstToken({request})"),
+        EventKind::Done {
+            tokens,
+            finish_reason,
+            chunks,
+            bytes,
+            ttft_us,
+            answer_us,
+            ..
+        } => format!(
+            "Done({tokens:?}, {finish_reason:?}, {chunks}, {bytes}, ttft {}, answer {})",
+            ttft_us.is_some(),
+            answer_us.is_some()
+        ),
+        other => format!("{other:?}"),
+    }
+}
+
+fn text_of(events: &[EventKind]) -> String {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            EventKind::Chunk { text, .. } => Some(text.as_str()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The `Done`: its tokens, finish reason, TTFT and time to the first answer token.
+fn done_of(events: &[EventKind]) -> (Tokens, Option<String>, Option<u64>, Option<u64>) {
+    events
+        .iter()
+        .find_map(|e| match e {
+            EventKind::Done {
+                tokens,
+                finish_reason,
+                ttft_us,
+                answer_us,
+                ..
+            } => Some((*tokens, finish_reason.clone(), *ttft_us, *answer_us)),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no done in {events:?}"))
+}
+
+fn count(events: &[EventKind], what: fn(&EventKind) -> bool) -> usize {
+    events.iter().filter(|e| what(e)).count()
+}
+
+fn tokens(input: u64, output: u64, cached: u64, cache_write: u64) -> Tokens {
+    Tokens {
+        input,
+        output,
+        cached_input: cached,
+        cache_write_input: cache_write,
+        reasoning_output: 0,
+        estimated: false,
+    }
+}
+
+#[test]
+fn the_documented_reference_sequence() {
+    every_split("reference.sse", |r, piece| {
+        assert_eq!(r.inbounds, [SseInbound::ResponseDone]);
+        assert_eq!(text_of(&r.events), "Hello!");
+        let (t, finish, ttft, answer) = done_of(&r.events);
+        assert_eq!(t, tokens(25, 15, 0, 0), "the last output count");
+        assert_eq!(finish.as_deref(), Some("end_turn"));
+        let body = fixture("reference.sse");
+        assert_eq!(ttft, Some(event_at(&body, "\"Hello\"", piece)));
+        assert_eq!(answer, None, "no thinking came first");
+        assert_eq!(r.tapped.len(), 8, "every event is shown to the tap");
+        assert!(r.tapped.iter().all(|(name, _)| name.is_some()));
+        assert_eq!(
+            count(&r.events, |e| matches!(e, EventKind::FirstToken { .. })),
+            1
+        );
+        assert_eq!(
+            count(&r.events, |e| matches!(
+                e,
+                EventKind::UnknownFrame { .. } | EventKind::Malformed { .. }
+            )),
+            0,
+            "{:?}",
+            r.events
+        );
+    });
+}
+
+#[test]
+fn data_only_sse_reads_the_same() {
+    let reference: Vec<String> = run("reference.sse", 1 << 20)
+        .events
+        .iter()
+        .map(without_times)
+        .collect();
+    every_split("data_only.sse", |r, _| {
+        assert_eq!(r.inbounds, [SseInbound::ResponseDone]);
+        let shape: Vec<String> = r.events.iter().map(without_times).collect();
+        assert_eq!(shape, reference, "no `event:` lines, CRLF line ends");
+        assert!(r.tapped.iter().all(|(name, _)| name.is_none()));
+    });
+}
+
+#[test]
+fn thinking_then_text() {
+    every_split("thinking_then_text.sse", |r, piece| {
+        assert_eq!(r.inbounds, [SseInbound::ResponseDone]);
+        assert_eq!(
+            text_of(&r.events),
+            "Hi there, été!",
+            "thinking is never answer"
+        );
+        let (t, finish, ttft, answer) = done_of(&r.events);
+        assert_eq!(t, tokens(42, 38, 0, 0));
+        assert_eq!(finish.as_deref(), Some("end_turn"));
+        let body = fixture("thinking_then_text.sse");
+        let first_thought = event_at(&body, "thinking_delta", piece);
+        let first_text = event_at(&body, "text_delta", piece);
+        assert_eq!(ttft, Some(first_thought), "the first thinking delta");
+        assert_eq!(answer, Some(first_text), "the first text delta");
+        let first = r.events.iter().find_map(|e| match e {
+            EventKind::FirstToken { ttft_us, .. } => Some(*ttft_us),
+            _ => None,
+        });
+        assert_eq!(first, Some(first_thought));
+        if piece == 1 {
+            assert!(first_text > first_thought);
+        }
+    });
+}
+
+#[test]
+fn a_tool_call_counts_for_the_first_token_not_the_answer() {
+    every_split("tool_use.sse", |r, piece| {
+        assert_eq!(r.inbounds, [SseInbound::ResponseDone]);
+        assert_eq!(text_of(&r.events), "");
+        let (t, finish, ttft, _) = done_of(&r.events);
+        assert_eq!(t, tokens(400, 20, 0, 0));
+        assert_eq!(finish.as_deref(), Some("tool_use"));
+        let body = fixture("tool_use.sse");
+        // The empty first `partial_json` is not a token.
+        assert_eq!(ttft, Some(event_at(&body, "{\\\"city", piece)));
+    });
+}
+
+#[test]
+fn pings_comments_and_unknown_types_are_counted_never_fatal() {
+    every_split("pings_comments_unknown.sse", |r, _| {
+        assert_eq!(r.inbounds, [SseInbound::ResponseDone]);
+        assert_eq!(text_of(&r.events), "Ok");
+        let (t, finish, _, _) = done_of(&r.events);
+        assert_eq!(t, tokens(12, 2, 0, 0), "numbers as strings and floats");
+        assert_eq!(finish.as_deref(), Some("max_tokens"));
+        let unknown: Vec<&str> = r
+            .events
+            .iter()
+            .filter_map(|e| match e {
+                EventKind::UnknownFrame { frame_type } => Some(frame_type.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            unknown,
+            ["future_event", "content_block_delta/hologram_delta"]
+        );
+        assert_eq!(
+            count(&r.events, |e| matches!(e, EventKind::Malformed { .. })),
+            1
+        );
+        assert_eq!(r.tapped.len(), 13, "comments never reach the tap");
+    });
+}
+
+#[test]
+fn a_mid_stream_overloaded_error_fails_the_response() {
+    every_split("mid_stream_overloaded.sse", |r, _| {
+        assert_eq!(
+            r.inbounds,
+            [SseInbound::ResponseFailed {
+                kind: ErrorKind::Overloaded,
+                message: "overloaded_error: Overloaded".into(),
+                fatal: false,
+            }]
+        );
+        assert_eq!(text_of(&r.events), "Part", "nothing after the error");
+        assert!(
+            r.events.iter().any(|e| matches!(
+                e,
+                EventKind::RequestFailed { kind: ErrorKind::Overloaded, reason, .. }
+                    if reason == "overloaded_error: Overloaded"
+            )),
+            "{:?}",
+            r.events
+        );
+        assert!(r.events.iter().any(|e| matches!(
+            e,
+            EventKind::Error {
+                kind: ErrorKind::Overloaded,
+                retryable: true,
+                ..
+            }
+        )));
+        assert_eq!(count(&r.events, |e| matches!(e, EventKind::Done { .. })), 0);
+    });
+}
+
+#[test]
+fn cumulative_message_deltas_keep_the_last_count() {
+    every_split("cumulative_message_delta.sse", |r, _| {
+        assert_eq!(r.inbounds, [SseInbound::ResponseDone]);
+        assert_eq!(text_of(&r.events), "One, two.");
+        let (t, finish, _, _) = done_of(&r.events);
+        assert_eq!(
+            t,
+            tokens(31, 12, 0, 0),
+            "12, not 5 + 12; the input repeated"
+        );
+        assert_eq!(finish.as_deref(), Some("end_turn"));
+    });
+}
+
+#[test]
+fn cache_reads_and_writes_are_part_of_the_input() {
+    every_split("cache_usage.sse", |r, _| {
+        assert_eq!(r.inbounds, [SseInbound::ResponseDone]);
+        let (t, _, _, _) = done_of(&r.events);
+        assert_eq!(t, tokens(1210, 30, 1000, 200));
+    });
+}
+
+#[test]
+fn a_truncated_stream_is_cut_not_done() {
+    every_split("truncated.sse", |r, _| {
+        assert_eq!(r.inbounds, [SseInbound::StreamCut]);
+        assert_eq!(count(&r.events, |e| matches!(e, EventKind::Done { .. })), 0);
+        assert!(text_of(&r.events).starts_with("Once upon"));
+        assert!(r.end_us > 0);
+    });
+}
+
+#[test]
+fn a_stream_without_message_stop_is_done_when_the_stop_reason_came() {
+    every_split("no_message_stop.sse", |r, _| {
+        assert_eq!(r.inbounds, [SseInbound::ResponseDone]);
+        assert_eq!(text_of(&r.events), "Done anyway");
+        let (t, finish, _, _) = done_of(&r.events);
+        assert_eq!(t, tokens(7, 3, 0, 0));
+        assert_eq!(finish.as_deref(), Some("end_turn"));
+        let done_at = r.events.iter().find_map(|e| match e {
+            EventKind::Done { total_us, .. } => Some(*total_us),
+            _ => None,
+        });
+        assert_eq!(done_at, Some(r.end_us), "done at the body's end");
+    });
+}
+
+#[test]
+fn a_new_request_forgets_the_last_response() {
+    let mut d = MessagesDecoder::new();
+    let mut events = Vec::new();
+    d.request_sent(Duration::ZERO, "m", 1);
+    // A stop reason and usage, then a cut: the next request must not inherit them.
+    let first = b"event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":5,\"output_tokens\":1}}}\n\nevent: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"},\"usage\":{\"output_tokens\":9}}\n\n";
+    d.on_bytes(Duration::ZERO, first, &mut |e| events.push(e), &mut |_| {});
+    d.fail(ErrorKind::Network, "dropped");
+    d.request_sent(Duration::from_millis(5), "m", 1);
+    let second = b"event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"delta\":{\"type\":\"text_delta\",\"text\":\"x\"}}\n\n";
+    d.on_bytes(
+        Duration::from_millis(6),
+        second,
+        &mut |e| events.push(e),
+        &mut |_| {},
+    );
+    let end = d.on_end(
+        Duration::from_millis(7),
+        &mut |e| events.push(e),
+        &mut |_| {},
+    );
+    assert_eq!(end, SseInbound::StreamCut, "{events:?}");
+}

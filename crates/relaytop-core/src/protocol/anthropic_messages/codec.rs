@@ -12,8 +12,7 @@ use reqwest::header::{self, HeaderMap, HeaderName, HeaderValue};
 use crate::protocol::anthropic_messages::decode::{MessagesDecoder, MessagesFormat};
 use crate::protocol::anthropic_messages::policy::{classify, rate_limit_event, should_retry};
 use crate::protocol::anthropic_messages::wire::{
-    ANTHROPIC_VERSION, MessagesError, MessagesRequest, messages_url, models_url,
-    parse_error_body,
+    ANTHROPIC_VERSION, MessagesError, MessagesRequest, messages_url, models_url, parse_error_body,
 };
 use crate::session::response::estimate_tokens_from_chars;
 use crate::session::workload::Outgoing;
@@ -101,8 +100,8 @@ impl HttpStreamCodec for MessagesCodec {
             .map(|m| m.content.chars().count() as u64)
             .sum();
         let model = spec.info.model.clone();
-        let body = MessagesRequest::streamed(&model, &outgoing.messages, outgoing.max_tokens)
-            .to_json();
+        let body =
+            MessagesRequest::streamed(&model, &outgoing.messages, outgoing.max_tokens).to_json();
         StreamRequest {
             body,
             model,

@@ -41,7 +41,10 @@ impl MessagesFormat {
                 new.cache_creation_input_tokens,
                 old.cache_creation_input_tokens,
             ),
-            cache_read_input_tokens: input(new.cache_read_input_tokens, old.cache_read_input_tokens),
+            cache_read_input_tokens: input(
+                new.cache_read_input_tokens,
+                old.cache_read_input_tokens,
+            ),
         });
     }
 

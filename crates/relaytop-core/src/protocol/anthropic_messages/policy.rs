@@ -67,9 +67,7 @@ fn says(error: &MessagesError<'_>) -> Says {
     if code == "model_not_found" || message.contains("无可用渠道") {
         return Says::NoChannel;
     }
-    if message.contains("负载已饱和")
-        || kind == "rate_limit_error"
-        || code.contains("rate_limit")
+    if message.contains("负载已饱和") || kind == "rate_limit_error" || code.contains("rate_limit")
     {
         return Says::RateLimited;
     }
@@ -147,7 +145,10 @@ pub fn rate_limit_event(headers: &HeaderMap, now: DateTime<Utc>) -> Option<Event
         }
         match DateTime::parse_from_rfc3339(value) {
             Ok(at) => {
-                let ms = at.with_timezone(&Utc).signed_duration_since(now).num_milliseconds();
+                let ms = at
+                    .with_timezone(&Utc)
+                    .signed_duration_since(now)
+                    .num_milliseconds();
                 Some(u64::try_from(ms).unwrap_or(0))
             }
             Err(_) => retry_after_ms,
@@ -238,18 +239,27 @@ mod tests {
         let wrapped = |status: u16, message: &str| {
             body(
                 status,
-                &format!(r#"{{"type":"error","error":{{"type":"new_api_error","message":"{message}"}}}}"#),
+                &format!(
+                    r#"{{"type":"error","error":{{"type":"new_api_error","message":"{message}"}}}}"#
+                ),
             )
         };
         assert_eq!(wrapped(401, "无效的令牌"), (ErrorKind::Auth, Action::Stop));
         assert_eq!(wrapped(500, "无效的令牌"), (ErrorKind::Auth, Action::Stop));
-        assert_eq!(wrapped(401, "该令牌已过期"), (ErrorKind::Auth, Action::Stop));
+        assert_eq!(
+            wrapped(401, "该令牌已过期"),
+            (ErrorKind::Auth, Action::Stop)
+        );
         assert_eq!(
             wrapped(429, "该令牌额度已用尽 tokenId=3"),
             (ErrorKind::Auth, Action::Stop)
         );
         assert_eq!(
-            openai(403, "用户额度不足, 剩余额度: $0.01", "insufficient_user_quota"),
+            openai(
+                403,
+                "用户额度不足, 剩余额度: $0.01",
+                "insufficient_user_quota"
+            ),
             (ErrorKind::Auth, Action::Stop)
         );
         assert_eq!(
@@ -257,7 +267,11 @@ mod tests {
             (ErrorKind::Auth, Action::Stop)
         );
         assert_eq!(
-            openai(503, "分组 default 下模型 claude-x 无可用渠道（distributor）", ""),
+            openai(
+                503,
+                "分组 default 下模型 claude-x 无可用渠道（distributor）",
+                ""
+            ),
             (ErrorKind::InvalidRequest, Action::Fail)
         );
         assert_eq!(
@@ -298,7 +312,10 @@ mod tests {
         let kind = |body: &str| stream_error_kind(&parse_error_body(body.as_bytes()).unwrap());
         let e = |t: &str| format!(r#"{{"type":"error","error":{{"type":"{t}","message":"m"}}}}"#);
         assert_eq!(kind(&e("overloaded_error")), (ErrorKind::Overloaded, false));
-        assert_eq!(kind(&e("rate_limit_error")), (ErrorKind::RateLimited, false));
+        assert_eq!(
+            kind(&e("rate_limit_error")),
+            (ErrorKind::RateLimited, false)
+        );
         assert_eq!(kind(&e("authentication_error")), (ErrorKind::Auth, true));
         assert_eq!(kind(&e("permission_error")), (ErrorKind::Auth, true));
         assert_eq!(
@@ -319,7 +336,10 @@ mod tests {
         for (name, value) in [
             ("anthropic-ratelimit-requests-limit", "50"),
             ("anthropic-ratelimit-requests-remaining", "49"),
-            ("anthropic-ratelimit-requests-reset", "2026-01-01T00:00:01.5Z"),
+            (
+                "anthropic-ratelimit-requests-reset",
+                "2026-01-01T00:00:01.5Z",
+            ),
             ("anthropic-ratelimit-tokens-limit", "40000"),
             ("anthropic-ratelimit-tokens-remaining", "not a number"),
             ("anthropic-ratelimit-tokens-reset", "2025-12-31T23:59:00Z"),

@@ -601,7 +601,8 @@ mod tests {
 
     #[test]
     fn events_with_and_without_their_names() {
-        let delta = r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hi"}}"#;
+        let delta =
+            r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hi"}}"#;
         let expected = MessagesEvent::Delta(Delta::Text(Cow::Borrowed("Hi")));
         assert_eq!(
             MessagesEvent::parse(Some("content_block_delta"), delta),
@@ -613,10 +614,7 @@ mod tests {
             MessagesEvent::parse(Some("message_stop"), "{}"),
             Ok(MessagesEvent::MessageStop)
         );
-        assert_eq!(
-            MessagesEvent::parse(None, "{}"),
-            Err(EventError::NoType)
-        );
+        assert_eq!(MessagesEvent::parse(None, "{}"), Err(EventError::NoType));
         assert!(matches!(
             MessagesEvent::parse(None, "{not json"),
             Err(EventError::NotJson(_))
@@ -660,7 +658,8 @@ mod tests {
 
     #[test]
     fn errors_of_every_shape() {
-        let anthropic = r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#;
+        let anthropic =
+            r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#;
         let Ok(MessagesEvent::Error(e)) = MessagesEvent::parse(Some("error"), anthropic) else {
             panic!("not an error");
         };
