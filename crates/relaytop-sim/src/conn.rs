@@ -1,6 +1,7 @@
 //! One simulated relay connection's start: the HTTP request head, the key and upgrade checks,
-//! and the route by path to the protocol that serves it (`relay_v1`, `openai_chat`,
-//! `openai_realtime`), or a plain-HTTP answer (`/v1/models`, wrong methods, unknown paths).
+//! and the route by path to the protocol that serves it (`relay_v1`, `openai_realtime`, or the
+//! SSE format's `stream::Shape`), or a plain-HTTP answer (`/v1/models`, `/v1beta/models`,
+//! wrong methods, unknown paths).
 //! The protocol's task owns the socket from there; it shares nothing with other connections
 //! but the live profile and the stats counters.
 
@@ -19,6 +20,9 @@ use relaytop_core::config::sim_profile::SimProfile;
 use relaytop_core::protocol::openai_chat::CHAT_COMPLETIONS_PATH;
 use relaytop_core::protocol::openai_realtime::REALTIME_PATH;
 use relaytop_core::protocol::relay_v1::STREAM_PATH;
+
+/// Gemini's model list.
+const GEMINI_MODELS_PATH: &str = "/v1beta/models";
 
 /// How long a client may take to send its request head.
 const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
@@ -51,8 +55,8 @@ pub(crate) async fn serve(mut tcp: TcpStream, connection_number: u64, shared: Ar
         }
         return;
     }
-    if head.path == CHAT_COMPLETIONS_PATH && head.method == "POST" {
-        super::openai_chat::serve(tcp, head, leftover, connection_number, shared).await;
+    if super::stream::shape_for(&head).is_some() {
+        super::stream::serve(tcp, head, leftover, connection_number, shared).await;
         return;
     }
     if head.path == STREAM_PATH && head.wants_websocket {
@@ -79,17 +83,20 @@ pub(crate) async fn serve(mut tcp: TcpStream, connection_number: u64, shared: Ar
 pub(super) fn plain_http_answer(head: &RequestHead, profile: &SimProfile) -> String {
     let path = head.path.as_str();
     match (head.method.as_str(), path) {
-        ("GET", MODELS_PATH) => match http::check_key(
-            head.authorization.as_deref(),
-            profile.accepted_keys.as_deref(),
-        ) {
-            Ok(()) => http::json_response(200, &[], &http::models_body()),
-            Err(why) => http::json_response(
-                401,
-                &[],
-                &http::openai_error_body(&why, "invalid_request_error", Some("invalid_api_key")),
-            ),
-        },
+        ("GET", MODELS_PATH | GEMINI_MODELS_PATH) => {
+            match http::check_request_key(head, profile.accepted_keys.as_deref()) {
+                Ok(()) => http::json_response(200, &[], &http::models_body_for(head)),
+                Err(why) => http::json_response(
+                    401,
+                    &[],
+                    &http::openai_error_body(
+                        &why,
+                        "invalid_request_error",
+                        Some("invalid_api_key"),
+                    ),
+                ),
+            }
+        }
         ("GET", STREAM_PATH | REALTIME_PATH) => http::json_response(
             426,
             &[("Upgrade", "websocket")],

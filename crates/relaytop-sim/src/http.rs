@@ -13,6 +13,10 @@ const MAX_HEADERS: usize = 64;
 
 /// The key prefix of relay/v1 keys.
 const KEY_PREFIX: &str = "hs_live_";
+/// The key shapes people have: relay/v1's own, OpenAI's and the relays' `sk-…` (`sk-proj-…`,
+/// `sk-or-v1-…`, new-api's `sk-` + 48), Anthropic's `sk-ant-…`, Google's `AIza…`; each
+/// followed by at least `KEY_MIN_TAIL` letters, digits, `-` or `_`.
+const KEY_PREFIXES: [&str; 3] = [KEY_PREFIX, "sk-", "AIza"];
 const KEY_MIN_TAIL: usize = 16;
 
 /// The models `/v1/models` lists (those of the price table in spec/PROTOCOL.md).
@@ -24,6 +28,11 @@ const MODELS: &[&str] = &[
     "whisper-1",
     "gpt-4o-mini",
     "gpt-realtime",
+    "gpt-5-mini",
+    "claude-sonnet-4-5",
+    "claude-haiku-4-5",
+    "gemini-2.5-pro",
+    "deepseek-chat",
 ];
 
 /// What the simulator needs from a request head, owned.
@@ -33,6 +42,14 @@ pub(crate) struct RequestHead {
     /// The path without its query string.
     pub path: String,
     pub authorization: Option<String>,
+    /// `x-api-key` (Anthropic's way of sending the key).
+    pub x_api_key: Option<String>,
+    /// `x-goog-api-key` (Gemini's).
+    pub x_goog_api_key: Option<String>,
+    /// `anthropic-version`, when given.
+    pub anthropic_version: Option<String>,
+    /// The query string, without `?` (Gemini's `alt=sse` and `key=`).
+    pub query: Option<String>,
     /// `Upgrade: websocket` and `Connection: upgrade` were both present.
     pub wants_websocket: bool,
     pub websocket_key: Option<String>,
@@ -125,6 +142,13 @@ impl RequestHead {
                 .next()
                 .unwrap_or_default()
                 .to_owned(),
+            query: request
+                .path
+                .unwrap_or_default()
+                .split('#')
+                .next()
+                .and_then(|p| p.split_once('?'))
+                .map(|(_, q)| q.to_owned()),
             ..RequestHead::default()
         };
         let mut upgrade_websocket = false;
@@ -137,6 +161,12 @@ impl RequestHead {
             let name = header.name;
             if name.eq_ignore_ascii_case("authorization") {
                 head.authorization = Some(value.to_owned());
+            } else if name.eq_ignore_ascii_case("x-api-key") {
+                head.x_api_key = Some(value.to_owned());
+            } else if name.eq_ignore_ascii_case("x-goog-api-key") {
+                head.x_goog_api_key = Some(value.to_owned());
+            } else if name.eq_ignore_ascii_case("anthropic-version") {
+                head.anthropic_version = Some(value.to_owned());
             } else if name.eq_ignore_ascii_case("upgrade") {
                 upgrade_websocket |= has_token(value, "websocket");
             } else if name.eq_ignore_ascii_case("connection") {
@@ -175,7 +205,7 @@ pub(crate) fn check_key(
 ) -> Result<(), String> {
     let Some(value) = authorization else {
         return Err(format!(
-            "missing Authorization header: send `Authorization: Bearer {KEY_PREFIX}...`"
+            "missing Authorization header: send `Authorization: Bearer KEY` (or `x-api-key`, `x-goog-api-key`)"
         ));
     };
     let Some((scheme, key)) = value.split_once(' ') else {
@@ -192,8 +222,8 @@ pub(crate) fn check_key(
     }
     if !key_is_well_shaped(key) {
         return Err(format!(
-            "malformed API key: expected {KEY_PREFIX} followed by {KEY_MIN_TAIL} or more \
-             letters and digits"
+            "malformed API key: expected sk-…, sk-ant-…, AIza… or {KEY_PREFIX}… followed by \
+             {KEY_MIN_TAIL} or more letters and digits"
         ));
     }
     match accepted_keys {
@@ -203,8 +233,39 @@ pub(crate) fn check_key(
 }
 
 fn key_is_well_shaped(key: &str) -> bool {
-    key.strip_prefix(KEY_PREFIX).is_some_and(|tail| {
-        tail.len() >= KEY_MIN_TAIL && tail.bytes().all(|b| b.is_ascii_alphanumeric())
+    KEY_PREFIXES.iter().any(|prefix| {
+        key.strip_prefix(prefix).is_some_and(|tail| {
+            let allowed = |b: u8| {
+                b.is_ascii_alphanumeric() || (*prefix != KEY_PREFIX && (b == b'-' || b == b'_'))
+            };
+            tail.len() >= KEY_MIN_TAIL && tail.bytes().all(allowed)
+        })
+    })
+}
+
+/// The key a request carries, wherever its format puts it: `Authorization: Bearer`,
+/// `x-api-key`, `x-goog-api-key` or `?key=`, checked like `check_key`.
+pub(crate) fn check_request_key(
+    head: &RequestHead,
+    accepted_keys: Option<&[String]>,
+) -> Result<(), String> {
+    let bare = head
+        .x_api_key
+        .as_deref()
+        .or(head.x_goog_api_key.as_deref())
+        .map(str::to_owned)
+        .or_else(|| query_param(head.query.as_deref()?, "key"));
+    match (&head.authorization, bare) {
+        (Some(_), _) | (None, None) => check_key(head.authorization.as_deref(), accepted_keys),
+        (None, Some(key)) => check_key(Some(&format!("Bearer {key}")), accepted_keys),
+    }
+}
+
+/// A query parameter's value (percent-decoding `%2D`-style escapes is not needed for keys).
+pub(crate) fn query_param(query: &str, name: &str) -> Option<String> {
+    query.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (k == name).then(|| v.to_owned())
     })
 }
 
@@ -309,6 +370,43 @@ pub(crate) fn openai_error_body(message: &str, kind: &str, code: Option<&str>) -
         "error": { "message": message, "type": kind, "param": null, "code": code }
     })
     .to_string()
+}
+
+/// The model list in the shape the request asked for: Gemini's (`/v1beta/models`),
+/// Anthropic's (`anthropic-version` sent), else OpenAI's.
+pub(crate) fn models_body_for(head: &RequestHead) -> String {
+    if head.path.starts_with("/v1beta") {
+        let models: Vec<_> = MODELS
+            .iter()
+            .filter(|id| id.starts_with("gemini"))
+            .map(|id| {
+                serde_json::json!({
+                    "name": format!("models/{id}"),
+                    "displayName": id,
+                    "supportedGenerationMethods": ["generateContent", "streamGenerateContent"],
+                })
+            })
+            .collect();
+        return serde_json::json!({ "models": models }).to_string();
+    }
+    if head.anthropic_version.is_some() {
+        let data: Vec<_> = MODELS
+            .iter()
+            .filter(|id| id.starts_with("claude"))
+            .map(|id| {
+                serde_json::json!({
+                    "type": "model", "id": id, "display_name": id,
+                    "created_at": "2025-09-29T00:00:00Z",
+                })
+            })
+            .collect();
+        return serde_json::json!({
+            "data": data, "has_more": false, "first_id": data.first().map(|m| m["id"].clone()),
+            "last_id": data.last().map(|m| m["id"].clone()),
+        })
+        .to_string();
+    }
+    models_body()
 }
 
 /// The `/v1/models` body.

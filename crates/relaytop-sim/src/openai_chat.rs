@@ -1,33 +1,16 @@
-//! The simulator's openai-sse side: `POST /v1/chat/completions` answered with a Server-Sent
-//! Events stream shaped like OpenAI's (role delta, content deltas, the finish chunk, the usage
-//! chunk, `[DONE]`), over keep-alive HTTP/1.1 with chunked transfer encoding, driven by the
-//! same profile knobs as relay/v1: time to first token, tokens per second, drops (the TCP
-//! connection just ends mid-stream), upstream errors (a mid-stream `event: error`), 429s
-//! (with `retry-after-ms`, `Retry-After` and `x-should-retry`), rejected requests, keys,
-//! malformed events, stalls (a stream that goes silent) and idle cut-offs of pooled
-//! connections. The official OpenAI SDKs read its streams unchanged.
+//! The simulator's chat completions shape: `POST /v1/chat/completions` answered with a stream
+//! shaped like OpenAI's (role delta, `reasoning_content` deltas when the profile thinks,
+//! content deltas, the finish chunk, the usage chunk when asked, `[DONE]`), OpenAI error
+//! bodies, `x-ratelimit-*`, `retry-after-ms` and `x-should-retry` headers, and the whole
+//! `chat.completion` for `stream: false`. The schedule is `stream`'s. The official OpenAI SDKs
+//! read its streams unchanged.
 
-use std::sync::Arc;
-use std::time::Duration;
-
-use rand::rngs::SmallRng;
-use rand::{Rng as _, SeedableRng as _};
 use serde::Serialize;
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::net::TcpStream;
-use tokio::time::{Instant, sleep_until};
 
 use super::http::{self, RequestHead};
-use super::server::{Shared, bump};
-use relaytop_core::config::sim_profile::{SimProfile, chance};
+use super::stream::{Asked, Finish, Refusal, RefusalKind, Reply, Shape, sse};
 use relaytop_core::protocol::openai_chat::{CHAT_COMPLETIONS_PATH, ChatRequest};
 
-/// Largest request body taken.
-const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
-/// How long a request body may take.
-const BODY_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a pooled connection may sit idle between requests (unless the profile cuts sooner).
-const KEEP_ALIVE_IDLE: Duration = Duration::from_secs(90);
 /// The rate limits the simulator reports in `x-ratelimit-*`.
 const REQUESTS_PER_MINUTE: u64 = 10_000;
 const TOKENS_PER_MINUTE: u64 = 2_000_000;
@@ -37,84 +20,13 @@ const MALFORMED_EVENTS: [&str; 2] = [
     "data: not json at all\n\n",
 ];
 
-/// Serves a keep-alive HTTP connection whose first request (`head`) is a chat completion.
-/// Later requests on it are served too; anything else is answered once and the connection
-/// closed.
-pub(crate) async fn serve(
-    mut tcp: TcpStream,
-    mut head: RequestHead,
-    mut buf: Vec<u8>,
-    connection_number: u64,
-    shared: Arc<Shared>,
-) {
-    let live = shared.live_profile();
-    let mut rng = SmallRng::seed_from_u64(live.profile.seed.wrapping_add(connection_number));
-    let mut request_number: u64 = 0;
-    loop {
-        let profile = shared.live_profile();
-        if head.method != "POST" || head.path != CHAT_COMPLETIONS_PATH {
-            let answer = super::conn::plain_http_answer(&head, &profile.profile);
-            http::respond_and_close(tcp, &answer).await;
-            return;
-        }
-        let body =
-            match http::read_body(&mut tcp, &head, &mut buf, MAX_BODY_BYTES, BODY_TIMEOUT).await {
-                Ok(body) => body,
-                Err(status) => {
-                    let message = match status {
-                        413 => "request body too large",
-                        408 => "request body took too long",
-                        _ => "cannot read the request body",
-                    };
-                    let body = http::openai_error_body(message, "invalid_request_error", None);
-                    http::respond_and_close(tcp, &http::json_response(status, &[], &body)).await;
-                    return;
-                }
-            };
-        request_number += 1;
-        let id = format!("chatcmpl-sim{connection_number}x{request_number}");
-        let keep_alive =
-            match completion(&mut tcp, &head, &body, &id, &mut rng, &profile, &shared).await {
-                Answer::KeepAlive => !head.close,
-                Answer::Close(response) => {
-                    http::respond_and_close(tcp, &response).await;
-                    return;
-                }
-                Answer::Gone => return,
-            };
-        if !keep_alive {
-            let _ = tcp.shutdown().await;
-            return;
-        }
-        let idle = profile
-            .profile
-            .idle_cutoff_ms
-            .map_or(KEEP_ALIVE_IDLE, Duration::from_millis);
-        match http::read_head_after(&mut tcp, std::mem::take(&mut buf), idle).await {
-            Ok((next, rest)) => {
-                head = next;
-                buf = rest;
-            }
-            // Idle too long, or gone: a pooled connection ends here.
-            Err(_) => return,
-        }
-    }
-}
-
-/// How a request was answered.
-enum Answer {
-    /// Answered in full; the connection can take another request.
-    KeepAlive,
-    /// Answer with this whole response, then close.
-    Close(String),
-    /// The connection is over (a simulated drop, a stall the client left, a write failure).
-    Gone,
-}
+/// OpenAI Chat Completions.
+pub(crate) struct Chat;
 
 /// One `chat.completion.chunk`.
 #[derive(Serialize)]
 struct ChunkOut<'a> {
-    id: &'a str,
+    id: String,
     object: &'static str,
     created: i64,
     model: &'a str,
@@ -138,6 +50,8 @@ struct DeltaOut<'a> {
     role: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     content: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reasoning_content: Option<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -146,6 +60,7 @@ struct UsageOut {
     completion_tokens: u64,
     total_tokens: u64,
     prompt_tokens_details: CachedOut,
+    completion_tokens_details: ReasoningOut,
     #[serde(skip_serializing_if = "Option::is_none")]
     cost: Option<f64>,
 }
@@ -155,348 +70,188 @@ struct CachedOut {
     cached_tokens: u64,
 }
 
-/// An SSE event as one HTTP chunk.
-fn chunk(event: &str) -> Vec<u8> {
-    let mut out = format!("{:x}\r\n", event.len()).into_bytes();
-    out.extend_from_slice(event.as_bytes());
-    out.extend_from_slice(b"\r\n");
-    out
+#[derive(Serialize)]
+struct ReasoningOut {
+    reasoning_tokens: u64,
 }
 
-fn data_event(json: &impl Serialize) -> String {
-    // Plain structs of strings and numbers: serializing cannot fail.
-    format!(
-        "data: {}\n\n",
-        serde_json::to_string(json).unwrap_or_default()
-    )
+fn usage_out(reply: &Reply) -> UsageOut {
+    let u = reply.usage;
+    UsageOut {
+        prompt_tokens: u.prompt_tokens,
+        completion_tokens: u.completion_tokens,
+        total_tokens: u.prompt_tokens + u.completion_tokens,
+        prompt_tokens_details: CachedOut {
+            cached_tokens: u.cached_tokens,
+        },
+        completion_tokens_details: ReasoningOut {
+            reasoning_tokens: u.reasoning_tokens,
+        },
+        cost: u.cost_usd,
+    }
 }
 
-/// The `x-ratelimit-*` headers of the `n`-th request this simulator has seen.
-fn rate_limit_headers(n: u64, tokens: u64) -> String {
-    let remaining_requests = REQUESTS_PER_MINUTE - (n % REQUESTS_PER_MINUTE);
-    let remaining_tokens = TOKENS_PER_MINUTE.saturating_sub(tokens % TOKENS_PER_MINUTE);
-    format!(
-        "x-ratelimit-limit-requests: {REQUESTS_PER_MINUTE}\r\n\
-         x-ratelimit-remaining-requests: {remaining_requests}\r\n\
-         x-ratelimit-reset-requests: 6ms\r\n\
-         x-ratelimit-limit-tokens: {TOKENS_PER_MINUTE}\r\n\
-         x-ratelimit-remaining-tokens: {remaining_tokens}\r\n\
-         x-ratelimit-reset-tokens: 0s\r\n"
-    )
+fn finish_reason(finish: Finish) -> &'static str {
+    match finish {
+        Finish::Stop => "stop",
+        Finish::Length => "length",
+    }
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn completion(
-    tcp: &mut TcpStream,
-    head: &RequestHead,
-    body: &[u8],
-    id: &str,
-    rng: &mut SmallRng,
-    live: &super::server::LiveProfile,
-    shared: &Shared,
-) -> Answer {
-    let received = Instant::now();
-    let profile = live.profile.clone();
-    bump(&shared.stats.requests);
-    let n = shared
-        .stats
-        .requests
-        .load(std::sync::atomic::Ordering::Relaxed);
-    if let Some(rejection) = live.take_upgrade_rejection() {
-        let (kind, code) = match rejection.status {
-            429 => ("requests", Some("rate_limit_exceeded")),
-            401 | 403 => ("invalid_request_error", Some("invalid_api_key")),
-            500..=599 => ("server_error", None),
+impl Chat {
+    fn chunk<'a>(
+        reply: &'a Reply,
+        delta: DeltaOut<'a>,
+        finish: Option<&'a str>,
+        usage: Option<UsageOut>,
+    ) -> String {
+        let choices = if usage.is_some() && finish.is_none() && delta.content.is_none() {
+            Vec::new()
+        } else {
+            vec![ChoiceOut {
+                index: 0,
+                delta,
+                logprobs: None,
+                finish_reason: finish,
+            }]
+        };
+        sse(
+            None,
+            &ChunkOut {
+                id: format!("chatcmpl-{}", reply.id),
+                object: "chat.completion.chunk",
+                created: reply.created,
+                model: &reply.model,
+                system_fingerprint: "fp_relaytop_sim",
+                choices,
+                usage,
+            },
+        )
+    }
+}
+
+impl Shape for Chat {
+    fn serves(&self, head: &RequestHead) -> bool {
+        head.method == "POST" && head.path == CHAT_COMPLETIONS_PATH
+    }
+
+    fn read(&self, _head: &RequestHead, body: &[u8]) -> Result<Asked, String> {
+        let request: ChatRequest = serde_json::from_slice(body)
+            .map_err(|e| format!("We could not parse the JSON body of your request: {e}"))?;
+        Ok(Asked {
+            prompt_chars: request
+                .messages
+                .iter()
+                .map(|m| m.content.chars().count())
+                .sum(),
+            max_tokens: request.max_tokens,
+            stream: request.stream,
+            include_usage: request.stream_options.is_some_and(|o| o.include_usage),
+            model: request.model,
+        })
+    }
+
+    fn refusal_body(&self, refusal: &Refusal) -> String {
+        let (kind, code) = match (refusal.kind, refusal.status) {
+            (RefusalKind::RateLimited, _) | (_, 429) => ("requests", Some("rate_limit_exceeded")),
+            (RefusalKind::Key, _) | (_, 401 | 403) => {
+                ("invalid_request_error", Some("invalid_api_key"))
+            }
+            (_, 500..=599) => ("server_error", None),
             _ => ("invalid_request_error", None),
         };
-        let retry_after = rejection.retry_after.as_deref().map(|v| ("Retry-After", v));
-        let body = http::openai_error_body(rejection.message(), kind, code);
-        bump(&shared.stats.upgrades_rejected);
-        return Answer::Close(http::json_response(
-            rejection.status,
-            retry_after.as_slice(),
-            &body,
-        ));
-    }
-    if let Err(why) = http::check_key(
-        head.authorization.as_deref(),
-        profile.accepted_keys.as_deref(),
-    ) {
-        let body = http::openai_error_body(
-            &format!("Incorrect API key provided: {why}"),
-            "invalid_request_error",
-            Some("invalid_api_key"),
-        );
-        return Answer::Close(http::json_response(401, &[], &body));
-    }
-    let request: ChatRequest = match serde_json::from_slice(body) {
-        Ok(request) => request,
-        Err(e) => {
-            let body = http::openai_error_body(
-                &format!("We could not parse the JSON body of your request: {e}"),
-                "invalid_request_error",
-                None,
-            );
-            return Answer::Close(http::json_response(400, &[], &body));
-        }
-    };
-    if chance(rng, profile.rate_limit_rate) {
-        let ms = profile.rate_limit_retry_after_ms;
-        let ms_text = ms.to_string();
-        let seconds = ms.div_ceil(1000).to_string();
-        let body = http::openai_error_body(
-            "Rate limit reached for requests (simulated): retry later",
-            "requests",
-            Some("rate_limit_exceeded"),
-        );
-        return Answer::Close(http::json_response(
-            429,
-            &[
-                ("retry-after-ms", &ms_text),
-                ("Retry-After", &seconds),
-                ("x-should-retry", "true"),
-            ],
-            &body,
-        ));
+        http::openai_error_body(&refusal.message, kind, code)
     }
 
-    let prompt_chars: usize = request
-        .messages
-        .iter()
-        .map(|m| m.content.chars().count())
-        .sum();
-    let prompt_tokens = (prompt_chars as u64).div_ceil(4);
-    let total = request
-        .max_tokens
-        .map_or(profile.tokens_per_response, |max| {
-            max.min(profile.tokens_per_response)
-        });
-    let finish_reason = if total < profile.tokens_per_response {
-        "length"
-    } else {
-        "stop"
-    };
-    let fails = chance(rng, profile.error_rate);
-    let stalls = chance(rng, profile.stall_rate);
-    let drop_at = chance(rng, profile.drop_rate).then(|| {
-        if total >= 2 {
-            rng.random_range(1..total)
+    fn refusal_headers(&self, refusal: &Refusal) -> Vec<(&'static str, String)> {
+        if refusal.kind == RefusalKind::RateLimited {
+            vec![("x-should-retry", "true".into())]
         } else {
-            0
+            Vec::new()
         }
-    });
-    let first_due = received + profile.time_to_first_token().sample(rng);
-    let interval = profile.token_interval();
-    let created = chrono::Utc::now().timestamp();
-    let model = request.model.as_str();
-    let base = |choices, usage| ChunkOut {
-        id,
-        object: "chat.completion.chunk",
-        created,
-        model,
-        system_fingerprint: "fp_relaytop_sim",
-        choices,
-        usage,
-    };
-    let include_usage = request.stream_options.is_some_and(|o| o.include_usage);
+    }
 
-    if !request.stream {
-        return whole_completion(
-            tcp,
-            &request,
-            id,
-            &profile,
-            prompt_tokens,
-            total,
-            finish_reason,
-            first_due,
-            shared,
+    fn stream_headers(&self, reply: &Reply, n: u64, tokens: u64) -> String {
+        let remaining_requests = REQUESTS_PER_MINUTE - (n % REQUESTS_PER_MINUTE);
+        let remaining_tokens = TOKENS_PER_MINUTE.saturating_sub(tokens % TOKENS_PER_MINUTE);
+        format!(
+            "x-request-id: req_{}\r\nopenai-processing-ms: 1\r\n\
+             x-ratelimit-limit-requests: {REQUESTS_PER_MINUTE}\r\n\
+             x-ratelimit-remaining-requests: {remaining_requests}\r\n\
+             x-ratelimit-reset-requests: 6ms\r\n\
+             x-ratelimit-limit-tokens: {TOKENS_PER_MINUTE}\r\n\
+             x-ratelimit-remaining-tokens: {remaining_tokens}\r\n\
+             x-ratelimit-reset-tokens: 0s\r\n",
+            reply.id
         )
-        .await;
     }
 
-    let processing_ms = received.elapsed().as_millis();
-    let head_out = format!(
-        "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream; charset=utf-8\r\n\
-         Cache-Control: no-cache\r\nTransfer-Encoding: chunked\r\nx-request-id: req_{id}\r\n\
-         openai-processing-ms: {processing_ms}\r\n{}\r\n",
-        rate_limit_headers(n, prompt_tokens + u64::from(total))
-    );
-    let role = data_event(&base(
-        vec![ChoiceOut {
-            index: 0,
-            delta: DeltaOut {
-                role: Some("assistant"),
-                content: Some(""),
-            },
-            logprobs: None,
-            finish_reason: None,
-        }],
-        None,
-    ));
-    let mut out = head_out.into_bytes();
-    out.extend_from_slice(&chunk(&role));
-    if tcp.write_all(&out).await.is_err() {
-        return Answer::Gone;
+    fn opening(&self, reply: &mut Reply, out: &mut Vec<String>) {
+        let delta = DeltaOut {
+            role: Some("assistant"),
+            content: Some(""),
+            ..DeltaOut::default()
+        };
+        out.push(Self::chunk(reply, delta, None, None));
     }
-    if stalls {
-        // Silent from here on: hold the connection until the client gives up.
-        let mut sink = [0u8; 1024];
-        while let Ok(n) = tcp.read(&mut sink).await {
-            if n == 0 {
-                break;
-            }
-        }
-        bump(&shared.stats.responses_dropped);
-        return Answer::Gone;
+
+    fn thinking(&self, reply: &mut Reply, word: &str, out: &mut Vec<String>) {
+        let delta = DeltaOut {
+            reasoning_content: Some(word),
+            ..DeltaOut::default()
+        };
+        out.push(Self::chunk(reply, delta, None, None));
     }
-    let mut sent: u32 = 0;
-    let mut next_malformed = 0usize;
-    loop {
-        let due = interval
-            .and_then(|i| i.checked_mul(sent))
-            .and_then(|offset| first_due.checked_add(offset))
-            .unwrap_or(first_due);
-        sleep_until(due).await;
-        let mut batch = Vec::new();
-        if fails {
-            let error = http::openai_error_body(
-                "The upstream model failed (simulated)",
-                "server_error",
-                Some("upstream_error"),
-            );
-            batch.extend_from_slice(&chunk(&format!("event: error\ndata: {error}\n\n")));
-            batch.extend_from_slice(b"0\r\n\r\n");
-            let _ = tcp.write_all(&batch).await;
-            return Answer::KeepAlive;
+
+    fn answer(&self, reply: &mut Reply, word: &str, out: &mut Vec<String>) {
+        let delta = DeltaOut {
+            content: Some(word),
+            ..DeltaOut::default()
+        };
+        out.push(Self::chunk(reply, delta, None, None));
+    }
+
+    fn failure(&self, _reply: &mut Reply, out: &mut Vec<String>) {
+        let error = http::openai_error_body(
+            "The upstream model failed (simulated)",
+            "server_error",
+            Some("upstream_error"),
+        );
+        out.push(format!("event: error\ndata: {error}\n\n"));
+    }
+
+    fn closing(&self, reply: &mut Reply, out: &mut Vec<String>) {
+        let finish = finish_reason(reply.finish);
+        out.push(Self::chunk(reply, DeltaOut::default(), Some(finish), None));
+        if reply.include_usage {
+            let usage = usage_out(reply);
+            out.push(Self::chunk(reply, DeltaOut::default(), None, Some(usage)));
         }
-        if drop_at == Some(sent) {
-            // What a broken upstream looks like: the TCP connection just ends.
-            let _ = tcp.shutdown().await;
-            bump(&shared.stats.responses_dropped);
-            return Answer::Gone;
-        }
-        // Everything already due goes out in one write.
-        let now = Instant::now();
-        while sent < total {
-            let due = interval
-                .and_then(|i| i.checked_mul(sent))
-                .and_then(|offset| first_due.checked_add(offset))
-                .unwrap_or(first_due);
-            if due > now || drop_at == Some(sent) {
-                break;
-            }
-            let word = profile.chunk_word(sent);
-            let event = data_event(&base(
-                vec![ChoiceOut {
-                    index: 0,
-                    delta: DeltaOut {
-                        role: None,
-                        content: Some(word),
-                    },
-                    logprobs: None,
-                    finish_reason: None,
+        out.push("data: [DONE]\n\n".to_owned());
+    }
+
+    fn malformed(&self, n: usize) -> &'static str {
+        MALFORMED_EVENTS[n % MALFORMED_EVENTS.len()]
+    }
+
+    fn whole(&self, reply: &Reply, text: &str) -> Option<String> {
+        Some(
+            serde_json::json!({
+                "id": format!("chatcmpl-{}", reply.id),
+                "object": "chat.completion",
+                "created": reply.created,
+                "model": reply.model,
+                "choices": [{
+                    "index": 0,
+                    "message": { "role": "assistant", "content": text, "refusal": null },
+                    "logprobs": null,
+                    "finish_reason": finish_reason(reply.finish),
                 }],
-                None,
-            ));
-            batch.extend_from_slice(&chunk(&event));
-            sent += 1;
-            if chance(rng, profile.malformed_rate) {
-                batch.extend_from_slice(&chunk(MALFORMED_EVENTS[next_malformed]));
-                next_malformed = (next_malformed + 1) % MALFORMED_EVENTS.len();
-            }
-        }
-        if sent >= total {
-            let finish = data_event(&base(
-                vec![ChoiceOut {
-                    index: 0,
-                    delta: DeltaOut::default(),
-                    logprobs: None,
-                    finish_reason: Some(finish_reason),
-                }],
-                None,
-            ));
-            batch.extend_from_slice(&chunk(&finish));
-            if include_usage && profile.send_usage {
-                let usage = usage_out(&profile, prompt_tokens, u64::from(sent));
-                batch.extend_from_slice(&chunk(&data_event(&base(Vec::new(), Some(usage)))));
-            }
-            batch.extend_from_slice(&chunk("data: [DONE]\n\n"));
-            batch.extend_from_slice(b"0\r\n\r\n");
-            if tcp.write_all(&batch).await.is_err() {
-                bump(&shared.stats.responses_dropped);
-                return Answer::Gone;
-            }
-            bump(&shared.stats.responses_completed);
-            return Answer::KeepAlive;
-        }
-        if tcp.write_all(&batch).await.is_err() {
-            bump(&shared.stats.responses_dropped);
-            return Answer::Gone;
-        }
+                "usage": usage_out(reply),
+            })
+            .to_string(),
+        )
     }
-}
-
-fn usage_out(profile: &SimProfile, prompt_tokens: u64, completion_tokens: u64) -> UsageOut {
-    let total_tokens = prompt_tokens + completion_tokens;
-    let cached = (prompt_tokens as f64 * profile.cached_prompt_fraction.clamp(0.0, 1.0)) as u64;
-    UsageOut {
-        prompt_tokens,
-        completion_tokens,
-        total_tokens,
-        prompt_tokens_details: CachedOut {
-            cached_tokens: cached,
-        },
-        cost: profile
-            .usage_cost_per_mtok
-            .map(|price| total_tokens as f64 * price / 1_000_000.0),
-    }
-}
-
-/// A `stream: false` request: the whole `chat.completion` once the response would be over.
-#[allow(clippy::too_many_arguments)]
-async fn whole_completion(
-    tcp: &mut TcpStream,
-    request: &ChatRequest,
-    id: &str,
-    profile: &SimProfile,
-    prompt_tokens: u64,
-    total: u32,
-    finish_reason: &str,
-    first_due: Instant,
-    shared: &Shared,
-) -> Answer {
-    let done_at = profile
-        .token_interval()
-        .and_then(|i| i.checked_mul(total))
-        .and_then(|d| first_due.checked_add(d))
-        .unwrap_or(first_due);
-    sleep_until(done_at).await;
-    let text: String = (0..total).map(|i| profile.chunk_word(i)).collect();
-    let usage = usage_out(profile, prompt_tokens, u64::from(total));
-    let body = serde_json::json!({
-        "id": id,
-        "object": "chat.completion",
-        "created": chrono::Utc::now().timestamp(),
-        "model": request.model,
-        "choices": [{
-            "index": 0,
-            "message": { "role": "assistant", "content": text, "refusal": null },
-            "logprobs": null,
-            "finish_reason": finish_reason,
-        }],
-        "usage": usage,
-    })
-    .to_string();
-    let response = format!(
-        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    if tcp.write_all(response.as_bytes()).await.is_err() {
-        return Answer::Gone;
-    }
-    bump(&shared.stats.responses_completed);
-    Answer::KeepAlive
 }
 
 #[cfg(test)]
@@ -504,14 +259,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn chunks_are_framed() {
-        assert_eq!(chunk("data: x\n\n"), b"9\r\ndata: x\n\n\r\n");
-    }
-
-    #[test]
     fn malformed_events_are_malformed() {
         use relaytop_core::protocol::openai_chat::{SseBuffer, StreamData};
-        for event in MALFORMED_EVENTS {
+        for n in 0..2 {
+            let event = Chat.malformed(n);
             let mut buffer = SseBuffer::new();
             buffer.push(event.as_bytes());
             let event = buffer.next_event().unwrap().unwrap();

@@ -307,7 +307,7 @@ pub fn parse(
                     return Err(at(
                         profile.span(),
                         format!(
-                            "no simulator profile `{}`: use legacy, holysheep, openai or default",
+                            "no simulator profile `{}`: use legacy, holysheep, openai, newapi or default",
                             profile.get_ref()
                         ),
                     ));

@@ -18,6 +18,11 @@ const MAX_TTFT_MS: f64 = 600_000.0;
 
 /// The words a response streams when a profile gives none: one token a chunk, with the
 /// leading spaces a tokenizer would keep; the 25 of them (a default response) make a sentence.
+/// The thinking a simulated model does before it answers (`thinking_tokens`), a word a token.
+const THINKING_WORDS: &[&str] = &[
+    "The", " user", " asks", " about", " relays;", " keep", " it", " short.",
+];
+
 const DEFAULT_CHUNK_WORDS: &[&str] = &[
     "Relay",
     " stations",
@@ -155,6 +160,13 @@ pub struct SimProfile {
     /// openai-sse and openai-realtime: the share of each prompt's tokens reported as served
     /// from a cache (`prompt_tokens_details.cached_tokens`, `input_token_details.cached_tokens`).
     pub cached_prompt_fraction: f64,
+    /// HTTP streaming formats (chat, Messages, Responses, Gemini): thinking tokens streamed
+    /// before the answer (`reasoning_content`, `thinking_delta`, reasoning summary, thought
+    /// parts), one a chunk at the token rate, reported as reasoning tokens; 0 = none.
+    pub thinking_tokens: u32,
+    /// anthropic-messages: the share of each prompt's tokens reported as written to the cache
+    /// (`cache_creation_input_tokens`).
+    pub cache_write_fraction: f64,
 }
 
 impl Default for SimProfile {
@@ -169,6 +181,8 @@ impl Default for SimProfile {
                 .map(|w| (*w).to_owned())
                 .collect(),
             send_usage: true,
+            thinking_tokens: 0,
+            cache_write_fraction: 0.0,
             drop_rate: 0.0,
             drop_mode: DropMode::Abrupt,
             error_rate: 0.0,
@@ -220,6 +234,19 @@ impl SimProfile {
                 cached_prompt_fraction: 0.5,
                 ..base
             }),
+            // A new-api-shaped station serving every format on one key: thinking models, a
+            // prompt cache, and the odd 429 of a busy upstream group.
+            "newapi" => Some(SimProfile {
+                ttft_p50_ms: 350.0,
+                ttft_p99_ms: 900.0,
+                tokens_per_second: 120.0,
+                thinking_tokens: 6,
+                cached_prompt_fraction: 0.25,
+                cache_write_fraction: 0.1,
+                rate_limit_rate: 0.005,
+                drop_rate: 0.005,
+                ..base
+            }),
             _ => None,
         }
     }
@@ -256,6 +283,7 @@ impl SimProfile {
         probability("malformed_rate", self.malformed_rate)?;
         probability("stall_rate", self.stall_rate)?;
         probability("cached_prompt_fraction", self.cached_prompt_fraction)?;
+        probability("cache_write_fraction", self.cache_write_fraction)?;
         if let Some(price) = self.usage_cost_per_mtok
             && !(price.is_finite() && price >= 0.0)
         {
@@ -331,6 +359,11 @@ impl SimProfile {
     }
 
     /// The text of chunk number `index` (from 0) of a response.
+    /// The `index`-th thinking token's text.
+    pub fn thinking_word(&self, index: u32) -> &'static str {
+        THINKING_WORDS[index as usize % THINKING_WORDS.len()]
+    }
+
     pub fn chunk_word(&self, index: u32) -> &str {
         if self.chunk_words.is_empty() {
             DEFAULT_CHUNK_WORDS[index as usize % DEFAULT_CHUNK_WORDS.len()]
