@@ -385,3 +385,383 @@ fn a_new_request_forgets_the_last_response() {
     );
     assert_eq!(end, SseInbound::StreamCut, "{events:?}");
 }
+
+// ------------------------------------------------------------------------------------------
+// Sessions against the simulator (and one hand-made relay), on 127.0.0.1
+// ------------------------------------------------------------------------------------------
+
+mod sessions {
+    use std::time::Duration;
+
+    use relaytop_core::config::secret::Secret;
+    use relaytop_core::session::{
+        AuthStyle, ErrorKind, EventKind, Protocol, SessionCommand, SessionSpec, Workload,
+    };
+    use relaytop_sim::SimProfile;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    use crate::support::{fast_timing, sim, spec, watch};
+
+    const LONG: Duration = Duration::from_secs(10);
+    /// An Anthropic-shaped key (the simulator checks the shape).
+    const KEY: &str = "sk-ant-api03-relaytopTESTkey0001";
+
+    /// 400 characters: 100 prompt tokens for the simulator.
+    fn prompt() -> String {
+        "abcd".repeat(100)
+    }
+
+    fn messages_spec(url: &str, auth: AuthStyle) -> SessionSpec {
+        let workload = Workload::Probe {
+            interval: Duration::from_millis(100),
+            prompt: prompt(),
+            max_tokens: None,
+        };
+        let mut spec = spec(url, workload, fast_timing());
+        spec.info.protocol = Protocol::AnthropicMessages;
+        spec.info.model = "claude-sonnet-4-5".into();
+        spec.api_key = Some(Secret::new(KEY));
+        spec.auth = auth;
+        spec
+    }
+
+    fn quick(ttft_ms: f64, tokens: u32) -> SimProfile {
+        SimProfile {
+            ttft_p50_ms: ttft_ms,
+            ttft_p99_ms: ttft_ms,
+            tokens_per_response: tokens,
+            tokens_per_second: 1000.0,
+            ..SimProfile::default()
+        }
+    }
+
+    fn is_done(k: &EventKind) -> bool {
+        matches!(k, EventKind::Done { .. })
+    }
+
+    #[tokio::test]
+    async fn a_session_gets_what_the_simulator_sent() {
+        let server = sim(SimProfile {
+            cached_prompt_fraction: 0.5,
+            cache_write_fraction: 0.25,
+            thinking_tokens: 2,
+            ..quick(120.0, 8)
+        })
+        .await;
+        for (auth, url) in [
+            (AuthStyle::Native, server.sse_base_url()),
+            (
+                AuthStyle::Bearer,
+                format!("{}/messages", server.sse_base_url()),
+            ),
+        ] {
+            let mut s = watch(messages_spec(&url, auth));
+            let done = s
+                .wait_for(LONG, is_done)
+                .await
+                .unwrap_or_else(|| panic!("{auth:?}: no response:\n{}", s.story()));
+            let EventKind::Done {
+                ttft_us,
+                answer_us,
+                tokens,
+                finish_reason,
+                chunks,
+                ..
+            } = done.kind
+            else {
+                unreachable!()
+            };
+            let ttft_ms = ttft_us.unwrap() as f64 / 1000.0;
+            assert!(
+                (120.0..600.0).contains(&ttft_ms),
+                "{auth:?}: TTFT {ttft_ms} ms for 120 ms"
+            );
+            let answer_ms = answer_us.expect("thinking came first") as f64 / 1000.0;
+            assert!(answer_ms > ttft_ms, "{answer_ms} after {ttft_ms}");
+            assert_eq!(chunks, 6, "8 tokens, 2 of them thinking");
+            assert_eq!(
+                (
+                    tokens.input,
+                    tokens.cached_input,
+                    tokens.cache_write_input,
+                    tokens.output,
+                    tokens.estimated
+                ),
+                (100, 50, 25, 8, false),
+                "{auth:?}"
+            );
+            assert_eq!(finish_reason.as_deref(), Some("end_turn"));
+            let limits = s.seen.iter().find_map(|e| match &e.kind {
+                EventKind::RateLimitStatus {
+                    requests_limit,
+                    requests_reset_ms,
+                    tokens_limit,
+                    ..
+                } => Some((*requests_limit, *requests_reset_ms, *tokens_limit)),
+                _ => None,
+            });
+            let (requests, reset, tokens_limit) =
+                limits.unwrap_or_else(|| panic!("no rate limits:\n{}", s.story()));
+            assert_eq!(requests, Some(4000));
+            assert_eq!(tokens_limit, Some(2_400_000));
+            assert!(reset.is_some_and(|ms| ms <= 61_000), "{reset:?}");
+            assert_eq!(
+                s.count(|k| matches!(
+                    k,
+                    EventKind::Malformed { .. }
+                        | EventKind::Error { .. }
+                        | EventKind::UnknownFrame { .. }
+                )),
+                0,
+                "{auth:?}:\n{}",
+                s.story()
+            );
+            let _ = s.handle.commands.send(SessionCommand::Close).await;
+        }
+        server.stop().await;
+    }
+
+    #[tokio::test]
+    async fn a_bad_key_stops_the_session() {
+        let server = sim(SimProfile {
+            accepted_keys: Some(vec!["sk-ant-api03-someoneELSEkey0002".into()]),
+            ..quick(10.0, 3)
+        })
+        .await;
+        let mut s = watch(messages_spec(&server.sse_base_url(), AuthStyle::Native));
+        let stopped = s
+            .wait_for(LONG, |k| {
+                matches!(
+                    k,
+                    EventKind::State(relaytop_core::session::SessionState::Stopped { .. })
+                )
+            })
+            .await
+            .unwrap_or_else(|| panic!("not stopped:\n{}", s.story()));
+        let story = format!("{:?}", stopped.kind);
+        assert!(story.contains("401"), "{story}");
+        assert!(
+            s.seen.iter().any(|e| matches!(
+                &e.kind,
+                EventKind::Error { kind: ErrorKind::Auth, message, .. }
+                    if message.starts_with("GET /v1/models answered 401: ")
+            )),
+            "{}",
+            s.story()
+        );
+        assert_eq!(
+            s.count(|k| matches!(k, EventKind::BackingOff { .. })),
+            0,
+            "{}",
+            s.story()
+        );
+        server.stop().await;
+    }
+
+    #[tokio::test]
+    async fn an_overloaded_upstream_fails_the_request_not_the_session() {
+        let server = sim(SimProfile {
+            error_rate: 1.0,
+            ..quick(10.0, 3)
+        })
+        .await;
+        let mut s = watch(messages_spec(&server.sse_base_url(), AuthStyle::Native));
+        for _ in 0..2 {
+            s.wait_for(LONG, |k| {
+                matches!(
+                    k,
+                    EventKind::RequestFailed {
+                        kind: ErrorKind::Overloaded,
+                        ..
+                    }
+                )
+            })
+            .await
+            .unwrap_or_else(|| panic!("no overloaded_error:\n{}", s.story()));
+        }
+        assert_eq!(s.count(|k| matches!(k, EventKind::Closed { .. })), 0);
+        assert_eq!(s.count(|k| matches!(k, EventKind::Connected { .. })), 1);
+        server.stop().await;
+    }
+
+    #[tokio::test]
+    async fn a_429_in_anthropic_words_is_a_rate_limit_retried() {
+        let server = sim(SimProfile {
+            rate_limit_rate: 1.0,
+            rate_limit_retry_after_ms: 100,
+            ..quick(10.0, 3)
+        })
+        .await;
+        let mut s = watch(messages_spec(&server.sse_base_url(), AuthStyle::Native));
+        let error = s
+            .wait_for(LONG, |k| {
+                matches!(
+                    k,
+                    EventKind::Error {
+                        kind: ErrorKind::RateLimited,
+                        ..
+                    }
+                )
+            })
+            .await
+            .unwrap_or_else(|| panic!("no 429:\n{}", s.story()));
+        let EventKind::Error {
+            message, retryable, ..
+        } = error.kind
+        else {
+            unreachable!()
+        };
+        assert!(
+            message.starts_with("POST /v1/messages answered 429: rate_limit_error: "),
+            "{message}"
+        );
+        assert!(retryable, "{}", s.story());
+        server.stop().await;
+    }
+
+    #[tokio::test]
+    async fn a_dropped_stream_is_cut_and_the_session_reconnects() {
+        let server = sim(SimProfile {
+            drop_rate: 1.0,
+            ..quick(10.0, 8)
+        })
+        .await;
+        let mut s = watch(messages_spec(&server.sse_base_url(), AuthStyle::Native));
+        s.wait_for(LONG, |k| {
+            matches!(
+                k,
+                EventKind::Closed {
+                    requested: false,
+                    code: 1006,
+                    ..
+                }
+            )
+        })
+        .await
+        .unwrap_or_else(|| panic!("no drop:\n{}", s.story()));
+        assert!(
+            s.seen.iter().any(|e| matches!(
+                &e.kind,
+                EventKind::RequestFailed { kind: ErrorKind::Network, reason, .. }
+                    if reason.contains("stream")
+            )),
+            "the cut response failed:\n{}",
+            s.story()
+        );
+        assert_eq!(s.count(is_done), 0, "a cut stream is never done");
+        server.set_profile(quick(10.0, 3));
+        s.wait_for(LONG, is_done)
+            .await
+            .unwrap_or_else(|| panic!("no response after the drop:\n{}", s.story()));
+        assert!(s.count(|k| matches!(k, EventKind::Connected { .. })) >= 2);
+        server.stop().await;
+    }
+
+    /// A relay that answers the check, then streams `body` whole (a clean HTTP end) to every
+    /// request; one connection per request.
+    async fn fixed_relay(body: &'static [u8]) -> (String, tokio::task::JoinHandle<()>) {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .unwrap();
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            while let Ok((mut tcp, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut piece = [0u8; 4096];
+                    // The head, then the body by its Content-Length.
+                    let head_end = loop {
+                        if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break at + 4;
+                        }
+                        match tcp.read(&mut piece).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&piece[..n]),
+                        }
+                    };
+                    let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+                    let length: usize = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .and_then(|v| v.trim().parse().ok())
+                        .unwrap_or(0);
+                    while buf.len() < head_end + length {
+                        match tcp.read(&mut piece).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&piece[..n]),
+                        }
+                    }
+                    let answer = if head.starts_with("get") {
+                        b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 11\r\nconnection: close\r\n\r\n{\"data\":[]}".to_vec()
+                    } else {
+                        let mut a = format!(
+                            "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                            body.len()
+                        )
+                        .into_bytes();
+                        a.extend_from_slice(body);
+                        a
+                    };
+                    let _ = tcp.write_all(&answer).await;
+                    let _ = tcp.shutdown().await;
+                });
+            }
+        });
+        (format!("http://{addr}"), task)
+    }
+
+    #[tokio::test]
+    async fn a_clean_end_without_message_stop_is_a_cut() {
+        let body = include_bytes!("../fixtures/anthropic_messages/truncated.sse");
+        let (url, task) = fixed_relay(body).await;
+        let mut s = watch(messages_spec(&url, AuthStyle::Native));
+        s.wait_for(LONG, |k| {
+            matches!(
+                k,
+                EventKind::Closed {
+                    requested: false,
+                    code: 1006,
+                    ..
+                }
+            )
+        })
+        .await
+        .unwrap_or_else(|| panic!("no cut:\n{}", s.story()));
+        assert!(
+            s.seen.iter().any(|e| matches!(
+                &e.kind,
+                EventKind::RequestFailed { reason, .. }
+                    if reason == "the stream ended before the response finished"
+            )),
+            "{}",
+            s.story()
+        );
+        assert_eq!(s.count(is_done), 0);
+        let _ = s.handle.commands.send(SessionCommand::Close).await;
+        task.abort();
+    }
+
+    #[tokio::test]
+    async fn a_clean_end_after_the_stop_reason_is_done() {
+        let body = include_bytes!("../fixtures/anthropic_messages/no_message_stop.sse");
+        let (url, task) = fixed_relay(body).await;
+        let mut s = watch(messages_spec(&url, AuthStyle::Native));
+        let done = s
+            .wait_for(LONG, is_done)
+            .await
+            .unwrap_or_else(|| panic!("no done:\n{}", s.story()));
+        let EventKind::Done {
+            tokens,
+            finish_reason,
+            ..
+        } = done.kind
+        else {
+            unreachable!()
+        };
+        assert_eq!((tokens.input, tokens.output), (7, 3));
+        assert_eq!(finish_reason.as_deref(), Some("end_turn"));
+        assert_eq!(s.count(|k| matches!(k, EventKind::Closed { .. })), 0);
+        let _ = s.handle.commands.send(SessionCommand::Close).await;
+        task.abort();
+    }
+}

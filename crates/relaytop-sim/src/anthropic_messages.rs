@@ -253,7 +253,10 @@ impl Shape for Messages {
             delta["usage"] = json!(usage_out(reply, reply.usage.completion_tokens));
         }
         out.push(sse(Some("message_delta"), &delta));
-        out.push(sse(Some("message_stop"), &json!({ "type": "message_stop" })));
+        out.push(sse(
+            Some("message_stop"),
+            &json!({ "type": "message_stop" }),
+        ));
     }
 
     fn whole(&self, reply: &Reply, text: &str) -> Option<String> {
@@ -339,9 +342,10 @@ mod tests {
         assert_eq!(tokens.output, 3);
         assert_eq!(finish.as_deref(), Some("end_turn"));
         assert!(
-            !events
-                .iter()
-                .any(|e| matches!(e, EventKind::Malformed { .. } | EventKind::UnknownFrame { .. })),
+            !events.iter().any(|e| matches!(
+                e,
+                EventKind::Malformed { .. } | EventKind::UnknownFrame { .. }
+            )),
             "{events:?}"
         );
     }
