@@ -82,6 +82,14 @@ impl SseFormat for MessagesFormat {
         data: &'a str,
         step: &mut impl FnMut(Step<'a>),
     ) {
+        if data.trim() == "[DONE]" {
+            // A relay that converted an OpenAI stream and kept its end: done if the stop
+            // reason came (as at the body's end), else nothing to say yet.
+            if let Some(done) = self.on_body_end() {
+                step(done);
+            }
+            return;
+        }
         let parsed = match MessagesEvent::parse(event, data) {
             Ok(parsed) => parsed,
             Err(error) => return step(Step::Malformed(error.to_string())),
@@ -136,5 +144,65 @@ impl SseFormat for MessagesFormat {
     fn on_body_end(&mut self) -> Option<Step<'static>> {
         // A relay that drops `message_stop`: the answer was complete if the stop reason came.
         self.stop_reason.is_some().then(|| self.done())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn steps(format: &mut MessagesFormat, events: &[&'static str]) -> Vec<Step<'static>> {
+        let mut out = Vec::new();
+        for data in events {
+            format.on_event(None, data, &mut |s| out.push(s));
+        }
+        out
+    }
+
+    #[test]
+    fn a_done_sentinel_ends_only_a_finished_answer() {
+        let mut f = MessagesFormat::default();
+        assert_eq!(steps(&mut f, &["[DONE]"]), []);
+        let out = steps(
+            &mut f,
+            &[
+                r#"{"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"output_tokens":4}}"#,
+                "[DONE]",
+            ],
+        );
+        assert!(matches!(
+            &out[..],
+            [Step::Done { usage: Some(u), finish_reason: Some(r) }] if u.output == 4 && r == "end_turn"
+        ));
+    }
+
+    #[test]
+    fn a_later_zero_does_not_erase_the_input_count() {
+        let mut f = MessagesFormat::default();
+        let out = steps(
+            &mut f,
+            &[
+                r#"{"type":"message_start","message":{"usage":{"input_tokens":20,"cache_read_input_tokens":5,"output_tokens":1}}}"#,
+                r#"{"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"input_tokens":0,"cache_read_input_tokens":null,"output_tokens":9}}"#,
+                r#"{"type":"message_stop"}"#,
+            ],
+        );
+        let [Step::Done { usage: Some(u), .. }] = &out[..] else {
+            panic!("{out:?}");
+        };
+        assert_eq!((u.input, u.cached_input, u.output), (25, 5, 9));
+    }
+
+    #[test]
+    fn no_usage_at_all_is_an_estimate() {
+        let mut f = MessagesFormat::default();
+        let out = steps(&mut f, &[r#"{"type":"message_stop"}"#]);
+        assert_eq!(
+            out,
+            [Step::Done {
+                usage: None,
+                finish_reason: None
+            }]
+        );
     }
 }
