@@ -386,6 +386,93 @@ fn a_new_request_forgets_the_last_response() {
     assert_eq!(end, SseInbound::StreamCut, "{events:?}");
 }
 
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    const FIXTURES: [&str; 10] = [
+        "reference.sse",
+        "data_only.sse",
+        "thinking_then_text.sse",
+        "tool_use.sse",
+        "pings_comments_unknown.sse",
+        "mid_stream_overloaded.sse",
+        "cumulative_message_delta.sse",
+        "cache_usage.sse",
+        "truncated.sse",
+        "no_message_stop.sse",
+    ];
+
+    fn config() -> ProptestConfig {
+        ProptestConfig {
+            cases: 64,
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        }
+    }
+
+    /// Feeds `body` cut at `cuts` (positions, any order); the events without their times.
+    fn feed(body: &[u8], cuts: &[usize]) -> (Vec<SseInbound>, Vec<String>) {
+        let mut cuts: Vec<usize> = cuts.iter().map(|c| c % (body.len() + 1)).collect();
+        cuts.push(body.len());
+        cuts.sort_unstable();
+        let mut d = MessagesDecoder::new();
+        d.request_sent(Duration::ZERO, "m", 1);
+        let mut events = Vec::new();
+        let mut inbounds = Vec::new();
+        let mut from = 0;
+        for cut in cuts {
+            let i = d.on_bytes(
+                Duration::from_millis(1),
+                &body[from..cut],
+                &mut |e| events.push(e),
+                &mut |_| {},
+            );
+            inbounds.push(i);
+            from = cut;
+        }
+        inbounds.push(d.on_end(
+            Duration::from_millis(2),
+            &mut |e| events.push(e),
+            &mut |_| {},
+        ));
+        inbounds.retain(|i| *i != SseInbound::Nothing && *i != SseInbound::Text);
+        (inbounds, events.iter().map(without_times).collect())
+    }
+
+    proptest! {
+        #![proptest_config(config())]
+
+        #[test]
+        fn any_split_of_a_fixture_gives_the_same_events(
+            which in 0..FIXTURES.len(),
+            cuts in proptest::collection::vec(any::<usize>(), 0..12),
+        ) {
+            let body = fixture(FIXTURES[which]);
+            prop_assert_eq!(feed(&body, &cuts), feed(&body, &[]));
+        }
+
+        #[test]
+        fn any_bytes_never_panic(
+            body in proptest::collection::vec(any::<u8>(), 0..512),
+            cuts in proptest::collection::vec(any::<usize>(), 0..6),
+        ) {
+            let _ = feed(&body, &cuts);
+        }
+
+        #[test]
+        fn any_event_text_never_panics(
+            name in proptest::option::of("[a-z_]{0,20}"),
+            data in "[{}\\[\\]\":,a-z_0-9 .\\-]{0,80}",
+        ) {
+            let mut d = MessagesDecoder::new();
+            d.request_sent(Duration::ZERO, "m", 1);
+            d.on_event(Duration::ZERO, name.as_deref(), &data, &mut |_| {});
+            d.on_body_end(Duration::ZERO, &mut |_| {});
+        }
+    }
+}
+
 // ------------------------------------------------------------------------------------------
 // Sessions against the simulator (and one hand-made relay), on 127.0.0.1
 // ------------------------------------------------------------------------------------------
