@@ -386,6 +386,104 @@ fn a_new_request_forgets_the_last_response() {
     assert_eq!(end, SseInbound::StreamCut, "{events:?}");
 }
 
+/// Every fixture decoded through a recorder's tap as the live transport writes it (request
+/// events, the decoder's taps, a cut reported by the session), then replayed from the
+/// recording: the same events at the same times.
+#[test]
+fn a_recording_replays_to_the_same_events() {
+    use relaytop_core::record::{RecordOptions, Recorder, Replay, RunMeta};
+    use relaytop_core::session::tap::Direction;
+    use relaytop_core::session::{Protocol, RunClock, SessionInfo, SessionState, Timing};
+
+    let dir = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/anthropic_messages"
+    );
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    assert!(files.len() >= 10, "{files:?}");
+    let root = tempfile::tempdir().unwrap();
+    let meta = RunMeta {
+        started_at: chrono::Utc::now(),
+        source: "anthropic fixtures".into(),
+        pricing: Default::default(),
+        secrets: Vec::new(),
+    };
+    let recorder =
+        Recorder::start(&RecordOptions::new(root.path()), meta, RunClock::new()).unwrap();
+    let info = SessionInfo {
+        id: 0,
+        name: "messages".into(),
+        provider: "anthropic".into(),
+        model: "claude-sonnet-4-5".into(),
+        protocol: Protocol::AnthropicMessages,
+        url: "http://127.0.0.1:9".into(),
+        workload: "probe".into(),
+    };
+    let tap = recorder.tap(&info, &Timing::default(), None).unwrap();
+    let mut live: Vec<(u64, EventKind)> = Vec::new();
+    let ms = Duration::from_millis;
+    let report = |live: &mut Vec<(u64, EventKind)>, at: Duration, kind: EventKind| {
+        tap.0.event(at, &kind);
+        live.push((at.as_micros() as u64, kind));
+    };
+    report(&mut live, ms(0), EventKind::State(SessionState::Open));
+    let mut d = MessagesDecoder::new();
+    let mut at = ms(0);
+    for file in &files {
+        let body = std::fs::read(file).unwrap();
+        at += ms(1000);
+        let (_, sent) = d.request_sent(at, "claude-sonnet-4-5", 9);
+        report(&mut live, at, sent);
+        let mut end = None;
+        for piece in body.chunks(61) {
+            at += ms(1);
+            let mut derived = Vec::new();
+            let inbound = d.on_bytes(at, piece, &mut |e| derived.push(e), &mut |w| {
+                tap.0.wire(at, Direction::FromRelay, w)
+            });
+            live.extend(derived.into_iter().map(|e| (at.as_micros() as u64, e)));
+            if !matches!(inbound, SseInbound::Nothing | SseInbound::Text) {
+                end = Some(inbound);
+                break;
+            }
+        }
+        let end = end.unwrap_or_else(|| {
+            at += ms(1);
+            let mut derived = Vec::new();
+            let inbound = d.on_end(at, &mut |e| derived.push(e), &mut |w| {
+                tap.0.wire(at, Direction::FromRelay, w)
+            });
+            live.extend(derived.into_iter().map(|e| (at.as_micros() as u64, e)));
+            inbound
+        });
+        if end == SseInbound::StreamCut
+            && let Some(failed) = d.fail(ErrorKind::Network, "cut")
+        {
+            report(&mut live, at, failed);
+        }
+    }
+    let dir = recorder.finish("done", at + ms(1)).unwrap();
+    let dones = live
+        .iter()
+        .filter(|(_, e)| matches!(e, EventKind::Done { .. }))
+        .count();
+    assert_eq!(dones, files.len() - 2, "all but the cut and the overloaded");
+
+    let mut replay = Replay::open(&[dir]).unwrap();
+    let replayed: Vec<(u64, EventKind)> = std::iter::from_fn(|| replay.next_event())
+        .map(|e| (e.at_us, e.kind))
+        .collect();
+    assert!(replay.read_stats().warnings().is_empty());
+    assert_eq!(replayed.len(), live.len());
+    for (i, (l, r)) in live.iter().zip(&replayed).enumerate() {
+        assert_eq!(l, r, "event {i}");
+    }
+}
+
 mod properties {
     use super::*;
     use proptest::prelude::*;
