@@ -41,13 +41,15 @@ pub struct MessagesRequest {
 
 impl MessagesRequest {
     /// A streamed request for a conversation: system messages go to the top-level `system`
-    /// (joined by a blank line), consecutive messages of one role are merged (Anthropic wants
-    /// them alternating), and `max_tokens` falls back to `DEFAULT_MAX_TOKENS`.
+    /// (joined by a blank line), empty messages are left out and consecutive messages of one
+    /// role merged (Anthropic refuses empty text and wants the roles alternating), and
+    /// `max_tokens` falls back to `DEFAULT_MAX_TOKENS`.
     pub fn streamed(model: &str, conversation: &[ChatMessage], max_tokens: Option<u32>) -> Self {
         let mut system: Option<String> = None;
         let mut messages: Vec<ChatMessage> = Vec::with_capacity(conversation.len());
         for message in conversation {
             match message.role {
+                _ if message.content.is_empty() => {}
                 Role::System => match &mut system {
                     Some(before) => {
                         before.push_str("\n\n");
@@ -68,7 +70,7 @@ impl MessagesRequest {
             model: model.to_owned(),
             max_tokens: max_tokens.unwrap_or(DEFAULT_MAX_TOKENS),
             stream: true,
-            system: system.filter(|s| !s.is_empty()),
+            system,
             messages,
         }
     }
@@ -555,6 +557,7 @@ mod tests {
         let conversation = [
             ChatMessage::new(Role::System, "Be brief."),
             ChatMessage::new(Role::User, "hi"),
+            ChatMessage::new(Role::Assistant, ""),
             ChatMessage::new(Role::User, "there"),
             ChatMessage::new(Role::Assistant, "Hello"),
             ChatMessage::new(Role::User, "again"),
