@@ -273,7 +273,7 @@ pub enum Delta<'a> {
     Signature,
     /// `citations_delta`.
     Citations,
-    /// Another delta type (its name; `content_block_delta` when it has none).
+    /// Another delta type (its name; `(no type)` when it has none).
     Unknown(Cow<'a, str>),
 }
 
@@ -299,50 +299,56 @@ impl<'a> MessagesEvent<'a> {
                 _ => EventError::NotJson(e.to_string()),
             }
         })?;
-        if let Some(error) = raw.error {
+        let RawEvent {
+            kind,
+            message,
+            content_block,
+            delta,
+            usage,
+            error,
+        } = raw;
+        if let Some(error) = error {
             return Ok(MessagesEvent::Error(error.into_error()));
         }
-        let kind: Cow<'a, str> = match (raw.kind, event) {
-            (Some(kind), _) if !kind.0.is_empty() => kind.0,
-            (_, Some(name)) if !name.is_empty() => Cow::Owned(name.to_owned()),
+        let name: &str = match (&kind, event) {
+            (Some(kind), _) if !kind.0.is_empty() => kind.0.as_ref(),
+            (_, Some(name)) if !name.is_empty() => name,
             _ => return Err(EventError::NoType),
         };
-        Ok(match kind.as_ref() {
+        Ok(match name {
             "message_start" => MessagesEvent::MessageStart {
-                usage: raw
-                    .message
+                usage: message
                     .and_then(MessageField::usage)
-                    .or(raw.usage)
+                    .or(usage)
                     .map(RawUsage::into_usage),
             },
             "content_block_start" => {
-                let block = raw.content_block;
+                let block = content_block;
                 let (text, thinking) = match block {
                     Some(b) => (b.text.map(|t| t.0), b.thinking.map(|t| t.0)),
                     None => (None, None),
                 };
                 MessagesEvent::BlockStart { text, thinking }
             }
-            "content_block_delta" => MessagesEvent::Delta(match raw.delta {
+            "content_block_delta" => MessagesEvent::Delta(match delta {
                 Some(delta) => delta.into_delta(),
                 None => Delta::Unknown(Cow::Borrowed("(no type)")),
             }),
             "content_block_stop" => MessagesEvent::BlockStop,
             "message_delta" => MessagesEvent::MessageDelta {
-                stop_reason: raw.delta.and_then(|d| d.stop_reason).map(|t| t.0),
-                usage: raw.usage.map(RawUsage::into_usage),
+                stop_reason: delta.and_then(|d| d.stop_reason).map(|t| t.0),
+                usage: usage.map(RawUsage::into_usage),
             },
             "message_stop" => MessagesEvent::MessageStop,
             "ping" => MessagesEvent::Ping,
             "error" => MessagesEvent::Error(MessagesError {
                 kind: None,
-                message: raw
-                    .message
+                message: message
                     .and_then(MessageField::text)
                     .unwrap_or(Cow::Borrowed("error event without a message")),
                 code: None,
             }),
-            _ => MessagesEvent::Unknown(kind),
+            _ => MessagesEvent::Unknown(Cow::Owned(name.to_owned())),
         })
     }
 }
