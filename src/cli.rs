@@ -10,8 +10,11 @@ use relaytop::headless::OutputFormat;
 
 /// A terminal monitor for AI-API relay stations: live sessions, heartbeats, latency, cost.
 ///
-/// With no configuration, relaytop runs its default world: two simulated relays on
-/// 127.0.0.1 (a legacy one and a faster new one) with probe sessions on both.
+/// `relaytop URL --key-env VAR` watches one relay with no configuration file. With no
+/// configuration at all, relaytop watches the relays your tools' variables name
+/// (OPENAI_BASE_URL, ANTHROPIC_BASE_URL, GOOGLE_GEMINI_BASE_URL with their keys), else its
+/// default world: three simulated stations on 127.0.0.1 (a legacy one, a faster new one, and a
+/// new-api-shaped one serving every format) with probe sessions on each.
 #[derive(Parser, Debug)]
 #[command(name = "relaytop", version, about, long_about)]
 pub struct Cli {
@@ -66,6 +69,9 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "ADDR")]
     pub metrics_listen: Option<SocketAddr>,
 
+    #[command(flatten)]
+    pub watch: WatchArgs,
+
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -95,6 +101,10 @@ pub enum Command {
     Chat(ChatArgs),
     /// Transcribe a WAV file through a relay-v1 provider and print the transcript.
     Transcribe(TranscribeArgs),
+    /// Write a commented configuration for the relays found: a URL given here, and the
+    /// variables other tools use (OPENAI_BASE_URL, ANTHROPIC_BASE_URL, GOOGLE_GEMINI_BASE_URL
+    /// and their keys).
+    Init(InitArgs),
     /// Print shell completions.
     Completions {
         #[arg(value_enum)]
@@ -237,7 +247,9 @@ pub enum ExportFormatArg {
 
 #[derive(clap::Args, Debug)]
 pub struct CheckArgs {
-    /// The relay URL: wss://HOST/v1/stream, https://HOST/v1, wss://HOST/v1/realtime.
+    /// The relay URL: https://HOST/v1 (chat completions), https://HOST/v1/messages,
+    /// https://HOST/v1/responses, https://HOST/v1beta (Gemini), wss://HOST/v1/realtime,
+    /// wss://HOST/v1/stream (relay/v1).
     pub url: String,
     /// The wire protocol (default: from the URL's scheme and path).
     #[arg(long, value_enum)]
@@ -245,9 +257,13 @@ pub struct CheckArgs {
     /// The environment variable holding the key (never the key itself).
     #[arg(long, value_name = "VAR")]
     pub key_env: Option<String>,
-    /// The model of the test completion (default: gpt-4.1, gpt-4o-mini or gpt-realtime).
+    /// The model of the test completion (default: one of the protocol's family).
     #[arg(long)]
     pub model: Option<String>,
+    /// How the key travels, when not the protocol's own way (a relay that wants Bearer on
+    /// /v1/messages, Gemini's ?key=).
+    #[arg(long, value_enum)]
+    pub auth: Option<AuthArg>,
     /// Limit on each step (e.g. 10s).
     #[arg(long, value_parser = humantime::parse_duration, default_value = "10s")]
     pub timeout: Duration,
@@ -264,6 +280,9 @@ pub enum ProtocolArg {
     RelayV1,
     OpenaiSse,
     OpenaiRealtime,
+    AnthropicMessages,
+    OpenaiResponses,
+    Gemini,
 }
 
 impl From<ProtocolArg> for relaytop_core::session::Protocol {
@@ -272,8 +291,72 @@ impl From<ProtocolArg> for relaytop_core::session::Protocol {
             ProtocolArg::RelayV1 => Self::RelayV1,
             ProtocolArg::OpenaiSse => Self::OpenaiSse,
             ProtocolArg::OpenaiRealtime => Self::OpenaiRealtime,
+            ProtocolArg::AnthropicMessages => Self::AnthropicMessages,
+            ProtocolArg::OpenaiResponses => Self::OpenaiResponses,
+            ProtocolArg::Gemini => Self::Gemini,
         }
     }
+}
+
+/// How the key travels, when not the protocol's own way.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum AuthArg {
+    Bearer,
+    XApiKey,
+    XGoogApiKey,
+    Query,
+}
+
+impl From<AuthArg> for relaytop_core::session::AuthStyle {
+    fn from(a: AuthArg) -> Self {
+        match a {
+            AuthArg::Bearer => Self::Bearer,
+            AuthArg::XApiKey => Self::XApiKey,
+            AuthArg::XGoogApiKey => Self::XGoogApiKey,
+            AuthArg::Query => Self::Query,
+        }
+    }
+}
+
+/// `relaytop URL`: watch one relay with no configuration file.
+#[derive(clap::Args, Debug, Default)]
+pub struct WatchArgs {
+    /// Watch this relay with no configuration file: a base (https://relay.example/v1) or an
+    /// endpoint (…/v1/messages, …/v1/responses, …/v1beta/…, wss://…/v1/realtime). The protocol
+    /// comes from the path, else from asking the relay.
+    #[arg(value_name = "URL")]
+    pub url: Option<String>,
+    /// The environment variable holding the relay's key (never the key itself).
+    #[arg(long, value_name = "VAR")]
+    pub key_env: Option<String>,
+    /// The wire protocol (default: from the URL's path, else by asking the relay).
+    #[arg(long, value_enum)]
+    pub protocol: Option<ProtocolArg>,
+    /// The model to probe (default: a small one of the protocol's family).
+    #[arg(long, value_name = "M")]
+    pub model: Option<String>,
+    /// How the key travels, when not the protocol's own way.
+    #[arg(long, value_enum)]
+    pub auth: Option<AuthArg>,
+    /// Probe sessions on the relay (default 2).
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    pub probes: u32,
+    /// Seconds between one probe's prompts (default 5).
+    #[arg(long, value_name = "SECONDS", default_value_t = 5.0)]
+    pub interval: f64,
+}
+
+/// `relaytop init`: write a commented configuration.
+#[derive(clap::Args, Debug)]
+pub struct InitArgs {
+    /// Where to write it (default: ~/.config/relaytop/config.toml); `-` for standard output.
+    #[arg(long, short = 'o', value_name = "PATH")]
+    pub output: Option<String>,
+    /// Replace an existing file.
+    #[arg(long)]
+    pub force: bool,
+    #[command(flatten)]
+    pub watch: WatchArgs,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -287,10 +370,11 @@ pub struct SimArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8765")]
     pub listen: SocketAddr,
-    /// A named profile (default, legacy, holysheep) or a TOML file of simulator knobs.
+    /// A named profile (default, legacy, holysheep, openai, newapi) or a TOML file of
+    /// simulator knobs.
     #[arg(long, default_value = "default")]
     pub profile: String,
-    /// The protocol whose URL is printed; the one port serves all three.
+    /// The protocol whose URL is printed; the one port serves them all.
     #[arg(long, value_enum, default_value = "relay-v1")]
     pub protocol: ProtocolArg,
 }

@@ -70,8 +70,8 @@ pub async fn run(
         .duration
         .map(|d| clock.instant_at(d))
         .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(86_400 * 365));
-    let ctrl_c = tokio::signal::ctrl_c();
-    tokio::pin!(ctrl_c);
+    let stop_signal = stop_signal();
+    tokio::pin!(stop_signal);
 
     let handle_event = |event: &SessionEvent,
                         metrics: &mut Metrics,
@@ -150,7 +150,7 @@ pub async fn run(
                 _ = tokio::time::sleep_until(deadline) => {
                     break format!("duration {} elapsed", humantime::format_duration(options.duration.unwrap_or_default()));
                 }
-                _ = &mut ctrl_c => break "interrupted (Ctrl-C)".to_owned(),
+                signal = &mut stop_signal => break signal,
                 _ = settled(canary) => break canary_ended(canary),
             }
         }
@@ -218,5 +218,33 @@ fn canary_ended(canary: Option<&CanaryDriver>) -> String {
         Some(Phase::Promoted { .. }) => "canary promoted to 100 %".to_owned(),
         Some(Phase::Paused { reason }) => format!("canary paused: {reason}"),
         _ => "canary settled".to_owned(),
+    }
+}
+
+/// The first of Ctrl-C, SIGTERM (how systemd, docker and `timeout` stop things) and SIGHUP
+/// (a closed terminal): each ends the run as Ctrl-C does, summary printed and recording
+/// finished; the answer is what `ended_by` says.
+async fn stop_signal() -> String {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        async fn one(kind: SignalKind) {
+            match signal(kind) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending().await,
+            }
+        }
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => "interrupted (Ctrl-C)".to_owned(),
+            _ = one(SignalKind::terminate()) => "terminated (SIGTERM)".to_owned(),
+            _ = one(SignalKind::hangup()) => "hung up (SIGHUP)".to_owned(),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        "interrupted (Ctrl-C)".to_owned()
     }
 }

@@ -1,5 +1,6 @@
 //! relaytop: a terminal monitor for AI-API relay stations. This library is the binary's run
-//! modes (headless, check, export, replay headless and against, bench); the engine is
+//! modes (headless, check, export, replay headless and against, bench, starting from a URL
+//! or the environment); the engine is
 //! `relaytop_core`, the simulator `relaytop_sim`, the screen `relaytop_tui`.
 
 pub mod against;
@@ -8,3 +9,4 @@ pub mod check;
 pub mod export;
 pub mod headless;
 pub mod replay_headless;
+pub mod start;

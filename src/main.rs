@@ -19,7 +19,7 @@ use relaytop_tui::UiOptions;
 
 use crate::cli::{
     BenchCase, CheckArgs, CheckFormat, Cli, Command, ExportArgs, ExportFormatArg, HeadlessArgs,
-    ProtocolArg, ReplayArgs, SimArgs, SoakArgs, TranscribeArgs,
+    InitArgs, ReplayArgs, SimArgs, SoakArgs, TranscribeArgs, WatchArgs,
 };
 
 fn main() -> ExitCode {
@@ -68,6 +68,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Some(Command::Sim(args)) => run_sim(args).await,
+        Some(Command::Init(args)) => run_init(args).await,
         Some(Command::Bench {
             case: BenchCase::Soak(args),
         }) => run_soak(args, cli.time_scale.unwrap_or(5.0)).await,
@@ -84,7 +85,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Some(Command::Check(args)) => run_check(args).await,
         Some(Command::Headless(args)) => {
-            run_headless(cli.config, args, record, run_options, cli.metrics_listen).await
+            run_headless(
+                cli.config,
+                &cli.watch,
+                args,
+                record,
+                run_options,
+                cli.metrics_listen,
+            )
+            .await
         }
         Some(Command::Replay(args)) if args.against.is_some() => {
             // The new run is recorded only when asked for with --record-dir.
@@ -124,7 +133,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 theme: cli.theme,
                 mouse: cli.no_mouse.then_some(false),
             };
-            let mut world = load_world(cli.config, run_options).await?;
+            let mut world = load_world_watching(cli.config, &cli.watch, run_options).await?;
             world.recording = record;
             serve_metrics(&mut world, cli.metrics_listen).await?;
             relaytop_tui::run(world, options).await?;
@@ -133,6 +142,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         None => {
             run_headless(
                 cli.config,
+                &cli.watch,
                 HeadlessArgs {
                     duration: None,
                     requests: None,
@@ -166,6 +176,7 @@ async fn run_soak(args: SoakArgs, time_scale: f64) -> anyhow::Result<ExitCode> {
 
 async fn run_headless(
     config: Option<PathBuf>,
+    watch: &WatchArgs,
     args: HeadlessArgs,
     record: Option<relaytop_core::record::RecordOptions>,
     run_options: RunOptions,
@@ -176,7 +187,7 @@ async fn run_headless(
     } else {
         OutputFormat::Json
     });
-    let mut world = load_world(config, run_options).await?;
+    let mut world = load_world_watching(config, watch, run_options).await?;
     world.recording = record;
     serve_metrics(&mut world, metrics_listen).await?;
     if format == OutputFormat::Text {
@@ -442,6 +453,34 @@ fn run_export(args: &ExportArgs) -> anyhow::Result<ExitCode> {
 /// sessions) dresses the default world.
 /// Loads the world (see `find_world`) and prints its start-up notes to stderr, once.
 async fn load_world(config: Option<PathBuf>, options: RunOptions) -> anyhow::Result<World> {
+    load_world_watching(config, &WatchArgs::default(), options).await
+}
+
+/// The world of a run: `--config`, else `relaytop URL`, else the user's config file, else the
+/// relays the environment names, else the default simulated world.
+async fn load_world_watching(
+    config: Option<PathBuf>,
+    watch: &WatchArgs,
+    options: RunOptions,
+) -> anyhow::Result<World> {
+    if let Some(url) = &watch.url {
+        if config.is_some() {
+            anyhow::bail!("give a URL or --config, not both");
+        }
+        let mut notes = Vec::new();
+        let found = relaytop::start::resolve(&watch_request(url, watch), &mut notes).await?;
+        return world_of(&[found], watch, notes, &options).await;
+    }
+    if config.is_none() && user_config().is_none() {
+        let (found, notes) =
+            relaytop_core::config::starter::from_environment(&|var| std::env::var(var).ok());
+        if !found.is_empty() {
+            return world_of(&found, watch, notes, &options).await;
+        }
+        for note in notes {
+            eprintln!("relaytop: {note}");
+        }
+    }
     let world = find_world(config, &options).await?;
     for note in &world.notes {
         eprintln!("relaytop: {}", note.render(&world.config.source));
@@ -449,14 +488,73 @@ async fn load_world(config: Option<PathBuf>, options: RunOptions) -> anyhow::Res
     Ok(world)
 }
 
+fn watch_request(url: &str, watch: &WatchArgs) -> relaytop::start::WatchRequest {
+    relaytop::start::WatchRequest {
+        url: url.to_owned(),
+        key_env: watch.key_env.clone(),
+        protocol: watch.protocol.map(Into::into),
+        model: watch.model.clone(),
+        auth: watch.auth.map(Into::into),
+    }
+}
+
+/// A world watching `found` (from a URL or the environment), named for what it watches.
+async fn world_of(
+    found: &[relaytop_core::config::starter::Watch],
+    watch: &WatchArgs,
+    notes: Vec<String>,
+    options: &RunOptions,
+) -> anyhow::Result<World> {
+    use relaytop_core::config::starter;
+    for note in notes {
+        eprintln!("relaytop: {note}");
+    }
+    let text = starter::to_toml(found, watch.probes.max(1), watch.interval, false);
+    let source = starter::source_of(found);
+    World::from_toml(&text, &source, options, &relaytop_sim::Embedded).await
+}
+
+/// The user's configuration file, when there is one.
+fn user_config() -> Option<PathBuf> {
+    dirs::config_dir()
+        .map(|dir| dir.join("relaytop").join("config.toml"))
+        .filter(|path| path.is_file())
+}
+
+async fn run_init(args: InitArgs) -> anyhow::Result<ExitCode> {
+    use relaytop_core::config::starter;
+    let (mut found, notes) = starter::from_environment(&|var| std::env::var(var).ok());
+    let mut notes = notes;
+    if let Some(url) = &args.watch.url {
+        found.insert(
+            0,
+            relaytop::start::resolve(&watch_request(url, &args.watch), &mut notes).await?,
+        );
+    }
+    for note in &notes {
+        eprintln!("relaytop: {note}");
+    }
+    let text = starter::to_toml(&found, args.watch.probes.max(1), args.watch.interval, true);
+    let written = relaytop::start::write_init(&text, args.output.as_deref(), args.force)?;
+    if written != "standard output" {
+        let names: Vec<&str> = found.iter().map(|w| w.name.as_str()).collect();
+        eprintln!(
+            "relaytop: wrote {written} ({}); run `relaytop` to watch",
+            if names.is_empty() {
+                "an example to fill in: no relay found".to_owned()
+            } else {
+                format!("relays: {}", names.join(", "))
+            }
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 async fn find_world(config: Option<PathBuf>, options: &RunOptions) -> anyhow::Result<World> {
     if config.is_some() {
         return World::load_with(config.as_deref(), options, &relaytop_sim::Embedded).await;
     }
-    let Some(path) = dirs::config_dir()
-        .map(|dir| dir.join("relaytop").join("config.toml"))
-        .filter(|path| path.is_file())
-    else {
+    let Some(path) = user_config() else {
         return World::load_with(None, options, &relaytop_sim::Embedded).await;
     };
     match ui_only(&path) {
@@ -510,6 +608,7 @@ async fn run_check(args: CheckArgs) -> anyhow::Result<ExitCode> {
     let mut options = relaytop::check::CheckOptions::new(args.url);
     options.protocol = args.protocol.map(Into::into);
     options.key_env = args.key_env;
+    options.auth = args.auth.map(Into::into).unwrap_or_default();
     options.model = args.model;
     options.timeout = args.timeout;
     options.idle = args.idle.map(Duration::from_secs);
@@ -535,15 +634,17 @@ async fn run_sim(args: SimArgs) -> anyhow::Result<ExitCode> {
     let server = SimServer::start(args.listen, profile)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.listen))?;
-    let (what, url) = match args.protocol {
-        ProtocolArg::RelayV1 => ("relay/v1", server.url()),
-        ProtocolArg::OpenaiSse => ("openai-sse (base URL)", server.sse_base_url()),
-        ProtocolArg::OpenaiRealtime => ("openai-realtime", server.realtime_url()),
-    };
+    let protocol: relaytop_core::session::Protocol = args.protocol.into();
+    let url = relaytop_core::world::SimulatedRelay::url(&server, protocol);
+    let root = relaytop_core::config::station::station_root(&server.sse_base_url());
     eprintln!(
-        "relaytop sim: {what} on {url} (profile {}; relay/v1, openai-sse and openai-realtime \
-         all on this port); Ctrl-C to stop",
-        args.profile
+        "relaytop sim: {} on {url} (profile {}); this port serves every format: \
+         {root}/v1 (chat completions, Messages, Responses), {root} (Gemini), \
+         {} (relay/v1), {} (Realtime); keys sk-…, sk-ant-…, AIza… or hs_live_…; Ctrl-C to stop",
+        protocol.label(),
+        args.profile,
+        server.url(),
+        server.realtime_url(),
     );
     tokio::signal::ctrl_c().await?;
     server.stop().await;

@@ -43,11 +43,15 @@ pub(super) fn session_spec(
             provider: target.host.clone(),
             model: model_of(options, target.protocol),
             protocol: target.protocol,
-            url: target.url.clone(),
+            url: if target.protocol.is_http_stream() {
+                relaytop_core::config::station::url_for(&target.url, target.protocol)
+            } else {
+                target.url.clone()
+            },
             workload: "chat".into(),
         },
         api_key: key.secret.clone(),
-        auth: Default::default(),
+        auth: options.auth,
         resolver: Some(connect::ResolverHandle(options.resolver.clone())),
         workload: Workload::Chat { system: None },
         timing: Timing {
@@ -75,7 +79,7 @@ pub(super) async fn check_completion_and_heartbeat(
     key: &Key,
     walk: &mut Walk,
 ) -> bool {
-    let heartbeat = (target.protocol != Protocol::OpenaiSse).then_some(Duration::from_millis(200));
+    let heartbeat = (!target.protocol.is_http_stream()).then_some(Duration::from_millis(200));
     let spec = session_spec(options, target, key, heartbeat);
     let (tx, mut rx) = relaytop_core::session::stream::channel(1024);
     let handle = session::spawn(spec, RunClock::new(), tx);
@@ -241,8 +245,14 @@ pub(super) async fn check_idle(
         walk.skip("idle", "not asked (--idle SECONDS finds an idle cut-off)");
         return;
     };
-    if target.protocol == Protocol::OpenaiSse {
-        walk.skip("idle", "openai-sse holds no connection between requests");
+    if target.protocol.is_http_stream() {
+        walk.skip(
+            "idle",
+            &format!(
+                "{} holds no connection between requests",
+                target.protocol.label()
+            ),
+        );
         return;
     }
     let started = Instant::now();

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt as _;
 
-use relaytop_core::protocol::openai_chat::{models_url, parse_error_body};
+use relaytop_core::protocol::openai_chat::parse_error_body;
 use relaytop_core::protocol::openai_realtime::{
     CLOSE_BETA_SHAPE_DISABLED, CLOSE_INVALID_API_KEY, REALTIME_PATH, ServerEvent, url_with_model,
 };
@@ -32,22 +32,41 @@ pub(super) fn http_client(options: &CheckOptions) -> Result<reqwest::Client, Str
 }
 
 /// `GET url` with the key: status, the body, or a failure message.
+/// A GET with the key as `target`'s protocol sends it (Bearer; Anthropic's `x-api-key` and
+/// version; Gemini's `x-goog-api-key`), to `url`, or to the protocol's own check URL when
+/// `url` is `None`.
 pub(super) async fn get_with_key(
     options: &CheckOptions,
-    url: &str,
+    target: &Target,
+    url: Option<&str>,
     key: &Key,
 ) -> Result<(u16, Vec<u8>), reqwest::Error> {
     let client = match http_client(options) {
         Ok(client) => client,
         Err(_) => reqwest::Client::new(),
     };
-    let mut request = client.get(url);
-    if let Some(secret) = &key.secret {
-        request = request.bearer_auth(secret.expose());
+    let spec = super::completion::session_spec(options, target, key, None);
+    let mut request;
+    match relaytop_core::session::http_check(&spec) {
+        Some(check) => {
+            request = client.get(url.unwrap_or(&check.url));
+            for (name, value) in check.headers {
+                request = request.header(name, value);
+            }
+        }
+        None => {
+            request = client.get(url.unwrap_or(&target.url));
+            if let Some(secret) = &key.secret {
+                request = request.bearer_auth(secret.expose());
+            }
+        }
     }
-    let response = request.send().await?;
+    let response = request.send().await.map_err(reqwest::Error::without_url)?;
     let status = response.status().as_u16();
-    let body = response.bytes().await?;
+    let body = response
+        .bytes()
+        .await
+        .map_err(reqwest::Error::without_url)?;
     Ok((status, body.iter().take(256 * 1024).copied().collect()))
 }
 
@@ -275,8 +294,8 @@ pub(super) async fn check_sse_request(
     walk: &mut Walk,
 ) -> bool {
     let started = Instant::now();
-    let url = models_url(&target.url);
-    match get_with_key(options, &url, key).await {
+    let url = checked_url(options, target, key);
+    match get_with_key(options, target, None, key).await {
         Ok((status, body)) => {
             let error = parse_error_body(&body);
             let bad_key = status == 401 || error.as_ref().is_some_and(|e| e.is_bad_key());
@@ -343,6 +362,14 @@ pub(super) fn chain(error: &(dyn std::error::Error + 'static)) -> String {
 }
 
 /// The REST URL of `/v1/models` beside a WebSocket URL (ws→http, wss→https).
+/// The protocol's check URL as shown (without a query, where a key may travel).
+fn checked_url(options: &CheckOptions, target: &Target, key: &Key) -> String {
+    let spec = super::completion::session_spec(options, target, key, None);
+    relaytop_core::session::http_check(&spec)
+        .map(|c| c.shown_url().to_owned())
+        .unwrap_or_else(|| target.url.clone())
+}
+
 pub(super) fn websocket_models_url(target: &Target) -> String {
     let scheme = if target.tls { "https" } else { "http" };
     let host = if target.host.contains(':') {
@@ -360,29 +387,50 @@ pub(super) async fn check_models(
     walk: &mut Walk,
 ) -> bool {
     let started = Instant::now();
-    let url = match target.protocol {
-        Protocol::OpenaiSse => models_url(&target.url),
-        _ => websocket_models_url(target),
+    let (url, ask) = if target.protocol.is_http_stream() {
+        (checked_url(options, target, key), None)
+    } else {
+        let url = websocket_models_url(target);
+        (url.clone(), Some(url))
     };
     let model = model_of(options, target.protocol);
-    match get_with_key(options, &url, key).await {
+    match get_with_key(options, target, ask.as_deref(), key).await {
         Ok((200, body)) => {
+            // OpenAI's and Anthropic's `data[].id`, Gemini's `models[].name` (`models/…`).
             #[derive(serde::Deserialize)]
             struct List {
                 #[serde(default)]
                 data: Vec<Entry>,
+                #[serde(default)]
+                models: Vec<GeminiEntry>,
             }
             #[derive(serde::Deserialize)]
             struct Entry {
                 id: String,
             }
-            let list: Option<List> = serde_json::from_slice(&body).ok();
+            #[derive(serde::Deserialize)]
+            struct GeminiEntry {
+                name: String,
+            }
+            let list: Option<Vec<String>> =
+                serde_json::from_slice::<List>(&body)
+                    .ok()
+                    .map(|l| {
+                        l.data
+                            .into_iter()
+                            .map(|e| e.id)
+                            .chain(l.models.into_iter().map(|m| {
+                                m.name.strip_prefix("models/").unwrap_or(&m.name).to_owned()
+                            }))
+                            .collect()
+                    })
+                    .filter(|ids: &Vec<String>| !ids.is_empty());
             match list {
-                Some(list) => {
-                    let listed = list.data.iter().any(|m| m.id == model);
+                Some(ids) => {
+                    let listed = ids.iter().any(|id| *id == model);
                     let detail = format!(
                         "{} models for this key; {model} {}",
-                        list.data.len(),
+                        ids.len(),
                         if listed { "is listed" } else { "is not listed" }
                     );
                     if listed {
@@ -403,7 +451,7 @@ pub(super) async fn check_models(
                     Verdict::Warn,
                     "200, but not a model list".into(),
                     Some(
-                        "the relay's /v1/models is not OpenAI-shaped; the key may still be good"
+                        "the relay's model list is not in OpenAI, Anthropic or Gemini shape; the key may still be good"
                             .into(),
                     ),
                 ),

@@ -26,6 +26,8 @@ pub struct CheckOptions {
     pub protocol: Option<Protocol>,
     /// The variable holding the key.
     pub key_env: Option<String>,
+    /// How the key travels (`Native`: the protocol's own way).
+    pub auth: relaytop_core::session::AuthStyle,
     /// The model for the completion; `None`: the protocol's usual one.
     pub model: Option<String>,
     /// Limit on each network step (the completion gets three times as long).
@@ -43,6 +45,7 @@ impl CheckOptions {
             url: url.into(),
             protocol: None,
             key_env: None,
+            auth: Default::default(),
             model: None,
             timeout: Duration::from_secs(10),
             idle: None,

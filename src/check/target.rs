@@ -44,7 +44,7 @@ pub(super) fn check_url(options: &CheckOptions, walk: &mut Walk) -> Option<Targe
             "url",
             started,
             format!("scheme `{scheme}` is not one relaytop speaks"),
-            "use wss:// (relay-v1, openai-realtime) or https:// (openai-sse)".into(),
+            "use wss:// (relay-v1, openai-realtime) or https:// (openai-sse, anthropic-messages, openai-responses, gemini)".into(),
         );
         return None;
     }
@@ -52,8 +52,8 @@ pub(super) fn check_url(options: &CheckOptions, walk: &mut Walk) -> Option<Targe
         Some(Protocol::OpenaiRealtime)
     } else if path.ends_with(STREAM_PATH) {
         Some(Protocol::RelayV1)
-    } else if path.ends_with("/chat/completions") {
-        Some(Protocol::OpenaiSse)
+    } else if http {
+        relaytop_core::config::station::protocol_of(raw)
     } else {
         None
     };
@@ -63,7 +63,7 @@ pub(super) fn check_url(options: &CheckOptions, walk: &mut Walk) -> Option<Targe
         Protocol::OpenaiSse
     });
     walk.protocol = Some(protocol);
-    let wants_websocket = protocol != Protocol::OpenaiSse;
+    let wants_websocket = !protocol.is_http_stream();
     if wants_websocket != websocket {
         let fixed_scheme = match (wants_websocket, scheme.as_str()) {
             (true, "https") => "wss",
@@ -88,7 +88,8 @@ pub(super) fn check_url(options: &CheckOptions, walk: &mut Walk) -> Option<Targe
             )
         } else {
             format!(
-                "openai-sse talks HTTP: `{scheme}://` is for WebSocket protocols (relay-v1, openai-realtime)"
+                "{} talks HTTP: `{scheme}://` is for WebSocket protocols (relay-v1, openai-realtime)",
+                protocol.label()
             )
         };
         walk.fail("url", started, why, format!("use {fixed}"));

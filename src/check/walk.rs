@@ -17,7 +17,7 @@ use super::tls::check_tls;
 /// The steps in order (the names a report shows for steps not run).
 pub(super) fn step_names(protocol: Option<Protocol>) -> Vec<&'static str> {
     let first_request = match protocol {
-        Some(Protocol::OpenaiSse) => "request",
+        Some(p) if p.is_http_stream() => "request",
         _ => "upgrade",
     };
     vec![

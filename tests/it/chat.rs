@@ -423,14 +423,16 @@ fn a_key_pasted_into_a_message_never_reaches_a_saved_conversation() {
 }
 
 fn binary(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_relaytop"))
-        .args(args)
-        .arg("--log-dir")
-        .arg(dir.join("logs"))
-        .env("RELAYTOP_TEST_KEY", TEST_KEY)
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("relaytop runs")
+    crate::support::without_tool_variables(&mut std::process::Command::new(env!(
+        "CARGO_BIN_EXE_relaytop"
+    )))
+    .args(args)
+    .arg("--log-dir")
+    .arg(dir.join("logs"))
+    .env("RELAYTOP_TEST_KEY", TEST_KEY)
+    .env_remove("RUST_LOG")
+    .output()
+    .expect("relaytop runs")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

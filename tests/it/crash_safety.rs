@@ -23,7 +23,7 @@ const SHOW_CURSOR: &[u8] = b"\x1b[?25h";
 /// relaytop with its config, state and logs inside `tmp` (never the user's own).
 fn relaytop(tmp: &Path) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_relaytop"));
-    command
+    support::without_tool_variables(&mut command)
         .env("HOME", tmp)
         .env("XDG_CONFIG_HOME", tmp.join("config"))
         .env("XDG_STATE_HOME", tmp.join("state"))
@@ -329,4 +329,43 @@ interval_s = 0.2
         );
     }
     sim.stop().await;
+}
+
+/// SIGTERM (systemd, docker, `timeout`) and SIGHUP end a headless run as Ctrl-C does: the
+/// summary on stdout, the recording finished (`ended_by` names the signal), exit status 0.
+#[test]
+fn sigterm_and_sighup_end_a_headless_run_with_its_summary() {
+    for (signal, words) in [
+        (Signal::SIGTERM, "terminated (SIGTERM)"),
+        (Signal::SIGHUP, "hung up (SIGHUP)"),
+    ] {
+        let tmp = tempfile::tempdir().unwrap();
+        let child = relaytop(tmp.path())
+            .args(["headless", "--format", "json"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("relaytop starts");
+        // Wait for the run to be under way: its recording exists.
+        let rec = tmp.path().join("rec");
+        let started = std::time::Instant::now();
+        while run_dir(&rec).and_then(|d| latest_time(&d)).is_none() {
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "no run started"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        nix::sys::signal::kill(pid, signal).expect("the signal is sent");
+        let output = child.wait_with_output().expect("relaytop exits");
+        assert!(output.status.success(), "{signal:?}: {:?}", output.status);
+        let report: serde_json::Value =
+            serde_json::from_slice(&output.stdout).expect("the summary on stdout");
+        assert_eq!(report["run"]["ended_by"], words, "{signal:?}");
+        let dir = run_dir(&rec).expect("the run directory");
+        let run: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("run.json")).unwrap()).unwrap();
+        assert_eq!(run["ended_by"], words, "{signal:?}: run.json {run:#}");
+    }
 }

@@ -41,3 +41,4 @@ mod secrets;
 mod secrets_all_modes;
 mod session_engine;
 mod sim_server;
+mod start_from_url;

@@ -1,1 +1,776 @@
-//! openai_responses: fixtures of the documented event sequence fed whole and in pieces, the simulator streaming it, cut streams. SKELETON: to be written.
+//! openai-responses: fixtures of the documented event sequence and of what relays bend (data-only
+//! SSE, a `[DONE]` appended, unknown events, incomplete and failed responses, a top-level
+//! `error`, a `sequence_number` gap, cached/reasoning/cost usage, a function call, a truncated
+//! body), each fed whole, in 1-byte and in 7-byte pieces, giving the same events; then the
+//! simulator streaming it to a live session, and a stream it drops reported as cut.
+
+use crate::support;
+
+use std::time::Duration;
+
+use relaytop_core::protocol::openai_responses::decode::{ResponsesDecoder, SseInbound};
+use relaytop_core::session::tap::Wire;
+use relaytop_core::session::{
+    ErrorKind, EventKind, Protocol, SessionCommand, SessionSpec, SessionState, Tokens, Workload,
+};
+use relaytop_sim::{SimProfile, SimServer};
+use support::*;
+
+fn fixture(name: &str) -> Vec<u8> {
+    let full = format!(
+        "{}/tests/fixtures/openai_responses/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    std::fs::read(&full).unwrap_or_else(|e| panic!("{full}: {e}"))
+}
+
+/// What a run of a fixture gave: the weighty inbounds, the events, each event's data as the
+/// tap saw it.
+struct Run {
+    inbounds: Vec<SseInbound>,
+    events: Vec<EventKind>,
+    data: Vec<String>,
+}
+
+/// Feeds a whole body in pieces of `piece` bytes, the n-th piece at 10·(n+1) ms, then its end.
+fn run(name: &str, piece: usize) -> Run {
+    let body = fixture(name);
+    let mut d = ResponsesDecoder::new();
+    d.request_sent(Duration::ZERO, "gpt-4.1", 9);
+    let mut inbounds = Vec::new();
+    let mut events = Vec::new();
+    let mut data = Vec::new();
+    let mut tap = |wire: Wire<'_>| match wire {
+        Wire::Text(t) | Wire::SseEvent { data: t, .. } => data.push(t.to_owned()),
+        _ => {}
+    };
+    for (n, bytes) in body.chunks(piece).enumerate() {
+        let at = Duration::from_millis(10 * (n as u64 + 1));
+        inbounds.push(d.on_bytes(at, bytes, &mut |e| events.push(e), &mut tap));
+    }
+    let end = Duration::from_millis(10 * (body.len() as u64 + 2));
+    inbounds.push(d.on_end(end, &mut |e| events.push(e), &mut tap));
+    inbounds.retain(|i| *i != SseInbound::Nothing && *i != SseInbound::Text);
+    Run {
+        inbounds,
+        events,
+        data,
+    }
+}
+
+/// The events without their times: what must not depend on where reads end.
+fn shapes(events: &[EventKind]) -> Vec<String> {
+    events
+        .iter()
+        .map(|e| match e {
+            EventKind::FirstToken { request, .. } => format!("FirstToken({request})"),
+            EventKind::Done {
+                request,
+                model,
+                ttft_us,
+                answer_us,
+                tokens,
+                reported_cost_usd,
+                finish_reason,
+                chunks,
+                bytes,
+                ..
+            } => format!(
+                "Done({request},{model},{},{},{tokens:?},{reported_cost_usd:?},{finish_reason:?},{chunks},{bytes})",
+                ttft_us.is_some(),
+                answer_us.is_some()
+            ),
+            other => format!("{other:?}"),
+        })
+        .collect()
+}
+
+/// Runs a fixture whole, in 1-byte and in 7-byte pieces; checks each run and that all give
+/// the same events and show the tap the same data.
+fn every_split(name: &str, check: impl Fn(&Run, usize)) {
+    let whole = run(name, 1 << 20);
+    check(&whole, 1 << 20);
+    for piece in [1, 7] {
+        let split = run(name, piece);
+        check(&split, piece);
+        assert_eq!(
+            shapes(&split.events),
+            shapes(&whole.events),
+            "{name} in {piece}-byte pieces"
+        );
+        assert_eq!(
+            split.inbounds, whole.inbounds,
+            "{name} in {piece}-byte pieces"
+        );
+        assert_eq!(split.data, whole.data, "{name} in {piece}-byte pieces");
+    }
+}
+
+/// When the event holding `needle` was complete, fed in `piece`-byte pieces (see `run`):
+/// its blank line's last byte arrived.
+fn arrival_us(name: &str, needle: &str, piece: usize) -> u64 {
+    let body = String::from_utf8(fixture(name)).unwrap();
+    let at = body
+        .find(needle)
+        .unwrap_or_else(|| panic!("{needle} in {name}"));
+    let end = at + body[at..].find("\n\n").unwrap() + 1;
+    10_000 * (end / piece) as u64 + 10_000
+}
+
+fn text_of(events: &[EventKind]) -> String {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            EventKind::Chunk { text, .. } => Some(text.as_str()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn count(events: &[EventKind], f: impl Fn(&EventKind) -> bool) -> usize {
+    events.iter().filter(|e| f(e)).count()
+}
+
+struct DoneOf {
+    ttft_us: Option<u64>,
+    answer_us: Option<u64>,
+    tokens: Tokens,
+    cost: Option<f64>,
+    finish: Option<String>,
+}
+
+fn done_of(events: &[EventKind]) -> DoneOf {
+    let dones: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            EventKind::Done {
+                ttft_us,
+                answer_us,
+                tokens,
+                reported_cost_usd,
+                finish_reason,
+                ..
+            } => Some(DoneOf {
+                ttft_us: *ttft_us,
+                answer_us: *answer_us,
+                tokens: *tokens,
+                cost: *reported_cost_usd,
+                finish: finish_reason.clone(),
+            }),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(dones.len(), 1, "one done in {events:?}");
+    dones.into_iter().next().unwrap()
+}
+
+fn tokens(input: u64, output: u64, cached: u64, reasoning: u64) -> Tokens {
+    Tokens {
+        input,
+        output,
+        cached_input: cached,
+        cache_write_input: 0,
+        reasoning_output: reasoning,
+        estimated: false,
+    }
+}
+
+fn clean(events: &[EventKind]) -> bool {
+    count(events, |e| {
+        matches!(
+            e,
+            EventKind::Malformed { .. } | EventKind::UnknownFrame { .. }
+        )
+    }) == 0
+}
+
+#[test]
+fn responses_reference_stream() {
+    let name = "reference.sse";
+    every_split(name, |r, piece| {
+        assert_eq!(r.inbounds, [SseInbound::ResponseDone]);
+        assert_eq!(text_of(&r.events), "Hi there!");
+        let done = done_of(&r.events);
+        assert_eq!(done.tokens, tokens(37, 11, 0, 0));
+        assert_eq!(done.cost, None);
+        assert_eq!(done.finish.as_deref(), Some("completed"));
+        // Never response.created: the first output_text delta.
+        assert_eq!(
+            done.ttft_us,
+            Some(arrival_us(name, "\"delta\":\"Hi\"", piece)),
+            "{piece}"
+        );
+        assert_eq!(done.answer_us, None, "no thinking before the answer");
+        assert_eq!(r.data.len(), 11, "every event's data is shown to the tap");
+        assert_eq!(
+            count(&r.events, |e| matches!(e, EventKind::FirstToken { .. })),
+            1
+        );
+        assert!(clean(&r.events), "{:?}", r.events);
+    });
+}
+
+#[test]
+fn responses_reasoning_summary_then_text() {
+    let name = "reasoning_then_text.sse";
+    every_split(name, |r, piece| {
+        assert_eq!(r.inbounds, [SseInbound::ResponseDone]);
+        assert_eq!(text_of(&r.events), "Hello!", "thinking is never the answer");
+        let done = done_of(&r.events);
+        assert_eq!(done.tokens, tokens(20, 142, 0, 128));
+        let first_thought = arrival_us(name, "\"delta\":\"**Greeting**\"", piece);
+        let first_answer = arrival_us(name, "\"delta\":\"Hello\"", piece);
+        assert_eq!(done.ttft_us, Some(first_thought), "{piece}");
+        assert_eq!(done.answer_us, Some(first_answer), "{piece}");
+        if piece < 1 << 20 {
+            assert!(first_thought < first_answer);
+        }
+        assert!(r.events.iter().any(|e| matches!(
+            e,
+            EventKind::FirstToken { ttft_us, .. } if *ttft_us == first_thought
+        )));
+        assert!(clean(&r.events), "{:?}", r.events);
+    });
+}
+
+#[test]
+fn responses_data_only_with_a_done_line() {
+    every_split("data_only.sse", |r, _| {
+        assert_eq!(r.inbounds, [SseInbound::ResponseDone]);
+        assert_eq!(text_of(&r.events), "Bonjour été");
+        let done = done_of(&r.events);
+        assert_eq!(done.tokens, tokens(12, 4, 0, 0));
+        assert_eq!(done.finish.as_deref(), Some("completed"));
+        assert!(clean(&r.events), "{:?}", r.events);
+    });
+}
+
+#[test]
+fn responses_unknown_events_are_counted_not_fatal() {
+    every_split("unknown_events.sse", |r, _| {
+        assert_eq!(r.inbounds, [SseInbound::ResponseDone]);
+        assert_eq!(text_of(&r.events), "Ok");
+        let unknown: Vec<_> = r
+            .events
+            .iter()
+            .filter_map(|e| match e {
+                EventKind::UnknownFrame { frame_type } => Some(frame_type.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(unknown, ["response.brand_new_event", "relay.debug"]);
+        assert_eq!(done_of(&r.events).tokens, tokens(8, 1, 0, 0));
+        assert_eq!(
+            count(&r.events, |e| matches!(e, EventKind::Malformed { .. })),
+            0,
+            "the comment is framing, the sequence has no gap"
+        );
+    });
+}
+
+#[test]
+fn responses_incomplete_is_done_with_its_reason() {
+    every_split("incomplete.sse", |r, _| {
+        assert_eq!(r.inbounds, [SseInbound::ResponseDone]);
+        assert_eq!(text_of(&r.events), "Once upon a time");
+        let done = done_of(&r.events);
+        assert_eq!(done.tokens, tokens(15, 16, 0, 0));
+        assert_eq!(done.finish.as_deref(), Some("max_output_tokens"));
+    });
+}
+
+#[test]
+fn responses_failed_fails_the_request() {
+    every_split("failed.sse", |r, _| {
+        assert_eq!(
+            r.inbounds,
+            [SseInbound::ResponseFailed {
+                kind: ErrorKind::Upstream,
+                message: "The model produced invalid content. (server_error)".into(),
+                fatal: false,
+            }]
+        );
+        assert_eq!(text_of(&r.events), "Partial");
+        assert_eq!(
+            count(&r.events, |e| matches!(
+                e,
+                EventKind::RequestFailed {
+                    kind: ErrorKind::Upstream,
+                    ..
+                }
+            )),
+            1
+        );
+        assert_eq!(
+            count(&r.events, |e| matches!(
+                e,
+                EventKind::Error {
+                    retryable: true,
+                    ..
+                }
+            )),
+            1
+        );
+        assert_eq!(count(&r.events, |e| matches!(e, EventKind::Done { .. })), 0);
+    });
+}
+
+#[test]
+fn responses_top_level_error_event() {
+    every_split("error_event.sse", |r, _| {
+        assert!(
+            matches!(
+                &r.inbounds[..],
+                [SseInbound::ResponseFailed {
+                    kind: ErrorKind::RateLimited,
+                    fatal: false,
+                    message,
+                }] if message.contains("Rate limit reached") && message.contains("rate_limit_exceeded")
+            ),
+            "{:?}",
+            r.inbounds
+        );
+        assert_eq!(count(&r.events, |e| matches!(e, EventKind::Done { .. })), 0);
+        assert_eq!(
+            count(&r.events, |e| matches!(e, EventKind::FirstToken { .. })),
+            0,
+            "response.created is never a first token"
+        );
+    });
+}
+
+#[test]
+fn responses_sequence_gap_is_counted_and_the_response_goes_on() {
+    every_split("sequence_gap.sse", |r, _| {
+        assert_eq!(r.inbounds, [SseInbound::ResponseDone]);
+        assert_eq!(text_of(&r.events), "one two three");
+        let malformed: Vec<_> = r
+            .events
+            .iter()
+            .filter_map(|e| match e {
+                EventKind::Malformed { reason } => Some(reason.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            malformed,
+            ["events were lost: sequence_number jumped from 4 to 7"]
+        );
+        assert_eq!(done_of(&r.events).tokens, tokens(10, 3, 0, 0));
+    });
+}
+
+#[test]
+fn responses_usage_with_cached_reasoning_and_cost() {
+    let name = "usage_cached_reasoning_cost.sse";
+    every_split(name, |r, piece| {
+        assert_eq!(r.inbounds, [SseInbound::ResponseDone]);
+        assert_eq!(text_of(&r.events), "Cached answer");
+        let done = done_of(&r.events);
+        assert_eq!(done.tokens, tokens(2048, 300, 1920, 256));
+        assert_eq!(done.cost, Some(0.00123));
+        assert_eq!(
+            done.ttft_us,
+            Some(arrival_us(name, "response.reasoning_text.delta\",", piece)),
+            "raw reasoning text is the first token"
+        );
+        assert!(done.answer_us.is_some());
+        assert!(clean(&r.events), "{:?}", r.events);
+    });
+}
+
+#[test]
+fn responses_function_call_arguments_count_for_ttft_not_as_text() {
+    let name = "function_call.sse";
+    every_split(name, |r, piece| {
+        assert_eq!(r.inbounds, [SseInbound::ResponseDone]);
+        assert_eq!(text_of(&r.events), "", "arguments are not answer text");
+        let done = done_of(&r.events);
+        assert_eq!(done.tokens, tokens(500, 24, 0, 0));
+        assert_eq!(
+            done.ttft_us,
+            Some(arrival_us(
+                name,
+                "response.function_call_arguments.delta\",",
+                piece
+            ))
+        );
+        assert!(clean(&r.events), "{:?}", r.events);
+    });
+}
+
+#[test]
+fn responses_truncated_stream_is_cut() {
+    every_split("truncated.sse", |r, _| {
+        assert_eq!(r.inbounds, [SseInbound::StreamCut]);
+        assert_eq!(text_of(&r.events), "The answer is forty");
+        assert_eq!(count(&r.events, |e| matches!(e, EventKind::Done { .. })), 0);
+        assert_eq!(
+            count(&r.events, |e| matches!(e, EventKind::Malformed { .. })),
+            1,
+            "the half event the body ended in"
+        );
+    });
+}
+
+#[test]
+fn responses_replayed_events_give_the_live_events() {
+    // What the tap saw, handed back event by event (as a replay does), gives the same events.
+    let body = fixture("reasoning_then_text.sse");
+    let mut live = ResponsesDecoder::new();
+    live.request_sent(Duration::ZERO, "m", 1);
+    let mut live_events = Vec::new();
+    let mut recorded: Vec<(Option<String>, String)> = Vec::new();
+    live.on_bytes(
+        Duration::from_millis(5),
+        &body,
+        &mut |e| live_events.push(e),
+        &mut |w| match w {
+            Wire::SseEvent { event, data } => {
+                recorded.push((Some(event.to_owned()), data.to_owned()))
+            }
+            Wire::Text(data) => recorded.push((None, data.to_owned())),
+            _ => {}
+        },
+    );
+    let mut replay = ResponsesDecoder::new();
+    replay.request_sent(Duration::ZERO, "m", 1);
+    let mut replay_events = Vec::new();
+    for (event, data) in &recorded {
+        replay.on_event(Duration::from_millis(5), event.as_deref(), data, &mut |e| {
+            replay_events.push(e)
+        });
+    }
+    assert_eq!(replay_events, live_events);
+    assert_eq!(recorded.len(), 17);
+}
+
+// ------------------------------------------------------------------------------------------
+// Against the simulator (127.0.0.1, port 0)
+// ------------------------------------------------------------------------------------------
+
+const LONG: Duration = Duration::from_secs(10);
+
+fn quick(ttft_ms: f64, tokens: u32) -> SimProfile {
+    SimProfile {
+        ttft_p50_ms: ttft_ms,
+        ttft_p99_ms: ttft_ms,
+        tokens_per_response: tokens,
+        tokens_per_second: 1000.0,
+        ..SimProfile::default()
+    }
+}
+
+/// A session on the simulator's Responses route; `path` after the host picks how the
+/// configured URL is written (`/v1`, nothing, `/v1/responses`).
+fn responses_spec(server: &SimServer, workload: Workload, path: &str) -> SessionSpec {
+    let base = server.sse_base_url();
+    let host = base.strip_suffix("/v1").unwrap_or(&base);
+    let url = format!("{host}{path}");
+    let mut spec = spec(&url, workload, fast_timing());
+    spec.info.protocol = Protocol::OpenaiResponses;
+    spec.info.model = "gpt-5-mini".into();
+    spec
+}
+
+fn is_done(k: &EventKind) -> bool {
+    matches!(k, EventKind::Done { .. })
+}
+
+#[tokio::test]
+async fn responses_session_against_the_simulator() {
+    let server = sim(SimProfile {
+        thinking_tokens: 2,
+        cached_prompt_fraction: 0.5,
+        usage_cost_per_mtok: Some(5.0),
+        ..quick(120.0, 6)
+    })
+    .await;
+    let mut s = watch(responses_spec(&server, probe(100), "/v1"));
+    let done = s
+        .wait_for(LONG, is_done)
+        .await
+        .unwrap_or_else(|| panic!("no response:\n{}", s.story()));
+    let EventKind::Done {
+        ttft_us,
+        answer_us,
+        tokens,
+        reported_cost_usd,
+        finish_reason,
+        chunks,
+        ..
+    } = done.kind
+    else {
+        unreachable!()
+    };
+    // The simulator thinks 2 tokens, then answers 4, after 120 ms.
+    let ttft_ms = ttft_us.expect("a first token") as f64 / 1000.0;
+    assert!(
+        (120.0..600.0).contains(&ttft_ms),
+        "TTFT {ttft_ms} ms for 120 ms"
+    );
+    let answer_ms = answer_us.expect("thinking came first") as f64 / 1000.0;
+    assert!(answer_ms >= ttft_ms, "{answer_ms} < {ttft_ms}");
+    assert_eq!(chunks, 4, "thinking is not answer chunks");
+    assert_eq!((tokens.output, tokens.reasoning_output), (6, 2));
+    assert!(tokens.input > 0 && !tokens.estimated, "{tokens:?}");
+    assert_eq!(tokens.cached_input, tokens.input / 2);
+    let expected = (tokens.input + tokens.output) as f64 * 5.0 / 1e6;
+    assert!(
+        (reported_cost_usd.expect("usage.cost") - expected).abs() < 1e-12,
+        "{reported_cost_usd:?} vs {expected}"
+    );
+    assert_eq!(finish_reason.as_deref(), Some("completed"));
+    assert_eq!(
+        s.count(|k| matches!(
+            k,
+            EventKind::Malformed { .. } | EventKind::UnknownFrame { .. } | EventKind::Error { .. }
+        )),
+        0,
+        "{}",
+        s.story()
+    );
+    assert!(
+        s.count(|k| matches!(
+            k,
+            EventKind::RateLimitStatus {
+                requests_limit: Some(_),
+                ..
+            }
+        )) >= 1,
+        "{}",
+        s.story()
+    );
+    // A second response on the same pooled connection.
+    s.wait_for(LONG, is_done).await.expect("a second response");
+    assert_eq!(s.count(|k| matches!(k, EventKind::Connected { .. })), 1);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn responses_any_base_url_form_reaches_the_route() {
+    let server = sim(quick(10.0, 3)).await;
+    for base in ["", "/v1/responses"] {
+        let mut s = watch(responses_spec(&server, probe(100), base));
+        s.wait_for(LONG, is_done)
+            .await
+            .unwrap_or_else(|| panic!("{base}: no response:\n{}", s.story()));
+        s.handle.commands.send(SessionCommand::Close).await.unwrap();
+        s.wait_for(LONG, |k| {
+            matches!(k, EventKind::State(SessionState::Closed))
+        })
+        .await
+        .expect("closed");
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn responses_dropped_stream_is_cut_and_reconnects() {
+    let server = sim(SimProfile {
+        drop_rate: 1.0,
+        ..quick(10.0, 8)
+    })
+    .await;
+    let mut s = watch(responses_spec(&server, probe(50), "/v1"));
+    s.wait_for(LONG, |k| {
+        matches!(
+            k,
+            EventKind::Closed {
+                requested: false,
+                code: 1006,
+                ..
+            }
+        )
+    })
+    .await
+    .unwrap_or_else(|| panic!("no drop:\n{}", s.story()));
+    assert!(
+        s.count(|k| matches!(k, EventKind::RequestFailed { .. })) >= 1,
+        "the cut response failed:\n{}",
+        s.story()
+    );
+    assert_eq!(s.count(is_done), 0, "{}", s.story());
+    server.set_profile(quick(10.0, 3));
+    s.wait_for(LONG, is_done)
+        .await
+        .unwrap_or_else(|| panic!("no response after the drop:\n{}", s.story()));
+    assert!(s.count(|k| matches!(k, EventKind::Connected { .. })) >= 2);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn responses_failed_fails_the_request_not_the_session() {
+    let server = sim(SimProfile {
+        error_rate: 1.0,
+        ..quick(10.0, 3)
+    })
+    .await;
+    let mut s = watch(responses_spec(&server, probe(50), "/v1"));
+    for _ in 0..2 {
+        s.wait_for(LONG, |k| {
+            matches!(
+                k,
+                EventKind::RequestFailed {
+                    kind: ErrorKind::Upstream,
+                    ..
+                }
+            )
+        })
+        .await
+        .unwrap_or_else(|| panic!("no upstream error:\n{}", s.story()));
+    }
+    assert_eq!(s.count(|k| matches!(k, EventKind::Closed { .. })), 0);
+    assert_eq!(s.count(|k| matches!(k, EventKind::Connected { .. })), 1);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn responses_bad_key_stops_the_session() {
+    let server = sim(SimProfile {
+        accepted_keys: Some(vec!["sk-proj-someoneelse000000000000".into()]),
+        ..quick(10.0, 3)
+    })
+    .await;
+    let mut s = watch(responses_spec(&server, probe(100), "/v1"));
+    let stop = s
+        .wait_for(LONG, |k| {
+            matches!(k, EventKind::State(SessionState::Stopped { .. }))
+        })
+        .await
+        .unwrap_or_else(|| panic!("did not stop:\n{}", s.story()));
+    let EventKind::State(SessionState::Stopped { reason }) = stop.kind else {
+        unreachable!()
+    };
+    assert!(reason.contains("401"), "{reason}");
+    assert_eq!(s.count(|k| matches!(k, EventKind::BackingOff { .. })), 0);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn responses_output_limit_is_incomplete() {
+    let server = sim(quick(10.0, 40)).await;
+    let mut spec = responses_spec(&server, Workload::OnDemand, "/v1");
+    spec.timing.heartbeat = None;
+    let mut s = watch(spec);
+    s.handle
+        .commands
+        .send(SessionCommand::Send {
+            prompt: "canary probe".into(),
+            max_tokens: Some(2),
+        })
+        .await
+        .unwrap();
+    let done = s
+        .wait_for(LONG, is_done)
+        .await
+        .unwrap_or_else(|| panic!("no response:\n{}", s.story()));
+    let EventKind::Done {
+        tokens,
+        finish_reason,
+        ..
+    } = done.kind
+    else {
+        unreachable!()
+    };
+    // Asked for 2: sent as 16, the least OpenAI takes; the simulator stops there.
+    assert_eq!(tokens.output, 16);
+    assert_eq!(finish_reason.as_deref(), Some("max_output_tokens"));
+    server.stop().await;
+}
+
+// ------------------------------------------------------------------------------------------
+// Any input
+// ------------------------------------------------------------------------------------------
+
+const FIXTURES: [&str; 11] = [
+    "reference.sse",
+    "reasoning_then_text.sse",
+    "data_only.sse",
+    "unknown_events.sse",
+    "incomplete.sse",
+    "failed.sse",
+    "error_event.sse",
+    "sequence_gap.sse",
+    "usage_cached_reasoning_cost.sse",
+    "function_call.sse",
+    "truncated.sse",
+];
+
+/// Feeds `body` cut at `cuts` (positions modulo its length), all at one time, then its end:
+/// the events' shapes and the weighty inbounds. Never panics; at most one end of the response.
+fn feed_cut(body: &[u8], cuts: &[usize]) -> (Vec<String>, Vec<SseInbound>) {
+    let mut d = ResponsesDecoder::new();
+    d.request_sent(Duration::ZERO, "m", 1);
+    let mut events = Vec::new();
+    let mut inbounds = Vec::new();
+    let mut at: Vec<usize> = cuts.iter().map(|c| c % (body.len() + 1)).collect();
+    at.push(0);
+    at.push(body.len());
+    at.sort_unstable();
+    at.dedup();
+    let now = Duration::from_millis(1);
+    for pair in at.windows(2) {
+        inbounds.push(d.on_bytes(
+            now,
+            &body[pair[0]..pair[1]],
+            &mut |e| events.push(e),
+            &mut |_| {},
+        ));
+    }
+    inbounds.push(d.on_end(now, &mut |e| events.push(e), &mut |_| {}));
+    inbounds.retain(|i| *i != SseInbound::Nothing && *i != SseInbound::Text);
+    let ends = count(&events, |e| {
+        matches!(e, EventKind::Done { .. } | EventKind::RequestFailed { .. })
+    });
+    assert!(ends <= 1, "{ends} ends: {events:?}");
+    assert!(inbounds.len() <= 1, "{inbounds:?}");
+    (shapes(&events), inbounds)
+}
+
+mod any_input {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn config() -> ProptestConfig {
+        ProptestConfig {
+            cases: 128,
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        }
+    }
+
+    proptest! {
+        #![proptest_config(config())]
+
+        #[test]
+        fn responses_any_bytes_never_panic(
+            data in proptest::collection::vec(any::<u8>(), 0..768),
+            cuts in proptest::collection::vec(any::<usize>(), 0..6),
+        ) {
+            feed_cut(&data, &cuts);
+        }
+
+        #[test]
+        fn responses_fixtures_cut_anywhere_give_the_same_events(
+            which in 0..FIXTURES.len(),
+            cuts in proptest::collection::vec(any::<usize>(), 0..12),
+        ) {
+            let body = fixture(FIXTURES[which]);
+            prop_assert_eq!(feed_cut(&body, &cuts), feed_cut(&body, &[]));
+        }
+
+        #[test]
+        fn responses_fixtures_with_a_byte_changed_never_panic(
+            which in 0..FIXTURES.len(),
+            at in any::<usize>(),
+            byte in any::<u8>(),
+            cuts in proptest::collection::vec(any::<usize>(), 0..4),
+        ) {
+            let mut body = fixture(FIXTURES[which]);
+            let n = at % body.len();
+            body[n] = byte;
+            feed_cut(&body, &cuts);
+        }
+    }
+}

@@ -326,7 +326,7 @@ async fn the_binary_prints_the_comparison_as_json() {
     let cfg = tmp.path().join("target.toml");
     std::fs::write(&cfg, config_text(&old.url(), &new.url())).unwrap();
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_relaytop"));
-    command
+    crate::support::without_tool_variables(&mut command)
         .arg("replay")
         .arg(&run_dir)
         .args(["--against", "new", "--config"])

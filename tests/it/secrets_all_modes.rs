@@ -23,7 +23,7 @@ const KEY_VAR_NEWLINE: &str = "RELAYTOP_TEST_KEY_NL";
 /// relaytop with everything it writes inside `tmp`, tracing everything, both keys set.
 fn relaytop(tmp: &Path) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_relaytop"));
-    command
+    crate::support::without_tool_variables(&mut command)
         .env("HOME", tmp)
         .env("XDG_CONFIG_HOME", tmp.join("config"))
         .env("XDG_STATE_HOME", tmp.join("state"))

@@ -172,3 +172,27 @@ impl Watched {
             .join("\n")
     }
 }
+
+/// The variables other tools use that relaytop reads when it has no configuration
+/// (`config::starter::from_environment`): a test's relaytop never sees the machine's own, so
+/// it never leaves loopback.
+pub const TOOL_VARIABLES: [&str; 10] = [
+    "OPENAI_BASE_URL",
+    "OPENAI_API_BASE",
+    "OPENAI_API_KEY",
+    "ANTHROPIC_BASE_URL",
+    "ANTHROPIC_AUTH_TOKEN",
+    "ANTHROPIC_API_KEY",
+    "GOOGLE_GEMINI_BASE_URL",
+    "GEMINI_BASE_URL",
+    "GEMINI_API_KEY",
+    "GOOGLE_API_KEY",
+];
+
+/// `command` without the machine's `TOOL_VARIABLES`.
+pub fn without_tool_variables(command: &mut std::process::Command) -> &mut std::process::Command {
+    for var in TOOL_VARIABLES {
+        command.env_remove(var);
+    }
+    command
+}

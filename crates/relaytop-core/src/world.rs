@@ -107,6 +107,19 @@ impl World {
         Self::start_with(config, options, simulator).await
     }
 
+    /// Loads a configuration relaytop wrote itself (`config::starter`: a URL, the
+    /// environment) from its TOML `text`, named `source` on screen and in reports.
+    pub async fn from_toml(
+        text: &str,
+        source: &str,
+        options: &RunOptions,
+        simulator: &dyn Simulator,
+    ) -> anyhow::Result<World> {
+        let read_key = |var: &str| Secret::from_env(var);
+        let config = file::parse(text, source, &read_key)?;
+        Self::start_with(config, options, simulator).await
+    }
+
     /// Starts the simulators a checked configuration asks for.
     pub async fn start(config: Config, simulator: &dyn Simulator) -> anyhow::Result<World> {
         Self::start_with(config, &RunOptions::default(), simulator).await
@@ -143,7 +156,7 @@ impl World {
                 .unwrap_or_default();
             let url = server.url(protocol);
             tracing::info!(provider, %url, "simulated relay started");
-            config.attach_simulator(&provider, &url, Secret::new(SIMULATOR_KEY));
+            config.attach_simulator(&provider, &|p| server.url(p), Secret::new(SIMULATOR_KEY));
             simulators.push((provider, server));
         }
         let (window, connections) = crate::canary::limit_scale(&config);

@@ -204,9 +204,11 @@ pub(crate) fn check_key(
     accepted_keys: Option<&[String]>,
 ) -> Result<(), String> {
     let Some(value) = authorization else {
-        return Err(format!(
-            "missing Authorization header: send `Authorization: Bearer KEY` (or `x-api-key`, `x-goog-api-key`)"
-        ));
+        return Err(
+            "missing Authorization header: send `Authorization: Bearer KEY` (or `x-api-key`, \
+             `x-goog-api-key`)"
+                .to_owned(),
+        );
     };
     let Some((scheme, key)) = value.split_once(' ') else {
         return Err("Authorization must be `Bearer <key>`".to_owned());

@@ -183,6 +183,12 @@ impl SimServer {
         format!("http://{}/v1", self.reachable_addr())
     }
 
+    /// The station's root, `http://127.0.0.1:PORT`: Gemini's base (its codec adds
+    /// `/v1beta/models/…`).
+    pub fn root_url(&self) -> String {
+        format!("http://{}", self.reachable_addr())
+    }
+
     /// The openai-realtime URL: `ws://127.0.0.1:PORT/v1/realtime` (a client adds `?model=`).
     pub fn realtime_url(&self) -> String {
         format!("ws://{}{REALTIME_PATH}", self.reachable_addr())
@@ -325,7 +331,7 @@ impl relaytop_core::world::SimulatedRelay for SimServer {
             Protocol::OpenaiSse | Protocol::AnthropicMessages | Protocol::OpenaiResponses => {
                 self.sse_base_url()
             }
-            Protocol::Gemini => format!("http://{}", self.reachable_addr()),
+            Protocol::Gemini => self.root_url(),
             Protocol::OpenaiRealtime => self.realtime_url(),
         }
     }

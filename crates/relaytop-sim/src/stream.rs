@@ -114,6 +114,10 @@ pub(crate) struct Reply {
     pub thinking_open: bool,
     /// Whether the answer's block is open.
     pub answer_open: bool,
+    /// The thinking and the answer streamed so far, for formats whose later events repeat
+    /// them (Responses' `….done` events and completed `output`); the format fills them.
+    pub thinking_text: String,
+    pub answer_text: String,
 }
 
 /// What a format's bytes look like. Each method appends whole SSE events (`event: …\n` if the
@@ -401,6 +405,8 @@ async fn respond(
         block: 0,
         thinking_open: false,
         answer_open: false,
+        thinking_text: String::new(),
+        answer_text: String::new(),
     };
 
     if !asked.stream {

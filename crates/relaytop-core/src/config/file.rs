@@ -34,6 +34,10 @@ pub struct ConfigFile {
     pub ui: UiConfig,
     /// A canary between two of the providers (`[canary]`).
     pub canary: Option<crate::canary::toml::CanaryToml>,
+    /// List prices for every provider (`[prices."model"]`), over the bundled table; a
+    /// provider's own `billing.prices` win over these.
+    #[serde(default)]
+    pub prices: BTreeMap<String, crate::cost::PriceEntry>,
 }
 
 /// Timing settings; every field is optional and falls back to spec/PROTOCOL.md's defaults.
@@ -118,6 +122,9 @@ pub struct SessionConfig {
     pub max_tokens: Option<u32>,
     /// The model, when not the provider's.
     pub model: Option<String>,
+    /// The format these sessions speak, when not the provider's: a station serves one key on
+    /// every format (its URL is derived from the provider's, `config::station::url_for`).
+    pub protocol: Option<Protocol>,
     /// Chat: the system prompt.
     pub system: Option<String>,
     /// Timing for these sessions only.
@@ -216,10 +223,16 @@ impl Config {
         }
     }
 
-    /// Points a simulated provider at its running simulator.
-    pub fn attach_simulator(&mut self, provider: &str, url: &str, key: Secret) {
+    /// Points a simulated provider, and each of its sessions in its own protocol, at its
+    /// running simulator (one port serves every protocol).
+    pub fn attach_simulator(
+        &mut self,
+        provider: &str,
+        url_for: &dyn Fn(Protocol) -> String,
+        key: Secret,
+    ) {
         for p in self.providers.iter_mut().filter(|p| p.name == provider) {
-            p.url = url.to_owned();
+            p.url = url_for(p.protocol);
             p.api_key = Some(key.clone());
         }
         for s in self
@@ -227,7 +240,7 @@ impl Config {
             .iter_mut()
             .filter(|s| s.info.provider == provider)
         {
-            s.info.url = url.to_owned();
+            s.info.url = url_for(s.info.protocol);
             s.api_key = Some(key.clone());
         }
     }
@@ -289,6 +302,11 @@ pub fn parse(
                 .into(),
         });
     }
+    let shared_prices =
+        crate::cost::checked_prices(&file.prices).map_err(|e| ConfigError::Whole {
+            path: path.to_owned(),
+            message: format!("[prices]: {e}"),
+        })?;
     let mut providers: Vec<Provider> = Vec::new();
     for p in &file.providers {
         let name = p.name.get_ref().trim();
@@ -339,6 +357,9 @@ pub fn parse(
             }
             (None, None) => None,
         };
+        p.billing
+            .validate()
+            .map_err(|e| at(p.name.span(), format!("provider `{name}`: billing: {e}")))?;
         providers.push(Provider {
             name: name.to_owned(),
             url,
@@ -348,7 +369,7 @@ pub fn parse(
             api_key_env: p.api_key_env.as_ref().map(|v| v.get_ref().clone()),
             model: p.model.clone(),
             simulate,
-            billing: p.billing.clone(),
+            billing: p.billing.with_shared_prices(&shared_prices),
             requests_per_minute: match p.requests_per_minute {
                 Some(0) => {
                     return Err(at(
@@ -430,14 +451,22 @@ pub fn parse(
             } else {
                 format!("{}-{n}", s.name)
             };
+            let (protocol, url) = match s.protocol {
+                Some(protocol) if protocol != provider.protocol && !provider.url.is_empty() => (
+                    protocol,
+                    crate::config::station::url_for(&provider.url, protocol),
+                ),
+                Some(protocol) => (protocol, provider.url.clone()),
+                None => (provider.protocol, provider.url.clone()),
+            };
             sessions.push(SessionSpec {
                 info: SessionInfo {
                     id: 0,
                     name,
                     provider: provider.name.clone(),
                     model: s.model.clone().unwrap_or_else(|| provider.model.clone()),
-                    protocol: provider.protocol,
-                    url: provider.url.clone(),
+                    protocol,
+                    url,
                     workload: match s.workload {
                         WorkloadKind::Probe => "probe".into(),
                         WorkloadKind::Chat => "chat".into(),
@@ -698,6 +727,19 @@ interval_s = 5
         let err = parse_err(&MINIMAL.replace("provider = \"holysheep\"", "provider = \"hs\""));
         assert!(
             err.contains("provider `hs`, which is not defined (known: holysheep)"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_providers_billing_is_checked_at_load() {
+        let text = MINIMAL.replace(
+            "[[providers]]",
+            "[[providers]]\nbilling = { per_1000_calls_usd = -1.0 }",
+        );
+        let err = parse_err(&text);
+        assert!(
+            err.contains("billing: per_1000_calls_usd must be a number >= 0"),
             "{err}"
         );
     }

@@ -234,8 +234,8 @@ impl SimProfile {
                 cached_prompt_fraction: 0.5,
                 ..base
             }),
-            // A new-api-shaped station serving every format on one key: thinking models, a
-            // prompt cache, and the odd 429 of a busy upstream group.
+            // A new-api-shaped station serving every format on one key: thinking models and
+            // a prompt cache (reads and writes). Its faults are the other profiles' to show.
             "newapi" => Some(SimProfile {
                 ttft_p50_ms: 350.0,
                 ttft_p99_ms: 900.0,
@@ -243,8 +243,6 @@ impl SimProfile {
                 thinking_tokens: 6,
                 cached_prompt_fraction: 0.25,
                 cache_write_fraction: 0.1,
-                rate_limit_rate: 0.005,
-                drop_rate: 0.005,
                 ..base
             }),
             _ => None,

@@ -134,3 +134,45 @@ pub fn spawn(
         }
     }
 }
+
+/// An HTTP streaming protocol's check request, as its codec makes it: the URL, its name in
+/// messages, and the headers (the key's among them, marked sensitive). `relaytop check` and
+/// `relaytop URL` ask a relay exactly what a session would.
+#[derive(Clone, Debug)]
+pub struct HttpCheck {
+    /// May hold a key (Gemini's `?key=`): show `shown_url`, never this.
+    pub url: String,
+    pub name: &'static str,
+    pub headers: Vec<(reqwest::header::HeaderName, reqwest::header::HeaderValue)>,
+}
+
+impl HttpCheck {
+    /// The URL without its query (where a key may travel), for messages.
+    pub fn shown_url(&self) -> &str {
+        self.url.split('?').next().unwrap_or_default()
+    }
+}
+
+/// The check request of `spec`'s protocol; `None` for the WebSocket protocols.
+pub fn http_check(spec: &SessionSpec) -> Option<HttpCheck> {
+    use crate::transport::http_stream::HttpStreamCodec;
+    fn of<C: HttpStreamCodec>(codec: C) -> HttpCheck {
+        HttpCheck {
+            url: codec.check_url().to_owned(),
+            name: codec.check_name(),
+            headers: codec
+                .auth()
+                .into_iter()
+                .cloned()
+                .chain(codec.extra_headers().iter().cloned())
+                .collect(),
+        }
+    }
+    match spec.info.protocol {
+        Protocol::RelayV1 | Protocol::OpenaiRealtime => None,
+        Protocol::OpenaiSse => Some(of(ChatCompletionsCodec::new(spec))),
+        Protocol::AnthropicMessages => Some(of(MessagesCodec::new(spec))),
+        Protocol::OpenaiResponses => Some(of(ResponsesCodec::new(spec))),
+        Protocol::Gemini => Some(of(GeminiCodec::new(spec))),
+    }
+}

@@ -24,6 +24,6 @@ pub mod tap;
 pub mod workload;
 
 pub use event::{ErrorKind, EventKind, RequestId, SessionEvent, SessionId, SessionState, Tokens};
-pub use handle::{RunClock, SessionCommand, SessionHandle, spawn};
+pub use handle::{HttpCheck, RunClock, SessionCommand, SessionHandle, http_check, spawn};
 pub use spec::{AuthStyle, BackoffPolicy, Protocol, SessionInfo, SessionSpec, Timing, Workload};
 pub use stream::{EventReceiver, EventSender};

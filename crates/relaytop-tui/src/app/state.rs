@@ -32,6 +32,9 @@ pub(super) const NOTICE_US: u64 = 4_000_000;
 
 /// The dashboard's whole state.
 pub struct App {
+    /// What the run watches when relaytop found it itself (a URL, the environment), shown
+    /// atop the sessions.
+    pub watching: Option<String>,
     pub(super) live: Data,
     pub(super) frozen: Option<Box<Frozen>>,
     pub(super) now_us: u64,
@@ -107,6 +110,7 @@ impl App {
             width(&|i| &i.model),
         ];
         let mut app = App {
+            watching: None,
             live,
             frozen: None,
             now_us: 0,
@@ -174,6 +178,13 @@ impl App {
     }
 
     /// Shows that the run is recorded in `dir` (status bar), and lets `mark` write markers.
+    /// Says atop the sessions what the run watches (`watching …`), when relaytop found it
+    /// itself rather than in a configuration file.
+    pub fn with_source(mut self, source: &str) -> App {
+        self.watching = source.starts_with("watching ").then(|| source.to_owned());
+        self
+    }
+
     pub fn with_recording(mut self, dir: Option<std::path::PathBuf>) -> App {
         self.recording = dir;
         self

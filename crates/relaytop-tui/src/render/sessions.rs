@@ -209,6 +209,10 @@ pub fn render(frame: &mut Frame, area: Rect, chrome: Chrome, app: &App) {
             ),
         ),
     ];
+    if let Some(watching) = &app.watching {
+        details.push(muted(app, " · "));
+        details.push(Span::styled(watching.clone(), theme.fg(Role::Title)));
+    }
     if !app.session_filter.is_empty() {
         details.push(muted(app, " · filter "));
         details.push(Span::styled(
@@ -305,9 +309,9 @@ pub fn render(frame: &mut Frame, area: Rect, chrome: Chrome, app: &App) {
                         theme.fg(Role::Muted)
                     },
                 ),
-                // SSE has no heartbeat at all: say so rather than show an empty cell.
+                // HTTP streams have no heartbeat at all: say so rather than show an empty cell.
                 SortColumn::HeartbeatRtt | SortColumn::HeartbeatAge
-                    if s.info().protocol == relaytop_core::session::Protocol::OpenaiSse =>
+                    if s.info().protocol.is_http_stream() =>
                 {
                     ("n/a".into(), theme.fg(Role::Muted))
                 }

@@ -5,3 +5,5 @@
 pub mod codec;
 pub mod decode;
 pub mod wire;
+
+pub use wire::*;

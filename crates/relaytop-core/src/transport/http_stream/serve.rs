@@ -260,7 +260,7 @@ impl<C: HttpStreamCodec> HttpStreamTransport<C> {
         let (status, headers, body) = match answer {
             Ok(answer) => answer,
             Err(error) => {
-                let (kind, message) = describe_error(&error, core.spec.timing.handshake_timeout);
+                let (kind, message) = describe_error(error, core.spec.timing.handshake_timeout);
                 return Err(core.connect_failed(now, kind, message, true, None));
             }
         };
@@ -378,7 +378,7 @@ impl<C: HttpStreamCodec> HttpStreamTransport<C> {
         let mut response = match response {
             Ok(response) => response,
             Err(error) => {
-                let (kind, message) = describe_error(&error, timing.handshake_timeout);
+                let (kind, message) = describe_error(error, timing.handshake_timeout);
                 return Exchange::End(self.dropped(core, kind, message));
             }
         };
@@ -418,7 +418,7 @@ impl<C: HttpStreamCodec> HttpStreamTransport<C> {
                             &mut |wire| core.tap_wire(now, Direction::FromRelay, wire),
                         ),
                         Err(error) => {
-                            let (kind, message) = describe_error(&error, timing.handshake_timeout);
+                            let (kind, message) = describe_error(error, timing.handshake_timeout);
                             return Exchange::End(self.dropped(core, kind, format!("the stream broke: {message}")));
                         }
                     };
@@ -585,13 +585,15 @@ async fn read_bounded(mut response: reqwest::Response) -> Vec<u8> {
 }
 
 /// The kind and a readable message of a client error (its causes included, its URL not).
-fn describe_error(error: &reqwest::Error, connect_timeout: Duration) -> (ErrorKind, String) {
+fn describe_error(error: reqwest::Error, connect_timeout: Duration) -> (ErrorKind, String) {
+    // The URL may hold a key (Gemini's `?key=`): it never reaches a message.
+    let error = error.without_url();
     let kind = if error.is_timeout() {
         ErrorKind::Timeout
     } else {
         ErrorKind::Network
     };
-    let mut message = error_chain(error);
+    let mut message = error_chain(&error);
     if error.is_connect() {
         message = format!("cannot connect: {message}");
     } else if error.is_timeout() {
