@@ -303,6 +303,8 @@ mod tests {
             block: 0,
             thinking_open: false,
             answer_open: false,
+            thinking_text: String::new(),
+            answer_text: String::new(),
         }
     }
 
