@@ -200,7 +200,10 @@ pub(super) async fn check_completion_and_heartbeat(
         (None, _) => {
             walk.skip(
                 "heartbeat",
-                "openai-sse has no heartbeat: a silent stream is cut by the idle timeout instead",
+                &format!(
+                    "{} has no heartbeat: a silent stream is cut by the idle timeout instead",
+                    target.protocol.label()
+                ),
             );
             true
         }

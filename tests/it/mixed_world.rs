@@ -1,8 +1,9 @@
-//! docs/examples/mixed.toml (a relay-v1, an openai-sse and an openai-realtime provider, all
-//! simulated on 127.0.0.1) run headless for about two seconds, with `--metrics-listen`'s
-//! server on a loopback port: the JSON report shows responses with time to first token, tokens
-//! and cost from all three providers, and two Prometheus scrapes during the run parse (with a
-//! text-format parser) and show the counters moving.
+//! docs/examples/mixed.toml (one provider for each of the six protocols: relay-v1, openai-sse,
+//! openai-realtime, anthropic-messages, openai-responses and gemini, all simulated on
+//! 127.0.0.1) run headless for a few seconds, with `--metrics-listen`'s server on a loopback
+//! port: the JSON report shows responses with time to first token, tokens and cost from every
+//! provider, each priced as its format reported it, and two Prometheus scrapes during the run
+//! parse (with a text-format parser) and show the counters moving.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -12,7 +13,7 @@ use relaytop::headless::{self, HeadlessOptions, OutputFormat};
 use relaytop_core::config::file;
 use relaytop_core::world::World;
 
-const PROVIDERS: [&str; 3] = ["holysheep", "compat", "voice"];
+const PROVIDERS: [&str; 6] = ["holysheep", "compat", "voice", "claude", "codex", "gemini"];
 
 async fn scrape(url: &str) -> prometheus_parse::Scrape {
     let response = reqwest::get(url).await.expect("the metrics server answers");
@@ -51,7 +52,7 @@ fn by_provider(scrape: &prometheus_parse::Scrape, metric: &str) -> BTreeMap<Stri
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn three_protocols_in_one_headless_run_with_prometheus() {
+async fn six_protocols_in_one_headless_run_with_prometheus() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/examples/mixed.toml");
     let config = file::load(&path).expect("the example parses");
     let protocols: Vec<_> = config
@@ -59,7 +60,17 @@ async fn three_protocols_in_one_headless_run_with_prometheus() {
         .iter()
         .map(|p| p.protocol.label())
         .collect();
-    assert_eq!(protocols, ["relay-v1", "openai-sse", "openai-realtime"]);
+    assert_eq!(
+        protocols,
+        [
+            "relay-v1",
+            "openai-sse",
+            "openai-realtime",
+            "anthropic-messages",
+            "openai-responses",
+            "gemini"
+        ]
+    );
     let mut world = World::start(config, &relaytop_sim::Embedded)
         .await
         .expect("the world starts");
@@ -69,14 +80,14 @@ async fn three_protocols_in_one_headless_run_with_prometheus() {
         .expect("metrics on a loopback port");
 
     let scrapes = tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(700)).await;
+        tokio::time::sleep(Duration::from_millis(1000)).await;
         let early = scrape(&url).await;
-        tokio::time::sleep(Duration::from_millis(1100)).await;
+        tokio::time::sleep(Duration::from_millis(2000)).await;
         let late = scrape(&url).await;
         (early, late)
     });
     let options = HeadlessOptions {
-        duration: Some(Duration::from_millis(2300)),
+        duration: Some(Duration::from_millis(3500)),
         requests: None,
         format: OutputFormat::Json,
     };
@@ -129,6 +140,31 @@ async fn three_protocols_in_one_headless_run_with_prometheus() {
     let expected = ((input - cached) * 4.0 + cached * 0.4 + output * 16.0) / 1e6;
     let cost = voice["cost_usd"].as_f64().unwrap();
     assert!((cost - expected).abs() < 1e-6, "{cost} vs {expected}");
+    // anthropic-messages and gemini: cache reads priced apart (cache writes at the input rate,
+    // as no write price is set); thinking is output.
+    for (name, input_rate, cached_rate, output_rate) in
+        [("claude", 3.0, 0.3, 15.0), ("gemini", 0.30, 0.03, 2.50)]
+    {
+        let p = providers.iter().find(|p| p["name"] == name).unwrap();
+        let (input, cached, output) = (
+            p["tokens_in"].as_f64().unwrap(),
+            p["tokens_cached"].as_f64().unwrap(),
+            p["tokens_out"].as_f64().unwrap(),
+        );
+        assert!(cached > 0.0, "{name}: {p:#}");
+        let expected =
+            ((input - cached) * input_rate + cached * cached_rate + output * output_rate) / 1e6;
+        let cost = p["cost_usd"].as_f64().unwrap();
+        assert!((cost - expected).abs() < 1e-6, "{name}: {cost} vs {expected}");
+    }
+    // openai-responses: the relay's `usage.cost` (5 $/MTok of all tokens) is what is counted.
+    let codex = providers.iter().find(|p| p["name"] == "codex").unwrap();
+    let tokens = codex["tokens_in"].as_f64().unwrap() + codex["tokens_out"].as_f64().unwrap();
+    let cost = codex["cost_usd"].as_f64().unwrap();
+    assert!(
+        (cost - tokens * 5.0 / 1e6).abs() < 1e-6,
+        "codex: {cost} for {tokens} tokens"
+    );
 
     // Prometheus: both scrapes parse, every provider shows up, and counters move.
     for metric in [
@@ -152,14 +188,21 @@ async fn three_protocols_in_one_headless_run_with_prometheus() {
         .iter()
         .filter(|s| s.metric == "relaytop_session_state" && value(&s.value) == 1.0)
         .count();
-    assert_eq!(states, 6, "one state per session");
+    assert_eq!(states, 12, "one state per session");
     let protocols: Vec<_> = late
         .samples
         .iter()
         .filter(|s| s.metric == "relaytop_session_info")
         .filter_map(|s| s.labels.get("protocol"))
         .collect();
-    for protocol in ["relay-v1", "openai-sse", "openai-realtime"] {
+    for protocol in [
+        "relay-v1",
+        "openai-sse",
+        "openai-realtime",
+        "anthropic-messages",
+        "openai-responses",
+        "gemini",
+    ] {
         assert!(protocols.contains(&protocol), "{protocols:?}");
     }
     world.stop().await;

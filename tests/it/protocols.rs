@@ -36,9 +36,11 @@ struct Case {
     finish_length: &'static str,
     /// The smallest output limit it sends (OpenAI refuses a `max_output_tokens` under 16).
     least_max_tokens: u32,
+    /// What an upstream failure mid-stream is (Anthropic's is `overloaded_error`).
+    upstream_error: ErrorKind,
 }
 
-const PROTOCOLS: [Case; 5] = [
+const PROTOCOLS: [Case; 6] = [
     Case {
         protocol: Protocol::RelayV1,
         model: "gpt-4.1",
@@ -49,6 +51,7 @@ const PROTOCOLS: [Case; 5] = [
         finish_stop: "stop",
         finish_length: "length",
         least_max_tokens: 1,
+        upstream_error: ErrorKind::Upstream,
     },
     Case {
         protocol: Protocol::OpenaiSse,
@@ -60,6 +63,7 @@ const PROTOCOLS: [Case; 5] = [
         finish_stop: "stop",
         finish_length: "length",
         least_max_tokens: 1,
+        upstream_error: ErrorKind::Upstream,
     },
     Case {
         protocol: Protocol::OpenaiRealtime,
@@ -71,6 +75,7 @@ const PROTOCOLS: [Case; 5] = [
         finish_stop: "stop",
         finish_length: "length",
         least_max_tokens: 1,
+        upstream_error: ErrorKind::Upstream,
     },
     Case {
         protocol: Protocol::OpenaiResponses,
@@ -82,6 +87,19 @@ const PROTOCOLS: [Case; 5] = [
         finish_stop: "completed",
         finish_length: "max_output_tokens",
         least_max_tokens: 16,
+        upstream_error: ErrorKind::Upstream,
+    },
+    Case {
+        protocol: Protocol::AnthropicMessages,
+        model: "claude-sonnet-4-5",
+        url: SimServer::sse_base_url,
+        reports_cached_tokens: true,
+        bad_key_reason: "401",
+        connects_before_a_bad_key: 0,
+        finish_stop: "end_turn",
+        finish_length: "max_tokens",
+        least_max_tokens: 1,
+        upstream_error: ErrorKind::Overloaded,
     },
     Case {
         protocol: Protocol::Gemini,
@@ -93,6 +111,7 @@ const PROTOCOLS: [Case; 5] = [
         finish_stop: "STOP",
         finish_length: "MAX_TOKENS",
         least_max_tokens: 1,
+        upstream_error: ErrorKind::Upstream,
     },
 ];
 
@@ -276,10 +295,7 @@ async fn every_protocol_fails_the_request_not_the_session_on_an_upstream_error()
             s.wait_for(LONG, |k| {
                 matches!(
                     k,
-                    EventKind::RequestFailed {
-                        kind: ErrorKind::Upstream,
-                        ..
-                    }
+                    EventKind::RequestFailed { kind, .. } if *kind == case.upstream_error
                 )
             })
             .await

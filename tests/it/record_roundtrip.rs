@@ -308,15 +308,15 @@ fn events_of<'a>(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_replayed_run_of_all_three_protocols_reports_what_the_live_run_reported() {
+async fn a_replayed_run_of_all_six_protocols_reports_what_the_live_run_reported() {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/examples/mixed.toml");
     let config = file::load(&path).expect("the example parses");
     let mut world = World::start(config, &relaytop_sim::Embedded)
         .await
         .expect("world starts");
-    let runs = record_and_replay(&mut world, Duration::from_millis(2300)).await;
+    let runs = record_and_replay(&mut world, Duration::from_millis(3000)).await;
     world.stop().await;
-    for provider in ["holysheep", "compat", "voice"] {
+    for provider in ["holysheep", "compat", "voice", "claude", "codex", "gemini"] {
         let p = runs
             .live
             .providers
@@ -327,8 +327,14 @@ async fn a_replayed_run_of_all_three_protocols_reports_what_the_live_run_reporte
     }
     assert_same_report(&runs.live, &runs.replayed);
     let events = assert_same_events(&runs.live_out, &runs.replay_out);
-    // openai-sse and openai-realtime responses replay from their frames: chunks and `done`.
-    for prefix in ["probe-compat", "probe-voice"] {
+    // Every format's responses replay from their frames: chunks and `done`.
+    for prefix in [
+        "probe-compat",
+        "probe-voice",
+        "probe-claude",
+        "probe-codex",
+        "probe-gemini",
+    ] {
         for kind in ["first_token", "chunk", "done"] {
             assert!(
                 events_of(&events, prefix).any(|e| e["type"] == kind),
