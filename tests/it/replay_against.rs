@@ -367,3 +367,107 @@ async fn the_binary_prints_the_comparison_as_json() {
     old.stop().await;
     new.stop().await;
 }
+
+/// A recording of chat-completions traffic re-sent to relays of other formats (Anthropic
+/// Messages, OpenAI Responses, Gemini): each gets the same conversations, in its own shape,
+/// in order, and answers them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_completions_traffic_is_resent_in_other_formats() {
+    use relaytop_core::session::Protocol;
+    let server = sim(fast()).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let clock = RunClock::new();
+    let recorder = Recorder::start(
+        &RecordOptions::new(tmp.path().join("rec")),
+        RunMeta {
+            started_at: chrono::Utc::now(),
+            source: "test".into(),
+            pricing: Default::default(),
+            secrets: vec![relaytop_core::config::secret::Secret::new(TEST_KEY)],
+        },
+        clock,
+    )
+    .unwrap();
+    let (mut supervisor, mut rx) = Supervisor::new(clock);
+    let mut chat_spec = spec(&server.sse_base_url(), chat(), fast_timing());
+    chat_spec.info.protocol = Protocol::OpenaiSse;
+    chat_spec.info.model = "gpt-4o-mini".into();
+    chat_spec.info.provider = "old".into();
+    recorder
+        .attach(&mut chat_spec, Some("RELAYTOP_TEST_KEY"))
+        .unwrap();
+    let id = supervisor.start(chat_spec);
+    for turn in ["one", "two"] {
+        assert!(supervisor.command(id, SessionCommand::Chat { text: turn.into() }));
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let event = tokio::time::timeout_at(deadline, rx.recv())
+                .await
+                .expect("a response within 10 s")
+                .expect("events");
+            if matches!(event.kind, EventKind::Done { .. }) {
+                break;
+            }
+        }
+    }
+    supervisor
+        .shutdown(Duration::from_secs(2), &mut rx, |_| {})
+        .await;
+    let dir = recorder.finish("test", clock.now()).unwrap();
+    let recorded = against::read_recording(&[dir]).unwrap();
+    let shapes = |r: &against::Recorded| -> Vec<Vec<String>> {
+        r.requests
+            .iter()
+            .map(|r| r.messages.iter().map(|m| m.content.clone()).collect())
+            .collect()
+    };
+    let wanted = shapes(&recorded);
+    assert_eq!(wanted.len(), 2);
+    assert_eq!(wanted[1].len(), 3, "one, the reply, two");
+
+    let root = server.root_url();
+    let text = format!(
+        r#"
+[[providers]]
+name = "claude"
+url = "{root}/v1"
+protocol = "anthropic-messages"
+api_key_env = "RELAYTOP_TEST_KEY"
+model = "claude-sonnet-4-5"
+
+[[providers]]
+name = "codex"
+url = "{root}/v1"
+protocol = "openai-responses"
+api_key_env = "RELAYTOP_TEST_KEY"
+model = "gpt-5-mini"
+
+[[providers]]
+name = "gemini"
+url = "{root}"
+protocol = "gemini"
+api_key_env = "RELAYTOP_TEST_KEY"
+model = "gemini-2.5-flash"
+"#
+    );
+    for target in ["claude", "codex", "gemini"] {
+        let config = file::parse(&text, "against.toml", &test_key).unwrap();
+        let world = World::start(config, &relaytop_sim::Embedded).await.unwrap();
+        let options = AgainstOptions {
+            pacing: Pacing::AsFastAsAllowed,
+            record: Some(RecordOptions::new(tmp.path().join(target))),
+            ..AgainstOptions::default()
+        };
+        let now = against::run(&recorded, &world, target, &options)
+            .await
+            .unwrap();
+        world.stop().await;
+        let resent = against::read_recording(&[now.recorded_to.unwrap()]).unwrap();
+        assert_eq!(shapes(&resent), wanted, "{target}: the same conversations");
+        assert_eq!(
+            resent.report.totals.figures.completed, 2,
+            "{target}: answered"
+        );
+    }
+    server.stop().await;
+}
