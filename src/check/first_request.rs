@@ -297,16 +297,36 @@ pub(super) async fn check_sse_request(
     let url = checked_url(options, target, key);
     match get_with_key(options, target, None, key).await {
         Ok((status, body)) => {
+            // Read as the protocol reads it: Google answers a bad key 400 API_KEY_INVALID,
+            // Anthropic and new-api say it in their own shapes.
+            let spec = super::completion::session_spec(options, target, key, None);
+            let failure = (!(200..300).contains(&status) && !matches!(status, 404 | 405))
+                .then(|| {
+                    relaytop_core::session::http_classify(
+                        &spec,
+                        status,
+                        &reqwest::header::HeaderMap::new(),
+                        &body,
+                        true,
+                    )
+                })
+                .flatten();
             let error = parse_error_body(&body);
-            let bad_key = status == 401 || error.as_ref().is_some_and(|e| e.is_bad_key());
+            let bad_key = status == 401
+                || error.as_ref().is_some_and(|e| e.is_bad_key())
+                || failure.as_ref().is_some_and(|f| {
+                    f.kind == relaytop_core::session::ErrorKind::Auth
+                        && f.action == relaytop_core::transport::http_stream::Action::Stop
+                });
             if bad_key {
-                let said = error.map(|e| e.summary()).unwrap_or_default();
-                walk.fail(
-                    "request",
-                    started,
-                    format!("GET {url} answered {status}: {said}"),
-                    key.hint(),
-                );
+                let said = match &failure {
+                    Some(f) => f.message.clone(),
+                    None => format!(
+                        "GET {url} answered {status}: {}",
+                        error.map(|e| e.summary()).unwrap_or_default()
+                    ),
+                };
+                walk.fail("request", started, said, key.hint());
                 return false;
             }
             if status >= 500 {

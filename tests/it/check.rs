@@ -40,11 +40,15 @@ fn quick() -> SimProfile {
     }
 }
 
-fn urls(server: &SimServer) -> [(Protocol, String); 3] {
+fn urls(server: &SimServer) -> [(Protocol, String); 6] {
+    let root = server.root_url();
     [
         (Protocol::RelayV1, server.url()),
         (Protocol::OpenaiSse, server.sse_base_url()),
         (Protocol::OpenaiRealtime, server.realtime_url()),
+        (Protocol::AnthropicMessages, format!("{root}/v1/messages")),
+        (Protocol::OpenaiResponses, format!("{root}/v1/responses")),
+        (Protocol::Gemini, format!("{root}/v1beta")),
     ]
 }
 
@@ -63,7 +67,7 @@ fn hint(report: &CheckReport, step: &str) -> String {
 }
 
 fn first_request(protocol: Protocol) -> &'static str {
-    if protocol == Protocol::OpenaiSse {
+    if protocol.is_http_stream() {
         "request"
     } else {
         "upgrade"
@@ -78,7 +82,7 @@ async fn a_healthy_relay_of_each_protocol_passes() {
         assert!(report.passed, "{protocol:?}:\n{}", report.to_text());
         assert_eq!(report.protocol, Some(protocol), "inferred from the URL");
         assert_eq!(verdict(&report, "completion"), Verdict::Pass);
-        let expected_heartbeat = if protocol == Protocol::OpenaiSse {
+        let expected_heartbeat = if protocol.is_http_stream() {
             Verdict::Skip
         } else {
             Verdict::Pass

@@ -153,6 +153,31 @@ impl HttpCheck {
     }
 }
 
+/// A failed answer read as `spec`'s protocol reads it (a bad key that Google answers 400,
+/// Anthropic's error shape, new-api's words); `None` for the WebSocket protocols.
+pub fn http_classify(
+    spec: &SessionSpec,
+    status: u16,
+    headers: &reqwest::header::HeaderMap,
+    body: &[u8],
+    check: bool,
+) -> Option<crate::transport::http_stream::HttpFailure> {
+    use crate::transport::http_stream::HttpStreamCodec;
+    match spec.info.protocol {
+        Protocol::RelayV1 | Protocol::OpenaiRealtime => None,
+        Protocol::OpenaiSse => {
+            Some(ChatCompletionsCodec::new(spec).classify(status, headers, body, check))
+        }
+        Protocol::AnthropicMessages => {
+            Some(MessagesCodec::new(spec).classify(status, headers, body, check))
+        }
+        Protocol::OpenaiResponses => {
+            Some(ResponsesCodec::new(spec).classify(status, headers, body, check))
+        }
+        Protocol::Gemini => Some(GeminiCodec::new(spec).classify(status, headers, body, check)),
+    }
+}
+
 /// The check request of `spec`'s protocol; `None` for the WebSocket protocols.
 pub fn http_check(spec: &SessionSpec) -> Option<HttpCheck> {
     use crate::transport::http_stream::HttpStreamCodec;

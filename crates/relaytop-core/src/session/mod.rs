@@ -24,6 +24,8 @@ pub mod tap;
 pub mod workload;
 
 pub use event::{ErrorKind, EventKind, RequestId, SessionEvent, SessionId, SessionState, Tokens};
-pub use handle::{HttpCheck, RunClock, SessionCommand, SessionHandle, http_check, spawn};
+pub use handle::{
+    HttpCheck, RunClock, SessionCommand, SessionHandle, http_check, http_classify, spawn,
+};
 pub use spec::{AuthStyle, BackoffPolicy, Protocol, SessionInfo, SessionSpec, Timing, Workload};
 pub use stream::{EventReceiver, EventSender};
