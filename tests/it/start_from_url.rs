@@ -77,6 +77,19 @@ async fn a_url_and_a_key_variable_are_all_it_takes() {
             OPENAI_KEY,
             "openai-sse",
         ),
+        (
+            format!("{root}/v1/messages"),
+            "ANTHROPIC_KEY",
+            ANTHROPIC_KEY,
+            "anthropic-messages",
+        ),
+        (
+            format!("{root}/v1/responses"),
+            "KEY",
+            OPENAI_KEY,
+            "openai-responses",
+        ),
+        (format!("{root}/v1beta"), "GEMINI_KEY", GEMINI_KEY, "gemini"),
     ];
     for (url, var, key, protocol) in cases {
         let tmp = tempfile::tempdir().unwrap();

@@ -97,7 +97,6 @@ pub(crate) enum Finish {
 /// One response under way: what the format's events are made of. `seq` and `block` are the
 /// format's own counters (Responses' `sequence_number`, Anthropic's content block index).
 #[derive(Clone, Debug)]
-#[allow(dead_code)] // the counters are the formats' to use
 pub(crate) struct Reply {
     /// Unique per connection and request: `sim{connection}x{request}` (a format adds its prefix).
     pub id: String,
