@@ -816,8 +816,9 @@ async fn the_query_auth_style_works_and_the_key_is_never_said() {
     else {
         unreachable!()
     };
+    // Google's answer to a key it does not know: 400 INVALID_ARGUMENT, API_KEY_INVALID.
     assert!(
-        reason.contains("GET /v1beta/models answered 401"),
+        reason.contains("GET /v1beta/models answered 400") && reason.contains("API_KEY_INVALID"),
         "{reason}"
     );
     assert_eq!(s.count(|k| matches!(k, EventKind::BackingOff { .. })), 0);

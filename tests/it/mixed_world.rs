@@ -155,7 +155,10 @@ async fn six_protocols_in_one_headless_run_with_prometheus() {
         let expected =
             ((input - cached) * input_rate + cached * cached_rate + output * output_rate) / 1e6;
         let cost = p["cost_usd"].as_f64().unwrap();
-        assert!((cost - expected).abs() < 1e-6, "{name}: {cost} vs {expected}");
+        assert!(
+            (cost - expected).abs() < 1e-6,
+            "{name}: {cost} vs {expected}"
+        );
     }
     // openai-responses: the relay's `usage.cost` (5 $/MTok of all tokens) is what is counted.
     let codex = providers.iter().find(|p| p["name"] == "codex").unwrap();

@@ -179,11 +179,7 @@ async fn every_protocol_streams_a_response_with_its_ttft_and_tokens() {
         if case.reports_cached_tokens {
             assert_eq!(tokens.cached_input, tokens.input / 2, "{name:?}");
         }
-        assert_eq!(
-            finish_reason.as_deref(),
-            Some(case.finish_stop),
-            "{name:?}"
-        );
+        assert_eq!(finish_reason.as_deref(), Some(case.finish_stop), "{name:?}");
         assert_eq!(
             s.count(|k| matches!(k, EventKind::Malformed { .. } | EventKind::Error { .. })),
             0,

@@ -9,6 +9,7 @@
 //! code as live sessions.
 
 pub mod anthropic_messages;
+pub mod endpoint;
 pub mod gemini;
 pub mod lenient;
 pub mod openai_chat;

@@ -12,9 +12,8 @@ use reqwest::header::{self, HeaderMap, HeaderName, HeaderValue};
 use crate::protocol::anthropic_messages::decode::{MessagesDecoder, MessagesFormat};
 use crate::protocol::anthropic_messages::policy::{classify, rate_limit_event, should_retry};
 use crate::protocol::anthropic_messages::wire::{
-    ANTHROPIC_VERSION, MessagesError, MessagesRequest, messages_url, models_url, parse_error_body,
+    ANTHROPIC_VERSION, MessagesRequest, messages_url, models_url, parse_error_body,
 };
-use crate::session::response::estimate_tokens_from_chars;
 use crate::session::workload::Outgoing;
 use crate::session::{AuthStyle, EventKind, SessionSpec};
 use crate::transport::http_stream::retry::retry_delay;
@@ -94,34 +93,23 @@ impl HttpStreamCodec for MessagesCodec {
     }
 
     fn request(&self, spec: &SessionSpec, outgoing: &Outgoing) -> StreamRequest {
-        let prompt_chars: u64 = outgoing
-            .messages
-            .iter()
-            .map(|m| m.content.chars().count() as u64)
-            .sum();
         let model = spec.info.model.clone();
         let body =
             MessagesRequest::streamed(&model, &outgoing.messages, outgoing.max_tokens).to_json();
-        StreamRequest {
-            body,
-            model,
-            prompt_tokens_estimate: estimate_tokens_from_chars(prompt_chars),
-        }
+        StreamRequest::new(body, model, &outgoing.messages)
     }
 
     fn classify(&self, status: u16, headers: &HeaderMap, body: &[u8], check: bool) -> HttpFailure {
         let error = parse_error_body(body);
         let (kind, action) = classify(status, error.as_ref(), should_retry(headers));
-        let what = if check {
-            self.check_name()
-        } else {
-            self.stream_name()
-        };
-        HttpFailure {
+        HttpFailure::new(
             kind,
             action,
-            message: http_failure_message(what, status, error.as_ref(), body),
-        }
+            self.asked(check),
+            status,
+            error.map(|e| e.summary()),
+            body,
+        )
     }
 
     fn rate_limits(&self, headers: &HeaderMap) -> Option<EventKind> {
@@ -139,20 +127,6 @@ impl HttpStreamCodec for MessagesCodec {
     fn decoder_mut(&mut self) -> &mut MessagesDecoder {
         &mut self.decoder
     }
-}
-
-/// `POST /v1/messages answered 529: overloaded_error: Overloaded`.
-fn http_failure_message(
-    what: &str,
-    status: u16,
-    error: Option<&MessagesError<'_>>,
-    body: &[u8],
-) -> String {
-    let detail = match error {
-        Some(error) => error.summary(),
-        None => crate::session::connect::error_body_message(body),
-    };
-    format!("{what} answered {status}: {detail}")
 }
 
 #[cfg(test)]

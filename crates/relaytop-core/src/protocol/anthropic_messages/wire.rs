@@ -150,42 +150,12 @@ pub fn read_request(text: &str) -> Option<(Vec<ChatMessage>, Option<u32>)> {
 /// ending in `/v1` gets `/messages`, and a URL that already ends in `/messages` is used as it
 /// is. A query is kept.
 pub fn messages_url(base: &str) -> String {
-    let (path, query) = split_query(base);
-    let trimmed = path.trim_end_matches('/');
-    let url = if trimmed.ends_with("/messages") {
-        trimmed.to_owned()
-    } else if trimmed.ends_with("/v1") {
-        format!("{trimmed}/messages")
-    } else {
-        format!("{trimmed}{MESSAGES_PATH}")
-    };
-    with_query(url, query)
+    crate::protocol::endpoint::endpoint_url(base, "/messages")
 }
 
 /// The `GET /v1/models` URL beside the Messages URL (see `messages_url`). A query is kept.
 pub fn models_url(base: &str) -> String {
-    let messages = messages_url(base);
-    let (path, query) = split_query(&messages);
-    let url = match path.strip_suffix("/messages") {
-        Some(prefix) => format!("{prefix}/models"),
-        None => format!("{path}/models"),
-    };
-    with_query(url, query)
-}
-
-fn split_query(url: &str) -> (&str, Option<&str>) {
-    let url = url.trim();
-    match url.split_once('?') {
-        Some((path, query)) => (path, Some(query)),
-        None => (url, None),
-    }
-}
-
-fn with_query(url: String, query: Option<&str>) -> String {
-    match query {
-        Some(q) => format!("{url}?{q}"),
-        None => url,
-    }
+    crate::protocol::endpoint::models_url_beside(base, "/messages")
 }
 
 // ------------------------------------------------------------------------------------------

@@ -19,7 +19,6 @@ use crate::protocol::gemini::wire::{
 };
 use crate::protocol::openai_chat::policy::rate_limit_event;
 use crate::session::connect::{error_body_message, status_kind};
-use crate::session::response::estimate_tokens_from_chars;
 use crate::session::workload::Outgoing;
 use crate::session::{AuthStyle, ErrorKind, EventKind, SessionSpec};
 use crate::transport::http_stream::retry::retry_delay;
@@ -144,16 +143,11 @@ impl HttpStreamCodec for GeminiCodec {
     }
 
     fn request(&self, spec: &SessionSpec, outgoing: &Outgoing) -> StreamRequest {
-        let prompt_chars: u64 = outgoing
-            .messages
-            .iter()
-            .map(|m| m.content.chars().count() as u64)
-            .sum();
-        StreamRequest {
-            body: GenerateContentRequest::new(&outgoing.messages, outgoing.max_tokens).to_json(),
-            model: spec.info.model.clone(),
-            prompt_tokens_estimate: estimate_tokens_from_chars(prompt_chars),
-        }
+        StreamRequest::new(
+            GenerateContentRequest::new(&outgoing.messages, outgoing.max_tokens).to_json(),
+            spec.info.model.clone(),
+            &outgoing.messages,
+        )
     }
 
     fn classify(&self, status: u16, _headers: &HeaderMap, body: &[u8], check: bool) -> HttpFailure {

@@ -9,11 +9,8 @@ use std::time::Duration;
 use reqwest::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 use crate::protocol::openai_chat::decode::{ChatFormat, SseDecoder};
-use crate::protocol::openai_chat::policy::{classify, rate_limit_event, should_retry};
-use crate::protocol::openai_chat::{
-    ApiError, ChatRequest, chat_completions_url, models_url, parse_error_body,
-};
-use crate::session::response::estimate_tokens_from_chars;
+use crate::protocol::openai_chat::policy::{classify_answer, rate_limit_event};
+use crate::protocol::openai_chat::{ChatRequest, chat_completions_url, models_url};
 use crate::session::workload::Outgoing;
 use crate::session::{EventKind, SessionSpec};
 use crate::transport::http_stream::retry::retry_delay;
@@ -68,34 +65,14 @@ impl HttpStreamCodec for ChatCompletionsCodec {
     }
 
     fn request(&self, spec: &SessionSpec, outgoing: &Outgoing) -> StreamRequest {
-        let prompt_chars: u64 = outgoing
-            .messages
-            .iter()
-            .map(|m| m.content.chars().count() as u64)
-            .sum();
         let model = spec.info.model.clone();
         let body =
             ChatRequest::streamed(&model, outgoing.messages.clone(), outgoing.max_tokens).to_json();
-        StreamRequest {
-            body,
-            model,
-            prompt_tokens_estimate: estimate_tokens_from_chars(prompt_chars),
-        }
+        StreamRequest::new(body, model, &outgoing.messages)
     }
 
     fn classify(&self, status: u16, headers: &HeaderMap, body: &[u8], check: bool) -> HttpFailure {
-        let error = parse_error_body(body);
-        let (kind, action) = classify(status, error.as_ref(), should_retry(headers));
-        let what = if check {
-            self.check_name()
-        } else {
-            self.stream_name()
-        };
-        HttpFailure {
-            kind,
-            action,
-            message: http_failure_message(what, status, error.as_ref(), body),
-        }
+        classify_answer(self.asked(check), status, headers, body)
     }
 
     fn rate_limits(&self, headers: &HeaderMap) -> Option<EventKind> {
@@ -113,18 +90,4 @@ impl HttpStreamCodec for ChatCompletionsCodec {
     fn decoder_mut(&mut self) -> &mut SseDecoder {
         &mut self.decoder
     }
-}
-
-/// `POST /v1/chat/completions answered 429: message (code)`.
-fn http_failure_message(
-    what: &str,
-    status: u16,
-    error: Option<&ApiError<'_>>,
-    body: &[u8],
-) -> String {
-    let detail = match error {
-        Some(error) => error.summary(),
-        None => crate::session::connect::error_body_message(body),
-    };
-    format!("{what} answered {status}: {detail}")
 }

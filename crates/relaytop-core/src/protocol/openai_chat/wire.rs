@@ -69,33 +69,12 @@ impl ChatRequest {
 /// `/v1/chat/completions`, a base ending in `/v1` gets `/chat/completions`, and a URL that
 /// already ends in `/chat/completions` is used as it is.
 pub fn chat_completions_url(base: &str) -> String {
-    let base = base.trim();
-    let (path_part, query) = match base.split_once('?') {
-        Some((p, q)) => (p, Some(q)),
-        None => (base, None),
-    };
-    let trimmed = path_part.trim_end_matches('/');
-    let url = if trimmed.ends_with("/chat/completions") {
-        trimmed.to_owned()
-    } else if trimmed.ends_with("/v1") {
-        format!("{trimmed}/chat/completions")
-    } else {
-        format!("{trimmed}{CHAT_COMPLETIONS_PATH}")
-    };
-    match query {
-        Some(q) => format!("{url}?{q}"),
-        None => url,
-    }
+    crate::protocol::endpoint::endpoint_url(base, "/chat/completions")
 }
 
 /// The `GET /v1/models` URL beside a chat-completions URL (see `chat_completions_url`).
 pub fn models_url(base: &str) -> String {
-    let chat = chat_completions_url(base);
-    let without_query = chat.split('?').next().unwrap_or_default();
-    match without_query.strip_suffix("/chat/completions") {
-        Some(prefix) => format!("{prefix}/models"),
-        None => format!("{without_query}/models"),
-    }
+    crate::protocol::endpoint::models_url_beside(base, "/chat/completions")
 }
 
 // ------------------------------------------------------------------------------------------

@@ -31,37 +31,12 @@ pub const MIN_OUTPUT_TOKENS: u32 = 16;
 /// ending in `/v1` gets `/responses`, a URL already ending in `/responses` is used as it is.
 /// A query (`?api-version=…`) is kept.
 pub fn responses_url(base: &str) -> String {
-    let base = base.trim();
-    let (path_part, query) = match base.split_once('?') {
-        Some((p, q)) => (p, Some(q)),
-        None => (base, None),
-    };
-    let trimmed = path_part.trim_end_matches('/');
-    let url = if trimmed.ends_with("/responses") {
-        trimmed.to_owned()
-    } else if trimmed.ends_with("/v1") {
-        format!("{trimmed}/responses")
-    } else {
-        format!("{trimmed}{RESPONSES_PATH}")
-    };
-    match query {
-        Some(q) => format!("{url}?{q}"),
-        None => url,
-    }
+    crate::protocol::endpoint::endpoint_url(base, "/responses")
 }
 
 /// The `GET /v1/models` URL beside the Responses URL (see `responses_url`).
 pub fn models_url(base: &str) -> String {
-    let responses = responses_url(base);
-    let (path, query) = match responses.split_once('?') {
-        Some((p, q)) => (p, Some(q)),
-        None => (responses.as_str(), None),
-    };
-    let prefix = path.strip_suffix("/responses").unwrap_or(path);
-    match query {
-        Some(q) => format!("{prefix}/models?{q}"),
-        None => format!("{prefix}/models"),
-    }
+    crate::protocol::endpoint::models_url_beside(base, "/responses")
 }
 
 // ------------------------------------------------------------------------------------------

@@ -69,12 +69,52 @@ pub struct HttpFailure {
     pub message: String,
 }
 
+impl HttpFailure {
+    /// A failed answer to `what` (`POST /v1/messages`), with the error's own words when the
+    /// body had them, else what the body says (`POST /v1/messages answered 529: …`).
+    pub fn new(
+        kind: ErrorKind,
+        action: Action,
+        what: &str,
+        status: u16,
+        detail: Option<String>,
+        body: &[u8],
+    ) -> Self {
+        let detail = detail.unwrap_or_else(|| crate::session::connect::error_body_message(body));
+        Self {
+            kind,
+            action,
+            message: format!("{what} answered {status}: {detail}"),
+        }
+    }
+}
+
 /// A request in the protocol's shape: the JSON body and what `RequestSent` says.
 #[derive(Clone, Debug)]
 pub struct StreamRequest {
     pub body: String,
     pub model: String,
     pub prompt_tokens_estimate: u64,
+}
+
+impl StreamRequest {
+    /// `body`, asking `model`, for a conversation of `messages` (the prompt's tokens
+    /// estimated from them, for a relay that sends no usage).
+    pub fn new(
+        body: String,
+        model: String,
+        messages: &[crate::protocol::relay_v1::ChatMessage],
+    ) -> Self {
+        let chars: u64 = messages
+            .iter()
+            .map(|m| m.content.chars().count() as u64)
+            .sum();
+        Self {
+            body,
+            model,
+            prompt_tokens_estimate: crate::session::response::estimate_tokens_from_chars(chars),
+        }
+    }
 }
 
 /// A protocol over the shared HTTP streaming half.
@@ -91,6 +131,14 @@ pub trait HttpStreamCodec: Send + Sync + 'static {
     fn stream_url(&self, model: &str) -> Cow<'_, str>;
     /// The request's name in messages (`POST /v1/chat/completions`).
     fn stream_name(&self) -> &'static str;
+    /// What an answer answered: the check's name (`check`) or the request's.
+    fn asked(&self, check: bool) -> &'static str {
+        if check {
+            self.check_name()
+        } else {
+            self.stream_name()
+        }
+    }
     /// The key's header in the protocol's auth style (built once, marked sensitive).
     fn auth(&self) -> Option<&(HeaderName, HeaderValue)>;
     /// Other headers every request carries (a version header, say).
