@@ -79,6 +79,26 @@ pub fn rate_limit_event(headers: &HeaderMap) -> Option<EventKind> {
     })
 }
 
+/// A failed answer to `what`, as OpenAI's reference client reads it (chat completions and
+/// Responses share it): the error body, the status, `x-should-retry`.
+pub fn classify_answer(
+    what: &str,
+    status: u16,
+    headers: &reqwest::header::HeaderMap,
+    body: &[u8],
+) -> crate::transport::http_stream::HttpFailure {
+    let error = crate::protocol::openai_chat::parse_error_body(body);
+    let (kind, action) = classify(status, error.as_ref(), should_retry(headers));
+    crate::transport::http_stream::HttpFailure::new(
+        kind,
+        action,
+        what,
+        status,
+        error.map(|e| e.summary()),
+        body,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -122,24 +142,4 @@ mod tests {
         h.insert("x-should-retry", HeaderValue::from_static("false"));
         assert_eq!(should_retry(&h), Some(false));
     }
-}
-
-/// A failed answer to `what`, as OpenAI's reference client reads it (chat completions and
-/// Responses share it): the error body, the status, `x-should-retry`.
-pub fn classify_answer(
-    what: &str,
-    status: u16,
-    headers: &reqwest::header::HeaderMap,
-    body: &[u8],
-) -> crate::transport::http_stream::HttpFailure {
-    let error = crate::protocol::openai_chat::parse_error_body(body);
-    let (kind, action) = classify(status, error.as_ref(), should_retry(headers));
-    crate::transport::http_stream::HttpFailure::new(
-        kind,
-        action,
-        what,
-        status,
-        error.map(|e| e.summary()),
-        body,
-    )
 }
