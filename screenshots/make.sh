@@ -36,7 +36,7 @@ shoot() {
         return 0
     fi
     tmux -L "$SOCKET" new-session -d -s "$session" -x "$cols" -y "$rows" \
-        -e COLORTERM=truecolor "$BIN --log-dir $TMP/logs $*"
+        -e COLORTERM=truecolor -e RELAY_KEY="${RELAY_KEY:-}" "$BIN --log-dir $TMP/logs $*"
     sleep "$seconds"
     if ! tmux -L "$SOCKET" has-session -t "$session" 2>/dev/null; then
         echo "relaytop exited early for the $name shot; see $TMP/logs" >&2
@@ -92,6 +92,14 @@ tmux -L "$SOCKET" new-session -d -s overloaded-relay \
     "$BIN --log-dir $TMP/logs sim --listen 127.0.0.1:18765 --profile $OUT/overloaded-relay.toml"
 sleep 1
 shoot backoff 200 50 22 "$DARK_BG" "/ s t a g i n g Enter" --config "$OUT/backoff-world.toml"
+
+# `relaytop URL`: one Anthropic-format station watched with no configuration file (the
+# simulator's newapi profile thinks before it answers; the stream pane shows both times).
+export RELAY_KEY=sk-ant-api03-screenshotsOnly0000000000
+tmux -L "$SOCKET" new-session -d -s newapi-station \
+    "$BIN --log-dir $TMP/logs sim --listen 127.0.0.1:18766 --profile newapi"
+sleep 1
+shoot url 200 50 14 "$DARK_BG" "" http://127.0.0.1:18766/v1/messages --key-env RELAY_KEY --probes 3 --interval 2
 
 # A chat pane: a question typed, its reply streamed with its latency and cost under it.
 shoot chat 120 36 3 "$DARK_BG" "text:Why_do_streams_die_after_60_seconds_without_heartbeats? Enter wait:5" chat

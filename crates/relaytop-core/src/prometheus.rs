@@ -91,7 +91,8 @@ struct DirectionLabels {
     provider: String,
     model: String,
     session: String,
-    /// `input`, `output` or `cached_input` (a part of `input`).
+    /// `input`, `output`, `cached_input` and `cache_write_input` (parts of `input`) or
+    /// `reasoning_output` (a part of `output`).
     direction: String,
 }
 
@@ -234,7 +235,7 @@ impl Exporter {
         );
         r.register(
             "tokens",
-            "Tokens of completed responses, by direction (cached_input is part of input)",
+            "Tokens of completed responses, by direction (cached_input and cache_write_input are part of input, reasoning_output of output)",
             e.tokens.clone(),
         );
         r.register(
@@ -309,7 +310,13 @@ impl Exporter {
             let _ = family.get_or_create(&labels);
         }
         let _ = self.cost.get_or_create(&labels);
-        for direction in ["input", "output", "cached_input"] {
+        for direction in [
+            "input",
+            "output",
+            "cached_input",
+            "cache_write_input",
+            "reasoning_output",
+        ] {
             let _ = self
                 .tokens
                 .get_or_create(&direction_labels(&labels, direction));
@@ -392,6 +399,8 @@ impl Exporter {
                     ("input", tokens.input),
                     ("output", tokens.output),
                     ("cached_input", tokens.cached_input),
+                    ("cache_write_input", tokens.cache_write_input),
+                    ("reasoning_output", tokens.reasoning_output),
                 ];
                 for (direction, n) in directions {
                     self.tokens
