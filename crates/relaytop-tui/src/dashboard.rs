@@ -291,14 +291,12 @@ impl Screen for Dashboard<'_, '_> {
             }
             Some(Effect::OpenChat(id)) => {
                 let supervisor = run.supervisor();
-                let provider = supervisor
-                    .infos()
-                    .get(id as usize)
-                    .map(|info| info.provider.clone())
-                    .unwrap_or_default();
+                // The chat speaks as the selected session does: its provider, format, URL
+                // and model (a station's Claude session chats in Anthropic's format).
+                let like = supervisor.infos().get(id as usize).cloned();
                 if let Err(message) = self.chats.open(
                     run.world(),
-                    &provider,
+                    like.as_ref(),
                     run.clock(),
                     supervisor.event_sender(),
                 ) {

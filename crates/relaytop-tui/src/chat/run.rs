@@ -306,11 +306,12 @@ impl ChatHost {
         self.chats.get_mut(i).map(|(pane, _)| pane)
     }
 
-    /// Opens a new chat pane on `provider`; the message says why not.
+    /// Opens a new chat pane speaking as `like` does (its provider, protocol, URL and
+    /// model), or on the first provider; the message says why not.
     pub fn open(
         &mut self,
         world: &World,
-        provider: &str,
+        like: Option<&session::SessionInfo>,
         clock: RunClock,
         events: relaytop_core::session::EventSender,
     ) -> Result<(), String> {
@@ -323,9 +324,14 @@ impl ChatHost {
             self.secrets = world.config.secrets();
         }
         let n = self.chats.len() as u32;
-        let (mut spec, pricing) =
-            chat_spec(world, Some(provider), None, None, format!("chat-{}", n + 1))
-                .map_err(|e| e.to_string())?;
+        let provider = like.map(|info| info.provider.as_str());
+        let (mut spec, pricing) = chat_spec(world, provider, None, None, format!("chat-{}", n + 1))
+            .map_err(|e| e.to_string())?;
+        if let Some(like) = like {
+            spec.info.protocol = like.protocol;
+            spec.info.url = like.url.clone();
+            spec.info.model = like.model.clone();
+        }
         spec.info.id = CHAT_SESSION_BASE + n;
         let info = spec.info.clone();
         let handle = session::spawn(spec, clock, events);
