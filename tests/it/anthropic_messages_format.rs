@@ -6,28 +6,14 @@
 
 use std::time::Duration;
 
-use relaytop_core::protocol::anthropic_messages::decode::{MessagesDecoder, SseInbound};
-use relaytop_core::session::tap::Wire;
+use relaytop_core::protocol::anthropic_messages::decode::{
+    MessagesDecoder, MessagesFormat, SseInbound,
+};
 use relaytop_core::session::{ErrorKind, EventKind, Tokens};
 
-fn fixture(name: &str) -> Vec<u8> {
-    let full = format!(
-        "{}/tests/fixtures/anthropic_messages/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    std::fs::read(&full).unwrap_or_else(|e| panic!("{full}: {e}"))
-}
+use crate::formats::{self, Fixtures, count, text_of, timeless};
 
-/// One fixture fed to the decoder.
-struct Run {
-    /// The outcomes that are not `Nothing` or `Text`.
-    inbounds: Vec<SseInbound>,
-    events: Vec<EventKind>,
-    /// What the tap saw of each event: its name and data.
-    tapped: Vec<(Option<String>, String)>,
-    /// The body's end at this time (µs).
-    end_us: u64,
-}
+const MESSAGES: Fixtures<MessagesFormat> = Fixtures::new("anthropic_messages", "claude-sonnet-4-5");
 
 /// The time (µs) a piece of `piece` bytes holding the end of the first event whose data
 /// contains `needle` arrives: 10 ms a piece, as `run` feeds them.
@@ -39,118 +25,10 @@ fn event_at(body: &[u8], needle: &str, piece: usize) -> u64 {
     10_000 * (n as u64 + 1)
 }
 
-/// Feeds a whole SSE body in pieces of `piece` bytes (10 ms a piece), then its end.
-fn run(name: &str, piece: usize) -> Run {
-    let body = fixture(name);
-    let mut d = MessagesDecoder::new();
-    d.request_sent(Duration::ZERO, "claude-sonnet-4-5", 9);
-    let mut inbounds = Vec::new();
-    let mut events = Vec::new();
-    let mut tapped = Vec::new();
-    let mut tap = |wire: Wire<'_>| match wire {
-        Wire::Text(t) => tapped.push((None, t.to_owned())),
-        Wire::SseEvent { event, data } => tapped.push((Some(event.to_owned()), data.to_owned())),
-        _ => {}
-    };
-    let pieces = body.chunks(piece).count() as u64;
-    for (n, bytes) in body.chunks(piece).enumerate() {
-        let at = Duration::from_millis(10 * (n as u64 + 1));
-        inbounds.push(d.on_bytes(at, bytes, &mut |e| events.push(e), &mut tap));
-    }
-    let end = Duration::from_millis(10 * (pieces + 1));
-    inbounds.push(d.on_end(end, &mut |e| events.push(e), &mut tap));
-    inbounds.retain(|i| *i != SseInbound::Nothing && *i != SseInbound::Text);
-    Run {
-        inbounds,
-        events,
-        tapped,
-        end_us: end.as_micros() as u64,
-    }
-}
-
-/// Runs a fixture whole, in 1-byte and in 7-byte pieces: the same events (times aside) each
-/// time, and what the tap saw replays through a fresh decoder to the same events.
-fn every_split(name: &str, check: impl Fn(&Run, usize)) {
-    let mut shapes: Option<Vec<String>> = None;
-    for piece in [1 << 20, 1, 7] {
-        let r = run(name, piece);
-        check(&r, piece);
-        let shape: Vec<String> = r.events.iter().map(without_times).collect();
-        match &shapes {
-            None => shapes = Some(shape),
-            Some(first) => assert_eq!(&shape, first, "{name} in {piece}-byte pieces"),
-        }
-        // Replay: the tapped events, at the times they were seen, give the same events.
-        let mut d = MessagesDecoder::new();
-        d.request_sent(Duration::ZERO, "claude-sonnet-4-5", 9);
-        let mut replayed = Vec::new();
-        for (event, data) in &r.tapped {
-            d.on_event(Duration::ZERO, event.as_deref(), data, &mut |e| {
-                replayed.push(e)
-            });
-        }
-        d.on_body_end(Duration::ZERO, &mut |e| replayed.push(e));
-        let replayed: Vec<String> = replayed.iter().map(without_times).collect();
-        let live: Vec<String> = r
-            .events
-            .iter()
-            // A refused event is shown to the tap apart (`SseRefused`); none here.
-            .map(without_times)
-            .collect();
-        assert_eq!(replayed, live, "{name}: the replay of what the tap saw");
-    }
-}
-
-/// An event without its times (they depend on where the pieces end).
-fn without_times(e: &EventKind) -> String {
-    match e {
-        EventKind::FirstToken { request, .. } => format!("FirstToken({request})"),
-        EventKind::Done {
-            tokens,
-            finish_reason,
-            chunks,
-            bytes,
-            ttft_us,
-            answer_us,
-            ..
-        } => format!(
-            "Done({tokens:?}, {finish_reason:?}, {chunks}, {bytes}, ttft {}, answer {})",
-            ttft_us.is_some(),
-            answer_us.is_some()
-        ),
-        other => format!("{other:?}"),
-    }
-}
-
-fn text_of(events: &[EventKind]) -> String {
-    events
-        .iter()
-        .filter_map(|e| match e {
-            EventKind::Chunk { text, .. } => Some(text.as_str()),
-            _ => None,
-        })
-        .collect()
-}
-
 /// The `Done`: its tokens, finish reason, TTFT and time to the first answer token.
 fn done_of(events: &[EventKind]) -> (Tokens, Option<String>, Option<u64>, Option<u64>) {
-    events
-        .iter()
-        .find_map(|e| match e {
-            EventKind::Done {
-                tokens,
-                finish_reason,
-                ttft_us,
-                answer_us,
-                ..
-            } => Some((*tokens, finish_reason.clone(), *ttft_us, *answer_us)),
-            _ => None,
-        })
-        .unwrap_or_else(|| panic!("no done in {events:?}"))
-}
-
-fn count(events: &[EventKind], what: fn(&EventKind) -> bool) -> usize {
-    events.iter().filter(|e| what(e)).count()
+    let d = formats::done_of(events);
+    (d.tokens, d.finish, d.ttft_us, d.answer_us)
 }
 
 fn tokens(input: u64, output: u64, cached: u64, cache_write: u64) -> Tokens {
@@ -166,13 +44,13 @@ fn tokens(input: u64, output: u64, cached: u64, cache_write: u64) -> Tokens {
 
 #[test]
 fn the_documented_reference_sequence() {
-    every_split("reference.sse", |r, piece| {
+    MESSAGES.every_split("reference.sse", |r, piece| {
         assert_eq!(r.inbounds, [SseInbound::ResponseDone]);
         assert_eq!(text_of(&r.events), "Hello!");
         let (t, finish, ttft, answer) = done_of(&r.events);
         assert_eq!(t, tokens(25, 15, 0, 0), "the last output count");
         assert_eq!(finish.as_deref(), Some("end_turn"));
-        let body = fixture("reference.sse");
+        let body = MESSAGES.fixture("reference.sse");
         assert_eq!(ttft, Some(event_at(&body, "\"Hello\"", piece)));
         assert_eq!(answer, None, "no thinking came first");
         assert_eq!(r.tapped.len(), 8, "every event is shown to the tap");
@@ -195,22 +73,21 @@ fn the_documented_reference_sequence() {
 
 #[test]
 fn data_only_sse_reads_the_same() {
-    let reference: Vec<String> = run("reference.sse", 1 << 20)
-        .events
-        .iter()
-        .map(without_times)
-        .collect();
-    every_split("data_only.sse", |r, _| {
+    let reference = timeless(&MESSAGES.run("reference.sse", 1 << 20).events);
+    MESSAGES.every_split("data_only.sse", |r, _| {
         assert_eq!(r.inbounds, [SseInbound::ResponseDone]);
-        let shape: Vec<String> = r.events.iter().map(without_times).collect();
-        assert_eq!(shape, reference, "no `event:` lines, CRLF line ends");
+        assert_eq!(
+            timeless(&r.events),
+            reference,
+            "no `event:` lines, CRLF line ends"
+        );
         assert!(r.tapped.iter().all(|(name, _)| name.is_none()));
     });
 }
 
 #[test]
 fn thinking_then_text() {
-    every_split("thinking_then_text.sse", |r, piece| {
+    MESSAGES.every_split("thinking_then_text.sse", |r, piece| {
         assert_eq!(r.inbounds, [SseInbound::ResponseDone]);
         assert_eq!(
             text_of(&r.events),
@@ -220,7 +97,7 @@ fn thinking_then_text() {
         let (t, finish, ttft, answer) = done_of(&r.events);
         assert_eq!(t, tokens(42, 38, 0, 0));
         assert_eq!(finish.as_deref(), Some("end_turn"));
-        let body = fixture("thinking_then_text.sse");
+        let body = MESSAGES.fixture("thinking_then_text.sse");
         let first_thought = event_at(&body, "thinking_delta", piece);
         let first_text = event_at(&body, "text_delta", piece);
         assert_eq!(ttft, Some(first_thought), "the first thinking delta");
@@ -238,13 +115,13 @@ fn thinking_then_text() {
 
 #[test]
 fn a_tool_call_counts_for_the_first_token_not_the_answer() {
-    every_split("tool_use.sse", |r, piece| {
+    MESSAGES.every_split("tool_use.sse", |r, piece| {
         assert_eq!(r.inbounds, [SseInbound::ResponseDone]);
         assert_eq!(text_of(&r.events), "");
         let (t, finish, ttft, _) = done_of(&r.events);
         assert_eq!(t, tokens(400, 20, 0, 0));
         assert_eq!(finish.as_deref(), Some("tool_use"));
-        let body = fixture("tool_use.sse");
+        let body = MESSAGES.fixture("tool_use.sse");
         // The empty first `partial_json` is not a token.
         assert_eq!(ttft, Some(event_at(&body, "{\\\"city", piece)));
     });
@@ -252,7 +129,7 @@ fn a_tool_call_counts_for_the_first_token_not_the_answer() {
 
 #[test]
 fn pings_comments_and_unknown_types_are_counted_never_fatal() {
-    every_split("pings_comments_unknown.sse", |r, _| {
+    MESSAGES.every_split("pings_comments_unknown.sse", |r, _| {
         assert_eq!(r.inbounds, [SseInbound::ResponseDone]);
         assert_eq!(text_of(&r.events), "Ok");
         let (t, finish, _, _) = done_of(&r.events);
@@ -280,7 +157,7 @@ fn pings_comments_and_unknown_types_are_counted_never_fatal() {
 
 #[test]
 fn a_mid_stream_overloaded_error_fails_the_response() {
-    every_split("mid_stream_overloaded.sse", |r, _| {
+    MESSAGES.every_split("mid_stream_overloaded.sse", |r, _| {
         assert_eq!(
             r.inbounds,
             [SseInbound::ResponseFailed {
@@ -313,7 +190,7 @@ fn a_mid_stream_overloaded_error_fails_the_response() {
 
 #[test]
 fn cumulative_message_deltas_keep_the_last_count() {
-    every_split("cumulative_message_delta.sse", |r, _| {
+    MESSAGES.every_split("cumulative_message_delta.sse", |r, _| {
         assert_eq!(r.inbounds, [SseInbound::ResponseDone]);
         assert_eq!(text_of(&r.events), "One, two.");
         let (t, finish, _, _) = done_of(&r.events);
@@ -328,7 +205,7 @@ fn cumulative_message_deltas_keep_the_last_count() {
 
 #[test]
 fn cache_reads_and_writes_are_part_of_the_input() {
-    every_split("cache_usage.sse", |r, _| {
+    MESSAGES.every_split("cache_usage.sse", |r, _| {
         assert_eq!(r.inbounds, [SseInbound::ResponseDone]);
         let (t, _, _, _) = done_of(&r.events);
         assert_eq!(t, tokens(1210, 30, 1000, 200));
@@ -337,7 +214,7 @@ fn cache_reads_and_writes_are_part_of_the_input() {
 
 #[test]
 fn a_truncated_stream_is_cut_not_done() {
-    every_split("truncated.sse", |r, _| {
+    MESSAGES.every_split("truncated.sse", |r, _| {
         assert_eq!(r.inbounds, [SseInbound::StreamCut]);
         assert_eq!(count(&r.events, |e| matches!(e, EventKind::Done { .. })), 0);
         assert!(text_of(&r.events).starts_with("Once upon"));
@@ -347,7 +224,7 @@ fn a_truncated_stream_is_cut_not_done() {
 
 #[test]
 fn a_stream_without_message_stop_is_done_when_the_stop_reason_came() {
-    every_split("no_message_stop.sse", |r, _| {
+    MESSAGES.every_split("no_message_stop.sse", |r, _| {
         assert_eq!(r.inbounds, [SseInbound::ResponseDone]);
         assert_eq!(text_of(&r.events), "Done anyway");
         let (t, finish, _, _) = done_of(&r.events);
@@ -509,35 +386,6 @@ mod properties {
         }
     }
 
-    /// Feeds `body` cut at `cuts` (positions, any order); the events without their times.
-    fn feed(body: &[u8], cuts: &[usize]) -> (Vec<SseInbound>, Vec<String>) {
-        let mut cuts: Vec<usize> = cuts.iter().map(|c| c % (body.len() + 1)).collect();
-        cuts.push(body.len());
-        cuts.sort_unstable();
-        let mut d = MessagesDecoder::new();
-        d.request_sent(Duration::ZERO, "m", 1);
-        let mut events = Vec::new();
-        let mut inbounds = Vec::new();
-        let mut from = 0;
-        for cut in cuts {
-            let i = d.on_bytes(
-                Duration::from_millis(1),
-                &body[from..cut],
-                &mut |e| events.push(e),
-                &mut |_| {},
-            );
-            inbounds.push(i);
-            from = cut;
-        }
-        inbounds.push(d.on_end(
-            Duration::from_millis(2),
-            &mut |e| events.push(e),
-            &mut |_| {},
-        ));
-        inbounds.retain(|i| *i != SseInbound::Nothing && *i != SseInbound::Text);
-        (inbounds, events.iter().map(without_times).collect())
-    }
-
     proptest! {
         #![proptest_config(config())]
 
@@ -546,8 +394,8 @@ mod properties {
             which in 0..FIXTURES.len(),
             cuts in proptest::collection::vec(any::<usize>(), 0..12),
         ) {
-            let body = fixture(FIXTURES[which]);
-            prop_assert_eq!(feed(&body, &cuts), feed(&body, &[]));
+            let body = MESSAGES.fixture(FIXTURES[which]);
+            prop_assert_eq!(MESSAGES.feed_cut(&body, &cuts), MESSAGES.feed_cut(&body, &[]));
         }
 
         #[test]
@@ -555,7 +403,7 @@ mod properties {
             body in proptest::collection::vec(any::<u8>(), 0..512),
             cuts in proptest::collection::vec(any::<usize>(), 0..6),
         ) {
-            let _ = feed(&body, &cuts);
+            let _ = MESSAGES.feed_cut(&body, &cuts);
         }
 
         #[test]

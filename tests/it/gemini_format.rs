@@ -10,130 +10,28 @@ use reqwest::header::{HeaderMap, HeaderValue};
 
 use relaytop_core::config::secret::Secret;
 use relaytop_core::protocol::gemini::codec::GeminiCodec;
-use relaytop_core::protocol::gemini::decode::{GeminiDecoder, SseInbound};
+use relaytop_core::protocol::gemini::decode::{GeminiDecoder, GeminiFormat, SseInbound};
 use relaytop_core::protocol::gemini::wire::read_request;
 use relaytop_core::protocol::relay_v1::{ChatMessage, Role};
-use relaytop_core::session::tap::Wire;
 use relaytop_core::session::workload::Outgoing;
 use relaytop_core::session::{AuthStyle, ErrorKind, EventKind, Protocol, SessionSpec, Tokens};
 use relaytop_core::transport::http_stream::{Action, HttpStreamCodec};
 
+use crate::formats::{self, Fixtures, count, text_of};
 use crate::support;
 
-fn fixture(path: &str) -> Vec<u8> {
-    let full = format!(
-        "{}/tests/fixtures/gemini/{path}",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    std::fs::read(&full).unwrap_or_else(|e| panic!("{full}: {e}"))
-}
+const GEMINI: Fixtures<GeminiFormat> = Fixtures::new("gemini", "gemini-2.5-flash");
 
-/// Feeds a whole SSE body (in pieces of `piece` bytes), then its end; piece n at n × 10 ms.
-fn run_sse(path: &str, piece: usize) -> (Vec<SseInbound>, Vec<EventKind>, Vec<String>) {
-    let body = fixture(path);
-    let mut d = GeminiDecoder::new();
-    d.request_sent(Duration::ZERO, "gemini-2.5-flash", 9);
-    let mut inbounds = Vec::new();
-    let mut events = Vec::new();
-    let mut data = Vec::new();
-    let mut tap = |wire: Wire<'_>| match wire {
-        Wire::Text(t) | Wire::SseEvent { data: t, .. } => data.push(t.to_owned()),
-        _ => {}
-    };
-    for (n, bytes) in body.chunks(piece).enumerate() {
-        let at = Duration::from_millis(10 * (n as u64 + 1));
-        inbounds.push(d.on_bytes(at, bytes, &mut |e| events.push(e), &mut tap));
-    }
-    let end = Duration::from_millis(10 * (body.len() as u64 + 2));
-    inbounds.push(d.on_end(end, &mut |e| events.push(e), &mut tap));
-    inbounds.retain(|i| *i != SseInbound::Nothing && *i != SseInbound::Text);
-    (inbounds, events, data)
-}
-
-/// The same fixture whole, in 1-byte and in 7-byte pieces: the same events, once the times
-/// are set aside (they depend on the pieces).
+/// The fixture whole, in 1-byte and in 7-byte pieces (`Fixtures::every_split`): each run's
+/// weighty inbounds, events and the data the tap saw.
 fn every_split(path: &str, check: impl Fn(&[SseInbound], &[EventKind], &[String])) {
-    let mut shapes = Vec::new();
-    for piece in [usize::MAX, 1, 7] {
-        let (i, e, d) = run_sse(path, piece.min(1 << 20));
-        check(&i, &e, &d);
-        shapes.push((i, e.iter().map(timeless).collect::<Vec<_>>(), d));
-    }
-    assert_eq!(shapes[0], shapes[1], "{path}: whole and 1-byte pieces");
-    assert_eq!(shapes[0], shapes[2], "{path}: whole and 7-byte pieces");
-    // What a recording holds (each event's data, the body's end) replays to the same events.
-    let mut d = GeminiDecoder::new();
-    d.request_sent(Duration::ZERO, "gemini-2.5-flash", 9);
-    let mut replayed = Vec::new();
-    for data in &shapes[0].2 {
-        d.on_event(Duration::ZERO, None, data, &mut |e| replayed.push(e));
-    }
-    d.on_body_end(Duration::ZERO, &mut |e| replayed.push(e));
-    let replayed: Vec<EventKind> = replayed.iter().map(timeless).collect();
-    // The live run also saw the refused and half events the tap shows apart; compare the rest.
-    let live: Vec<EventKind> = shapes[0]
-        .1
-        .iter()
-        .filter(|e| !matches!(e, EventKind::Malformed { .. }))
-        .cloned()
-        .collect();
-    let replayed: Vec<EventKind> = replayed
-        .into_iter()
-        .filter(|e| !matches!(e, EventKind::Malformed { .. }))
-        .collect();
-    assert_eq!(replayed, live, "{path}: the replay of what the tap saw");
-}
-
-/// An event with its times zeroed.
-fn timeless(e: &EventKind) -> EventKind {
-    let mut e = e.clone();
-    match &mut e {
-        EventKind::FirstToken { ttft_us, .. } => *ttft_us = 0,
-        EventKind::Done {
-            ttft_us,
-            answer_us,
-            total_us,
-            ..
-        } => {
-            *ttft_us = ttft_us.map(|_| 0);
-            *answer_us = answer_us.map(|_| 0);
-            *total_us = 0;
-        }
-        _ => {}
-    }
-    e
-}
-
-fn text_of(events: &[EventKind]) -> String {
-    events
-        .iter()
-        .filter_map(|e| match e {
-            EventKind::Chunk { text, .. } => Some(text.as_str()),
-            _ => None,
-        })
-        .collect()
+    GEMINI.every_split(path, |r, _| check(&r.inbounds, &r.events, &r.data));
 }
 
 fn done_of(events: &[EventKind]) -> (Tokens, Option<String>) {
-    events
-        .iter()
-        .find_map(|e| match e {
-            EventKind::Done {
-                tokens,
-                finish_reason,
-                ttft_us,
-                ..
-            } => {
-                assert!(ttft_us.is_some(), "a done with text has a TTFT");
-                Some((*tokens, finish_reason.clone()))
-            }
-            _ => None,
-        })
-        .unwrap_or_else(|| panic!("no done in {events:?}"))
-}
-
-fn count(events: &[EventKind], pred: impl Fn(&EventKind) -> bool) -> usize {
-    events.iter().filter(|e| pred(e)).count()
+    let done = formats::done_of(events);
+    assert!(done.ttft_us.is_some(), "a done with text has a TTFT");
+    (done.tokens, done.finish)
 }
 
 fn tokens(input: u64, output: u64, cached: u64, reasoning: u64) -> Tokens {
@@ -176,8 +74,8 @@ fn the_documented_stream() {
 #[test]
 fn thoughts_then_text() {
     // Whole: everything arrives at 10 ms. In 1-byte pieces the times tell the parts apart.
-    let (_, events, _) = run_sse("thoughts_then_text.sse", 1);
-    let body = fixture("thoughts_then_text.sse");
+    let events = GEMINI.run("thoughts_then_text.sse", 1).events;
+    let body = GEMINI.fixture("thoughts_then_text.sse");
     let offset = |needle: &str| {
         body.windows(needle.len())
             .position(|w| w == needle.as_bytes())

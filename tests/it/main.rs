@@ -4,6 +4,8 @@
 //! `metrics_memory.rs`) are binaries of their own: a global allocator is the whole process's.
 #![allow(clippy::unwrap_used)] // test code: a panic is a failure with its place
 
+#[path = "../support/formats.rs"]
+mod formats;
 #[path = "../support/parser_properties.rs"]
 mod properties;
 #[path = "../support/pty.rs"]

@@ -8,79 +8,29 @@
 
 use std::time::Duration;
 
-use relaytop_core::protocol::openai_chat::decode::{SseDecoder, SseInbound};
+use relaytop_core::protocol::openai_chat::decode::{ChatFormat, SseInbound};
 use relaytop_core::protocol::openai_realtime::decode::{RealtimeDecoder, RealtimeInbound};
-use relaytop_core::session::tap::Wire;
 use relaytop_core::session::{ErrorKind, EventKind, Tokens};
 
-fn fixture(path: &str) -> Vec<u8> {
-    let full = format!("{}/tests/fixtures/{path}", env!("CARGO_MANIFEST_DIR"));
-    std::fs::read(&full).unwrap_or_else(|e| panic!("{full}: {e}"))
-}
+use crate::formats::{self, Fixtures, fixture, text_of};
 
-/// Feeds a whole SSE body (in pieces of `piece` bytes), then its end; 10 ms a piece.
-fn run_sse(path: &str, piece: usize) -> (Vec<SseInbound>, Vec<EventKind>, Vec<String>) {
-    let body = fixture(path);
-    let mut d = SseDecoder::new();
-    d.request_sent(Duration::ZERO, "gpt-4o-mini", 9);
-    let mut inbounds = Vec::new();
-    let mut events = Vec::new();
-    let mut data = Vec::new();
-    // What the tap sees: each event's data (named or not); refusals and the end apart.
-    let mut tap = |wire: Wire<'_>| match wire {
-        Wire::Text(t) | Wire::SseEvent { data: t, .. } => data.push(t.to_owned()),
-        _ => {}
-    };
-    for (n, bytes) in body.chunks(piece).enumerate() {
-        let at = Duration::from_millis(10 * (n as u64 + 1));
-        let i = d.on_bytes(at, bytes, &mut |e| events.push(e), &mut tap);
-        inbounds.push(i);
-    }
-    let end = Duration::from_millis(10 * (body.len() as u64 + 2));
-    inbounds.push(d.on_end(end, &mut |e| events.push(e), &mut tap));
-    inbounds.retain(|i| *i != SseInbound::Nothing && *i != SseInbound::Text);
-    (inbounds, events, data)
-}
-
-fn text_of(events: &[EventKind]) -> String {
-    events
-        .iter()
-        .filter_map(|e| match e {
-            EventKind::Chunk { text, .. } => Some(text.as_str()),
-            _ => None,
-        })
-        .collect()
-}
+const CHAT: Fixtures<ChatFormat> = Fixtures::new("openai_sse", "gpt-4o-mini");
 
 fn done_of(events: &[EventKind]) -> (Tokens, Option<f64>, Option<String>) {
-    events
-        .iter()
-        .find_map(|e| match e {
-            EventKind::Done {
-                tokens,
-                reported_cost_usd,
-                finish_reason,
-                ttft_us,
-                ..
-            } => {
-                assert!(ttft_us.is_some(), "a done with text has a TTFT");
-                Some((*tokens, *reported_cost_usd, finish_reason.clone()))
-            }
-            _ => None,
-        })
-        .unwrap_or_else(|| panic!("no done in {events:?}"))
+    let done = formats::done_of(events);
+    assert!(done.ttft_us.is_some(), "a done with text has a TTFT");
+    (done.tokens, done.cost, done.finish)
 }
 
-fn every_split(path: &str, check: impl Fn(&[SseInbound], &[EventKind], &[String])) {
-    for piece in [usize::MAX, 1, 7] {
-        let (i, e, d) = run_sse(path, piece.min(1 << 20));
-        check(&i, &e, &d);
-    }
+/// The fixture whole, in 1-byte and in 7-byte pieces (`Fixtures::every_split`): each run's
+/// weighty inbounds, events and the data the tap saw.
+fn every_split(name: &str, check: impl Fn(&[SseInbound], &[EventKind], &[String])) {
+    CHAT.every_split(name, |r, _| check(&r.inbounds, &r.events, &r.data));
 }
 
 #[test]
 fn sse_reference_stream() {
-    every_split("openai_sse/reference.sse", |inbounds, events, data| {
+    every_split("reference.sse", |inbounds, events, data| {
         assert_eq!(inbounds, [SseInbound::ResponseDone]);
         assert_eq!(text_of(events), "Hello");
         let (tokens, cost, finish) = done_of(events);
@@ -111,7 +61,7 @@ fn sse_reference_stream() {
 #[test]
 fn sse_usage_chunk_with_choices_cost_and_cached_tokens() {
     every_split(
-        "openai_sse/usage_chunk_with_choices_and_cost.sse",
+        "usage_chunk_with_choices_and_cost.sse",
         |inbounds, events, _| {
             assert_eq!(inbounds, [SseInbound::ResponseDone]);
             assert_eq!(text_of(events), "Hi there");
@@ -130,7 +80,7 @@ fn sse_usage_chunk_with_choices_cost_and_cached_tokens() {
 #[test]
 fn sse_null_content_changing_ids_and_extra_fields() {
     every_split(
-        "openai_sse/null_content_changing_ids_extra_fields.sse",
+        "null_content_changing_ids_extra_fields.sse",
         |inbounds, events, _| {
             assert_eq!(inbounds, [SseInbound::ResponseDone]);
             assert_eq!(text_of(events), "Bonjour été");
@@ -149,7 +99,7 @@ fn sse_null_content_changing_ids_and_extra_fields() {
 
 #[test]
 fn sse_without_a_usage_chunk_estimates() {
-    every_split("openai_sse/no_usage_chunk.sse", |inbounds, events, _| {
+    every_split("no_usage_chunk.sse", |inbounds, events, _| {
         assert_eq!(inbounds, [SseInbound::ResponseDone]);
         let (tokens, cost, _) = done_of(events);
         assert!(tokens.estimated, "marked as an estimate");
@@ -162,7 +112,7 @@ fn sse_without_a_usage_chunk_estimates() {
 #[test]
 fn sse_usage_on_the_finish_chunk_and_no_done() {
     every_split(
-        "openai_sse/usage_on_the_finish_chunk_no_done.sse",
+        "usage_on_the_finish_chunk_no_done.sse",
         |inbounds, events, _| {
             assert_eq!(
                 inbounds,
@@ -183,7 +133,7 @@ fn sse_usage_on_the_finish_chunk_and_no_done() {
 
 #[test]
 fn sse_mid_stream_error() {
-    every_split("openai_sse/mid_stream_error.sse", |inbounds, events, _| {
+    every_split("mid_stream_error.sse", |inbounds, events, _| {
         assert!(
             matches!(
                 inbounds,
@@ -215,7 +165,7 @@ fn sse_mid_stream_error() {
 
 #[test]
 fn sse_broken_stream_is_cut() {
-    every_split("openai_sse/broken_stream.sse", |inbounds, events, _| {
+    every_split("broken_stream.sse", |inbounds, events, _| {
         assert_eq!(inbounds, [SseInbound::StreamCut]);
         assert_eq!(text_of(events), "The answer is forty");
         assert!(!events.iter().any(|e| matches!(e, EventKind::Done { .. })));
@@ -224,20 +174,17 @@ fn sse_broken_stream_is_cut() {
 
 #[test]
 fn sse_malformed_events_are_counted_and_comments_ignored() {
-    every_split(
-        "openai_sse/malformed_and_comments.sse",
-        |inbounds, events, _| {
-            assert_eq!(inbounds, [SseInbound::ResponseDone]);
-            assert_eq!(text_of(events), "AB");
-            assert_eq!(
-                events
-                    .iter()
-                    .filter(|e| matches!(e, EventKind::Malformed { .. }))
-                    .count(),
-                1
-            );
-        },
-    );
+    every_split("malformed_and_comments.sse", |inbounds, events, _| {
+        assert_eq!(inbounds, [SseInbound::ResponseDone]);
+        assert_eq!(text_of(events), "AB");
+        assert_eq!(
+            events
+                .iter()
+                .filter(|e| matches!(e, EventKind::Malformed { .. }))
+                .count(),
+            1
+        );
+    });
 }
 
 /// Feeds a JSON-lines fixture of Realtime server events, 10 ms apart.

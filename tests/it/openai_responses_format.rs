@@ -4,11 +4,14 @@
 //! body), each fed whole, in 1-byte and in 7-byte pieces, giving the same events; then the
 //! simulator streaming it to a live session, and a stream it drops reported as cut.
 
+use crate::formats::{Fixtures, count, done_of, text_of};
 use crate::support;
 
 use std::time::Duration;
 
-use relaytop_core::protocol::openai_responses::decode::{ResponsesDecoder, SseInbound};
+use relaytop_core::protocol::openai_responses::decode::{
+    ResponsesDecoder, ResponsesFormat, SseInbound,
+};
 use relaytop_core::session::tap::Wire;
 use relaytop_core::session::{
     ErrorKind, EventKind, Protocol, SessionCommand, SessionSpec, SessionState, Tokens, Workload,
@@ -16,152 +19,17 @@ use relaytop_core::session::{
 use relaytop_sim::{SimProfile, SimServer};
 use support::*;
 
-fn fixture(name: &str) -> Vec<u8> {
-    let full = format!(
-        "{}/tests/fixtures/openai_responses/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    std::fs::read(&full).unwrap_or_else(|e| panic!("{full}: {e}"))
-}
-
-/// What a run of a fixture gave: the weighty inbounds, the events, each event's data as the
-/// tap saw it.
-struct Run {
-    inbounds: Vec<SseInbound>,
-    events: Vec<EventKind>,
-    data: Vec<String>,
-}
-
-/// Feeds a whole body in pieces of `piece` bytes, the n-th piece at 10·(n+1) ms, then its end.
-fn run(name: &str, piece: usize) -> Run {
-    let body = fixture(name);
-    let mut d = ResponsesDecoder::new();
-    d.request_sent(Duration::ZERO, "gpt-4.1", 9);
-    let mut inbounds = Vec::new();
-    let mut events = Vec::new();
-    let mut data = Vec::new();
-    let mut tap = |wire: Wire<'_>| match wire {
-        Wire::Text(t) | Wire::SseEvent { data: t, .. } => data.push(t.to_owned()),
-        _ => {}
-    };
-    for (n, bytes) in body.chunks(piece).enumerate() {
-        let at = Duration::from_millis(10 * (n as u64 + 1));
-        inbounds.push(d.on_bytes(at, bytes, &mut |e| events.push(e), &mut tap));
-    }
-    let end = Duration::from_millis(10 * (body.len() as u64 + 2));
-    inbounds.push(d.on_end(end, &mut |e| events.push(e), &mut tap));
-    inbounds.retain(|i| *i != SseInbound::Nothing && *i != SseInbound::Text);
-    Run {
-        inbounds,
-        events,
-        data,
-    }
-}
-
-/// The events without their times: what must not depend on where reads end.
-fn shapes(events: &[EventKind]) -> Vec<String> {
-    events
-        .iter()
-        .map(|e| match e {
-            EventKind::FirstToken { request, .. } => format!("FirstToken({request})"),
-            EventKind::Done {
-                request,
-                model,
-                ttft_us,
-                answer_us,
-                tokens,
-                reported_cost_usd,
-                finish_reason,
-                chunks,
-                bytes,
-                ..
-            } => format!(
-                "Done({request},{model},{},{},{tokens:?},{reported_cost_usd:?},{finish_reason:?},{chunks},{bytes})",
-                ttft_us.is_some(),
-                answer_us.is_some()
-            ),
-            other => format!("{other:?}"),
-        })
-        .collect()
-}
-
-/// Runs a fixture whole, in 1-byte and in 7-byte pieces; checks each run and that all give
-/// the same events and show the tap the same data.
-fn every_split(name: &str, check: impl Fn(&Run, usize)) {
-    let whole = run(name, 1 << 20);
-    check(&whole, 1 << 20);
-    for piece in [1, 7] {
-        let split = run(name, piece);
-        check(&split, piece);
-        assert_eq!(
-            shapes(&split.events),
-            shapes(&whole.events),
-            "{name} in {piece}-byte pieces"
-        );
-        assert_eq!(
-            split.inbounds, whole.inbounds,
-            "{name} in {piece}-byte pieces"
-        );
-        assert_eq!(split.data, whole.data, "{name} in {piece}-byte pieces");
-    }
-}
+const RESPONSES: Fixtures<ResponsesFormat> = Fixtures::new("openai_responses", "gpt-4.1");
 
 /// When the event holding `needle` was complete, fed in `piece`-byte pieces (see `run`):
 /// its blank line's last byte arrived.
 fn arrival_us(name: &str, needle: &str, piece: usize) -> u64 {
-    let body = String::from_utf8(fixture(name)).unwrap();
+    let body = String::from_utf8(RESPONSES.fixture(name)).unwrap();
     let at = body
         .find(needle)
         .unwrap_or_else(|| panic!("{needle} in {name}"));
     let end = at + body[at..].find("\n\n").unwrap() + 1;
     10_000 * (end / piece) as u64 + 10_000
-}
-
-fn text_of(events: &[EventKind]) -> String {
-    events
-        .iter()
-        .filter_map(|e| match e {
-            EventKind::Chunk { text, .. } => Some(text.as_str()),
-            _ => None,
-        })
-        .collect()
-}
-
-fn count(events: &[EventKind], f: impl Fn(&EventKind) -> bool) -> usize {
-    events.iter().filter(|e| f(e)).count()
-}
-
-struct DoneOf {
-    ttft_us: Option<u64>,
-    answer_us: Option<u64>,
-    tokens: Tokens,
-    cost: Option<f64>,
-    finish: Option<String>,
-}
-
-fn done_of(events: &[EventKind]) -> DoneOf {
-    let dones: Vec<_> = events
-        .iter()
-        .filter_map(|e| match e {
-            EventKind::Done {
-                ttft_us,
-                answer_us,
-                tokens,
-                reported_cost_usd,
-                finish_reason,
-                ..
-            } => Some(DoneOf {
-                ttft_us: *ttft_us,
-                answer_us: *answer_us,
-                tokens: *tokens,
-                cost: *reported_cost_usd,
-                finish: finish_reason.clone(),
-            }),
-            _ => None,
-        })
-        .collect();
-    assert_eq!(dones.len(), 1, "one done in {events:?}");
-    dones.into_iter().next().unwrap()
 }
 
 fn tokens(input: u64, output: u64, cached: u64, reasoning: u64) -> Tokens {
@@ -187,7 +55,7 @@ fn clean(events: &[EventKind]) -> bool {
 #[test]
 fn responses_reference_stream() {
     let name = "reference.sse";
-    every_split(name, |r, piece| {
+    RESPONSES.every_split(name, |r, piece| {
         assert_eq!(r.inbounds, [SseInbound::ResponseDone]);
         assert_eq!(text_of(&r.events), "Hi there!");
         let done = done_of(&r.events);
@@ -213,7 +81,7 @@ fn responses_reference_stream() {
 #[test]
 fn responses_reasoning_summary_then_text() {
     let name = "reasoning_then_text.sse";
-    every_split(name, |r, piece| {
+    RESPONSES.every_split(name, |r, piece| {
         assert_eq!(r.inbounds, [SseInbound::ResponseDone]);
         assert_eq!(text_of(&r.events), "Hello!", "thinking is never the answer");
         let done = done_of(&r.events);
@@ -235,7 +103,7 @@ fn responses_reasoning_summary_then_text() {
 
 #[test]
 fn responses_data_only_with_a_done_line() {
-    every_split("data_only.sse", |r, _| {
+    RESPONSES.every_split("data_only.sse", |r, _| {
         assert_eq!(r.inbounds, [SseInbound::ResponseDone]);
         assert_eq!(text_of(&r.events), "Bonjour été");
         let done = done_of(&r.events);
@@ -247,7 +115,7 @@ fn responses_data_only_with_a_done_line() {
 
 #[test]
 fn responses_unknown_events_are_counted_not_fatal() {
-    every_split("unknown_events.sse", |r, _| {
+    RESPONSES.every_split("unknown_events.sse", |r, _| {
         assert_eq!(r.inbounds, [SseInbound::ResponseDone]);
         assert_eq!(text_of(&r.events), "Ok");
         let unknown: Vec<_> = r
@@ -270,7 +138,7 @@ fn responses_unknown_events_are_counted_not_fatal() {
 
 #[test]
 fn responses_incomplete_is_done_with_its_reason() {
-    every_split("incomplete.sse", |r, _| {
+    RESPONSES.every_split("incomplete.sse", |r, _| {
         assert_eq!(r.inbounds, [SseInbound::ResponseDone]);
         assert_eq!(text_of(&r.events), "Once upon a time");
         let done = done_of(&r.events);
@@ -281,7 +149,7 @@ fn responses_incomplete_is_done_with_its_reason() {
 
 #[test]
 fn responses_failed_fails_the_request() {
-    every_split("failed.sse", |r, _| {
+    RESPONSES.every_split("failed.sse", |r, _| {
         assert_eq!(
             r.inbounds,
             [SseInbound::ResponseFailed {
@@ -317,7 +185,7 @@ fn responses_failed_fails_the_request() {
 
 #[test]
 fn responses_top_level_error_event() {
-    every_split("error_event.sse", |r, _| {
+    RESPONSES.every_split("error_event.sse", |r, _| {
         assert!(
             matches!(
                 &r.inbounds[..],
@@ -341,7 +209,7 @@ fn responses_top_level_error_event() {
 
 #[test]
 fn responses_sequence_gap_is_counted_and_the_response_goes_on() {
-    every_split("sequence_gap.sse", |r, _| {
+    RESPONSES.every_split("sequence_gap.sse", |r, _| {
         assert_eq!(r.inbounds, [SseInbound::ResponseDone]);
         assert_eq!(text_of(&r.events), "one two three");
         let malformed: Vec<_> = r
@@ -363,7 +231,7 @@ fn responses_sequence_gap_is_counted_and_the_response_goes_on() {
 #[test]
 fn responses_usage_with_cached_reasoning_and_cost() {
     let name = "usage_cached_reasoning_cost.sse";
-    every_split(name, |r, piece| {
+    RESPONSES.every_split(name, |r, piece| {
         assert_eq!(r.inbounds, [SseInbound::ResponseDone]);
         assert_eq!(text_of(&r.events), "Cached answer");
         let done = done_of(&r.events);
@@ -382,7 +250,7 @@ fn responses_usage_with_cached_reasoning_and_cost() {
 #[test]
 fn responses_function_call_arguments_count_for_ttft_not_as_text() {
     let name = "function_call.sse";
-    every_split(name, |r, piece| {
+    RESPONSES.every_split(name, |r, piece| {
         assert_eq!(r.inbounds, [SseInbound::ResponseDone]);
         assert_eq!(text_of(&r.events), "", "arguments are not answer text");
         let done = done_of(&r.events);
@@ -401,7 +269,7 @@ fn responses_function_call_arguments_count_for_ttft_not_as_text() {
 
 #[test]
 fn responses_truncated_stream_is_cut() {
-    every_split("truncated.sse", |r, _| {
+    RESPONSES.every_split("truncated.sse", |r, _| {
         assert_eq!(r.inbounds, [SseInbound::StreamCut]);
         assert_eq!(text_of(&r.events), "The answer is forty");
         assert_eq!(count(&r.events, |e| matches!(e, EventKind::Done { .. })), 0);
@@ -416,7 +284,7 @@ fn responses_truncated_stream_is_cut() {
 #[test]
 fn responses_replayed_events_give_the_live_events() {
     // What the tap saw, handed back event by event (as a replay does), gives the same events.
-    let body = fixture("reasoning_then_text.sse");
+    let body = RESPONSES.fixture("reasoning_then_text.sse");
     let mut live = ResponsesDecoder::new();
     live.request_sent(Duration::ZERO, "m", 1);
     let mut live_events = Vec::new();
@@ -583,37 +451,6 @@ const FIXTURES: [&str; 11] = [
     "truncated.sse",
 ];
 
-/// Feeds `body` cut at `cuts` (positions modulo its length), all at one time, then its end:
-/// the events' shapes and the weighty inbounds. Never panics; at most one end of the response.
-fn feed_cut(body: &[u8], cuts: &[usize]) -> (Vec<String>, Vec<SseInbound>) {
-    let mut d = ResponsesDecoder::new();
-    d.request_sent(Duration::ZERO, "m", 1);
-    let mut events = Vec::new();
-    let mut inbounds = Vec::new();
-    let mut at: Vec<usize> = cuts.iter().map(|c| c % (body.len() + 1)).collect();
-    at.push(0);
-    at.push(body.len());
-    at.sort_unstable();
-    at.dedup();
-    let now = Duration::from_millis(1);
-    for pair in at.windows(2) {
-        inbounds.push(d.on_bytes(
-            now,
-            &body[pair[0]..pair[1]],
-            &mut |e| events.push(e),
-            &mut |_| {},
-        ));
-    }
-    inbounds.push(d.on_end(now, &mut |e| events.push(e), &mut |_| {}));
-    inbounds.retain(|i| *i != SseInbound::Nothing && *i != SseInbound::Text);
-    let ends = count(&events, |e| {
-        matches!(e, EventKind::Done { .. } | EventKind::RequestFailed { .. })
-    });
-    assert!(ends <= 1, "{ends} ends: {events:?}");
-    assert!(inbounds.len() <= 1, "{inbounds:?}");
-    (shapes(&events), inbounds)
-}
-
 mod any_input {
     use super::*;
     use proptest::prelude::*;
@@ -634,7 +471,7 @@ mod any_input {
             data in proptest::collection::vec(any::<u8>(), 0..768),
             cuts in proptest::collection::vec(any::<usize>(), 0..6),
         ) {
-            feed_cut(&data, &cuts);
+            RESPONSES.feed_cut(&data, &cuts);
         }
 
         #[test]
@@ -642,8 +479,8 @@ mod any_input {
             which in 0..FIXTURES.len(),
             cuts in proptest::collection::vec(any::<usize>(), 0..12),
         ) {
-            let body = fixture(FIXTURES[which]);
-            prop_assert_eq!(feed_cut(&body, &cuts), feed_cut(&body, &[]));
+            let body = RESPONSES.fixture(FIXTURES[which]);
+            prop_assert_eq!(RESPONSES.feed_cut(&body, &cuts), RESPONSES.feed_cut(&body, &[]));
         }
 
         #[test]
@@ -653,10 +490,10 @@ mod any_input {
             byte in any::<u8>(),
             cuts in proptest::collection::vec(any::<usize>(), 0..4),
         ) {
-            let mut body = fixture(FIXTURES[which]);
+            let mut body = RESPONSES.fixture(FIXTURES[which]);
             let n = at % body.len();
             body[n] = byte;
-            feed_cut(&body, &cuts);
+            RESPONSES.feed_cut(&body, &cuts);
         }
     }
 }
