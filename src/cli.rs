@@ -80,7 +80,8 @@ pub struct Cli {
 pub enum Command {
     /// Run without a terminal UI and print a summary at the end.
     Headless(HeadlessArgs),
-    /// Run an embedded relay/v1 simulator (for demos, tests and benchmarks).
+    /// Run the embedded relay simulator: every protocol on one port, ordinary keys (for demos,
+    /// tests, benchmarks and your own clients).
     Sim(SimArgs),
     /// Replay a recorded run on the dashboard (all sessions on one timeline), or with
     /// --headless print the summary it printed live.
