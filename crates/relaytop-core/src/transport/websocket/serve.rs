@@ -189,7 +189,7 @@ impl<C: WebSocketCodec> WebSocketTransport<C> {
                             self.then(core, &mut socket, now, then).await
                         }
                         Some(Err(error)) => Some(self.on_socket_error(core, &error, now)),
-                        None => Some(self.on_dropped(core, now, 1006, "connection ended without a close frame")),
+                        None => Some(self.on_dropped(core, now, 1006, "connection ended without a close frame", ErrorKind::Network)),
                     };
                     if let Some(end) = end {
                         return end;
@@ -326,7 +326,7 @@ impl<C: WebSocketCodec> WebSocketTransport<C> {
                         },
                     );
                     // Close without waiting: the peer will not answer a close handshake.
-                    return Some(self.on_dropped(core, now, 1006, &reason));
+                    return Some(self.on_dropped(core, now, 1006, &reason, ErrorKind::Timeout));
                 }
             }
         }
@@ -419,7 +419,12 @@ impl<C: WebSocketCodec> WebSocketTransport<C> {
                     Some(frame) => (u16::from(frame.code), frame.reason.to_string()),
                     None => (1005, String::new()),
                 };
-                Then::End(self.on_dropped(core, now, code, &reason))
+                let kind = if code == super::ending::CLOSE_POLICY {
+                    ErrorKind::Auth
+                } else {
+                    ErrorKind::Network
+                };
+                Then::End(self.on_dropped(core, now, code, &reason, kind))
             }
         }
     }
