@@ -256,6 +256,11 @@ impl Core {
         self.report(SessionEvent::new(self.spec.info.id, at, kind));
     }
 
+    /// The session's key, to scrub frames with before a decoder reads them (`None`: no key).
+    pub fn scrub(&self) -> Option<&crate::session::event::Scrub> {
+        self.scrub.as_ref()
+    }
+
     /// Reports an event a decoder derived from frames: not tapped (a replay derives it again).
     /// Never to be changed afterwards: what the session decides (a wait, a cancel) it reports
     /// itself with `emit`.

@@ -362,6 +362,16 @@ impl Scrub {
         self.finder.find(text).is_some()
     }
 
+    /// `text` with every occurrence of the key replaced by `[REDACTED]`; borrowed (no
+    /// allocation) when the key is not in it.
+    pub fn scrub<'a>(&self, text: &'a str) -> std::borrow::Cow<'a, str> {
+        if self.found(text.as_bytes()) {
+            std::borrow::Cow::Owned(self.replace(text))
+        } else {
+            std::borrow::Cow::Borrowed(text)
+        }
+    }
+
     /// `text` with every occurrence of the key replaced by `[REDACTED]`.
     pub fn replace(&self, text: &str) -> String {
         text.replace(&self.key, crate::config::secret::REDACTED)

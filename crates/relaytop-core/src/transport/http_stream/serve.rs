@@ -228,6 +228,8 @@ impl<C: HttpStreamCodec> HttpStreamTransport<C> {
 
     /// The codec's check with the key: the connection's handshake.
     async fn open(&mut self, core: &mut Core, attempt: u32) -> Result<(), End> {
+        // The decoder reads each event's data with the key scrubbed, as a replay reads it.
+        self.codec.decoder_mut().set_scrub(core.scrub().cloned());
         let client = match self.client(core) {
             Ok(client) => client,
             Err(message) => return Err(End::Fatal(message)),

@@ -450,6 +450,12 @@ impl<C: WebSocketCodec> WebSocketTransport<C> {
         now: Duration,
     ) -> Then {
         core.tap_wire(now, Direction::FromRelay, Wire::Text(text));
+        // The codec reads the frame with the key scrubbed, as a replay reads the recording.
+        let scrubbed = match core.scrub() {
+            Some(scrub) => scrub.scrub(text),
+            None => std::borrow::Cow::Borrowed(text),
+        };
+        let text: &str = &scrubbed;
         let reaction = self.codec.on_text(now, text, &mut |kind| {
             // Chunks come only with text of a response: the workload keeps a chat's reply.
             if let EventKind::Chunk { text, .. } = &kind {
