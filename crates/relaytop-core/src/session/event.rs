@@ -407,3 +407,53 @@ pub fn close_cause(code: u16, reason: &str) -> String {
         format!("close {code} ({}): {reason}", close_code_meaning(code))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::secret::Secret;
+
+    const KEY: &str = "hs_live_SCRUBTEST0123456789";
+
+    #[test]
+    fn scrub_replaces_the_key_in_every_text_and_leaves_the_rest() {
+        let scrub = Scrub::new(&Secret::new(KEY)).expect("a key");
+        let mut chunk = EventKind::Chunk {
+            request: 1,
+            text: format!("key {KEY}!").into(),
+        };
+        chunk.scrub(&scrub);
+        assert_eq!(
+            chunk,
+            EventKind::Chunk {
+                request: 1,
+                text: "key [REDACTED]!".into()
+            }
+        );
+        let mut stopped = EventKind::State(SessionState::Stopped {
+            reason: format!("answered 401: Bearer {KEY} and {KEY}"),
+        });
+        stopped.scrub(&scrub);
+        assert_eq!(
+            stopped,
+            EventKind::State(SessionState::Stopped {
+                reason: "answered 401: Bearer [REDACTED] and [REDACTED]".into()
+            })
+        );
+        let clean = EventKind::Error {
+            kind: ErrorKind::Network,
+            message: "connection lost".into(),
+            retryable: true,
+            retry_after_ms: None,
+        };
+        let mut same = clean.clone();
+        same.scrub(&scrub);
+        assert_eq!(same, clean);
+        assert!(matches!(
+            scrub.scrub("no key here"),
+            std::borrow::Cow::Borrowed(_)
+        ));
+        assert!(Scrub::new(&Secret::new("  ")).is_none());
+        assert_eq!(format!("{scrub:?}"), "Scrub([REDACTED])");
+    }
+}
