@@ -96,11 +96,33 @@ pub async fn run(options: &CheckOptions) -> CheckReport {
             walk.skip(name, "not run: an earlier step failed");
         }
     }
-    CheckReport {
+    let mut report = CheckReport {
         url: options.url.clone(),
         protocol,
         passed: !walk.failed,
         steps: walk.steps,
+    };
+    // A relay may echo the key (a 401 body quoting the `Authorization` header): no step's
+    // words carry it to the text or JSON report.
+    if let Some(secret) = read_key(options).secret {
+        scrub_report(&mut report, &secret);
+    }
+    report
+}
+
+/// Replaces the key in every text of the report by `[REDACTED]`.
+fn scrub_report(report: &mut CheckReport, secret: &relaytop_core::config::secret::Secret) {
+    let scrub = |text: &mut String| {
+        if let std::borrow::Cow::Owned(clean) = secret.redact(text) {
+            *text = clean;
+        }
+    };
+    scrub(&mut report.url);
+    for step in &mut report.steps {
+        scrub(&mut step.detail);
+        if let Some(hint) = &mut step.hint {
+            scrub(hint);
+        }
     }
 }
 

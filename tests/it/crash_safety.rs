@@ -273,6 +273,13 @@ fn sigterm_gives_the_terminal_back() {
         "{}",
         String::from_utf8_lossy(&after)
     );
+    // The recording says the signal ended it, not a person quitting.
+    let dir = run_dir(&tmp.path().join("rec")).expect("a recording");
+    let meta = std::fs::read_to_string(dir.join("run.json")).expect("run.json");
+    assert!(
+        meta.contains(r#""ended_by": "terminated (SIGTERM)""#),
+        "{meta}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -11,6 +11,7 @@ mod case;
 
 mod absurd_numbers;
 mod against_simulator;
+mod echoes_and_kinds;
 mod hand_made_relay;
 mod names;
 mod other_transports;

@@ -432,3 +432,124 @@ fn config_text_checked(good: &SimServer, refusing: &SimServer) -> String {
     assert!(leaks(text.as_bytes()).is_none());
     text
 }
+
+/// Relays that echo the key back: a relay/v1 upgrade refused with a 401 body quoting the
+/// `Authorization` header, an openai-sse models check refused the same way, and an openai-sse
+/// stream whose text repeats the key. Headless text, JSON and ndjson, the recordings, their
+/// exports, `check` in text and JSON and the logs hold no byte of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_that_echoes_the_key_gets_it_nowhere() {
+    use crate::support::rogue::{self, Act, Rogue, http, http_relay};
+    let echo_401 = Rogue::start(vec![vec![Act::Respond(rogue::http_error(
+        401,
+        "Unauthorized",
+        &[],
+        &format!("invalid key: Bearer {TEST_KEY}"),
+    ))]])
+    .await;
+    let refused_body =
+        format!(r#"{{"error":{{"message":"Incorrect API key provided: Bearer {TEST_KEY}"}}}}"#);
+    let (refusing_sse, refusing_task) = http_relay(
+        http("401 Unauthorized", "application/json", "", &refused_body),
+        String::new(),
+    )
+    .await;
+    let stream = format!(
+        "data: {{\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"your key is {TEST_KEY}\"}}}}]}}\n\n\
+         data: {{\"choices\":[{{\"index\":0,\"delta\":{{}},\"finish_reason\":\"stop\"}}]}}\n\n\
+         data: [DONE]\n\n"
+    );
+    let (echo_sse, echo_task) = http_relay(
+        http("200 OK", "application/json", "", r#"{"data":[]}"#),
+        http("200 OK", "text/event-stream", "", &stream),
+    )
+    .await;
+    let tmp = tempfile::tempdir().unwrap();
+    let tmp_path = tmp.path().to_owned();
+    let config = tmp_path.join("relaytop.toml");
+    let provider = |name: &str, protocol: &str, url: &str| {
+        format!(
+            "[[providers]]\nname = \"{name}\"\nprotocol = \"{protocol}\"\nurl = \"{url}\"\n\
+             api_key_env = \"{KEY_VAR}\"\nmodel = \"gpt-4o-mini\"\n\n\
+             [[sessions]]\nname = \"probe-{name}\"\nprovider = \"{name}\"\ncount = 1\n\
+             interval_s = 0.3\nmax_tokens = 8\n\n"
+        )
+    };
+    let text = [
+        "[defaults]\nheartbeat_s = 0.3\ndead_after_s = 2\nbackoff = { base_ms = 50, cap_ms = 200 }\n\n"
+            .to_owned(),
+        provider("echo-401", "relay-v1", &echo_401.url()),
+        provider("echo-401-sse", "openai-sse", &refusing_sse),
+        provider("echo-stream", "openai-sse", &echo_sse),
+    ]
+    .concat();
+    std::fs::write(&config, text).unwrap();
+    let mut written = Vec::new();
+    for format in ["text", "json", "ndjson"] {
+        let mut c = relaytop(&tmp_path);
+        c.arg("--config")
+            .arg(&config)
+            .args(["headless", "--duration", "2s", "--format", format]);
+        written.push(run(
+            &format!("headless {format}"),
+            c,
+            Duration::from_secs(30),
+        ));
+    }
+    let runs: Vec<PathBuf> = std::fs::read_dir(tmp_path.join("rec"))
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+        .collect();
+    assert_eq!(runs.len(), 3, "one recording per run: {runs:?}");
+    for run_dir in &runs {
+        for format in ["csv", "json"] {
+            let mut c = relaytop(&tmp_path);
+            c.args(["export", "--format", format]).arg(run_dir);
+            written.push(run(
+                &format!("export --format {format}"),
+                c,
+                Duration::from_secs(30),
+            ));
+        }
+    }
+    for url in [echo_401.url(), refusing_sse.clone(), echo_sse.clone()] {
+        for format in ["text", "json"] {
+            let mut c = relaytop(&tmp_path);
+            c.args(["check", &url, "--key-env", KEY_VAR, "--format", format])
+                .args(["--timeout", "3s"]);
+            written.push(run(
+                &format!("check {url} ({format})"),
+                c,
+                Duration::from_secs(30),
+            ));
+        }
+    }
+    // The echo went through and was scrubbed, rather than never seen.
+    let all: Vec<u8> = written.iter().flat_map(|w| w.bytes.clone()).collect();
+    assert!(
+        pty::contains(&all, b"[REDACTED]"),
+        "{}",
+        String::from_utf8_lossy(&all)
+    );
+    for w in &written {
+        if let Some(needle) = leaks(&w.bytes) {
+            panic!(
+                "{} wrote {needle}:\n{}",
+                w.mode,
+                String::from_utf8_lossy(&w.bytes)
+            );
+        }
+    }
+    for (path, bytes) in files(&tmp_path) {
+        if path == config {
+            continue;
+        }
+        if let Some(needle) = leaks(&bytes) {
+            panic!("{} holds {needle}", path.display());
+        }
+    }
+    refusing_task.abort();
+    echo_task.abort();
+}

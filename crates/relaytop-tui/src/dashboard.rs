@@ -130,7 +130,7 @@ pub async fn run(world: World, options: UiOptions) -> anyhow::Result<()> {
     let Dashboard { chats, .. } = screen;
     chats.shutdown(Duration::from_secs(2)).await;
     let reason = match &result {
-        Ok(()) => "quit from the dashboard".to_owned(),
+        Ok(ended) => ended.reason("quit from the dashboard"),
         Err(e) => format!("the dashboard failed: {e}"),
     };
     let ending = Ending {
@@ -143,7 +143,7 @@ pub async fn run(world: World, options: UiOptions) -> anyhow::Result<()> {
         eprintln!("relaytop: recorded to {}", dir.display());
     }
     world.stop().await;
-    result
+    result.map(|_| ())
 }
 
 /// A test hook, in debug builds only: `RELAYTOP_TEST_PANIC_AFTER_MS=N` makes the dashboard's

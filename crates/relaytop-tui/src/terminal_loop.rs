@@ -70,10 +70,33 @@ pub fn wheel_lines(mouse: &MouseEvent) -> Option<isize> {
     }
 }
 
+/// What ended the loop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ended {
+    /// The person quit (the screen said so).
+    Quit,
+    /// The terminal's input ended.
+    InputEnded,
+    /// A signal: `terminated (SIGTERM)`, `interrupted (SIGINT)`, `hung up (SIGHUP)`.
+    Signal(&'static str),
+}
+
+impl Ended {
+    /// What ended the run, for `ended_by`: `quit` (the screen's words for a person quitting,
+    /// "quit from the dashboard") or what came instead.
+    pub fn reason(self, quit: &str) -> String {
+        match self {
+            Ended::Quit => quit.to_owned(),
+            Ended::InputEnded => "the terminal's input ended".to_owned(),
+            Ended::Signal(words) => words.to_owned(),
+        }
+    }
+}
+
 /// Sets the terminal up (raw mode, alternate screen, bracketed paste, mouse capture when
 /// `mouse`), runs `screen` on the loop at most `fps` frames a second until it quits, the
-/// terminal's input ends or a signal comes, and gives the terminal back.
-pub async fn run<S: Screen>(screen: &mut S, mouse: bool, fps: u32) -> anyhow::Result<()> {
+/// terminal's input ends or a signal comes, and gives the terminal back; says which it was.
+pub async fn run<S: Screen>(screen: &mut S, mouse: bool, fps: u32) -> anyhow::Result<Ended> {
     let result = match terminal::TerminalGuard::enter(mouse) {
         Ok(mut guard) => {
             let result = event_loop(&mut guard.terminal, screen, fps).await;
@@ -92,7 +115,7 @@ async fn event_loop<S: Screen>(
     terminal: &mut terminal::Term,
     screen: &mut S,
     fps: u32,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Ended> {
     let frame_interval = Duration::from_secs_f64(1.0 / f64::from(fps.max(1)));
     let mut terminal_events = EventStream::new();
     let mut sigterm = signal(SignalKind::terminate())?;
@@ -122,7 +145,7 @@ async fn event_loop<S: Screen>(
         };
         tokio::select! {
             event = terminal_events.next() => {
-                let Some(event) = event else { break };
+                let Some(event) = event else { return Ok(Ended::InputEnded) };
                 let flow = match event? {
                     Event::Key(key) if key.kind != KeyEventKind::Release => screen.key(key),
                     Event::Mouse(mouse) if mouse.kind == MouseEventKind::Moved => Flow::Ignored,
@@ -141,7 +164,7 @@ async fn event_loop<S: Screen>(
                     _ => Flow::Ignored,
                 };
                 match flow {
-                    Flow::Quit => break,
+                    Flow::Quit => return Ok(Ended::Quit),
                     Flow::Stay => draw_now = true,
                     Flow::Ignored => {}
                 }
@@ -151,10 +174,9 @@ async fn event_loop<S: Screen>(
                 dirty = true;
             }
             _ = tokio::time::sleep_until(wake) => {}
-            _ = sigterm.recv() => break,
-            _ = sigint.recv() => break,
-            _ = sighup.recv() => break,
+            _ = sigterm.recv() => return Ok(Ended::Signal("terminated (SIGTERM)")),
+            _ = sigint.recv() => return Ok(Ended::Signal("interrupted (SIGINT)")),
+            _ = sighup.recv() => return Ok(Ended::Signal("hung up (SIGHUP)")),
         }
     }
-    Ok(())
 }

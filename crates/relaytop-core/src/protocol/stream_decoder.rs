@@ -84,6 +84,10 @@ pub struct StreamDecoder<F> {
     /// The terminal mark or an error ended the response; later events are ignored.
     over: bool,
     format: F,
+    /// The session's key: scrubbed from each event's data before the format reads it, as the
+    /// recorder scrubs what it writes (so a replay reads the same data and derives the same
+    /// events, byte counts and token estimates included).
+    scrub: Option<crate::session::event::Scrub>,
 }
 
 impl<F: SseFormat> StreamDecoder<F> {
@@ -93,7 +97,14 @@ impl<F: SseFormat> StreamDecoder<F> {
             tracker: ResponseTracker::new(),
             over: false,
             format: F::default(),
+            scrub: None,
         }
+    }
+
+    /// Scrubs `scrub`'s key from every event's data from now on (live sessions; a replay's
+    /// data is scrubbed already).
+    pub fn set_scrub(&mut self, scrub: Option<crate::session::event::Scrub>) {
+        self.scrub = scrub;
     }
 
     /// The request under way, if any.
@@ -246,9 +257,14 @@ impl<F: SseFormat> StreamDecoder<F> {
                         tracker,
                         over,
                         format,
+                        scrub,
                         ..
                     } = self;
-                    format.on_event(event.event, &event.data, &mut |step| {
+                    let data = match scrub {
+                        Some(scrub) => scrub.scrub(&event.data),
+                        None => Cow::Borrowed(&event.data[..]),
+                    };
+                    format.on_event(event.event, &data, &mut |step| {
                         if *over {
                             return;
                         }

@@ -113,6 +113,9 @@ pub(crate) struct Core {
     pub orphaned: bool,
     /// Counted among the provider's requests waiting for a send slot.
     waiting_for_slot: bool,
+    /// The session's key, scrubbed from every event before it leaves the session (so every
+    /// consumer, the recorder and a replay see the same text).
+    scrub: Option<crate::session::event::Scrub>,
 }
 
 impl Drop for Core {
@@ -140,6 +143,10 @@ impl Core {
             backoff: Backoff::new(spec.timing.backoff, spec.timing.stable_after),
             connect_limited: RateLimitBackoff::default(),
             workload: WorkloadState::new(&spec.workload),
+            scrub: spec
+                .api_key
+                .as_ref()
+                .and_then(crate::session::event::Scrub::new),
             spec,
             clock,
             events,
@@ -239,17 +246,28 @@ impl Core {
     }
 
     /// Reports an event the session itself knows (not derived from frames): it is tapped.
-    pub fn emit(&mut self, at: Duration, kind: EventKind) {
+    pub fn emit(&mut self, at: Duration, mut kind: EventKind) {
+        if let Some(scrub) = &self.scrub {
+            kind.scrub(scrub);
+        }
         if let Some(tap) = &self.spec.tap {
             tap.0.event(at, &kind);
         }
         self.report(SessionEvent::new(self.spec.info.id, at, kind));
     }
 
+    /// The session's key, to scrub frames with before a decoder reads them (`None`: no key).
+    pub fn scrub(&self) -> Option<&crate::session::event::Scrub> {
+        self.scrub.as_ref()
+    }
+
     /// Reports an event a decoder derived from frames: not tapped (a replay derives it again).
     /// Never to be changed afterwards: what the session decides (a wait, a cancel) it reports
     /// itself with `emit`.
-    pub fn derived(&mut self, at: Duration, kind: EventKind) {
+    pub fn derived(&mut self, at: Duration, mut kind: EventKind) {
+        if let Some(scrub) = &self.scrub {
+            kind.scrub(scrub);
+        }
         self.report(SessionEvent::new(self.spec.info.id, at, kind));
     }
 
@@ -428,9 +446,11 @@ impl Core {
                 retry_after_ms: retry_after.map(|d| micros(d) / 1000),
             },
         );
+        // An overloaded relay's `Retry-After` is a reconnect wait (the error says it), not a
+        // rate-limit wait: only a 429 is.
         let rate_limited = retryable && kind == ErrorKind::RateLimited;
         if !rate_limited
-            && matches!(kind, ErrorKind::RateLimited | ErrorKind::Overloaded)
+            && kind == ErrorKind::RateLimited
             && let Some(wait) = retry_after
         {
             self.rate_limited(now, wait, message.clone());
@@ -716,10 +736,16 @@ mod tests {
         let wait = Some(Duration::from_secs(3));
         let end = core.connect_failed(now, ErrorKind::Overloaded, "503".into(), true, wait);
         assert!(matches!(end, End::Retry { .. }), "{end:?}");
-        assert_eq!(
-            rate_limited(core.pending_since(0)),
-            vec![(3000, "503".to_owned())]
-        );
+        // Overload, not a rate limit: the wait is the error's, no rate-limit wait is reported.
+        assert_eq!(rate_limited(core.pending_since(0)), vec![]);
+        assert!(core.pending_since(0).iter().any(|e| matches!(
+            e.kind,
+            EventKind::Error {
+                kind: ErrorKind::Overloaded,
+                retry_after_ms: Some(3000),
+                ..
+            }
+        )));
         let pause = pause(core.next_after(now, end));
         assert_eq!(pause.max_attempts, Timing::default().backoff.max_attempts);
         let end = core.connect_failed(now, ErrorKind::RateLimited, "quota".into(), false, None);

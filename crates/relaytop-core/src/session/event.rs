@@ -276,6 +276,108 @@ pub enum EventKind {
     },
 }
 
+impl EventKind {
+    /// Replaces every occurrence of `key` in the event's text (state reasons, error messages,
+    /// chunk and transcript text, close reasons, causes, labels) by `[REDACTED]`, as the
+    /// recorder does with the frames it writes: a relay that echoes the key (a 401 body quoting
+    /// the `Authorization` header, streamed text repeating it) never gets it past the session.
+    /// Nothing is allocated when the key is not there.
+    pub fn scrub(&mut self, key: &Scrub) {
+        fn text(field: &mut String, key: &Scrub) {
+            if key.found(field.as_bytes()) {
+                *field = key.replace(field);
+            }
+        }
+        match self {
+            EventKind::State(SessionState::Stopped { reason }) => text(reason, key),
+            EventKind::Chunk { text: chunk, .. } => {
+                if key.found(chunk.as_bytes()) {
+                    *chunk = compact_str::CompactString::from(key.replace(chunk));
+                }
+            }
+            EventKind::RequestSent { model, .. } => text(model, key),
+            EventKind::Done {
+                model,
+                finish_reason,
+                ..
+            } => {
+                text(model, key);
+                if let Some(reason) = finish_reason {
+                    text(reason, key);
+                }
+            }
+            EventKind::RequestFailed { reason, .. } => text(reason, key),
+            EventKind::Error { message, .. } => text(message, key),
+            EventKind::Closed { reason, .. } => text(reason, key),
+            EventKind::BackingOff { cause, .. } | EventKind::RateLimited { cause, .. } => {
+                text(cause, key)
+            }
+            EventKind::Malformed { reason } => text(reason, key),
+            EventKind::UnknownFrame { frame_type } => text(frame_type, key),
+            EventKind::Transcript { text: said, .. } => text(said, key),
+            EventKind::Marker { label } => text(label, key),
+            EventKind::State(_)
+            | EventKind::Connected { .. }
+            | EventKind::FirstToken { .. }
+            | EventKind::Pong { .. }
+            | EventKind::HeartbeatMissed { .. }
+            | EventKind::RateLimitStatus { .. } => {}
+        }
+    }
+}
+
+/// A session's key, ready to be looked for in every text the session reports (a `memmem`
+/// finder built once: the check on each chunk is one substring search, no allocation).
+///
+/// Limit: each event's text is scrubbed on its own, as the recorder scrubs each frame, so a
+/// key a relay splits across two chunks is not caught (the two halves stay in two events; a
+/// consumer that joins them would show it). Relays that echo a key send it in one piece (a
+/// 401 body, one quoted header); joining chunks here would make replay differ from live.
+#[derive(Clone)]
+pub struct Scrub {
+    key: String,
+    finder: memchr::memmem::Finder<'static>,
+}
+
+impl std::fmt::Debug for Scrub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Scrub([REDACTED])")
+    }
+}
+
+impl Scrub {
+    /// A scrub for `key`; `None` for an empty key (nothing to look for).
+    pub fn new(key: &crate::config::secret::Secret) -> Option<Self> {
+        let raw = key.expose();
+        if raw.is_empty() {
+            return None;
+        }
+        Some(Self {
+            key: raw.to_owned(),
+            finder: memchr::memmem::Finder::new(raw.as_bytes()).into_owned(),
+        })
+    }
+
+    fn found(&self, text: &[u8]) -> bool {
+        self.finder.find(text).is_some()
+    }
+
+    /// `text` with every occurrence of the key replaced by `[REDACTED]`; borrowed (no
+    /// allocation) when the key is not in it.
+    pub fn scrub<'a>(&self, text: &'a str) -> std::borrow::Cow<'a, str> {
+        if self.found(text.as_bytes()) {
+            std::borrow::Cow::Owned(self.replace(text))
+        } else {
+            std::borrow::Cow::Borrowed(text)
+        }
+    }
+
+    /// `text` with every occurrence of the key replaced by `[REDACTED]`.
+    pub fn replace(&self, text: &str) -> String {
+        text.replace(&self.key, crate::config::secret::REDACTED)
+    }
+}
+
 /// What a WebSocket close code means, in a few words.
 pub fn close_code_meaning(code: u16) -> &'static str {
     match code {
@@ -303,5 +405,55 @@ pub fn close_cause(code: u16, reason: &str) -> String {
         format!("close {code} ({})", close_code_meaning(code))
     } else {
         format!("close {code} ({}): {reason}", close_code_meaning(code))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::secret::Secret;
+
+    const KEY: &str = "hs_live_SCRUBTEST0123456789";
+
+    #[test]
+    fn scrub_replaces_the_key_in_every_text_and_leaves_the_rest() {
+        let scrub = Scrub::new(&Secret::new(KEY)).expect("a key");
+        let mut chunk = EventKind::Chunk {
+            request: 1,
+            text: format!("key {KEY}!").into(),
+        };
+        chunk.scrub(&scrub);
+        assert_eq!(
+            chunk,
+            EventKind::Chunk {
+                request: 1,
+                text: "key [REDACTED]!".into()
+            }
+        );
+        let mut stopped = EventKind::State(SessionState::Stopped {
+            reason: format!("answered 401: Bearer {KEY} and {KEY}"),
+        });
+        stopped.scrub(&scrub);
+        assert_eq!(
+            stopped,
+            EventKind::State(SessionState::Stopped {
+                reason: "answered 401: Bearer [REDACTED] and [REDACTED]".into()
+            })
+        );
+        let clean = EventKind::Error {
+            kind: ErrorKind::Network,
+            message: "connection lost".into(),
+            retryable: true,
+            retry_after_ms: None,
+        };
+        let mut same = clean.clone();
+        same.scrub(&scrub);
+        assert_eq!(same, clean);
+        assert!(matches!(
+            scrub.scrub("no key here"),
+            std::borrow::Cow::Borrowed(_)
+        ));
+        assert!(Scrub::new(&Secret::new("  ")).is_none());
+        assert_eq!(format!("{scrub:?}"), "Scrub([REDACTED])");
     }
 }

@@ -191,7 +191,7 @@ pub async fn run(world: World, options: ChatOptions) -> anyhow::Result<()> {
     };
     let result = terminal_loop::run(&mut screen, settings.mouse, settings.fps).await;
     let reason = match &result {
-        Ok(()) => "left the chat".to_owned(),
+        Ok(ended) => ended.reason("left the chat"),
         Err(e) => format!("the chat failed: {e}"),
     };
     let ending = Ending {
@@ -203,7 +203,7 @@ pub async fn run(world: World, options: ChatOptions) -> anyhow::Result<()> {
         eprintln!("relaytop: recorded to {}", dir.display());
     }
     world.stop().await;
-    result
+    result.map(|_| ())
 }
 
 /// `relaytop chat`'s pane on the terminal loop, with its session's events.

@@ -228,6 +228,8 @@ impl<C: HttpStreamCodec> HttpStreamTransport<C> {
 
     /// The codec's check with the key: the connection's handshake.
     async fn open(&mut self, core: &mut Core, attempt: u32) -> Result<(), End> {
+        // The decoder reads each event's data with the key scrubbed, as a replay reads it.
+        self.codec.decoder_mut().set_scrub(core.scrub().cloned());
         let client = match self.client(core) {
             Ok(client) => client,
             Err(message) => return Err(End::Fatal(message)),
@@ -394,8 +396,11 @@ impl<C: HttpStreamCodec> HttpStreamTransport<C> {
             return self.http_failure(core, request, status, &headers, &body, outgoing, retries);
         }
 
-        // The stream.
+        // The stream. Until the decoder sees an event, the body's first bytes are kept: a 200
+        // whose body is no event stream at all is the relay's protocol error, not a drop.
         let mut last_received = now;
+        let mut saw_event = false;
+        let mut head: Vec<u8> = Vec::new();
         loop {
             let idle_at = last_received + timing.dead_after;
             let give_up_at = sent + timing.response_timeout;
@@ -406,16 +411,28 @@ impl<C: HttpStreamCodec> HttpStreamTransport<C> {
                     last_received = now;
                     let mut derived = std::mem::take(&mut self.derived);
                     let inbound = match chunk {
-                        Ok(Some(bytes)) => self.codec.on_bytes(
-                            now,
-                            &bytes,
-                            &mut |k| derived.push(k),
-                            &mut |wire| core.tap_wire(now, Direction::FromRelay, wire),
-                        ),
+                        Ok(Some(bytes)) => {
+                            if !saw_event && head.len() < NOT_A_STREAM_HEAD {
+                                let room = NOT_A_STREAM_HEAD - head.len();
+                                head.extend_from_slice(&bytes[..bytes.len().min(room)]);
+                            }
+                            self.codec.on_bytes(
+                                now,
+                                &bytes,
+                                &mut |k| derived.push(k),
+                                &mut |wire| {
+                                    saw_event |= is_event(&wire);
+                                    core.tap_wire(now, Direction::FromRelay, wire)
+                                },
+                            )
+                        }
                         Ok(None) => self.codec.on_end(
                             now,
                             &mut |k| derived.push(k),
-                            &mut |wire| core.tap_wire(now, Direction::FromRelay, wire),
+                            &mut |wire| {
+                                saw_event |= is_event(&wire);
+                                core.tap_wire(now, Direction::FromRelay, wire)
+                            },
                         ),
                         Err(error) => {
                             let (kind, message) = describe_error(error, timing.handshake_timeout);
@@ -446,6 +463,10 @@ impl<C: HttpStreamCodec> HttpStreamTransport<C> {
                                 let wait = self.codec.rate_limited_wait();
                                 core.workload.defer_until(now + wait);
                             }
+                            return Exchange::Finished;
+                        }
+                        SseInbound::StreamCut if !saw_event && !head.is_empty() => {
+                            self.not_a_stream(core, now, status, &head);
                             return Exchange::Finished;
                         }
                         SseInbound::StreamCut => {
@@ -494,6 +515,37 @@ impl<C: HttpStreamCodec> HttpStreamTransport<C> {
         }
     }
 
+    /// A 2xx answer whose whole body held no event (`{malformed json: ...`, an HTML page):
+    /// the relay broke the protocol. The request fails as a protocol error and the body counts
+    /// as malformed; the connection is fine, so the session goes on without a reconnect.
+    fn not_a_stream(&mut self, core: &mut Core, now: Duration, status: u16, head: &[u8]) {
+        let message = format!(
+            "the relay answered {status} with a body that is not an event stream: {}",
+            String::from_utf8_lossy(head).trim_end()
+        );
+        tracing::info!(session = %core.spec.info.name, %message, "not an event stream");
+        if let Some(failed) = self.codec.fail(ErrorKind::Protocol, message.clone()) {
+            core.emit(now, failed);
+        }
+        core.workload.on_failed();
+        core.emit(
+            now,
+            EventKind::Malformed {
+                reason: message.clone(),
+            },
+        );
+        core.emit(
+            now,
+            EventKind::Error {
+                kind: ErrorKind::Protocol,
+                message,
+                retryable: true,
+                retry_after_ms: None,
+            },
+        );
+        core.set_state(now, SessionState::Open);
+    }
+
     /// A non-2xx answer to a request.
     #[allow(clippy::too_many_arguments)]
     fn http_failure(
@@ -535,7 +587,7 @@ impl<C: HttpStreamCodec> HttpStreamTransport<C> {
             Action::Stop => Exchange::End(End::Fatal(message)),
             Action::Fail => Exchange::Finished,
             Action::Retry => {
-                if matches!(kind, ErrorKind::RateLimited | ErrorKind::Overloaded) {
+                if kind == ErrorKind::RateLimited {
                     core.emit(
                         now,
                         EventKind::RateLimited {
@@ -566,6 +618,17 @@ impl<C: HttpStreamCodec> Transport for HttpStreamTransport<C> {
         }
         self.serve(core).await
     }
+}
+
+/// How many bytes of a body that is not an event stream its error quotes.
+const NOT_A_STREAM_HEAD: usize = 80;
+
+/// Whether the decoder consumed an event of the stream (not just its end).
+fn is_event(wire: &Wire<'_>) -> bool {
+    matches!(
+        wire,
+        Wire::Text(_) | Wire::SseEvent { .. } | Wire::SseRefused { .. }
+    )
 }
 
 /// Reads an error body, up to `MAX_ERROR_BODY` bytes and `ERROR_BODY_TIMEOUT`.

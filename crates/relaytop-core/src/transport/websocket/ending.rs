@@ -19,6 +19,9 @@ use crate::session::{ErrorKind, EventKind};
 use crate::transport::websocket::codec::{HoldBack, WebSocketCodec};
 use crate::transport::websocket::serve::WebSocketTransport;
 
+/// Close 1008 (policy violation): the key or the policy, counted as an auth error.
+pub(super) const CLOSE_POLICY: u16 = 1008;
+
 impl<C: WebSocketCodec> WebSocketTransport<C> {
     /// The peer asked us to slow down (as the decoder read it). Under `HoldBack::Schedule` a
     /// rate limit follows the 1, 2, 4, 8, 16 s schedule unless the peer gave a wait, and gives
@@ -74,7 +77,13 @@ impl<C: WebSocketCodec> WebSocketTransport<C> {
             Error::Protocol(ProtocolError::ResetWithoutClosingHandshake)
             | Error::ConnectionClosed
             | Error::AlreadyClosed => {
-                return self.on_dropped(core, now, 1006, "connection ended without a close frame");
+                return self.on_dropped(
+                    core,
+                    now,
+                    1006,
+                    "connection ended without a close frame",
+                    ErrorKind::Network,
+                );
             }
             Error::Capacity(e) => (
                 1009,
@@ -102,22 +111,25 @@ impl<C: WebSocketCodec> WebSocketTransport<C> {
                 retry_after_ms: None,
             },
         );
-        self.on_dropped(core, now, code, &reason)
+        self.on_dropped(core, now, code, &reason, kind)
     }
 
-    /// The connection ended without us asking. Fails the response under way, reports the
-    /// close, and says whether to retry (not after a close the codec says is for good).
+    /// The connection ended without us asking, for a failure of `kind` (a dead peer is a
+    /// timeout, a close 1008 the key or the policy). Fails the response under way with that
+    /// kind, reports the close (a close 1008 as an auth error too: it is counted), and says
+    /// whether to retry (not after a close the codec says is for good).
     pub(super) fn on_dropped(
         &mut self,
         core: &mut Core,
         now: Duration,
         code: u16,
         reason: &str,
+        kind: ErrorKind,
     ) -> End {
         let cause = close_cause(code, reason);
         tracing::info!(session = %core.spec.info.name, %cause, "connection dropped");
         core.tap_wire(now, Direction::FromRelay, Wire::Close { code, reason });
-        if let Some(failed) = self.codec.fail(ErrorKind::Network, cause.clone()) {
+        if let Some(failed) = self.codec.fail(kind, cause.clone()) {
             core.emit(now, failed);
             core.workload.on_failed();
         }
@@ -129,7 +141,19 @@ impl<C: WebSocketCodec> WebSocketTransport<C> {
                 requested: false,
             },
         );
-        if let Some(verdict) = self.codec.closed_for_good(code, reason) {
+        let verdict = self.codec.closed_for_good(code, reason);
+        if code == CLOSE_POLICY {
+            core.emit(
+                now,
+                EventKind::Error {
+                    kind: ErrorKind::Auth,
+                    message: cause.clone(),
+                    retryable: verdict.is_none(),
+                    retry_after_ms: None,
+                },
+            );
+        }
+        if let Some(verdict) = verdict {
             return End::Fatal(verdict);
         }
         End::Retry {

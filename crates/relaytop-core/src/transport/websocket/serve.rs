@@ -189,7 +189,7 @@ impl<C: WebSocketCodec> WebSocketTransport<C> {
                             self.then(core, &mut socket, now, then).await
                         }
                         Some(Err(error)) => Some(self.on_socket_error(core, &error, now)),
-                        None => Some(self.on_dropped(core, now, 1006, "connection ended without a close frame")),
+                        None => Some(self.on_dropped(core, now, 1006, "connection ended without a close frame", ErrorKind::Network)),
                     };
                     if let Some(end) = end {
                         return end;
@@ -326,7 +326,7 @@ impl<C: WebSocketCodec> WebSocketTransport<C> {
                         },
                     );
                     // Close without waiting: the peer will not answer a close handshake.
-                    return Some(self.on_dropped(core, now, 1006, &reason));
+                    return Some(self.on_dropped(core, now, 1006, &reason, ErrorKind::Timeout));
                 }
             }
         }
@@ -419,7 +419,12 @@ impl<C: WebSocketCodec> WebSocketTransport<C> {
                     Some(frame) => (u16::from(frame.code), frame.reason.to_string()),
                     None => (1005, String::new()),
                 };
-                Then::End(self.on_dropped(core, now, code, &reason))
+                let kind = if code == super::ending::CLOSE_POLICY {
+                    ErrorKind::Auth
+                } else {
+                    ErrorKind::Network
+                };
+                Then::End(self.on_dropped(core, now, code, &reason, kind))
             }
         }
     }
@@ -445,6 +450,12 @@ impl<C: WebSocketCodec> WebSocketTransport<C> {
         now: Duration,
     ) -> Then {
         core.tap_wire(now, Direction::FromRelay, Wire::Text(text));
+        // The codec reads the frame with the key scrubbed, as a replay reads the recording.
+        let scrubbed = match core.scrub() {
+            Some(scrub) => scrub.scrub(text),
+            None => std::borrow::Cow::Borrowed(text),
+        };
+        let text: &str = &scrubbed;
         let reaction = self.codec.on_text(now, text, &mut |kind| {
             // Chunks come only with text of a response: the workload keeps a chat's reply.
             if let EventKind::Chunk { text, .. } = &kind {
