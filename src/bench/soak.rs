@@ -165,6 +165,8 @@ pub fn accelerated_timing(scale: f64) -> Timing {
             cap: s(t.backoff.cap),
             max_attempts: t.backoff.max_attempts,
         },
+        watch: t.watch.map(s),
+        recheck: t.recheck.map(s),
     }
 }
 

@@ -137,7 +137,11 @@ fn columns(app: &App, width: u16) -> Vec<Column> {
 }
 
 /// The state as a person says it, and its colour.
-pub fn state_text(state: &SessionState, now_us: u64) -> (String, Role) {
+pub fn state_text(
+    state: &SessionState,
+    now_us: u64,
+    started_at: chrono::DateTime<chrono::FixedOffset>,
+) -> (String, Role) {
     match state {
         SessionState::Connecting { attempt } if *attempt <= 1 => {
             ("connecting".into(), Role::Connecting)
@@ -148,9 +152,25 @@ pub fn state_text(state: &SessionState, now_us: u64) -> (String, Role) {
         SessionState::Open => ("open".into(), Role::Connected),
         SessionState::Streaming { .. } => ("streaming".into(), Role::Streaming),
         SessionState::BackingOff {
+            until_us,
+            watch: Some(watch),
+            ..
+        } => (
+            watch.describe(
+                &format::clock(started_at, watch.since_us),
+                until_us.saturating_sub(now_us),
+            ),
+            if watch.refused.is_some() {
+                Role::Stopped
+            } else {
+                Role::BackingOff
+            },
+        ),
+        SessionState::BackingOff {
             attempt,
             max_attempts,
             until_us,
+            watch: None,
         } => {
             let left = until_us.saturating_sub(now_us) as f64 / 1e6;
             (
@@ -290,7 +310,7 @@ pub fn render(frame: &mut Frame, area: Rect, chrome: Chrome, app: &App) {
                 SortColumn::Provider => (s.info().provider.clone(), plain),
                 SortColumn::Model => (s.info().model.clone(), theme.fg(Role::Muted)),
                 SortColumn::State => {
-                    let (text, role) = state_text(s.state(), now);
+                    let (text, role) = state_text(s.state(), now, app.started_at());
                     (text, theme.fg(role))
                 }
                 SortColumn::Reconnects => (
