@@ -12,6 +12,7 @@ mod case;
 mod absurd_numbers;
 mod against_simulator;
 mod hand_made_relay;
+mod keep_watching;
 mod names;
 mod other_transports;
 mod through_proxy;

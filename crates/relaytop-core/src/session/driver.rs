@@ -831,7 +831,13 @@ mod tests {
     fn a_refused_key_is_checked_again_at_the_recheck_interval() {
         let mut core = core();
         let now = Duration::from_secs(3);
-        let end = core.connect_failed(now, ErrorKind::Auth, "upgrade answered 401".into(), false, None);
+        let end = core.connect_failed(
+            now,
+            ErrorKind::Auth,
+            "upgrade answered 401".into(),
+            false,
+            None,
+        );
         let pause = pause(core.next_after(now, end));
         assert_eq!(pause.delay, Duration::from_secs(300));
         assert_eq!((pause.attempt, pause.max_attempts), (0, 0));
