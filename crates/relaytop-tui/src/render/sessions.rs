@@ -412,3 +412,41 @@ pub fn render(frame: &mut Frame, area: Rect, chrome: Chrome, app: &App) {
     let table = Table::new(rows, widths).header(header).column_spacing(1);
     frame.render_widget(table, inner);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use relaytop_core::session::Watch;
+
+    #[test]
+    fn a_watched_session_says_since_when_and_when_it_looks_next() {
+        let start = chrono::DateTime::parse_from_rfc3339("2026-11-25T14:00:00Z").unwrap();
+        let down = SessionState::BackingOff {
+            attempt: 12,
+            max_attempts: 10,
+            until_us: 250_000_000,
+            watch: Some(Watch {
+                since_us: 202_000_000,
+                refused: None,
+            }),
+        };
+        let (text, role) = state_text(&down, 208_000_000, start);
+        assert_eq!(text, "down since 14:03:22, next look in 42 s");
+        assert_eq!(role, Role::BackingOff);
+        let refused = SessionState::BackingOff {
+            attempt: 0,
+            max_attempts: 0,
+            until_us: 500_000_000,
+            watch: Some(Watch {
+                since_us: 202_000_000,
+                refused: Some("upgrade answered 401: invalid API key".into()),
+            }),
+        };
+        let (text, role) = state_text(&refused, 202_000_000, start);
+        assert_eq!(
+            text,
+            "refused since 14:03:22, next check in 4m 58s: upgrade answered 401: invalid API key"
+        );
+        assert_eq!(role, Role::Stopped);
+    }
+}
