@@ -97,8 +97,14 @@ pub struct SoakReport {
     pub heap_growth_pct: Option<f64>,
     pub drops: u64,
     pub reconnects: u64,
-    /// Drops not followed by a reconnect although the session had time for one.
+    /// Drops not followed by a reconnect although the session had time for one (and is not
+    /// still waiting out its backoff or its watch).
     pub unanswered_drops: u64,
+    /// Drops not followed by a reconnect yet whose session is still in its backoff (or its
+    /// watch of a relay that is down) at the end: answered, not yet due.
+    pub drops_in_backoff: u64,
+    /// Sessions watching a relay that is down or refused them at the end.
+    pub watching_sessions: u64,
     /// Sessions that gave up (retries exhausted, refused).
     pub stopped_sessions: u64,
     pub relay_dropped: u64,
@@ -133,6 +139,10 @@ struct Tally {
     drops: u64,
     /// Since the run started: the last drop not yet followed by a connection.
     open_drop_us: Option<u64>,
+    /// When the session's current backoff (or watch) ends, while it waits.
+    backoff_until_us: Option<u64>,
+    /// Whether that wait is a watch (the retries used up, or refused).
+    watching: bool,
     stopped: bool,
 }
 
@@ -165,6 +175,8 @@ pub fn accelerated_timing(scale: f64) -> Timing {
             cap: s(t.backoff.cap),
             max_attempts: t.backoff.max_attempts,
         },
+        watch: t.watch.map(s),
+        recheck: t.recheck.map(s),
     }
 }
 
@@ -311,6 +323,14 @@ pub async fn run(options: SoakOptions, out: &mut dyn Write) -> anyhow::Result<So
                         t.connects += 1;
                         t.open_drop_us = None;
                     }
+                    EventKind::State(SessionState::BackingOff { until_us, ref watch, .. }) => {
+                        t.backoff_until_us = Some(until_us);
+                        t.watching = watch.is_some();
+                    }
+                    EventKind::State(SessionState::Connecting { .. }) => {
+                        t.backoff_until_us = None;
+                        t.watching = false;
+                    }
                     EventKind::Closed { requested: false, .. } => {
                         t.drops += 1;
                         t.open_drop_us = Some(event.at_us);
@@ -352,13 +372,25 @@ pub async fn run(options: SoakOptions, out: &mut dyn Write) -> anyhow::Result<So
     }
     let stop_us = u64::try_from(clock.now().as_micros()).unwrap_or(u64::MAX);
     let grace_us = u64::try_from(answer_within.as_micros()).unwrap_or(u64::MAX);
+    // A drop is answered by a reconnect, or by a backoff (or a watch) still running at the end.
+    let handshake_us = u64::try_from(timing.handshake_timeout.as_micros()).unwrap_or(u64::MAX);
+    let waiting = |t: &Tally| {
+        t.backoff_until_us
+            .is_some_and(|until| until.saturating_add(handshake_us) >= stop_us)
+    };
     let unanswered_drops = tallies
         .iter()
         .filter(|t| {
             t.open_drop_us
                 .is_some_and(|at| stop_us.saturating_sub(at) > grace_us)
+                && !waiting(t)
         })
         .count() as u64;
+    let drops_in_backoff = tallies
+        .iter()
+        .filter(|t| t.open_drop_us.is_some() && waiting(t))
+        .count() as u64;
+    let watching_sessions = tallies.iter().filter(|t| t.watching).count() as u64;
     let stopped_sessions = tallies.iter().filter(|t| t.stopped).count() as u64;
     let drops: u64 = tallies.iter().map(|t| t.drops).sum();
     let reconnects: u64 = tallies.iter().map(|t| t.connects.saturating_sub(1)).sum();
@@ -409,6 +441,8 @@ pub async fn run(options: SoakOptions, out: &mut dyn Write) -> anyhow::Result<So
         drops,
         reconnects,
         unanswered_drops,
+        drops_in_backoff,
+        watching_sessions,
         stopped_sessions,
         relay_dropped,
     };
@@ -452,12 +486,14 @@ fn print_verdict(r: &SoakReport, out: &mut dyn Write) -> std::io::Result<()> {
     )?;
     writeln!(
         out,
-        "{} drops: {} seen by sessions ({} cut by the relay), {} reconnects, {} not followed by a reconnect, {} sessions gave up",
+        "{} drops: {} seen by sessions ({} cut by the relay), {} reconnects, {} still in their backoff at the end, {} not followed by a reconnect, {} sessions watching a relay that is down, {} sessions gave up",
         mark(r.reconnects_follow_drops()),
         r.drops,
         r.relay_dropped,
         r.reconnects,
+        r.drops_in_backoff,
         r.unanswered_drops,
+        r.watching_sessions,
         r.stopped_sessions
     )?;
     writeln!(out, "{}", if r.passed() { "PASS" } else { "FAIL" })

@@ -66,6 +66,9 @@ pub(super) fn session_spec(
                 cap: Duration::from_millis(100),
                 max_attempts: 0,
             },
+            // A check wants a verdict, not a watch.
+            watch: None,
+            recheck: None,
         },
         seed: Some(1),
         tap: None,

@@ -13,6 +13,7 @@ mod absurd_numbers;
 mod against_simulator;
 mod echoes_and_kinds;
 mod hand_made_relay;
+mod keep_watching;
 mod names;
 mod other_transports;
 mod through_proxy;

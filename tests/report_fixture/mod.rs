@@ -239,6 +239,7 @@ pub fn events() -> Vec<SessionEvent> {
             attempt: 1,
             max_attempts: 10,
             until_us: 21 * S + 800 * MS,
+            watch: None,
         }),
     );
     b.at(

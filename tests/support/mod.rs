@@ -68,6 +68,10 @@ pub fn fast_timing() -> Timing {
             cap: Duration::from_millis(200),
             max_attempts: 10,
         },
+        // The older rows test the stop (what `relaytop check` and a config that turns the
+        // watch off get); the watch rows set these (fault_matrix/keep_watching.rs).
+        watch: None,
+        recheck: None,
     }
 }
 

@@ -170,13 +170,17 @@ pub fn describe(kind: &EventKind) -> Option<(Category, String)> {
             max_attempts,
             delay_ms,
             cause,
-        } => (
-            Category::Backoff,
-            format!(
-                "attempt {attempt}/{max_attempts} in {}: {cause}",
-                format::duration_short(delay_ms.saturating_mul(1000))
-            ),
-        ),
+        } => {
+            let next = format::duration_short(delay_ms.saturating_mul(1000));
+            let text = if *max_attempts == 0 {
+                format!("refused, next check in {next}: {cause}")
+            } else if attempt > max_attempts {
+                format!("down, next look in {next}: {cause}")
+            } else {
+                format!("attempt {attempt}/{max_attempts} in {next}: {cause}")
+            };
+            (Category::Backoff, text)
+        }
         EventKind::Error { kind, message, .. } => {
             let category = match kind {
                 ErrorKind::Auth => Category::Auth,

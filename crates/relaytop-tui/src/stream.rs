@@ -273,14 +273,17 @@ impl StreamRing {
                 max_attempts,
                 delay_ms,
                 cause,
-            } => (
-                LineKind::Notice,
-                0,
-                format!(
-                    "backing off {attempt}/{max_attempts} · next try in {} · {cause}",
-                    format::duration_short(delay_ms.saturating_mul(1000))
-                ),
-            ),
+            } => {
+                let next = format::duration_short(delay_ms.saturating_mul(1000));
+                let text = if *max_attempts == 0 {
+                    format!("refused · next check in {next} · {cause}")
+                } else if attempt > max_attempts {
+                    format!("down · next look in {next} · {cause}")
+                } else {
+                    format!("backing off {attempt}/{max_attempts} · next try in {next} · {cause}")
+                };
+                (LineKind::Notice, 0, text)
+            }
             EventKind::RateLimited { wait_ms, cause } => (
                 LineKind::Notice,
                 0,

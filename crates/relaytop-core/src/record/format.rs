@@ -641,6 +641,7 @@ mod tests {
                 attempt: 2,
                 max_attempts: 10,
                 until_us: 99,
+                watch: None,
             }),
             EventKind::State(SessionState::Open),
             EventKind::BackingOff {

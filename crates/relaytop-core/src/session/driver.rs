@@ -2,7 +2,12 @@
 //! wire tap, state changes), the provider's limits (send slots, connection slots), the
 //! commands taken while no connection is up, and the reconnect loop (`run`) with its two
 //! schedules: `Backoff` after a drop or a failed connect, `RateLimitBackoff` after a 429 at the
-//! connect (1, 2, 4, 8, 16 s or `Retry-After`; the session stops after 5 retries).
+//! connect (1, 2, 4, 8, 16 s or `Retry-After`).
+//!
+//! A monitor keeps watching: when the retries (or the 429 retries) are used up the relay is
+//! "down" and the session looks again every `Timing::watch`; when the relay refused the key
+//! or the policy it checks again every `Timing::recheck`. Only a close the user (or the run)
+//! asked for ends a session, unless the timing turns the watch off (then it stops).
 //!
 //! Each transport (relay/v1 in `task`, `sse`, `realtime`) supplies only "connect, then serve
 //! until the connection ends" (`Transport`); every timing rule stays in the pure state
@@ -23,7 +28,9 @@ use crate::session::handle::{RunClock, SessionCommand};
 use crate::session::ratelimit::{RateLimitBackoff, RateLimitRetry};
 use crate::session::tap::{Direction, Wire};
 use crate::session::workload::{AudioJob, Outgoing, WorkloadState};
-use crate::session::{ErrorKind, EventKind, SessionEvent, SessionSpec, SessionState, Workload};
+use crate::session::{
+    ErrorKind, EventKind, SessionEvent, SessionSpec, SessionState, Watch, Workload,
+};
 
 /// How long a send waits when another session holds the provider's window at that instant.
 const LIMITS_BUSY_RETRY: Duration = Duration::from_millis(1);
@@ -92,6 +99,8 @@ struct Pause {
     max_attempts: u32,
     delay: Duration,
     cause: String,
+    /// Set when the session is watching a relay that is down or refused it.
+    watch: Option<Watch>,
 }
 
 /// A session's reporting and shared state, owned by its task.
@@ -140,7 +149,8 @@ impl Core {
             None => SmallRng::from_os_rng(),
         };
         Self {
-            backoff: Backoff::new(spec.timing.backoff, spec.timing.stable_after),
+            backoff: Backoff::new(spec.timing.backoff, spec.timing.stable_after)
+                .with_watch(spec.timing.watch),
             connect_limited: RateLimitBackoff::default(),
             workload: WorkloadState::new(&spec.workload),
             scrub: spec
@@ -324,6 +334,10 @@ impl Core {
     /// (a batch the consumer has emptied, or a new one as large as the last batch was): an
     /// idle session holds none.
     fn report(&mut self, event: SessionEvent) {
+        if matches!(event.kind, EventKind::Done { .. }) {
+            // A completed response is proof of health (backoff.rs: the reset rule).
+            self.backoff.on_healthy();
+        }
         if self.outbox.capacity() == 0 {
             self.outbox = self
                 .events
@@ -507,6 +521,7 @@ impl Core {
             max_attempts,
             delay,
             cause,
+            watch,
         } = pause;
         self.emit(
             now,
@@ -523,6 +538,7 @@ impl Core {
                 attempt,
                 max_attempts,
                 until_us: micros(now + delay),
+                watch,
             },
         );
         self.flush().await;
@@ -548,7 +564,23 @@ impl Core {
     fn next_after(&mut self, now: Duration, end: End) -> Next {
         match end {
             End::Closed => Next::Close,
-            End::Fatal(reason) => Next::Stop(reason),
+            End::Fatal(reason) => match self.spec.timing.recheck {
+                Some(every) => {
+                    let since = self.backoff.failing_since(now);
+                    Next::Pause(Pause {
+                        // Not a retry: `0 of 0` tells the panes it is a re-check.
+                        attempt: 0,
+                        max_attempts: 0,
+                        delay: every,
+                        cause: reason.clone(),
+                        watch: Some(Watch {
+                            since_us: micros(since),
+                            refused: Some(reason),
+                        }),
+                    })
+                }
+                None => Next::Stop(reason),
+            },
             End::Reconnect => {
                 self.emit(
                     now,
@@ -569,14 +601,48 @@ impl Core {
                         max_attempts: self.backoff.max_attempts(),
                         delay,
                         cause,
+                        watch: None,
+                    }),
+                    Retry::Watch {
+                        attempt,
+                        delay,
+                        down_since,
+                    } => Next::Pause(Pause {
+                        attempt,
+                        max_attempts: self.backoff.max_attempts(),
+                        delay,
+                        cause,
+                        watch: Some(Watch {
+                            since_us: micros(down_since),
+                            refused: None,
+                        }),
                     }),
                 }
             }
             End::RateLimited { cause, retry_after } => {
+                // The first 429 in a row starts the "down since" time.
+                let since = self.backoff.failing_since(now);
                 match self.connect_limited.on_rate_limited(retry_after) {
-                    RateLimitRetry::GiveUp { retries } => Next::Stop(format!(
-                        "rate limited: the relay answered 429 again after {retries} retries ({cause})"
-                    )),
+                    RateLimitRetry::GiveUp { retries } => {
+                        let reason = format!(
+                            "rate limited: the relay answered 429 again after {retries} retries ({cause})"
+                        );
+                        let Some(every) = self.spec.timing.watch else {
+                            return Next::Stop(reason);
+                        };
+                        let delay = retry_after.map_or(every, |asked| asked.max(every));
+                        self.rate_limited(now, delay, reason.clone());
+                        Next::Pause(Pause {
+                            attempt: retries + 1,
+                            max_attempts: retries,
+                            delay,
+                            cause: reason,
+                            watch: Some(Watch {
+                                since_us: micros(since),
+                                refused: None,
+                            }),
+                        })
+                    }
                     RateLimitRetry::After { retry, delay } => {
                         let max_attempts = self.connect_limited.max_retries();
                         self.rate_limited(
@@ -589,6 +655,7 @@ impl Core {
                             max_attempts,
                             delay,
                             cause,
+                            watch: None,
                         })
                     }
                 }
@@ -645,6 +712,10 @@ mod tests {
     use crate::session::{Protocol, SessionInfo, Timing};
 
     fn core() -> Core {
+        core_with(Timing::default())
+    }
+
+    fn core_with(timing: Timing) -> Core {
         let (events, _) = crate::session::stream::channel(16);
         let (_, commands) = mpsc::channel(1);
         let spec = SessionSpec {
@@ -660,7 +731,7 @@ mod tests {
             api_key: None,
             auth: Default::default(),
             workload: Workload::OnDemand,
-            timing: Timing::default(),
+            timing,
             seed: Some(7),
             tap: None,
             limits: None,
@@ -689,8 +760,11 @@ mod tests {
     }
 
     #[test]
-    fn a_429_at_the_connect_follows_the_rate_limit_schedule_then_stops() {
-        let mut core = core();
+    fn a_429_at_the_connect_follows_the_rate_limit_schedule_then_stops_without_a_watch() {
+        let mut core = core_with(Timing {
+            watch: None,
+            ..Timing::default()
+        });
         let now = Duration::from_secs(1);
         for retry in 1..=5u32 {
             let end = core.connect_failed(now, ErrorKind::RateLimited, "429".into(), true, None);
@@ -750,6 +824,90 @@ mod tests {
         assert_eq!(pause.max_attempts, Timing::default().backoff.max_attempts);
         let end = core.connect_failed(now, ErrorKind::RateLimited, "quota".into(), false, None);
         assert!(matches!(end, End::Fatal(_)), "{end:?}");
+    }
+
+    #[test]
+    fn a_sixth_429_watches_the_relay_instead_of_stopping() {
+        let mut core = core();
+        let start = Duration::from_secs(1);
+        for _ in 1..=5u32 {
+            let end = core.connect_failed(start, ErrorKind::RateLimited, "429".into(), true, None);
+            pause(core.next_after(start, end));
+        }
+        let now = Duration::from_secs(40);
+        let end = core.connect_failed(now, ErrorKind::RateLimited, "429".into(), true, None);
+        let pause = pause(core.next_after(now, end));
+        assert_eq!(pause.delay, Duration::from_secs(60));
+        assert_eq!(
+            pause.watch,
+            Some(Watch {
+                since_us: 1_000_000,
+                refused: None
+            })
+        );
+        // A connection and a completed response: healthy again.
+        core.connected(now, 7, Duration::from_millis(10));
+        core.backoff.on_healthy();
+        let end = core.connect_failed(now, ErrorKind::RateLimited, "429".into(), true, None);
+        let again = self::pause(core.next_after(now, end));
+        assert_eq!((again.attempt, again.watch), (1, None));
+    }
+
+    #[test]
+    fn a_refused_key_is_checked_again_at_the_recheck_interval() {
+        let mut core = core();
+        let now = Duration::from_secs(3);
+        let end = core.connect_failed(
+            now,
+            ErrorKind::Auth,
+            "upgrade answered 401".into(),
+            false,
+            None,
+        );
+        let pause = pause(core.next_after(now, end));
+        assert_eq!(pause.delay, Duration::from_secs(300));
+        assert_eq!((pause.attempt, pause.max_attempts), (0, 0));
+        assert_eq!(
+            pause.watch,
+            Some(Watch {
+                since_us: 3_000_000,
+                refused: Some("upgrade answered 401".into())
+            })
+        );
+        let mut stopping = core_with(Timing {
+            recheck: None,
+            ..Timing::default()
+        });
+        let end = stopping.connect_failed(now, ErrorKind::Auth, "401".into(), false, None);
+        assert!(matches!(stopping.next_after(now, end), Next::Stop(reason) if reason == "401"));
+    }
+
+    #[test]
+    fn a_completed_response_resets_the_reconnect_count() {
+        let mut core = core();
+        let now = Duration::from_secs(1);
+        for _ in 0..3 {
+            let end = core.connect_failed(now, ErrorKind::Network, "refused".into(), true, None);
+            pause(core.next_after(now, end));
+        }
+        assert_eq!(core.backoff.attempt(), 3);
+        core.connected(now, 4, Duration::from_millis(1));
+        core.derived(
+            now,
+            EventKind::Done {
+                request: 1,
+                model: "m".into(),
+                ttft_us: None,
+                answer_us: None,
+                total_us: 1,
+                tokens: Default::default(),
+                reported_cost_usd: None,
+                finish_reason: None,
+                chunks: 0,
+                bytes: 0,
+            },
+        );
+        assert_eq!(core.backoff.attempt(), 0);
     }
 
     #[test]

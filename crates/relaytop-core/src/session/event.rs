@@ -61,8 +61,13 @@ pub enum SessionState {
         max_attempts: u32,
         /// When the wait ends, in microseconds since the run started.
         until_us: u64,
+        /// Set when the session no longer counts retries but keeps watching: the relay is
+        /// down (the retries are used up) or refused the key. Absent in older recordings.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        watch: Option<Watch>,
     },
-    /// Given up: retrying cannot help (bad key, policy close, attempts exhausted).
+    /// Given up: retrying cannot help (bad key, policy close, attempts exhausted) and the
+    /// session was told not to keep watching (`Timing::watch`, `Timing::recheck`).
     Stopped { reason: String },
     /// Closed because the user (or the end of the run) asked for it.
     Closed,
@@ -84,6 +89,30 @@ impl SessionState {
     /// Whether the session has a live connection.
     pub fn is_up(&self) -> bool {
         matches!(self, SessionState::Open | SessionState::Streaming { .. })
+    }
+}
+
+/// A session that keeps watching a relay that is down or refused it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Watch {
+    /// When the failures in a row began, in microseconds since the run started.
+    pub since_us: u64,
+    /// Why the relay refused the session (the key, the policy), when it did; `None`: down.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused: Option<String>,
+}
+
+impl Watch {
+    /// What a person watching is told, with `since` the start as the caller writes it (a
+    /// wall clock) and `next_in_us` the time to the next look: `down since 14:03:22, next
+    /// look in 42 s`, or `refused since 14:03:22, next check in 4m 58s: upgrade answered
+    /// 401: invalid API key`.
+    pub fn describe(&self, since: &str, next_in_us: u64) -> String {
+        let next = crate::numbers::duration_short(next_in_us);
+        match &self.refused {
+            None => format!("down since {since}, next look in {next}"),
+            Some(reason) => format!("refused since {since}, next check in {next}: {reason}"),
+        }
     }
 }
 

@@ -23,7 +23,9 @@ pub mod stream;
 pub mod tap;
 pub mod workload;
 
-pub use event::{ErrorKind, EventKind, RequestId, SessionEvent, SessionId, SessionState, Tokens};
+pub use event::{
+    ErrorKind, EventKind, RequestId, SessionEvent, SessionId, SessionState, Tokens, Watch,
+};
 pub use handle::{
     HttpCheck, RunClock, SessionCommand, SessionHandle, http_check, http_classify, spawn,
 };

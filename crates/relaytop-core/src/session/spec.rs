@@ -80,7 +80,8 @@ pub enum AuthStyle {
 pub struct BackoffPolicy {
     pub base: Duration,
     pub cap: Duration,
-    /// Retries before the session stops.
+    /// Retries before the session counts the relay as down (and, without a
+    /// `Timing::watch`, stops).
     pub max_attempts: u32,
 }
 
@@ -93,6 +94,12 @@ impl Default for BackoffPolicy {
         }
     }
 }
+
+/// How often a session that used up its retries looks again (`Timing::watch`).
+pub const DEFAULT_WATCH: Duration = Duration::from_secs(60);
+
+/// How often a session whose key was refused checks again (`Timing::recheck`).
+pub const DEFAULT_RECHECK: Duration = Duration::from_secs(300);
 
 /// Every interval a session uses. Defaults are spec/PROTOCOL.md's.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -110,6 +117,13 @@ pub struct Timing {
     /// A connection that stayed up this long resets the reconnect count.
     pub stable_after: Duration,
     pub backoff: BackoffPolicy,
+    /// After `backoff.max_attempts` retries failed in a row the relay is "down": keep looking
+    /// this often (or what the relay's `Retry-After` asks, if longer) until a connection
+    /// proves healthy. `None`: stop instead (`relaytop check`, which wants a verdict).
+    pub watch: Option<Duration>,
+    /// After the relay refused the key or the policy (401, 403, close 1008, a codec's
+    /// "stop"), look again this often, so that a fixed key resumes. `None`: stop instead.
+    pub recheck: Option<Duration>,
 }
 
 impl Default for Timing {
@@ -122,6 +136,8 @@ impl Default for Timing {
             response_timeout: Duration::from_secs(120),
             stable_after: Duration::from_secs(30),
             backoff: BackoffPolicy::default(),
+            watch: Some(DEFAULT_WATCH),
+            recheck: Some(DEFAULT_RECHECK),
         }
     }
 }

@@ -137,7 +137,11 @@ fn columns(app: &App, width: u16) -> Vec<Column> {
 }
 
 /// The state as a person says it, and its colour.
-pub fn state_text(state: &SessionState, now_us: u64) -> (String, Role) {
+pub fn state_text(
+    state: &SessionState,
+    now_us: u64,
+    started_at: chrono::DateTime<chrono::FixedOffset>,
+) -> (String, Role) {
     match state {
         SessionState::Connecting { attempt } if *attempt <= 1 => {
             ("connecting".into(), Role::Connecting)
@@ -148,9 +152,25 @@ pub fn state_text(state: &SessionState, now_us: u64) -> (String, Role) {
         SessionState::Open => ("open".into(), Role::Connected),
         SessionState::Streaming { .. } => ("streaming".into(), Role::Streaming),
         SessionState::BackingOff {
+            until_us,
+            watch: Some(watch),
+            ..
+        } => (
+            watch.describe(
+                &format::clock(started_at, watch.since_us),
+                until_us.saturating_sub(now_us),
+            ),
+            if watch.refused.is_some() {
+                Role::Stopped
+            } else {
+                Role::BackingOff
+            },
+        ),
+        SessionState::BackingOff {
             attempt,
             max_attempts,
             until_us,
+            watch: None,
         } => {
             let left = until_us.saturating_sub(now_us) as f64 / 1e6;
             (
@@ -290,7 +310,7 @@ pub fn render(frame: &mut Frame, area: Rect, chrome: Chrome, app: &App) {
                 SortColumn::Provider => (s.info().provider.clone(), plain),
                 SortColumn::Model => (s.info().model.clone(), theme.fg(Role::Muted)),
                 SortColumn::State => {
-                    let (text, role) = state_text(s.state(), now);
+                    let (text, role) = state_text(s.state(), now, app.started_at());
                     (text, theme.fg(role))
                 }
                 SortColumn::Reconnects => (
@@ -391,4 +411,42 @@ pub fn render(frame: &mut Frame, area: Rect, chrome: Chrome, app: &App) {
     let widths: Vec<Constraint> = cols.iter().map(|c| Constraint::Length(c.width)).collect();
     let table = Table::new(rows, widths).header(header).column_spacing(1);
     frame.render_widget(table, inner);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use relaytop_core::session::Watch;
+
+    #[test]
+    fn a_watched_session_says_since_when_and_when_it_looks_next() {
+        let start = chrono::DateTime::parse_from_rfc3339("2026-11-25T14:00:00Z").unwrap();
+        let down = SessionState::BackingOff {
+            attempt: 12,
+            max_attempts: 10,
+            until_us: 250_000_000,
+            watch: Some(Watch {
+                since_us: 202_000_000,
+                refused: None,
+            }),
+        };
+        let (text, role) = state_text(&down, 208_000_000, start);
+        assert_eq!(text, "down since 14:03:22, next look in 42 s");
+        assert_eq!(role, Role::BackingOff);
+        let refused = SessionState::BackingOff {
+            attempt: 0,
+            max_attempts: 0,
+            until_us: 500_000_000,
+            watch: Some(Watch {
+                since_us: 202_000_000,
+                refused: Some("upgrade answered 401: invalid API key".into()),
+            }),
+        };
+        let (text, role) = state_text(&refused, 202_000_000, start);
+        assert_eq!(
+            text,
+            "refused since 14:03:22, next check in 4m 58s: upgrade answered 401: invalid API key"
+        );
+        assert_eq!(role, Role::Stopped);
+    }
 }

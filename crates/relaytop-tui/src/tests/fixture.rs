@@ -295,6 +295,7 @@ pub(super) fn events() -> Vec<SessionEvent> {
                 attempt,
                 max_attempts: 10,
                 until_us: at + delay * 1000,
+                watch: None,
             }),
         );
         if attempt < 3 {
