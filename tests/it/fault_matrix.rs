@@ -16,3 +16,4 @@ mod names;
 mod other_transports;
 mod through_proxy;
 mod upgrades;
+mod run_endings;
