@@ -251,7 +251,9 @@ pub async fn run_with_status(
             && last_state.iter().all(|state| {
                 !matches!(
                     state,
-                    Some(SessionState::Open | SessionState::Streaming { .. } | SessionState::Closed)
+                    Some(
+                        SessionState::Open | SessionState::Streaming { .. } | SessionState::Closed
+                    )
                 )
             }),
         recording_failed: finished.recording_failed.clone(),

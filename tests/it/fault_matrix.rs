@@ -14,6 +14,6 @@ mod against_simulator;
 mod hand_made_relay;
 mod names;
 mod other_transports;
+mod run_endings;
 mod through_proxy;
 mod upgrades;
-mod run_endings;

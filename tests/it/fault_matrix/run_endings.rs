@@ -101,7 +101,10 @@ fn a_full_disk_stops_the_recording_not_the_run() {
         .args(["headless", "--duration", "2s", "--format", "json"]));
     assert_eq!(code, 5, "exit status 5: recording failed\n{stderr}");
     let summary: serde_json::Value = serde_json::from_str(&stdout).expect("the summary, whole");
-    assert!(summary["totals"]["requests"].as_u64().unwrap() > 0, "{stdout}");
+    assert!(
+        summary["totals"]["requests"].as_u64().unwrap() > 0,
+        "{stdout}"
+    );
     assert!(
         stderr.contains("relaytop: warning: recording stopped: cannot write ")
             && stderr.contains("No space left on device")
@@ -123,7 +126,8 @@ fn a_full_disk_stops_the_recording_not_the_run() {
         .map(|e| e.path())
         .find(|p| p.is_dir())
         .expect("the run directory");
-    let mut replay = relaytop_core::record::Replay::open(&[dir]).expect("the partial recording opens");
+    let mut replay =
+        relaytop_core::record::Replay::open(&[dir]).expect("the partial recording opens");
     assert!(replay.next_event().is_some(), "events before the failure");
 }
 
@@ -132,12 +136,18 @@ fn sessions_stopped_for_their_key_exit_3() {
     let tmp = tempfile::tempdir().unwrap();
     let url = answering("401 Unauthorized");
     let config = config(tmp.path(), &url, "");
-    let (code, stdout, stderr) = run(relaytop(tmp.path())
-        .arg("--config")
-        .arg(&config)
-        .args(["headless", "--duration", "20s", "--format", "json"]));
+    let (code, stdout, stderr) = run(relaytop(tmp.path()).arg("--config").arg(&config).args([
+        "headless",
+        "--duration",
+        "20s",
+        "--format",
+        "json",
+    ]));
     assert_eq!(code, 3, "{stderr}");
-    assert!(stdout.contains("\"ended_by\": \"every session ended\""), "{stdout}");
+    assert!(
+        stdout.contains("\"ended_by\": \"every session ended\""),
+        "{stdout}"
+    );
     assert!(
         stderr.contains("relaytop: session probe-1 stopped for its key or quota (exit status 3)"),
         "{stderr}"
@@ -154,10 +164,13 @@ fn every_session_down_at_the_end_exits_4() {
         .unwrap()
         .port();
     let config = config(tmp.path(), &format!("http://127.0.0.1:{port}/v1"), "");
-    let (code, stdout, stderr) = run(relaytop(tmp.path())
-        .arg("--config")
-        .arg(&config)
-        .args(["headless", "--duration", "20s", "--format", "json"]));
+    let (code, stdout, stderr) = run(relaytop(tmp.path()).arg("--config").arg(&config).args([
+        "headless",
+        "--duration",
+        "20s",
+        "--format",
+        "json",
+    ]));
     assert_eq!(code, 4, "{stderr}");
     assert!(stdout.contains("\"totals\""), "{stdout}");
     assert!(
@@ -193,7 +206,12 @@ fn an_asciicast_too_big_is_refused_with_its_limits() {
         "{stderr}"
     );
     let (code, _, stderr) = run(relaytop(tmp.path()).args([
-        "export", "nowhere", "--format", "asciicast", "--height", "4000",
+        "export",
+        "nowhere",
+        "--format",
+        "asciicast",
+        "--height",
+        "4000",
     ]));
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("4000 is not in 8..=200"), "{stderr}");
@@ -228,10 +246,12 @@ fn an_unusable_log_dir_is_an_error() {
     let (code, _, stderr) = run(&mut command);
     assert_eq!(code, 1, "{stderr}");
     assert!(
-        stderr.contains(&format!("relaytop: cannot use --log-dir {}: ", file.display()))
-            && stderr.contains(
-                "give a directory relaytop can write to, or leave --log-dir out for the default"
-            ),
+        stderr.contains(&format!(
+            "relaytop: cannot use --log-dir {}: ",
+            file.display()
+        )) && stderr.contains(
+            "give a directory relaytop can write to, or leave --log-dir out for the default"
+        ),
         "{stderr}"
     );
 }
@@ -248,10 +268,13 @@ fn replay_start_at_past_the_end_is_warned_of() {
         .map(|e| e.path())
         .find(|p| p.is_dir())
         .expect("the run directory");
-    let (code, _, stderr) = run(relaytop(tmp.path())
-        .arg("replay")
-        .arg(&dir)
-        .args(["--headless", "--format", "json", "--start-at", "9999"]));
+    let (code, _, stderr) = run(relaytop(tmp.path()).arg("replay").arg(&dir).args([
+        "--headless",
+        "--format",
+        "json",
+        "--start-at",
+        "9999",
+    ]));
     assert_eq!(code, 0, "{stderr}");
     assert!(
         stderr.contains("relaytop: warning: --start-at 9999 is past the end of the recording (")
@@ -269,10 +292,13 @@ fn probes_past_the_provider_limits_are_warned_of_at_start() {
         "http://127.0.0.1:9/v1",
         "requests_per_minute = 60\nmax_connections = 1",
     );
-    let (_, _, stderr) = run(relaytop(tmp.path())
-        .arg("--config")
-        .arg(&config)
-        .args(["headless", "--duration", "1s", "--format", "json"]));
+    let (_, _, stderr) = run(relaytop(tmp.path()).arg("--config").arg(&config).args([
+        "headless",
+        "--duration",
+        "1s",
+        "--format",
+        "json",
+    ]));
     assert!(
         stderr.contains(
             "relaytop: warning: provider `relay`: 2 sessions but max_connections = 1: only 1 connect at once, the others wait for a connection; raise max_connections under its [[providers]] to run them all"

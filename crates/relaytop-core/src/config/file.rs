@@ -696,10 +696,7 @@ fn cap_quoted(message: &str) -> String {
         match line.char_indices().nth(MAX_QUOTED_CHARS) {
             Some((cut, _)) => {
                 out.push_str(&line[..cut]);
-                out.push_str(&format!(
-                    "… ({} more bytes not shown)",
-                    line.len() - cut
-                ));
+                out.push_str(&format!("… ({} more bytes not shown)", line.len() - cut));
             }
             None => out.push_str(line),
         }
@@ -861,11 +858,12 @@ interval_s = 5
     fn sessions_that_send_no_heartbeats_take_any_heartbeat_s() {
         let text = format!(
             "[defaults]\nheartbeat_s = 60\ndead_after_s = 30\n{}",
-            MINIMAL.replace(
-                "wss://api.holysheep.ai/v1/stream",
-                "https://api.holysheep.ai/v1"
-            )
-            .replace("[[providers]]", "[[providers]]\nprotocol = \"openai-sse\"")
+            MINIMAL
+                .replace(
+                    "wss://api.holysheep.ai/v1/stream",
+                    "https://api.holysheep.ai/v1"
+                )
+                .replace("[[providers]]", "[[providers]]\nprotocol = \"openai-sse\"")
         );
         parse(&text, "test.toml", &keys).expect("an SSE-only configuration loads");
     }
@@ -888,7 +886,12 @@ interval_s = 5
                 && warnings[1].contains("raise requests_per_minute"),
             "{warnings:?}"
         );
-        assert!(parse(MINIMAL, "test.toml", &keys).unwrap().limit_warnings().is_empty());
+        assert!(
+            parse(MINIMAL, "test.toml", &keys)
+                .unwrap()
+                .limit_warnings()
+                .is_empty()
+        );
     }
 
     #[test]
