@@ -849,7 +849,7 @@ interval_s = 5
         let text = MINIMAL.replace("/v1/stream", "/v1/my stream");
         let err = parse_err(&text);
         assert!(
-            err.contains("has a space at character 34: a URL has none (write a space as %20)"),
+            err.contains("has a space at character 29: a URL has none (write a space as %20)"),
             "{err}"
         );
     }
