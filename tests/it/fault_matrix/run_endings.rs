@@ -39,8 +39,16 @@ fn run(command: &mut Command) -> (i32, String, String) {
     )
 }
 
-/// A relay on 127.0.0.1 answering every request with `status` (and a JSON error body).
+/// A relay on 127.0.0.1 answering every request with `status` and an invalid-key body.
 fn answering(status: &'static str) -> String {
+    answering_with(
+        status,
+        r#"{"error":{"message":"invalid api key","type":"invalid_request_error","code":"invalid_api_key"}}"#,
+    )
+}
+
+/// A relay on 127.0.0.1 answering every request with `status` and the JSON `body`.
+fn answering_with(status: &'static str, body: &'static str) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     std::thread::spawn(move || {
@@ -50,7 +58,6 @@ fn answering(status: &'static str) -> String {
                 let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
                 let mut buf = [0u8; 8192];
                 let _ = stream.read(&mut buf);
-                let body = r#"{"error":{"message":"invalid api key","type":"invalid_request_error","code":"invalid_api_key"}}"#;
                 let _ = write!(
                     stream,
                     "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
@@ -311,4 +318,34 @@ fn probes_past_the_provider_limits_are_warned_of_at_start() {
         ),
         "{stderr}"
     );
+}
+
+#[tokio::test]
+async fn check_fails_the_request_step_on_a_400_that_says_why() {
+    let url = answering_with(
+        "400 Bad Request",
+        r#"{"error":{"message":"model gpt-4o-mini is not available on this channel","type":"invalid_request_error","code":"model_not_found"}}"#,
+    );
+    let mut options = relaytop::check::CheckOptions::new(&url);
+    options.key_env = Some("RELAY_KEY".into());
+    options.env =
+        std::sync::Arc::new(|var| (var == "RELAY_KEY").then(|| support::TEST_KEY.to_owned()));
+    options.timeout = Duration::from_secs(3);
+    let report = relaytop::check::run(&options).await;
+    let step = report.step("request").expect("a request step");
+    assert_eq!(
+        step.verdict,
+        relaytop::check::Verdict::Fail,
+        "{}",
+        report.to_text()
+    );
+    assert!(
+        step.detail.contains("answered 400: ")
+            && step
+                .detail
+                .contains("model gpt-4o-mini is not available on this channel"),
+        "{}",
+        report.to_text()
+    );
+    assert!(!report.passed);
 }
