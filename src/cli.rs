@@ -78,7 +78,9 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Run without a terminal UI and print a summary at the end.
+    /// Run without a terminal UI and print a summary at the end; the exit status says how the
+    /// sessions ended (below).
+    #[command(after_help = relaytop::exit::TABLE)]
     Headless(HeadlessArgs),
     /// Run the embedded relay simulator: every protocol on one port, ordinary keys (for demos,
     /// tests, benchmarks and your own clients).
@@ -146,7 +148,7 @@ pub struct SoakArgs {
 #[derive(clap::Args, Debug)]
 pub struct HeadlessArgs {
     /// Stop after this long (e.g. 30s, 5m, 1h).
-    #[arg(long, value_parser = humantime::parse_duration)]
+    #[arg(long, value_parser = positive_duration, allow_hyphen_values = true)]
     pub duration: Option<Duration>,
     /// Stop after this many completed responses.
     #[arg(long, value_name = "N")]
@@ -154,6 +156,17 @@ pub struct HeadlessArgs {
     /// Output format (default: text on a terminal, json otherwise).
     #[arg(long, value_enum)]
     pub format: Option<OutputFormat>,
+}
+
+/// A duration on the command line (30s, 5m, 1h): a negative one gets a message saying
+/// durations are positive, not clap's "unexpected argument".
+pub fn positive_duration(text: &str) -> Result<Duration, String> {
+    if text.trim_start().starts_with('-') {
+        return Err(format!(
+            "durations are positive (e.g. 30s, 5m, 1h), not {text}"
+        ));
+    }
+    humantime::parse_duration(text).map_err(|e| format!("{e} (e.g. 30s, 5m, 1h)"))
 }
 
 #[derive(clap::Args, Debug)]
@@ -222,11 +235,11 @@ pub struct ExportArgs {
     pub paths: Vec<PathBuf>,
     #[arg(long, value_enum, default_value = "csv")]
     pub format: ExportFormatArg,
-    /// asciicast: the screen's width in columns.
-    #[arg(long, default_value_t = 120)]
+    /// asciicast: the screen's width in columns (20 to 500).
+    #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u16).range(CAST_WIDTH))]
     pub width: u16,
-    /// asciicast: the screen's height in rows.
-    #[arg(long, default_value_t = 36)]
+    /// asciicast: the screen's height in rows (8 to 200).
+    #[arg(long, default_value_t = 36, value_parser = clap::value_parser!(u16).range(CAST_HEIGHT))]
     pub height: u16,
     /// asciicast: play silences longer than this many seconds as this long (0: as recorded).
     #[arg(long, value_name = "SECONDS", default_value_t = 2.0)]
@@ -235,6 +248,12 @@ pub struct ExportArgs {
     #[arg(long, value_name = "MS", default_value_t = 250)]
     pub frame_ms: u64,
 }
+
+/// The asciicast screen's widths: wider than the widest real terminal costs memory and time
+/// for nothing (65535 x 65535 asked for 206 GB; 4000 x 2000 took 52 s and 2 GB).
+pub const CAST_WIDTH: std::ops::RangeInclusive<i64> = 20..=500;
+/// The asciicast screen's heights (see `CAST_WIDTH`).
+pub const CAST_HEIGHT: std::ops::RangeInclusive<i64> = 8..=200;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum ExportFormatArg {

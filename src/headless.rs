@@ -15,8 +15,10 @@ use relaytop_core::canary::{CanaryDriver, Phase};
 use relaytop_core::metrics::Metrics;
 use relaytop_core::report::{Report, RunInfo};
 use relaytop_core::run::{Ending, Run, RunSetup};
-use relaytop_core::session::{EventKind, SessionEvent, SessionState};
+use relaytop_core::session::{ErrorKind, EventKind, SessionEvent, SessionState};
 use relaytop_core::world::World;
+
+use crate::exit::RunStatus;
 
 /// How the summary is printed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -54,6 +56,18 @@ pub async fn run(
     options: &HeadlessOptions,
     out: &mut (dyn Write + Send),
 ) -> anyhow::Result<Report> {
+    run_with_status(world, options, out)
+        .await
+        .map(|(report, _)| report)
+}
+
+/// `run`, and how it ended for the exit status (`crate::exit`). A recording that fails is
+/// said on stderr when it happens; the run goes on, and the status says it.
+pub async fn run_with_status(
+    world: &World,
+    options: &HeadlessOptions,
+    out: &mut (dyn Write + Send),
+) -> anyhow::Result<(Report, RunStatus)> {
     let (run, mut events) = Run::start(world, RunSetup::default())?;
     let clock = run.clock();
     let started_at = run.started_at();
@@ -65,6 +79,10 @@ pub async fn run(
     let mut ended = vec![false; total_sessions];
     let mut ended_count = 0usize;
     let mut completed = 0u64;
+    // Each session's last state and last error kind during the run (not its closing).
+    let mut last_state: Vec<Option<SessionState>> = vec![None; total_sessions];
+    let mut last_error: Vec<Option<ErrorKind>> = vec![None; total_sessions];
+    let mut recording_warned = false;
 
     let deadline = options
         .duration
@@ -111,6 +129,16 @@ pub async fn run(
                         folded += 1;
                         run.observe(event);
                         handle_event(event, &mut metrics, out)?;
+                        let id = event.session as usize;
+                        match &event.kind {
+                            EventKind::State(state) if id < total_sessions => {
+                                last_state[id] = Some(state.clone());
+                            }
+                            EventKind::Error { kind, .. } if id < total_sessions => {
+                                last_error[id] = Some(*kind);
+                            }
+                            _ => {}
+                        }
                         match &event.kind {
                             EventKind::Done { .. } => completed += 1,
                             EventKind::State(SessionState::Stopped { .. } | SessionState::Closed) => {
@@ -135,6 +163,15 @@ pub async fn run(
                     // still queued are.
                     rest.extend(batch.drain(folded..));
                     events.recycle(batch);
+                    if !recording_warned
+                        && let Some(failure) = run.recorder().and_then(|r| r.failure())
+                    {
+                        recording_warned = true;
+                        eprintln!(
+                            "relaytop: warning: recording stopped: {failure}; the run goes on \
+                             unrecorded and its summary is unaffected"
+                        );
+                    }
                     if let Some(stop) = stop {
                         break 'run stop;
                     }
@@ -200,7 +237,28 @@ pub async fn run(
         }
     }
     out.flush()?;
-    Ok(report)
+    let status = RunStatus {
+        stopped_auth_or_quota: infos
+            .iter()
+            .zip(last_state.iter().zip(&last_error))
+            .filter(|(_, (state, error))| {
+                matches!(state, Some(SessionState::Stopped { .. }))
+                    && matches!(error, Some(ErrorKind::Auth | ErrorKind::RateLimited))
+            })
+            .map(|(info, _)| info.name.clone())
+            .collect(),
+        all_down: total_sessions > 0
+            && last_state.iter().all(|state| {
+                !matches!(
+                    state,
+                    Some(
+                        SessionState::Open | SessionState::Streaming { .. } | SessionState::Closed
+                    )
+                )
+            }),
+        recording_failed: finished.recording_failed.clone(),
+    };
+    Ok((report, status))
 }
 
 /// Resolves once the canary (if any) is rolled back, promoted or paused.

@@ -6,6 +6,7 @@
 pub mod against;
 pub mod bench;
 pub mod check;
+pub mod exit;
 pub mod export;
 pub mod headless;
 pub mod replay_headless;

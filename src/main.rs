@@ -24,7 +24,27 @@ use crate::cli::{
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(dir) = &cli.log_dir
+        && let Err(e) = std::fs::create_dir_all(dir)
+    {
+        eprintln!(
+            "relaytop: cannot use --log-dir {}: {e}; give a directory relaytop can write to, \
+             or leave --log-dir out for the default",
+            dir.display()
+        );
+        return ExitCode::FAILURE;
+    }
     let _logs = relaytop_core::telemetry::init(cli.log_dir.clone());
+    if let Some(dir) = &cli.log_dir
+        && _logs.is_none()
+    {
+        eprintln!(
+            "relaytop: cannot write logs to --log-dir {}; give a directory relaytop can write \
+             to, or leave --log-dir out for the default",
+            dir.display()
+        );
+        return ExitCode::FAILURE;
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -209,14 +229,29 @@ async fn run_headless(
     // that woke it, one after the other.) The event stream wakes it once a batch, not once
     // an event, so a wake of another thread costs little (docs/PERFORMANCE.md, ingest).
     let mut stdout = std::io::BufWriter::new(std::io::stdout());
-    let result = headless::run(&world, &options, &mut stdout).await;
+    let result = headless::run_with_status(&world, &options, &mut stdout).await;
     drop(stdout);
-    if let Some(dir) = world.recording_dir() {
-        // stderr: stdout stays the summary alone.
-        eprintln!("relaytop: recorded to {}", dir.display());
+    // stderr: stdout stays the summary alone.
+    match (world.recording_dir(), world.recording_failure()) {
+        (Some(dir), Some(failure)) => eprintln!(
+            "relaytop: warning: the recording failed ({failure}); the partial recording is in {} \
+             (it replays up to the failure)",
+            dir.display()
+        ),
+        (Some(dir), None) if result.is_ok() => {
+            eprintln!("relaytop: recorded to {}", dir.display());
+        }
+        _ => {}
     }
     world.stop().await;
-    result.map(|_| ExitCode::SUCCESS)
+    let (_, status) = result?;
+    for name in &status.stopped_auth_or_quota {
+        eprintln!("relaytop: session {name} stopped for its key or quota (exit status 3)");
+    }
+    if status.stopped_auth_or_quota.is_empty() && status.all_down {
+        eprintln!("relaytop: every session was down at the end (exit status 4)");
+    }
+    Ok(status.exit_code())
 }
 
 /// `relaytop transcribe FILE`: the transcript on stdout, what was sent and how long it took
@@ -277,6 +312,15 @@ async fn run_replay(
 ) -> anyhow::Result<ExitCode> {
     use relaytop::replay_headless::{self as replay_headless, ReplayOptions};
     let mut replay = relaytop_core::record::Replay::open(&args.paths)?;
+    if let Some(start_at) = args.start_at
+        && start_at * 1e6 > replay.end_us().max(replay.duration_us()) as f64
+    {
+        eprintln!(
+            "relaytop: warning: --start-at {start_at} is past the end of the recording ({:.1} s \
+             long): nothing is replayed; give a smaller --start-at",
+            replay.end_us().max(replay.duration_us()) as f64 / 1e6
+        );
+    }
     let seconds = |s: f64, what: &str| {
         Duration::try_from_secs_f64(s)
             .map_err(|_| anyhow::anyhow!("{what} must be a number of seconds >= 0, not {s}"))
@@ -469,13 +513,17 @@ async fn load_world_watching(
         }
         let mut notes = Vec::new();
         let found = relaytop::start::resolve(&watch_request(url, watch), &mut notes).await?;
-        return world_of(&[found], watch, notes, &options).await;
+        return world_of(&[found], watch, notes, &options)
+            .await
+            .inspect(warn_of_limits);
     }
     if config.is_none() && user_config().is_none() {
         let (found, notes) =
             relaytop_core::config::starter::from_environment(&|var| std::env::var(var).ok());
         if !found.is_empty() {
-            return world_of(&found, watch, notes, &options).await;
+            return world_of(&found, watch, notes, &options)
+                .await
+                .inspect(warn_of_limits);
         }
         for note in notes {
             eprintln!("relaytop: {note}");
@@ -485,7 +533,15 @@ async fn load_world_watching(
     for note in &world.notes {
         eprintln!("relaytop: {}", note.render(&world.config.source));
     }
+    warn_of_limits(&world);
     Ok(world)
+}
+
+/// Says at start when a provider's limits will hold its sessions back (`limit_warnings`).
+fn warn_of_limits(world: &World) {
+    for warning in world.config.limit_warnings() {
+        eprintln!("relaytop: warning: {warning}");
+    }
 }
 
 fn watch_request(url: &str, watch: &WatchArgs) -> relaytop::start::WatchRequest {

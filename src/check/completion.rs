@@ -97,6 +97,8 @@ pub(super) async fn check_completion_and_heartbeat(
     let deadline = tokio::time::Instant::now() + limit;
     let mut completed = false;
     let mut last_problem: Option<String> = None;
+    // The last error's kind and Retry-After: a 429 is a rate limit, not a wrong model.
+    let mut last_error: Option<(relaytop_core::session::ErrorKind, Option<u64>)> = None;
     let mut pong: Option<u64> = None;
     while !completed || (heartbeat.is_some() && pong.is_none()) {
         let event = match tokio::time::timeout_at(deadline, rx.recv()).await {
@@ -140,16 +142,62 @@ pub(super) async fn check_completion_and_heartbeat(
                     break;
                 }
             }
-            EventKind::RequestFailed { reason, .. } if !completed => {
+            EventKind::RequestFailed { reason, kind, .. } if !completed => {
+                use relaytop_core::session::ErrorKind;
+                let rate_limited = kind == ErrorKind::RateLimited
+                    || last_error.is_some_and(|(k, _)| k == ErrorKind::RateLimited);
+                let mut retry_after_ms = last_error.and_then(|(_, ms)| ms);
+                if rate_limited && retry_after_ms.is_none() {
+                    // The wait the session took from Retry-After is reported just after.
+                    let until = tokio::time::Instant::now() + Duration::from_millis(500);
+                    while let Ok(Some(event)) = tokio::time::timeout_at(until, rx.recv()).await {
+                        match event.kind {
+                            EventKind::RateLimited { wait_ms, .. } => {
+                                retry_after_ms = Some(wait_ms);
+                                break;
+                            }
+                            EventKind::Error {
+                                retry_after_ms: Some(ms),
+                                ..
+                            } => {
+                                retry_after_ms = Some(ms);
+                                break;
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+                let hint = if rate_limited {
+                    format!(
+                        "the relay rate-limited the request (429 / rate_limited){}: wait and run \
+                         check again, or ask the relay for a higher rate limit",
+                        match retry_after_ms {
+                            Some(ms) => {
+                                format!("; its Retry-After says {:.1} s", ms as f64 / 1000.0)
+                            }
+                            None => "; it sent no Retry-After".to_owned(),
+                        }
+                    )
+                } else {
+                    "see the reason; with a 4xx, check --model against the models step".to_owned()
+                };
                 walk.fail(
                     "completion",
                     started,
                     format!("the request failed: {reason}"),
-                    "see the reason; with a 4xx, check --model against the models step".into(),
+                    hint,
                 );
                 break;
             }
-            EventKind::Error { message, .. } => last_problem = Some(message),
+            EventKind::Error {
+                message,
+                kind,
+                retry_after_ms,
+                ..
+            } => {
+                last_error = Some((kind, retry_after_ms));
+                last_problem = Some(message);
+            }
             EventKind::Closed {
                 requested: false,
                 code,

@@ -329,6 +329,19 @@ pub(super) async fn check_sse_request(
                 walk.fail("request", started, said, key.hint());
                 return false;
             }
+            // A refusal whose body says why is not a pass (404 and 405: a path without GET).
+            if (400..500).contains(&status)
+                && !matches!(status, 404 | 405)
+                && let Some(error) = &error
+            {
+                walk.fail(
+                    "request",
+                    started,
+                    format!("GET {url} answered {status}: {}", error.summary()),
+                    "the relay refused the request: its reason is above".into(),
+                );
+                return false;
+            }
             if status >= 500 {
                 walk.fail(
                     "request",

@@ -331,3 +331,28 @@ async fn an_idle_cut_off_is_found() {
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_rate_limited_completion_names_the_rate_limit_and_its_retry_after() {
+    let server = sim(SimProfile {
+        rate_limit_rate: 1.0,
+        rate_limit_retry_after_ms: 1_500,
+        ..quick()
+    })
+    .await;
+    let report = check::run(&options(&server.url(), &[("RELAY_KEY", KEY)])).await;
+    assert_eq!(
+        verdict(&report, "completion"),
+        Verdict::Fail,
+        "{}",
+        report.to_text()
+    );
+    let hint = hint(&report, "completion");
+    assert!(
+        hint.contains(
+            "the relay rate-limited the request (429 / rate_limited); its Retry-After says 1.5 s"
+        ) && !hint.contains("--model"),
+        "{hint}"
+    );
+    server.stop().await;
+}

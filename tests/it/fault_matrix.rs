@@ -16,5 +16,6 @@ mod hand_made_relay;
 mod keep_watching;
 mod names;
 mod other_transports;
+mod run_endings;
 mod through_proxy;
 mod upgrades;

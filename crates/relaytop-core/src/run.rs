@@ -77,8 +77,12 @@ pub struct Ending {
 /// What a finished run leaves.
 #[derive(Clone, Debug)]
 pub struct Finished {
-    /// The run directory, when the run was recorded.
+    /// The run directory, when the run was recorded (a partial recording when
+    /// `recording_failed` says why).
     pub recorded_to: Option<PathBuf>,
+    /// Why the recording stopped before the run did (a full disk): the run and its summary
+    /// are whole, the recording holds what was written before.
+    pub recording_failed: Option<String>,
     pub ended_by: String,
     pub duration: Duration,
     /// The canary's report, taken once it stopped.
@@ -246,22 +250,30 @@ impl<'w> Run<'w> {
                 fold(event);
             })
             .await;
-        let recorded_to = match recorder {
+        // Recording trouble never costs the run its end: it is reported, not returned.
+        let (recorded_to, recording_failed) = match recorder {
             Some(recorder) => {
+                let dir = recorder.dir().to_owned();
                 // Joins the recorder's writer thread: off the async workers.
                 let reason = ending.reason.clone();
                 let duration = ending.duration;
-                let dir = tokio::task::spawn_blocking(move || recorder.finish(&reason, duration))
-                    .await
-                    .map_err(|e| anyhow::anyhow!("the recorder stopped: {e}"))?
-                    .map_err(|e| anyhow::anyhow!("cannot finish the recording: {e}"))?;
-                Some(dir)
+                let failed =
+                    match tokio::task::spawn_blocking(move || recorder.finish(&reason, duration))
+                        .await
+                    {
+                        Ok(Ok(_)) => None,
+                        Ok(Err(e)) => Some(e.to_string()),
+                        Err(e) => Some(format!("the recorder stopped: {e}")),
+                    };
+                world.set_recording_failure(failed.clone());
+                (Some(dir), failed)
             }
-            None => None,
+            None => (None, None),
         };
         Ok(Finished {
             canary: canary.as_ref().map(CanaryDriver::report),
             recorded_to,
+            recording_failed,
             ended_by: ending.reason,
             duration: ending.duration,
         })

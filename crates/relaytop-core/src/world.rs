@@ -56,6 +56,8 @@ pub struct World {
     pub recording: Option<RecordOptions>,
     /// The directory of the last run recorded.
     recording_dir: Mutex<Option<PathBuf>>,
+    /// Why the last run's recording stopped before the run did.
+    recording_failure: Mutex<Option<String>>,
     /// The Prometheus exporter (`--metrics-listen`), fed through `observe`; `None` = off.
     pub prometheus: Option<Arc<crate::prometheus::Exporter>>,
     /// The server of `/metrics`, alive as long as the world.
@@ -166,6 +168,7 @@ impl World {
             simulators,
             recording: None,
             recording_dir: Mutex::new(None),
+            recording_failure: Mutex::new(None),
             prometheus: None,
             metrics_server: None,
             notes,
@@ -265,6 +268,23 @@ impl World {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()
+    }
+
+    /// Why the last run's recording stopped before the run did (a full disk): its
+    /// directory (`recording_dir`) then holds a partial recording.
+    pub fn recording_failure(&self) -> Option<String> {
+        self.recording_failure
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Sets what `recording_failure` says (`Run::finish`).
+    pub fn set_recording_failure(&self, failure: Option<String>) {
+        *self
+            .recording_failure
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = failure;
     }
 
     /// Stops the simulators.

@@ -139,8 +139,14 @@ pub async fn run(world: World, options: UiOptions) -> anyhow::Result<()> {
     };
     run.finish(events, ending, |_| {}).await?;
     // The terminal is restored by now: this stays on the screen.
-    if let Some(dir) = world.recording_dir() {
-        eprintln!("relaytop: recorded to {}", dir.display());
+    match (world.recording_dir(), world.recording_failure()) {
+        (Some(dir), Some(failure)) => eprintln!(
+            "relaytop: warning: the recording failed ({failure}); the partial recording is in {} \
+             (it replays up to the failure)",
+            dir.display()
+        ),
+        (Some(dir), None) => eprintln!("relaytop: recorded to {}", dir.display()),
+        _ => {}
     }
     world.stop().await;
     result.map(|_| ())

@@ -192,6 +192,51 @@ impl Config {
             .collect()
     }
 
+    /// Warnings for providers whose limits quietly hold their sessions back: more sessions
+    /// than `max_connections` (the others wait for a connection), or probes asking for more
+    /// requests a minute than `requests_per_minute` (they wait for the limit). Each names
+    /// the key to raise.
+    pub fn limit_warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        for p in &self.providers {
+            let sessions: Vec<&SessionSpec> = self
+                .sessions
+                .iter()
+                .filter(|s| s.info.provider == p.name)
+                .collect();
+            if sessions.len() > p.max_connections as usize {
+                warnings.push(format!(
+                    "provider `{}`: {} sessions but max_connections = {}: only {} connect at \
+                     once, the others wait for a connection; raise max_connections under its \
+                     [[providers]] to run them all",
+                    p.name,
+                    sessions.len(),
+                    p.max_connections,
+                    p.max_connections
+                ));
+            }
+            let per_minute: f64 = sessions
+                .iter()
+                .filter_map(|s| match &s.workload {
+                    Workload::Probe { interval, .. } if !interval.is_zero() => {
+                        Some(60.0 / interval.as_secs_f64())
+                    }
+                    _ => None,
+                })
+                .sum();
+            if per_minute > f64::from(p.requests_per_minute) + 1e-9 {
+                warnings.push(format!(
+                    "provider `{}`: its probes ask for {:.0} requests a minute but \
+                     requests_per_minute = {}: probes wait for the limit (rate-limit waits in \
+                     the summary); raise requests_per_minute under its [[providers]], or \
+                     probe less often (interval_s)",
+                    p.name, per_minute, p.requests_per_minute
+                ));
+            }
+        }
+        warnings
+    }
+
     /// The secrets this configuration loaded (the recorder and logs scrub them).
     pub fn secrets(&self) -> Vec<Secret> {
         self.providers
@@ -283,7 +328,7 @@ pub fn parse(
 ) -> Result<Config, ConfigError> {
     let file: ConfigFile = toml::from_str(text).map_err(|e| ConfigError::Toml {
         path: path.to_owned(),
-        message: e.to_string().trim_end().to_owned(),
+        message: cap_quoted(e.to_string().trim_end()),
     })?;
     let at = |span: std::ops::Range<usize>, message: String| {
         let (line, column) = line_column(text, span.start);
@@ -420,12 +465,12 @@ pub fn parse(
                 message: format!("session `{}`: count must be 1 to 100000", s.name),
             });
         }
-        let timing = resolve_timing(&file.defaults, &s.timing, defaults).map_err(|m| {
-            ConfigError::Whole {
+        let timing = resolve_timing(&file.defaults, &s.timing, defaults)
+            .and_then(|t| check_heartbeat(&t, s.protocol.unwrap_or(provider.protocol)).map(|()| t))
+            .map_err(|m| ConfigError::Whole {
                 path: path.to_owned(),
                 message: format!("session `{}`: {m}", s.name),
-            }
-        })?;
+            })?;
         let workload = match s.workload {
             WorkloadKind::Probe => {
                 let interval =
@@ -510,6 +555,22 @@ pub fn parse(
 }
 
 fn check_url(url: &str, protocol: Protocol) -> Result<(), String> {
+    // The URL parser would quietly percent-encode a space; the relay would then 404.
+    if let Some((at, c)) = url
+        .trim()
+        .char_indices()
+        .find(|(_, c)| c.is_whitespace() || c.is_control())
+    {
+        let what = if c == ' ' {
+            "a space".to_owned()
+        } else {
+            format!("the character {c:?}")
+        };
+        return Err(format!(
+            "URL `{url}` has {what} at character {}: a URL has none (write a space as %20)",
+            url.trim()[..at].chars().count() + 1
+        ));
+    }
     let parsed = url::Url::parse(url.trim()).map_err(|e| format!("bad URL `{url}`: {e}"))?;
     let expected: &[&str] = match protocol {
         Protocol::RelayV1 | Protocol::OpenaiRealtime => &["ws", "wss"],
@@ -600,6 +661,15 @@ fn resolve_timing(
     if t.backoff.cap < t.backoff.base {
         return Err("backoff cap_ms is smaller than base_ms".into());
     }
+    Ok(t)
+}
+
+/// A session that sends heartbeats (the WebSocket protocols) needs them more often than it
+/// declares its peer dead; the HTTP streaming protocols send none, so any values do.
+fn check_heartbeat(t: &Timing, protocol: Protocol) -> Result<(), String> {
+    if protocol.is_http_stream() {
+        return Ok(());
+    }
     if let Some(hb) = t.heartbeat
         && hb >= t.dead_after
     {
@@ -609,7 +679,29 @@ fn resolve_timing(
             t.dead_after.as_secs_f64()
         ));
     }
-    Ok(t)
+    Ok(())
+}
+
+/// The most characters of one line of the configuration quoted back in an error: a syntax
+/// error on a 50 MB line must not print it whole.
+pub const MAX_QUOTED_CHARS: usize = 160;
+
+/// `message` with each of its lines cut to `MAX_QUOTED_CHARS` characters (and the cut said).
+fn cap_quoted(message: &str) -> String {
+    let mut out = String::with_capacity(message.len().min(4 * MAX_QUOTED_CHARS + 256));
+    for (i, line) in message.lines().enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        match line.char_indices().nth(MAX_QUOTED_CHARS) {
+            Some((cut, _)) => {
+                out.push_str(&line[..cut]);
+                out.push_str(&format!("… ({} more bytes not shown)", line.len() - cut));
+            }
+            None => out.push_str(line),
+        }
+    }
+    out
 }
 
 /// Line and column (both from 1) of a byte offset.
@@ -741,6 +833,64 @@ interval_s = 5
         assert!(
             err.contains("billing: per_1000_calls_usd must be a number >= 0"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn a_syntax_error_on_a_long_line_quotes_a_bounded_part_of_it() {
+        let long = format!("[[providers]]\nname = \"a\" {}\n", "x".repeat(1_000_000));
+        let err = parse_err(&long);
+        assert!(err.len() < 2_000, "{} bytes of error", err.len());
+        assert!(err.contains("more bytes not shown"), "{err}");
+    }
+
+    #[test]
+    fn a_space_in_a_url_fails_at_load() {
+        let text = MINIMAL.replace("/v1/stream", "/v1/my stream");
+        let err = parse_err(&text);
+        assert!(
+            err.contains("has a space at character 29: a URL has none (write a space as %20)"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn sessions_that_send_no_heartbeats_take_any_heartbeat_s() {
+        let text = format!(
+            "[defaults]\nheartbeat_s = 60\ndead_after_s = 30\n{}",
+            MINIMAL
+                .replace(
+                    "wss://api.holysheep.ai/v1/stream",
+                    "https://api.holysheep.ai/v1"
+                )
+                .replace("[[providers]]", "[[providers]]\nprotocol = \"openai-sse\"")
+        );
+        parse(&text, "test.toml", &keys).expect("an SSE-only configuration loads");
+    }
+
+    #[test]
+    fn sessions_and_probes_past_the_provider_limits_are_warned_of() {
+        let text = MINIMAL
+            .replace("count = 3", "count = 12")
+            .replace("interval_s = 5", "interval_s = 2");
+        let config = parse(&text, "test.toml", &keys).unwrap();
+        let warnings = config.limit_warnings();
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(
+            warnings[0].contains("12 sessions but max_connections = 10")
+                && warnings[0].contains("raise max_connections"),
+            "{warnings:?}"
+        );
+        assert!(
+            warnings[1].contains("360 requests a minute but requests_per_minute = 60")
+                && warnings[1].contains("raise requests_per_minute"),
+            "{warnings:?}"
+        );
+        assert!(
+            parse(MINIMAL, "test.toml", &keys)
+                .unwrap()
+                .limit_warnings()
+                .is_empty()
         );
     }
 

@@ -64,6 +64,7 @@ impl Inner {
     /// Rewrites `run.json` (through a temporary file, so that it is always whole).
     /// Holds the manifest's lock throughout, so that two writers never share the temporary.
     pub(super) fn write_manifest(&self) -> std::io::Result<()> {
+        self.injected_fault()?;
         let m = lock(&self.manifest);
         let text = self
             .redactor
@@ -82,7 +83,7 @@ impl Inner {
         kind: &str,
         data: &str,
     ) {
-        if self.finished.load(Ordering::Relaxed) {
+        if self.finished.load(Ordering::Relaxed) || self.broken.load(Ordering::Relaxed) {
             return;
         }
         self.push_line(file, at, dir, kind, data, false);
@@ -129,7 +130,7 @@ impl Inner {
     /// the session's buffer with its time and direction; the writer thread makes it a line
     /// (`render`) and scrubs the secrets out of it there, off the session's task.
     pub(super) fn push_text(&self, file: &Arc<SessionFile>, at: Duration, dir: &str, text: &str) {
-        if self.finished.load(Ordering::Relaxed) {
+        if self.finished.load(Ordering::Relaxed) || self.broken.load(Ordering::Relaxed) {
             return;
         }
         let mut b = lock(&file.buffer);
@@ -158,7 +159,30 @@ impl Inner {
         if let Some(part) = self.flush_file(file)
             && let Err(e) = self.add_to_manifest(file, part)
         {
-            tracing::warn!(error = %e, "cannot update run.json");
+            self.fail(format!(
+                "cannot update {}: {e}",
+                self.dir.join(format::RUN_FILE).display()
+            ));
+        }
+    }
+
+    /// Stops the recording after a write failed: `what` is kept for the user (the first
+    /// failure only), and nothing more is buffered or written; what is on disk stays
+    /// replayable up to its last whole line.
+    pub(super) fn fail(&self, what: String) {
+        let mut failure = lock(&self.failure);
+        if failure.is_none() {
+            tracing::warn!(error = %what, "the recording stopped");
+            *failure = Some(what);
+        }
+        self.broken.store(true, Ordering::SeqCst);
+    }
+
+    /// The test hook's full disk (`RELAYTOP_TEST_DISK_FULL_AFTER_MS`), once its time came.
+    pub(super) fn injected_fault(&self) -> std::io::Result<()> {
+        match self.full_at {
+            Some(at) if Instant::now() >= at => Err(full_disk()),
+            _ => Ok(()),
         }
     }
 
@@ -172,7 +196,7 @@ impl Inner {
             std::mem::swap(&mut b.bytes, &mut disk.spare);
             b.flush_asked = false;
         }
-        if disk.spare.is_empty() || disk.failed {
+        if disk.spare.is_empty() || disk.failed || self.broken.load(Ordering::Relaxed) {
             return None;
         }
         let f = disk.file.as_mut()?;
@@ -180,10 +204,10 @@ impl Inner {
         render(&disk.spare, &mut disk.lines);
         // Lines were scrubbed as they were pushed, except the text frames rendered just now.
         let lines = self.redactor.redact_bytes(&disk.lines);
-        if let Err(e) = f.write_lines(&lines) {
-            tracing::warn!(session = %file.header.session.name, error = %e,
-                "cannot write the recording; this session's later lines are lost");
+        if let Err(e) = self.injected_fault().and_then(|()| f.write_lines(&lines)) {
             disk.failed = true;
+            let path = self.dir.join(self.file_name(&file.stem, disk.part));
+            self.fail(format!("cannot write {}: {e}", path.display()));
             return None;
         }
         disk.written += lines.len() as u64;
@@ -251,5 +275,17 @@ pub(super) fn flush_loop(inner: &Weak<Inner>, wake: &mpsc::Receiver<Arc<SessionF
         if last {
             return;
         }
+    }
+}
+
+/// The error of a write to a full disk (ENOSPC), as the system gives it.
+fn full_disk() -> std::io::Error {
+    #[cfg(unix)]
+    {
+        std::io::Error::from_raw_os_error(28)
+    }
+    #[cfg(not(unix))]
+    {
+        std::io::Error::new(std::io::ErrorKind::StorageFull, "No space left on device")
     }
 }

@@ -56,6 +56,12 @@ pub(super) struct Inner {
     /// To the writer thread: a session file to write out now. Dropped to stop the thread.
     pub(super) wake: Mutex<Option<mpsc::Sender<Arc<SessionFile>>>>,
     pub(super) flusher: Mutex<Option<JoinHandle<()>>>,
+    /// Set at the first write that failed (a full disk): nothing more is recorded.
+    pub(super) broken: AtomicBool,
+    /// What failed first, for the user.
+    pub(super) failure: Mutex<Option<String>>,
+    /// The test hook's moment from which every write fails (`RELAYTOP_TEST_DISK_FULL_AFTER_MS`).
+    pub(super) full_at: Option<std::time::Instant>,
 }
 
 /// Records a run: makes its directory, hands out one tap a session, writes in the background.
@@ -124,6 +130,9 @@ impl Recorder {
             finished: AtomicBool::new(false),
             wake: Mutex::new(Some(wake_tx)),
             flusher: Mutex::new(None),
+            broken: AtomicBool::new(false),
+            failure: Mutex::new(None),
+            full_at: test_disk_full_at(),
         });
         inner.write_manifest()?;
         let weak = Arc::downgrade(&inner);
@@ -132,6 +141,15 @@ impl Recorder {
             .spawn(move || flush_loop(&weak, &wake_rx))?;
         *lock(&inner.flusher) = Some(handle);
         Ok(Self { inner })
+    }
+
+    /// What made the recording stop, once a write failed (a full disk, a removed directory):
+    /// from then on nothing more is recorded, and the run goes on without it.
+    pub fn failure(&self) -> Option<String> {
+        if !self.inner.broken.load(Ordering::Relaxed) {
+            return None;
+        }
+        lock(&self.inner.failure).clone()
     }
 
     /// The run directory (`<root>/<run-id>`).
@@ -289,14 +307,39 @@ impl Recorder {
                 format::wall_clock(&end)
             });
         }
-        inner.write_manifest()?;
+        if let Err(e) = inner.write_manifest() {
+            inner.fail(format!(
+                "cannot write {}: {e}",
+                inner.dir.join(format::RUN_FILE).display()
+            ));
+        }
         for file in &files {
-            let disk = lock(&file.disk);
-            let mut disk = disk;
-            if let Some(f) = &mut disk.file {
-                let _ = f.finish();
+            let mut disk = lock(&file.disk);
+            if let Some(f) = &mut disk.file
+                && let Err(e) = f.finish()
+                && !disk.failed
+            {
+                disk.failed = true;
+                inner.fail(format!("cannot finish {}'s recording: {e}", file.stem));
             }
         }
-        Ok(inner.dir.clone())
+        match lock(&inner.failure).clone() {
+            Some(failure) => Err(std::io::Error::other(failure)),
+            None => Ok(inner.dir.clone()),
+        }
     }
+}
+
+/// A test hook, in debug builds only: `RELAYTOP_TEST_DISK_FULL_AFTER_MS=N` makes every write
+/// of a recording fail as a full disk does, N ms after the recorder starts (tests/it checks
+/// that the run and its summary survive it). Release builds never read it.
+fn test_disk_full_at() -> Option<std::time::Instant> {
+    if !cfg!(debug_assertions) {
+        return None;
+    }
+    let ms: u64 = std::env::var("RELAYTOP_TEST_DISK_FULL_AFTER_MS")
+        .ok()?
+        .parse()
+        .ok()?;
+    Some(std::time::Instant::now() + Duration::from_millis(ms))
 }
