@@ -2,7 +2,8 @@
 //! --help` list the same table).
 //!
 //! A headless run that printed its summary exits with the first of these that applies, in
-//! this order: a session stopped for its key or quota (3), every session down at the end (4),
+//! this order: a session refused for its key or quota (3: stopped, or still refused and
+//! re-checked at the end), every session down at the end (4),
 //! the recording failed (5); else 0. Errors that stop relaytop before it can run (a bad
 //! configuration, a file that cannot be read) exit 1, and a bad command line 2 (clap).
 
@@ -27,7 +28,7 @@ pub const TABLE: &str = "Exit status:
   0  the run ended and every session was fine
   1  relaytop could not run (bad configuration, unreadable file; the message says why)
   2  bad command line
-  3  a session stopped for its key or quota (401, 403, close 1008, quota exhausted)
+  3  a session was refused for its key or quota (401, 403, close 1008, quota exhausted)
   4  every session was down at the end (stopped, backing off or connecting)
   5  the recording failed (disk full); the summary is whole, the recording partial
 When several apply, the lowest of 3, 4, 5 is the status.";

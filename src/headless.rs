@@ -242,7 +242,18 @@ pub async fn run_with_status(
             .iter()
             .zip(last_state.iter().zip(&last_error))
             .filter(|(_, (state, error))| {
-                matches!(state, Some(SessionState::Stopped { .. }))
+                // Stopped for it, or still refused and waiting for the next check.
+                let refused = matches!(
+                    state,
+                    Some(SessionState::BackingOff {
+                        watch: Some(relaytop_core::session::Watch {
+                            refused: Some(_),
+                            ..
+                        }),
+                        ..
+                    })
+                );
+                (refused || matches!(state, Some(SessionState::Stopped { .. })))
                     && matches!(error, Some(ErrorKind::Auth | ErrorKind::RateLimited))
             })
             .map(|(info, _)| info.name.clone())

@@ -246,7 +246,7 @@ async fn run_headless(
     world.stop().await;
     let (_, status) = result?;
     for name in &status.stopped_auth_or_quota {
-        eprintln!("relaytop: session {name} stopped for its key or quota (exit status 3)");
+        eprintln!("relaytop: session {name} was refused for its key or quota (exit status 3)");
     }
     if status.stopped_auth_or_quota.is_empty() && status.all_down {
         eprintln!("relaytop: every session was down at the end (exit status 4)");

@@ -139,24 +139,26 @@ fn a_full_disk_stops_the_recording_not_the_run() {
 }
 
 #[test]
-fn sessions_stopped_for_their_key_exit_3() {
+fn sessions_refused_for_their_key_exit_3() {
     let tmp = tempfile::tempdir().unwrap();
     let url = answering("401 Unauthorized");
     let config = config(tmp.path(), &url, "");
+    // A refused key is re-checked, not given up on: the run goes to its end.
     let (code, stdout, stderr) = run(relaytop(tmp.path()).arg("--config").arg(&config).args([
         "headless",
         "--duration",
-        "20s",
+        "2s",
         "--format",
         "json",
     ]));
     assert_eq!(code, 3, "{stderr}");
     assert!(
-        stdout.contains("\"ended_by\": \"every session ended\""),
+        stdout.contains("\"ended_by\": \"duration 2s elapsed\""),
         "{stdout}"
     );
     assert!(
-        stderr.contains("relaytop: session probe-1 stopped for its key or quota (exit status 3)"),
+        stderr
+            .contains("relaytop: session probe-1 was refused for its key or quota (exit status 3)"),
         "{stderr}"
     );
 }
@@ -171,10 +173,11 @@ fn every_session_down_at_the_end_exits_4() {
         .unwrap()
         .port();
     let config = config(tmp.path(), &format!("http://127.0.0.1:{port}/v1"), "");
+    // The sessions keep looking (they never give up): the run goes to its end, all down.
     let (code, stdout, stderr) = run(relaytop(tmp.path()).arg("--config").arg(&config).args([
         "headless",
         "--duration",
-        "20s",
+        "2s",
         "--format",
         "json",
     ]));

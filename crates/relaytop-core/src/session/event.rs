@@ -319,6 +319,14 @@ impl EventKind {
         }
         match self {
             EventKind::State(SessionState::Stopped { reason }) => text(reason, key),
+            EventKind::State(SessionState::BackingOff {
+                watch:
+                    Some(Watch {
+                        refused: Some(reason),
+                        ..
+                    }),
+                ..
+            }) => text(reason, key),
             EventKind::Chunk { text: chunk, .. } => {
                 if key.found(chunk.as_bytes()) {
                     *chunk = compact_str::CompactString::from(key.replace(chunk));
