@@ -223,6 +223,11 @@ impl Screen for Dashboard<'_, '_> {
         let mut changed = false;
         if now >= self.next_measure {
             self.app.set_self_usage(self.meter.measure());
+            if self.app.recording_failed.is_none()
+                && let Some(why) = self.run.recorder().and_then(|r| r.failure())
+            {
+                self.app.recording_stopped(why);
+            }
             self.next_measure = now + Duration::from_secs(1);
             changed = true;
         }

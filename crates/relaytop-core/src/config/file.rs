@@ -68,8 +68,14 @@ pub struct BackoffConfig {
     pub base_ms: Option<u64>,
     /// No wait is longer than this (default 30000).
     pub cap_ms: Option<u64>,
-    /// Retries before a session stops (default 10).
+    /// Retries at the backoff before a relay counts as down (default 10); then it is watched.
     pub max_attempts: Option<u32>,
+    /// A relay that is down (its retries used up) is looked at this often, in seconds, until
+    /// a connection proves it healthy (default 60). The session never stops for it.
+    pub watch_interval_s: Option<f64>,
+    /// A refused key or policy (401, 403, close 1008) is checked again this often, in seconds,
+    /// so that a fixed key resumes (default 300).
+    pub recheck_interval_s: Option<f64>,
 }
 
 /// One relay.
@@ -661,6 +667,21 @@ fn resolve_timing(
     if t.backoff.cap < t.backoff.base {
         return Err("backoff cap_ms is smaller than base_ms".into());
     }
+    let positive = |value: f64, field: &str| -> Result<Duration, String> {
+        let d = seconds(value, field)?;
+        if d.is_zero() {
+            return Err(format!(
+                "{field} must be more than 0 s: a relay that is down is looked at that often"
+            ));
+        }
+        Ok(d)
+    };
+    if let Some(s) = own_b.watch_interval_s.or(def_b.watch_interval_s) {
+        t.watch = Some(positive(s, "watch_interval_s")?);
+    }
+    if let Some(s) = own_b.recheck_interval_s.or(def_b.recheck_interval_s) {
+        t.recheck = Some(positive(s, "recheck_interval_s")?);
+    }
     Ok(t)
 }
 
@@ -819,6 +840,23 @@ interval_s = 5
         let err = parse_err(&MINIMAL.replace("provider = \"holysheep\"", "provider = \"hs\""));
         assert!(
             err.contains("provider `hs`, which is not defined (known: holysheep)"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn watch_and_recheck_intervals_are_set_in_the_backoff_table() {
+        let c = parse_ok(&format!(
+            "[defaults.backoff]\nwatch_interval_s = 20\nrecheck_interval_s = 90\n{MINIMAL}"
+        ));
+        let t = c.sessions[0].timing;
+        assert_eq!(t.watch, Some(Duration::from_secs(20)));
+        assert_eq!(t.recheck, Some(Duration::from_secs(90)));
+        let err = parse_err(&format!(
+            "[defaults.backoff]\nwatch_interval_s = 0\n{MINIMAL}"
+        ));
+        assert!(
+            err.contains("watch_interval_s must be more than 0 s"),
             "{err}"
         );
     }

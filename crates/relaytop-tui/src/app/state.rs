@@ -32,6 +32,8 @@ pub(super) const NOTICE_US: u64 = 4_000_000;
 
 /// The dashboard's whole state.
 pub struct App {
+    /// Why the recording stopped, when it failed (a full disk): the run goes on unrecorded.
+    pub recording_failed: Option<String>,
     /// What the run watches when relaytop found it itself (a URL, the environment), shown
     /// atop the sessions.
     pub watching: Option<String>,
@@ -110,6 +112,7 @@ impl App {
             width(&|i| &i.model),
         ];
         let mut app = App {
+            recording_failed: None,
             watching: None,
             live,
             frozen: None,
@@ -372,6 +375,18 @@ impl App {
             format!("marker: {label}"),
         );
         self.say(format!("wrote {label} to the recording"));
+    }
+
+    /// The recording stopped (a full disk): said once in the status bar for good, and as a
+    /// notice; the sessions and the summary go on.
+    pub fn recording_stopped(&mut self, why: String) {
+        if self.recording_failed.is_some() {
+            return;
+        }
+        self.say(format!(
+            "recording stopped: {why}; the run goes on unrecorded (the partial recording is kept)"
+        ));
+        self.recording_failed = Some(why);
     }
 
     /// Shows a notice about a chat pane (one that could not be opened).

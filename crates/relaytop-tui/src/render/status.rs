@@ -97,7 +97,12 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
             drop_order: 2,
         });
     }
-    if let Some(dir) = app.recording() {
+    if app.recording_failed.is_some() {
+        left.push(Piece {
+            spans: vec![Span::styled("✗ rec stopped", strong(Role::Warning))],
+            drop_order: 1,
+        });
+    } else if let Some(dir) = app.recording() {
         // The run directory's name: the full path is printed on exit.
         let short = dir.file_name().map_or_else(
             || dir.display().to_string(),

@@ -27,3 +27,23 @@ fn m_writes_a_marker_when_recording() {
     assert!(text.contains("marker 1 (key press)"), "{text}");
     assert!(text.contains("rec 20261125T140000Z"), "{text}");
 }
+
+#[test]
+fn a_failed_recording_is_said_in_the_status_bar() {
+    let mut app = App::new(&setups(), pricing(), start())
+        .with_recording(Some("/tmp/runs/20261125T140000Z".into()));
+    for e in events() {
+        app.apply(&e);
+    }
+    app.set_now(NOW);
+    app.recording_stopped("cannot write probe-1.jsonl: No space left on device".into());
+    let text = screen_text(&draw(&mut app, 200, 50));
+    assert!(text.contains("✗ rec stopped"), "{text}");
+    assert!(!text.contains("● rec 20261125T140000Z"), "{text}");
+    assert!(
+        app.notice()
+            .is_some_and(|n| n.contains("recording stopped: cannot write probe-1.jsonl")),
+        "{:?}",
+        app.notice()
+    );
+}
