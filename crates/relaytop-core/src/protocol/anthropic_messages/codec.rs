@@ -5,7 +5,6 @@
 //! `MessagesDecoder` (`message_stop` is the terminal mark).
 
 use std::borrow::Cow;
-use std::time::Duration;
 
 use reqwest::header::{self, HeaderMap, HeaderName, HeaderValue};
 
@@ -16,7 +15,6 @@ use crate::protocol::anthropic_messages::wire::{
 };
 use crate::session::workload::Outgoing;
 use crate::session::{AuthStyle, EventKind, SessionSpec};
-use crate::transport::http_stream::retry::retry_delay;
 use crate::transport::http_stream::{HttpFailure, HttpStreamCodec, StreamRequest};
 
 /// One anthropic-messages session's codec. Survives reconnects (request numbers go on).
@@ -114,10 +112,6 @@ impl HttpStreamCodec for MessagesCodec {
 
     fn rate_limits(&self, headers: &HeaderMap) -> Option<EventKind> {
         rate_limit_event(headers, chrono::Utc::now())
-    }
-
-    fn rate_limited_wait(&self) -> Duration {
-        retry_delay(0, None, 0.0)
     }
 
     fn decoder(&self) -> &MessagesDecoder {

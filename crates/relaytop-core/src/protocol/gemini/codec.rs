@@ -7,7 +7,6 @@
 //! done). The key never appears in a name or a message this codec makes.
 
 use std::borrow::Cow;
-use std::time::Duration;
 
 use reqwest::header::{self, HeaderMap, HeaderName, HeaderValue};
 
@@ -21,7 +20,6 @@ use crate::protocol::openai_chat::policy::rate_limit_event;
 use crate::session::connect::{error_body_message, status_kind};
 use crate::session::workload::Outgoing;
 use crate::session::{AuthStyle, ErrorKind, EventKind, SessionSpec};
-use crate::transport::http_stream::retry::retry_delay;
 use crate::transport::http_stream::{Action, HttpFailure, HttpStreamCodec, StreamRequest};
 
 /// The check's name in messages (never the URL: it may hold the key).
@@ -173,10 +171,6 @@ impl HttpStreamCodec for GeminiCodec {
 
     fn rate_limits(&self, headers: &HeaderMap) -> Option<EventKind> {
         rate_limit_event(headers)
-    }
-
-    fn rate_limited_wait(&self) -> Duration {
-        retry_delay(0, None, 0.0)
     }
 
     fn decoder(&self) -> &GeminiDecoder {

@@ -4,7 +4,6 @@
 //! `x-ratelimit-*` headers, and the body through `SseDecoder` (`[DONE]` is the terminal mark).
 
 use std::borrow::Cow;
-use std::time::Duration;
 
 use reqwest::header::{self, HeaderMap, HeaderName, HeaderValue};
 
@@ -13,7 +12,6 @@ use crate::protocol::openai_chat::policy::{classify_answer, rate_limit_event};
 use crate::protocol::openai_chat::{ChatRequest, chat_completions_url, models_url};
 use crate::session::workload::Outgoing;
 use crate::session::{EventKind, SessionSpec};
-use crate::transport::http_stream::retry::retry_delay;
 use crate::transport::http_stream::{HttpFailure, HttpStreamCodec, StreamRequest};
 
 /// One openai-sse session's codec. Survives reconnects (request numbers go on).
@@ -77,10 +75,6 @@ impl HttpStreamCodec for ChatCompletionsCodec {
 
     fn rate_limits(&self, headers: &HeaderMap) -> Option<EventKind> {
         rate_limit_event(headers)
-    }
-
-    fn rate_limited_wait(&self) -> Duration {
-        retry_delay(0, None, 0.0)
     }
 
     fn decoder(&self) -> &SseDecoder {

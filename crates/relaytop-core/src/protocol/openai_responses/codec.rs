@@ -5,7 +5,6 @@
 //! `x-ratelimit-*` headers), and the body through `ResponsesDecoder` (one terminal event).
 
 use std::borrow::Cow;
-use std::time::Duration;
 
 use reqwest::header::{self, HeaderMap, HeaderName, HeaderValue};
 
@@ -14,7 +13,6 @@ use crate::protocol::openai_responses::decode::{ResponsesDecoder, ResponsesForma
 use crate::protocol::openai_responses::wire::{ResponsesRequest, models_url, responses_url};
 use crate::session::workload::Outgoing;
 use crate::session::{AuthStyle, EventKind, SessionSpec};
-use crate::transport::http_stream::retry::retry_delay;
 use crate::transport::http_stream::{HttpFailure, HttpStreamCodec, StreamRequest};
 
 /// One openai-responses session's codec. Survives reconnects (request numbers go on).
@@ -89,10 +87,6 @@ impl HttpStreamCodec for ResponsesCodec {
 
     fn rate_limits(&self, headers: &HeaderMap) -> Option<EventKind> {
         rate_limit_event(headers)
-    }
-
-    fn rate_limited_wait(&self) -> Duration {
-        retry_delay(0, None, 0.0)
     }
 
     fn decoder(&self) -> &ResponsesDecoder {

@@ -152,7 +152,9 @@ pub trait HttpStreamCodec: Send + Sync + 'static {
     /// The rate-limit headers of an answer, as a `RateLimitStatus`.
     fn rate_limits(&self, headers: &HeaderMap) -> Option<EventKind>;
     /// The wait after a stream's rate-limit error (the connection stays up).
-    fn rate_limited_wait(&self) -> Duration;
+    fn rate_limited_wait(&self) -> Duration {
+        crate::transport::http_stream::retry::retry_delay(0, None, 0.0)
+    }
 
     /// The decoder of the protocol's response bodies (its format on the shared decoder).
     fn decoder(&self) -> &StreamDecoder<Self::Format>;
