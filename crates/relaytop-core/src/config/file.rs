@@ -38,6 +38,9 @@ pub struct ConfigFile {
     /// provider's own `billing.prices` win over these.
     #[serde(default)]
     pub prices: BTreeMap<String, crate::cost::PriceEntry>,
+    /// Service-level objectives (`[slo]`): what makes a request good, per provider if wanted.
+    #[serde(default)]
+    pub slo: crate::config::slo::SloConfig,
 }
 
 /// Timing settings; every field is optional and falls back to spec/PROTOCOL.md's defaults.
@@ -187,6 +190,8 @@ pub struct Config {
     pub ui: UiConfig,
     /// The canary, from `[canary]` or from canary YAML.
     pub canary: Option<crate::canary::plan::CanaryPlan>,
+    /// Every provider's service-level objective (`[slo]`).
+    pub slo: crate::config::slo::Slos,
 }
 
 impl Config {
@@ -551,12 +556,21 @@ pub fn parse(
         ),
         None => None,
     };
+    let names: Vec<&str> = providers.iter().map(|p| p.name.as_str()).collect();
+    let slo = file
+        .slo
+        .resolve(&names)
+        .map_err(|message| ConfigError::Whole {
+            path: path.to_owned(),
+            message,
+        })?;
     Ok(Config {
         source: path.to_owned(),
         providers,
         sessions,
         ui: file.ui,
         canary,
+        slo,
     })
 }
 

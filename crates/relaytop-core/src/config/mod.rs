@@ -5,6 +5,7 @@
 pub mod file;
 pub mod secret;
 pub mod sim_profile;
+pub mod slo;
 pub mod starter;
 pub mod station;
 pub mod ui;

@@ -727,6 +727,7 @@ pub fn parse(
         sessions: Vec::new(),
         ui: Default::default(),
         canary: Some(plan),
+        slo: Default::default(),
     })
 }
 
