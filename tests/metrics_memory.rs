@@ -102,6 +102,8 @@ fn busy_hour(m: &mut Metrics, sessions: u32) {
                 },
                 reported_cost_usd: None,
                 finish_reason: None,
+                cut: None,
+                text_tokens: None,
                 chunks: 0,
                 bytes: 0,
             });

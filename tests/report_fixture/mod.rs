@@ -144,6 +144,8 @@ impl Builder {
                 finish_reason: Some("stop".into()),
                 chunks: 2,
                 bytes: 12,
+                cut: None,
+                text_tokens: None,
             },
         );
         self.at(s, at + total, EventKind::State(SessionState::Open));

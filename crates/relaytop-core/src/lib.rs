@@ -18,6 +18,7 @@ pub mod run;
 pub mod session;
 pub mod supervisor;
 pub mod telemetry;
+pub mod tokenize;
 pub mod transcribe;
 pub mod transport;
 pub mod world;

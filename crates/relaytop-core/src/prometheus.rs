@@ -687,6 +687,8 @@ mod tests {
                 finish_reason: None,
                 chunks: 1,
                 bytes: 1,
+                cut: None,
+                text_tokens: None,
             },
         ));
         e.observe(&ev(

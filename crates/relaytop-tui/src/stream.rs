@@ -417,6 +417,8 @@ mod tests {
                 finish_reason: Some("stop".into()),
                 chunks: 4,
                 bytes: 24,
+                cut: None,
+                text_tokens: None,
             },
         ));
         let texts: Vec<&str> = (ring.first_seq()..ring.end_seq())

@@ -39,7 +39,7 @@ async fn fin_without_a_close_frame_is_a_1006_drop() {
         1
     );
     assert_eq!(
-        c.count(|k| matches!(k, EventKind::RequestFailed { request: 1, kind: ErrorKind::Network, reason } if reason.starts_with("close 1006"))),
+        c.count(|k| matches!(k, EventKind::RequestFailed { request: 1, kind: ErrorKind::Cut, reason } if reason.starts_with("close 1006"))),
         1,
         "{}",
         c.story()

@@ -159,11 +159,12 @@ async fn rst_mid_stream_fails_the_response_and_reconnects() {
             k,
             EventKind::RequestFailed {
                 request: 1,
-                kind: ErrorKind::Network,
+                kind: ErrorKind::Cut,
                 ..
             }
         )),
-        1
+        1,
+        "a reset after the first token cut the response"
     );
     assert!(
         only_backoff_cause(&c)

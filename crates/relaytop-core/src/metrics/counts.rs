@@ -20,7 +20,7 @@ pub struct ErrorCounts([u64; ErrorCounts::KINDS.len()]);
 
 impl ErrorCounts {
     /// Every error kind, in the order `iter` yields them.
-    pub const KINDS: [ErrorKind; 9] = [
+    pub const KINDS: [ErrorKind; 10] = [
         ErrorKind::Auth,
         ErrorKind::RateLimited,
         ErrorKind::Overloaded,
@@ -29,6 +29,7 @@ impl ErrorCounts {
         ErrorKind::Network,
         ErrorKind::Timeout,
         ErrorKind::Protocol,
+        ErrorKind::Cut,
         ErrorKind::Other,
     ];
 
@@ -43,6 +44,7 @@ impl ErrorCounts {
             ErrorKind::Timeout => 6,
             ErrorKind::Protocol => 7,
             ErrorKind::Other => 8,
+            ErrorKind::Cut => 9,
         }
     }
 

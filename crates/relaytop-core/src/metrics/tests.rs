@@ -66,6 +66,8 @@ fn done(request: RequestId, ttft_us: Option<u64>, total_us: u64, tokens: Tokens)
         finish_reason: Some("stop".into()),
         chunks: 3,
         bytes: 12,
+        cut: None,
+        text_tokens: None,
     }
 }
 

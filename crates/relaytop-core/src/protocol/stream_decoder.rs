@@ -40,6 +40,9 @@ pub enum Step<'a> {
     Done {
         usage: Option<StreamUsage>,
         finish_reason: Option<String>,
+        /// Why the response, though it ended, was cut short (no finish reason, an
+        /// `incomplete`, events lost); `None` when it is whole.
+        cut: Option<String>,
     },
     /// The stream reported an error: the response failed.
     Failed {
@@ -229,6 +232,7 @@ impl<F: SseFormat> StreamDecoder<F> {
             now,
             usage,
             finish_reason,
+            None,
             out,
         )
     }
@@ -305,7 +309,8 @@ fn apply(
         Step::Done {
             usage,
             finish_reason,
-        } => done(tracker, over, now, usage, finish_reason.as_deref(), out),
+            cut,
+        } => done(tracker, over, now, usage, finish_reason.as_deref(), cut, out),
         Step::Failed {
             kind,
             message,
@@ -345,36 +350,34 @@ fn done(
     now: Duration,
     usage: Option<StreamUsage>,
     finish_reason: Option<&str>,
+    cut: Option<String>,
     out: &mut impl FnMut(EventKind),
 ) -> SseInbound {
     *over = true;
-    let relay_usage = usage.map(|u| crate::protocol::relay_v1::Usage {
-        prompt_tokens: u.input,
-        completion_tokens: u.output,
+    let reported = usage.map(|usage| Tokens {
+        input: usage.input,
+        output: usage.output,
+        cached_input: usage.cached_input.min(usage.input),
+        cache_write_input: usage
+            .cache_write_input
+            .min(usage.input.saturating_sub(usage.cached_input)),
+        reasoning_output: usage.reasoning_output.min(usage.output),
+        estimated: false,
     });
-    let Some(mut done) = tracker.on_done(now, relay_usage, finish_reason) else {
+    let Some(mut done) = tracker.on_done(now, reported, finish_reason) else {
         return SseInbound::Nothing;
     };
-    if let (
-        EventKind::Done {
-            tokens,
-            reported_cost_usd,
-            ..
-        },
-        Some(usage),
-    ) = (&mut done, usage)
+    if let EventKind::Done {
+        cut: slot,
+        reported_cost_usd,
+        ..
+    } = &mut done
     {
-        *tokens = Tokens {
-            input: usage.input,
-            output: usage.output,
-            cached_input: usage.cached_input.min(usage.input),
-            cache_write_input: usage
-                .cache_write_input
-                .min(usage.input.saturating_sub(usage.cached_input)),
-            reasoning_output: usage.reasoning_output.min(usage.output),
-            estimated: false,
-        };
-        *reported_cost_usd = usage.cost_usd;
+        if let Some(cut) = cut {
+            // The format's reason is the truer one (an empty reply that was also cut).
+            *slot = Some(cut);
+        }
+        *reported_cost_usd = usage.and_then(|u| u.cost_usd);
     }
     out(done);
     SseInbound::ResponseDone

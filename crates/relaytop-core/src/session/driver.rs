@@ -905,6 +905,8 @@ mod tests {
                 finish_reason: None,
                 chunks: 0,
                 bytes: 0,
+                cut: None,
+                text_tokens: None,
             },
         );
         assert_eq!(core.backoff.attempt(), 0);

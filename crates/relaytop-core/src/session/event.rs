@@ -160,6 +160,9 @@ pub enum ErrorKind {
     Timeout,
     /// A frame that could not be understood.
     Protocol,
+    /// A response cut short: its stream ended (or its connection dropped) after text came
+    /// but before its terminal mark; its own outcome, apart from network errors.
+    Cut,
     /// Anything else.
     Other,
 }
@@ -175,6 +178,7 @@ impl ErrorKind {
             ErrorKind::Network => "network",
             ErrorKind::Timeout => "timeout",
             ErrorKind::Protocol => "protocol",
+            ErrorKind::Cut => "cut",
             ErrorKind::Other => "other",
         }
     }
@@ -231,6 +235,15 @@ pub enum EventKind {
         chunks: u32,
         /// Output bytes (UTF-8) of the response text.
         bytes: u64,
+        /// Set when the response ended cleanly yet was cut short: a chat stream whose usage
+        /// and `[DONE]` came though no choice carried a `finish_reason`, a Responses
+        /// `incomplete`, an empty response. Says why. Absent in older recordings.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cut: Option<String>,
+        /// Output tokens relaytop counted in the answer text with a tokenizer, when it
+        /// counted them (for the usage audit, or as the estimate when no usage came).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        text_tokens: Option<u64>,
     },
     /// A request ended without `done` (an error frame, a drop mid-stream, a timeout).
     RequestFailed {

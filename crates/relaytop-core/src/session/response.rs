@@ -1,14 +1,32 @@
-//! The response under way on a connection: time to first token, chunks, bytes and the end.
+//! The response under way on a connection: time to first token, chunks, bytes, the end, and
+//! how it ended (whole, cut short, empty).
 //!
 //! Pure: it is told when a request went out and what came back, with the time, and answers
 //! with the session events to report. Live sessions and replay share it, so time to first
-//! token and response time are computed in exactly one place.
+//! token, response time, cut streams and token counts are decided in exactly one place.
+//!
+//! Tokens: the relay's usage when it sends one; when it sends none (or reports no output
+//! although text came, as some Realtime relays do), the answer text counted with the model's
+//! tokenizer (`crate::tokenize`), marked as an estimate. For the usage audit the text of a
+//! response with usage is counted too, at most once a second per session (`AUDIT_EVERY`), so
+//! counting never costs a busy session more than a sliver of a core.
 
 use std::time::Duration;
 
-use crate::protocol::relay_v1::Usage;
 use crate::session::event::micros;
 use crate::session::{ErrorKind, EventKind, RequestId, Tokens};
+use crate::tokenize::Counter;
+
+/// Most text (answer, and thinking apart) kept of one response for counting its tokens; the
+/// count of a longer text is scaled by its characters.
+pub const MAX_COUNTED_TEXT: usize = 16 * 1024;
+
+/// How often, at most, a session counts the text of a response that came with usage (for
+/// the usage audit).
+pub const AUDIT_EVERY: Duration = Duration::from_secs(1);
+
+/// Why a response that ended with no answer text is cut.
+pub const EMPTY_RESPONSE: &str = "empty response: no answer text";
 
 /// Whether a finish reason says the answer was whole, in any format's words (chat `stop`,
 /// Anthropic `end_turn` and `stop_sequence`, Responses `completed`, Gemini `STOP`): the
@@ -17,6 +35,24 @@ pub fn is_ordinary_finish(reason: &str) -> bool {
     matches!(
         reason,
         "stop" | "end_turn" | "stop_sequence" | "completed" | "STOP"
+    )
+}
+
+/// Why an `incomplete` response (Responses, Realtime) is cut, with its reason. A length limit
+/// (`max_output_tokens`) or a content filter is no cut: those are finish reasons, as chat's
+/// `length` and `content_filter` are, so the same ending counts the same in every format.
+pub fn incomplete_cut(reason: Option<&str>) -> String {
+    match reason {
+        Some(r) if !r.is_empty() => format!("incomplete ({r})"),
+        _ => "incomplete".to_owned(),
+    }
+}
+
+/// Whether an `incomplete` reason is an ordinary ending (the output limit asked, a filter).
+pub fn is_limit_or_filter(reason: &str) -> bool {
+    matches!(
+        reason,
+        "max_output_tokens" | "max_tokens" | "length" | "content_filter"
     )
 }
 
@@ -39,6 +75,36 @@ struct InFlight {
     chars: u64,
     /// Characters of thinking (reasoning) text: output too, never shown as the answer.
     thinking_chars: u64,
+    /// The first `MAX_COUNTED_TEXT` bytes of the answer, for counting its tokens.
+    text: String,
+    /// The first `MAX_COUNTED_TEXT` bytes of the thinking.
+    thinking: String,
+}
+
+/// Appends as much of `piece` as fits under `MAX_COUNTED_TEXT`, on a character boundary.
+fn keep(into: &mut String, piece: &str) {
+    let room = MAX_COUNTED_TEXT.saturating_sub(into.len());
+    if room == 0 {
+        return;
+    }
+    let mut end = piece.len().min(room);
+    while !piece.is_char_boundary(end) {
+        end -= 1;
+    }
+    into.push_str(&piece[..end]);
+}
+
+/// Tokens of a text of `chars` characters of which `kept` were counted as `counted`.
+fn scaled(counter: &Counter, kept: &str, chars: u64) -> u64 {
+    if chars == 0 {
+        return 0;
+    }
+    let counted = counter.count(kept).tokens;
+    let kept_chars = kept.chars().count() as u64;
+    if kept_chars >= chars || kept_chars == 0 {
+        return counted;
+    }
+    (counted as f64 * chars as f64 / kept_chars as f64).round() as u64
 }
 
 /// Tracks the one response a relay/v1 connection may have under way.
@@ -46,6 +112,8 @@ struct InFlight {
 pub struct ResponseTracker {
     last_request: RequestId,
     current: Option<InFlight>,
+    /// When a response with usage was last counted for the audit.
+    last_audit: Option<Duration>,
 }
 
 impl ResponseTracker {
@@ -88,6 +156,8 @@ impl ResponseTracker {
             bytes: 0,
             chars: 0,
             thinking_chars: 0,
+            text: String::new(),
+            thinking: String::new(),
         });
         (
             request,
@@ -123,6 +193,7 @@ impl ResponseTracker {
         r.chunks = r.chunks.saturating_add(1);
         r.bytes += content.len() as u64;
         r.chars += content.chars().count() as u64;
+        keep(&mut r.text, content);
         emit(EventKind::Chunk {
             request: r.request,
             text: content.into(),
@@ -147,31 +218,55 @@ impl ResponseTracker {
             });
         }
         r.thinking_chars += content.chars().count() as u64;
+        keep(&mut r.thinking, content);
     }
 
-    /// `done` arrived at `now`: the completed response, or `None` if none was under way.
+    /// `done` arrived at `now`, with the tokens the relay reported (`estimated: false`), if
+    /// any: the completed response, or `None` if none was under way. Tokens are estimated
+    /// from the text when the relay sent no usage, or reported no output though text came.
+    /// A response with no answer text is cut (`EMPTY_RESPONSE`); callers that know a truer
+    /// reason (no finish reason, an `incomplete`) set their own.
     pub fn on_done(
         &mut self,
         now: Duration,
-        usage: Option<Usage>,
+        usage: Option<Tokens>,
         finish_reason: Option<&str>,
     ) -> Option<EventKind> {
         let r = self.current.take()?;
+        let counter = Counter::for_model(&r.model);
+        let answer_tokens = || scaled(&counter, &r.text, r.chars);
+        let thinking_tokens = || scaled(&counter, &r.thinking, r.thinking_chars);
+        let mut text_tokens = None;
         let tokens = match usage {
-            Some(u) => Tokens {
-                input: u.prompt_tokens,
-                output: u.completion_tokens,
-                estimated: false,
-                ..Tokens::default()
-            },
-            None => Tokens {
-                input: r.prompt_tokens_estimate,
-                output: estimate_tokens_from_chars(r.chars)
-                    + estimate_tokens_from_chars(r.thinking_chars),
-                reasoning_output: estimate_tokens_from_chars(r.thinking_chars),
-                estimated: true,
-                ..Tokens::default()
-            },
+            Some(u) if u.output > 0 || r.chars + r.thinking_chars == 0 => {
+                // Audit the answer when nothing hides in the output: no thinking shown or
+                // reported (hidden or summarised reasoning is billed but never sent).
+                let auditable = r.thinking_chars == 0 && u.reasoning_output == 0 && r.chars > 0;
+                let due = self
+                    .last_audit
+                    .is_none_or(|t| now.saturating_sub(t) >= AUDIT_EVERY);
+                if auditable && due {
+                    self.last_audit = Some(now);
+                    text_tokens = Some(answer_tokens());
+                }
+                Tokens {
+                    estimated: false,
+                    ..u
+                }
+            }
+            reported => {
+                let answer = answer_tokens();
+                let thinking = thinking_tokens();
+                text_tokens = Some(answer);
+                Tokens {
+                    input: reported.map_or(r.prompt_tokens_estimate, |u| u.input),
+                    output: answer + thinking,
+                    cached_input: reported.map_or(0, |u| u.cached_input),
+                    cache_write_input: reported.map_or(0, |u| u.cache_write_input),
+                    reasoning_output: thinking,
+                    estimated: true,
+                }
+            }
         };
         Some(EventKind::Done {
             request: r.request,
@@ -188,15 +283,25 @@ impl ResponseTracker {
             finish_reason: finish_reason.map(str::to_owned),
             chunks: r.chunks,
             bytes: r.bytes,
+            cut: (r.chars == 0 && finish_reason != Some("cancelled"))
+                .then(|| EMPTY_RESPONSE.to_owned()),
+            text_tokens,
         })
     }
 
     /// The request under way failed: the event to report, or `None` if none was under way.
+    /// A connection lost after text came cut the response: that is counted as `Cut` in every
+    /// protocol alike (a drop before any text stays a network failure).
     pub fn fail(&mut self, kind: ErrorKind, reason: impl Into<String>) -> Option<EventKind> {
         let r = self.current.take()?;
+        let got_text = r.first_token_at.is_some();
         Some(EventKind::RequestFailed {
             request: r.request,
-            kind,
+            kind: if kind == ErrorKind::Network && got_text {
+                ErrorKind::Cut
+            } else {
+                kind
+            },
             reason: reason.into(),
         })
     }
@@ -230,9 +335,10 @@ mod tests {
         let done = t
             .on_done(
                 ms(1500),
-                Some(Usage {
-                    prompt_tokens: 9,
-                    completion_tokens: 2,
+                Some(Tokens {
+                    input: 9,
+                    output: 2,
+                    ..Tokens::default()
                 }),
                 Some("stop"),
             )
@@ -257,6 +363,8 @@ mod tests {
                 finish_reason: Some("stop".into()),
                 chunks: 2,
                 bytes: 6,
+                cut: None,
+                text_tokens: Some(2),
             }
         );
         assert_eq!(t.in_flight(), None);

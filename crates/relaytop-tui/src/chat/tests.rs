@@ -97,6 +97,8 @@ fn reply(pane: &mut ChatPane, request: RequestId, at: u64, chunks: &[&str]) {
             finish_reason: Some("stop".into()),
             chunks: chunks.len() as u32,
             bytes: 100,
+            cut: None,
+            text_tokens: None,
         },
     ));
 }
@@ -236,6 +238,8 @@ fn esc_cancels_a_streaming_reply_then_leaves() {
             finish_reason: Some("cancelled".into()),
             chunks: 0,
             bytes: 0,
+            cut: None,
+            text_tokens: None,
         },
     ));
     assert_eq!(p.turns().next().unwrap().status, ReplyStatus::Cancelled);

@@ -235,6 +235,8 @@ pub(super) fn events() -> Vec<SessionEvent> {
                     finish_reason: Some("stop".into()),
                     chunks: 12,
                     bytes: 70,
+                    cut: None,
+                    text_tokens: None,
                 },
             );
             push(id, done_at, EventKind::State(SessionState::Open));

@@ -66,6 +66,10 @@ impl MessagesFormat {
                     cost_usd: None,
                 }
             }),
+            cut: self
+                .stop_reason
+                .is_none()
+                .then(|| "no stop_reason: message_stop came, the reply was cut".into()),
             finish_reason: self.stop_reason.take(),
         }
     }
@@ -172,7 +176,7 @@ mod tests {
         );
         assert!(matches!(
             &out[..],
-            [Step::Done { usage: Some(u), finish_reason: Some(r) }] if u.output == 4 && r == "end_turn"
+            [Step::Done { usage: Some(u), finish_reason: Some(r), cut: None }] if u.output == 4 && r == "end_turn"
         ));
     }
 
@@ -194,14 +198,15 @@ mod tests {
     }
 
     #[test]
-    fn no_usage_at_all_is_an_estimate() {
+    fn no_usage_and_no_stop_reason_is_an_estimate_and_cut() {
         let mut f = MessagesFormat::default();
         let out = steps(&mut f, &[r#"{"type":"message_stop"}"#]);
         assert_eq!(
             out,
             [Step::Done {
                 usage: None,
-                finish_reason: None
+                finish_reason: None,
+                cut: Some("no stop_reason: message_stop came, the reply was cut".into()),
             }]
         );
     }

@@ -116,6 +116,7 @@ impl SseFormat for GeminiFormat {
         Some(Step::Done {
             usage: self.usage.take().map(stream_usage),
             finish_reason: Some(finish_reason),
+            cut: None,
         })
     }
 }

@@ -30,6 +30,12 @@ impl ChatFormat {
                 reasoning_output: u.reasoning_tokens,
                 cost_usd: u.cost_usd,
             }),
+            // new-api after an upstream timeout: the usage and `[DONE]` come, but no choice
+            // ever said why it finished: the reply was cut.
+            cut: self
+                .finish_reason
+                .is_none()
+                .then(|| "no finish_reason: the usage and [DONE] came, the reply was cut".into()),
             finish_reason: self.finish_reason.take(),
         }
     }

@@ -9,10 +9,10 @@
 use std::time::Duration;
 
 use crate::protocol::openai_realtime::wire::{RealtimeError, ResponseStatus, ServerEvent};
-use crate::protocol::relay_v1::Usage as RelayUsage;
 use crate::session::ratelimit::SlowDown;
 use crate::session::response::ResponseTracker;
-use crate::session::{ErrorKind, EventKind, RequestId};
+use crate::session::response::incomplete_cut;
+use crate::session::{ErrorKind, EventKind, RequestId, Tokens};
 
 /// What a server event meant for the session, beyond the events it produced.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -191,15 +191,20 @@ impl RealtimeDecoder {
                     (ResponseStatus::Incomplete, _) => "incomplete",
                     (_, _) => status.label(),
                 };
-                let relay_usage = usage.map(|u| RelayUsage {
-                    prompt_tokens: u.input_tokens,
-                    completion_tokens: u.output_tokens,
+                let reported = usage.map(|u| Tokens {
+                    input: u.input_tokens,
+                    output: u.output_tokens,
+                    cached_input: u.cached_tokens.min(u.input_tokens),
+                    ..Tokens::default()
                 });
-                let Some(mut done) = self.tracker.on_done(now, relay_usage, Some(finish)) else {
+                let Some(mut done) = self.tracker.on_done(now, reported, Some(finish)) else {
                     return RealtimeInbound::Nothing;
                 };
-                if let (EventKind::Done { tokens, .. }, Some(usage)) = (&mut done, usage) {
-                    tokens.cached_input = usage.cached_tokens.min(usage.input_tokens);
+                if let EventKind::Done { cut, .. } = &mut done
+                    && finish == "incomplete"
+                {
+                    // An `incomplete` that is no length limit or filter: not whole.
+                    *cut = Some(incomplete_cut(reason.as_deref()));
                 }
                 out(done);
                 RealtimeInbound::ResponseDone

@@ -23,6 +23,8 @@ pub type ResponsesDecoder = StreamDecoder<ResponsesFormat>;
 pub struct ResponsesFormat {
     /// The last `sequence_number` seen in this response.
     last_sequence: Option<u64>,
+    /// The first gap in the sequence numbers: events were lost, the response is cut.
+    lost: Option<String>,
 }
 
 /// Deltas of the text the user reads.
@@ -83,9 +85,9 @@ impl ResponsesFormat {
         if let Some(last) = self.last_sequence
             && last.checked_add(1) != Some(next)
         {
-            step(Step::Malformed(format!(
-                "events were lost: sequence_number jumped from {last} to {next}"
-            )));
+            let lost = format!("events were lost: sequence_number jumped from {last} to {next}");
+            self.lost.get_or_insert_with(|| lost.clone());
+            step(Step::Malformed(lost));
         }
         self.last_sequence = Some(next);
     }
@@ -129,15 +131,20 @@ impl SseFormat for ResponsesFormat {
             step(Step::Done {
                 usage: usage.map(stream_usage),
                 finish_reason: Some("completed".to_owned()),
+                cut: self.lost.take(),
             });
         } else if kind == "response.incomplete" {
+            let reason = incomplete_reason.filter(|r| !r.is_empty());
+            // The output limit asked for, or a filter, is a finish reason as in every format;
+            // any other `incomplete` did not come whole.
+            let cut = match reason.as_deref() {
+                Some(r) if crate::session::response::is_limit_or_filter(r) => self.lost.take(),
+                r => Some(crate::session::response::incomplete_cut(r)),
+            };
             step(Step::Done {
                 usage: usage.map(stream_usage),
-                finish_reason: Some(
-                    incomplete_reason
-                        .filter(|r| !r.is_empty())
-                        .map_or_else(|| "incomplete".to_owned(), |r| r.into_owned()),
-                ),
+                finish_reason: Some(reason.map_or_else(|| "incomplete".to_owned(), |r| r.into_owned())),
+                cut,
             });
         } else if kind == "response.failed" || kind == "error" {
             step(failed(error.as_ref(), kind));
@@ -223,9 +230,11 @@ mod tests {
                 Step::Done {
                     usage,
                     finish_reason,
+                    cut,
                 } => Step::Done {
                     usage,
                     finish_reason,
+                    cut,
                 },
                 Step::Failed {
                     kind,

@@ -13,7 +13,7 @@ use std::time::Duration;
 use crate::protocol::relay_v1::{ErrorCode, ServerFrame};
 use crate::session::ratelimit::SlowDown;
 use crate::session::response::ResponseTracker;
-use crate::session::{ErrorKind, EventKind, RequestId};
+use crate::session::{ErrorKind, EventKind, RequestId, Tokens};
 
 /// What a frame from the relay meant for the session, beyond the events it produced.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -94,7 +94,15 @@ impl Decoder {
                 usage,
                 finish_reason,
                 ..
-            } => match self.tracker.on_done(now, usage, finish_reason.as_deref()) {
+            } => match self.tracker.on_done(
+                now,
+                usage.map(|u| Tokens {
+                    input: u.prompt_tokens,
+                    output: u.completion_tokens,
+                    ..Tokens::default()
+                }),
+                finish_reason.as_deref(),
+            ) {
                 Some(done) => {
                     out(done);
                     Inbound::ResponseDone

@@ -472,7 +472,7 @@ impl<C: HttpStreamCodec> HttpStreamTransport<C> {
                         SseInbound::StreamCut => {
                             return Exchange::End(self.dropped(
                                 core,
-                                ErrorKind::Network,
+                                ErrorKind::Cut,
                                 "the stream ended before the response finished".into(),
                             ));
                         }

@@ -1,0 +1,149 @@
+//! Counting tokens in text a relay sent: the model family's own tokenizer where relaytop has
+//! it (OpenAI's o200k_base and cl100k_base, through tiktoken-rs), a documented ratio over
+//! o200k_base for families it does not have. Used for the estimate when a relay sends no
+//! usage, and for the usage audit (what a relay reports against what its text holds).
+//!
+//! | family (model name) | counted with | exact |
+//! |---|---|---|
+//! | gpt-4o, gpt-4.1, gpt-5, o1/o3/o4, chatgpt-4o, gpt-oss | o200k_base | yes |
+//! | gpt-4, gpt-3.5, text-embedding-3 | cl100k_base | yes |
+//! | claude | o200k_base × 1.15 (Anthropic's tokenizer splits English finer) | no |
+//! | anything else (gemini, deepseek, qwen, …) | o200k_base × 1.0 | no |
+//!
+//! A provider prefix (`openai/gpt-4o`, `anthropic/claude-…` as OpenRouter names them) is
+//! looked through. The tables load once (about 100 ms); `warm_up` loads them off the
+//! sessions' threads at start.
+
+use tiktoken_rs::CoreBPE;
+use tiktoken_rs::tokenizer::{Tokenizer, get_tokenizer};
+
+/// How text of one model is counted.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Counter {
+    encoding: Encoding,
+    /// Multiplies the count for families counted with another family's tokenizer.
+    ratio: f64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Encoding {
+    O200k,
+    Cl100k,
+}
+
+/// Tokens counted in a text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Counted {
+    pub tokens: u64,
+    /// Whether the model's own tokenizer counted them (else a documented ratio did).
+    pub exact: bool,
+}
+
+/// The ratio for Claude models, counted with o200k_base.
+pub const CLAUDE_RATIO: f64 = 1.15;
+
+impl Counter {
+    /// The counter for `model`.
+    pub fn for_model(model: &str) -> Counter {
+        let name = model.trim().to_ascii_lowercase();
+        let bare = name.rsplit('/').next().unwrap_or(&name);
+        match get_tokenizer(bare) {
+            Some(Tokenizer::O200kBase | Tokenizer::O200kHarmony) => Counter {
+                encoding: Encoding::O200k,
+                ratio: 1.0,
+            },
+            Some(Tokenizer::Cl100kBase) => Counter {
+                encoding: Encoding::Cl100k,
+                ratio: 1.0,
+            },
+            _ if bare.starts_with("gpt-5") || bare.starts_with("gpt-oss") => Counter {
+                encoding: Encoding::O200k,
+                ratio: 1.0,
+            },
+            _ if bare.contains("claude") => Counter {
+                encoding: Encoding::O200k,
+                ratio: CLAUDE_RATIO,
+            },
+            _ => Counter {
+                encoding: Encoding::O200k,
+                ratio: 0.0,
+            },
+        }
+    }
+
+    /// Whether this family's own tokenizer counts (not a ratio over another's).
+    pub fn is_exact(&self) -> bool {
+        self.ratio == 1.0
+    }
+
+    fn bpe(&self) -> &'static CoreBPE {
+        match self.encoding {
+            Encoding::O200k => tiktoken_rs::o200k_base_singleton(),
+            Encoding::Cl100k => tiktoken_rs::cl100k_base_singleton(),
+        }
+    }
+
+    /// Tokens in `text`.
+    pub fn count(&self, text: &str) -> Counted {
+        if text.is_empty() {
+            return Counted {
+                tokens: 0,
+                exact: self.is_exact(),
+            };
+        }
+        let raw = self.bpe().encode_ordinary(text).len() as f64;
+        // Families without a table of their own: o200k_base as it counts (ratio 1.0), but
+        // never marked exact.
+        let ratio = if self.ratio == 0.0 { 1.0 } else { self.ratio };
+        Counted {
+            tokens: (raw * ratio).round().max(1.0) as u64,
+            exact: self.is_exact(),
+        }
+    }
+}
+
+/// Loads the tokenizer tables on a thread of its own, so the first response counted does not
+/// hold up a session.
+pub fn warm_up() {
+    std::thread::Builder::new()
+        .name("relaytop-tokenizer".into())
+        .spawn(|| {
+            tiktoken_rs::o200k_base_singleton();
+            tiktoken_rs::cl100k_base_singleton();
+        })
+        .ok();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn families_pick_their_tokenizer() {
+        assert!(Counter::for_model("gpt-4o-mini").is_exact());
+        assert!(Counter::for_model("openai/gpt-4.1").is_exact());
+        assert!(Counter::for_model("gpt-5-mini").is_exact());
+        assert!(Counter::for_model("gpt-3.5-turbo").is_exact());
+        assert!(!Counter::for_model("claude-sonnet-4-5").is_exact());
+        assert!(!Counter::for_model("gemini-2.5-flash").is_exact());
+        assert!(!Counter::for_model("deepseek-chat").is_exact());
+    }
+
+    #[test]
+    fn counts_are_the_tokenizers_not_a_character_ratio() {
+        let c = Counter::for_model("gpt-4o");
+        // o200k_base: "Hello" "," " world" "!"
+        assert_eq!(c.count("Hello, world!").tokens, 4);
+        assert_eq!(c.count("").tokens, 0);
+        // A long word of one repeated letter is few characters per token in no ratio's terms.
+        let text = "relay ".repeat(100);
+        let n = c.count(&text).tokens;
+        assert!((95..=105).contains(&n), "{n}");
+        let claude = Counter::for_model("claude-3-5-haiku").count(&text);
+        assert_eq!(claude.tokens, (n as f64 * CLAUDE_RATIO).round() as u64);
+        assert!(!claude.exact);
+        // Chinese text: far more than one token per four characters.
+        let zh = c.count("中转站的余额快用完了，请及时充值。").tokens;
+        assert!(zh > 17 / 4 + 2, "{zh}");
+    }
+}
