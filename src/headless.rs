@@ -74,7 +74,8 @@ pub async fn run_with_status(
     let infos = run.supervisor().infos().to_vec();
     // A canary routes its probes over its pools and ends the run once it has decided.
     let canary = run.canary();
-    let mut metrics = Metrics::new(infos.clone(), world.config.pricing().into());
+    let mut metrics = Metrics::new(infos.clone(), world.config.pricing().into())
+        .with_slos(world.config.slo.clone());
     let total_sessions = infos.len();
     let mut ended = vec![false; total_sessions];
     let mut ended_count = 0usize;

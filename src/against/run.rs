@@ -154,7 +154,8 @@ pub async fn run(
     let clock = run.clock();
     let started_at = run.started_at();
     let infos = run.supervisor().infos().to_vec();
-    let mut metrics = Metrics::new(infos, world.config.pricing().into());
+    let mut metrics =
+        Metrics::new(infos, world.config.pricing().into()).with_slos(world.config.slo.clone());
     let mut sessions = vec![PoolSession::default(); pool as usize];
     let mut stop_reason: Option<String> = None;
     let progress = options.progress && std::io::stderr().is_terminal();

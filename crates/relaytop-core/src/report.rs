@@ -158,6 +158,82 @@ pub struct Figures {
     pub malformed_frames: u64,
     pub unknown_frames: u64,
     pub rate_limit_waits: u64,
+    /// Responses cut short: no terminal mark, no finish reason, `incomplete`, events lost,
+    /// no answer (spec/RELAY-STATIONS.md §2); apart from `completed` and `failed`.
+    pub cut: u64,
+    /// Connection attempts refused or failed (counted as errors).
+    pub connects_refused: u64,
+    /// Failed requests and refused connects per attempt.
+    pub error_rate: f64,
+    /// Cut responses per finished request.
+    pub cut_rate: f64,
+    /// Requests that got at least one token, per finished request.
+    pub response_rate: f64,
+    /// Requests that met the service-level objective (`[slo]`).
+    pub good: u64,
+    /// Share of finished requests that met the service-level objective.
+    pub good_rate: f64,
+    /// Requests per second that met the service-level objective (vLLM's goodput).
+    pub goodput_per_s: f64,
+    /// Drops per 100 finished requests.
+    pub drops_per_100_responses: f64,
+    /// Connection time, hours, summed over connections.
+    pub connection_hours: f64,
+    /// Mean time between drops in connection hours; null without a drop.
+    pub connection_hours_per_drop: Option<f64>,
+    /// Time to the first answer token (after thinking).
+    pub answer_ms: LatencyMs,
+    /// Time per output token.
+    pub tpot_ms: LatencyMs,
+    /// Output speed, tokens per second (1 / TPOT): p50 the median, p90 and p99 the slow tail
+    /// (the speed at TPOT's p90 and p99).
+    pub output_speed_tps: Speed,
+    /// Inter-token latency (a chunk of k tokens counts as k gaps of gap/k).
+    pub itl_ms: LatencyMs,
+    /// Each response's longest stall.
+    pub stall_ms: LatencyMs,
+    /// Output tokens reported against those counted in the text.
+    pub usage_audit: AuditReport,
+}
+
+/// Output speed quantiles, tokens per second; null without samples.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct Speed {
+    pub p50: Option<f64>,
+    pub p90: Option<f64>,
+    pub p99: Option<f64>,
+    pub count: u64,
+}
+
+impl From<Quantiles> for Speed {
+    fn from(q: Quantiles) -> Self {
+        let tps = |us: u64| {
+            (q.count > 0 && us > 0).then(|| round(crate::metrics::tokens_per_second(us), 3))
+        };
+        Self {
+            p50: tps(q.p50),
+            p90: tps(q.p90),
+            p99: tps(q.p99),
+            count: q.count,
+        }
+    }
+}
+
+/// The usage audit of a provider, a session or the run.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct AuditReport {
+    /// Responses audited.
+    pub responses: u64,
+    /// Output tokens the relay reported for them.
+    pub reported: u64,
+    /// Output tokens relaytop counted in their text.
+    pub counted: u64,
+    /// `reported / counted - 1`: 0.25 is 25 % more than the text holds; null before any.
+    pub excess: Option<f64>,
+    /// Whether the relay reports more than its text holds beyond the tolerance.
+    pub overbilling: bool,
+    /// The tolerance.
+    pub tolerance: f64,
 }
 
 /// One provider (or the totals, named "all").
@@ -195,8 +271,11 @@ fn figures(
     latency: impl Fn(LatencyMetric) -> Quantiles,
     provider: &ProviderStats,
     unpriced_models: Vec<String>,
+    judged: Judged,
 ) -> Figures {
     let c = counts;
+    let hours = judged.connected_us as f64 / 3.6e9;
+    let audit = c.usage_audit;
     let mixed = provider.billing_currency() == "mixed";
     Figures {
         requests: c.requests_sent,
@@ -227,10 +306,43 @@ fn figures(
         malformed_frames: c.malformed_frames,
         unknown_frames: c.unknown_frames,
         rate_limit_waits: c.rate_limit_waits,
+        cut: c.responses_cut,
+        connects_refused: c.connects_refused,
+        error_rate: round(c.error_rate(), 6),
+        cut_rate: round(c.cut_rate(), 6),
+        response_rate: round(c.response_rate(), 6),
+        good: c.good,
+        good_rate: round(c.good_rate(), 6),
+        goodput_per_s: round(c.good as f64 / (judged.seconds.max(1e-9)), 6),
+        drops_per_100_responses: round(c.drops_per_100_responses(), 4),
+        connection_hours: round(hours, 6),
+        connection_hours_per_drop: (c.drops > 0).then(|| round(hours / c.drops as f64, 6)),
+        answer_ms: latency(LatencyMetric::TimeToFirstAnswer).into(),
+        tpot_ms: latency(LatencyMetric::TimePerOutputToken).into(),
+        output_speed_tps: latency(LatencyMetric::TimePerOutputToken).into(),
+        itl_ms: latency(LatencyMetric::InterTokenLatency).into(),
+        stall_ms: latency(LatencyMetric::LongestStall).into(),
+        usage_audit: AuditReport {
+            responses: audit.responses,
+            reported: audit.reported,
+            counted: audit.counted,
+            excess: audit.excess().map(|e| round(e, 4)),
+            overbilling: audit.overbills(judged.tolerance),
+            tolerance: judged.tolerance,
+        },
     }
 }
 
-fn provider_report(p: &ProviderStats, now_us: u64) -> ProviderReport {
+/// What `figures` needs beyond the counts: the time and connection time they are over, and
+/// the usage audit's tolerance.
+#[derive(Clone, Copy, Debug)]
+struct Judged {
+    seconds: f64,
+    connected_us: u64,
+    tolerance: f64,
+}
+
+fn provider_report(p: &ProviderStats, now_us: u64, tolerance: f64) -> ProviderReport {
     ProviderReport {
         name: p.name().to_string(),
         sessions: u64::from(p.sessions()),
@@ -239,11 +351,21 @@ fn provider_report(p: &ProviderStats, now_us: u64) -> ProviderReport {
             |m| p.latency(m, Window::Run, now_us),
             p,
             p.unpriced_models().to_vec(),
+            Judged {
+                seconds: now_us as f64 / 1e6,
+                connected_us: p.connected_us(now_us),
+                tolerance,
+            },
         ),
     }
 }
 
-fn session_report(s: &SessionStats, p: &ProviderStats, now_us: u64) -> SessionReport {
+fn session_report(
+    s: &SessionStats,
+    p: &ProviderStats,
+    now_us: u64,
+    tolerance: f64,
+) -> SessionReport {
     let info = s.info();
     let unpriced = if s.counts.cost.unpriced_responses > 0 {
         vec![info.model.clone()]
@@ -262,6 +384,11 @@ fn session_report(s: &SessionStats, p: &ProviderStats, now_us: u64) -> SessionRe
             |m| s.latency(m, Window::Run, now_us).unwrap_or_default(),
             p,
             unpriced,
+            Judged {
+                seconds: now_us as f64 / 1e6,
+                connected_us: s.connected_us(now_us),
+                tolerance,
+            },
         ),
     }
 }
@@ -270,14 +397,15 @@ impl Report {
     /// The report of a run: every provider, the totals and every session.
     pub fn build(metrics: &Metrics, run: RunInfo) -> Report {
         let now = run.duration_us;
+        let tolerance = metrics.usage_tolerance();
         let providers: Vec<_> = metrics
             .providers()
             .iter()
-            .map(|p| provider_report(p, now))
+            .map(|p| provider_report(p, now, tolerance))
             .collect();
         let sessions: Vec<_> = metrics
             .sessions()
-            .map(|s| session_report(s, metrics.provider_of(s), now))
+            .map(|s| session_report(s, metrics.provider_of(s), now, tolerance))
             .collect();
         Report {
             relaytop: VERSION.to_string(),
@@ -292,7 +420,7 @@ impl Report {
                 events: metrics.events_applied(),
             },
             providers,
-            totals: provider_report(metrics.totals(), now),
+            totals: provider_report(metrics.totals(), now, tolerance),
             sessions,
             canary: None,
         }

@@ -106,6 +106,7 @@ pub async fn run(world: World, options: UiOptions) -> anyhow::Result<()> {
         .with_themes(settings.themes.clone(), settings.theme)
         .with_cost_warning(settings.cost_warning_per_hour_usd)
         .with_source(&world.config.source)
+        .with_slos(world.config.slo.clone())
         .with_recording(run.recorder().map(|r| r.dir().to_owned()));
     let mut app = match run.canary() {
         Some(canary) => app.with_canary(canary.view()),

@@ -204,7 +204,54 @@ pub struct Counts {
     pub backoffs: u64,
     /// The last error or failed request.
     pub last_error: Option<LastError>,
+    /// Responses cut short: ended (or lost their connection) after text came but without
+    /// their terminal mark, or ended clean yet not whole (no finish reason, `incomplete`,
+    /// events lost, no answer at all). Apart from `responses_completed` and `requests_failed`.
+    pub responses_cut: u64,
+    /// Requests that got at least one token.
+    pub responded: u64,
+    /// Completed requests that met the service-level objective (`[slo]`).
+    pub good: u64,
+    /// Connection attempts refused or failed (an upgrade answered 401, 429, 503; a connect
+    /// refused): errors, though no request went out.
+    pub connects_refused: u64,
+    /// Connection time, microseconds, over every connection (up to the last event).
+    pub connected_us: u64,
+    /// The longest stall of any response, microseconds.
+    pub longest_stall_us: u64,
+    /// Output tokens the relay reported against those counted in the text it sent.
+    pub usage_audit: UsageAudit,
 }
+
+/// The usage audit: for responses whose answer relaytop counted (at most one a second per
+/// session; none with thinking, whose billed tokens the text does not show), the output
+/// tokens the relay reported and those the text holds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct UsageAudit {
+    /// Responses audited.
+    pub responses: u64,
+    /// Output tokens the relay reported for them.
+    pub reported: u64,
+    /// Output tokens counted in their text.
+    pub counted: u64,
+}
+
+impl UsageAudit {
+    /// How much more the relay reported than the text holds: 0.25 is 25 % more; negative
+    /// when it reported fewer. `None` before anything was audited.
+    pub fn excess(&self) -> Option<f64> {
+        (self.counted > 0).then(|| self.reported as f64 / self.counted as f64 - 1.0)
+    }
+
+    /// Whether the relay reported more than the text holds beyond `tolerance` (0.1: 10 %),
+    /// over at least `MIN_AUDITED_TOKENS` counted tokens.
+    pub fn overbills(&self, tolerance: f64) -> bool {
+        self.counted >= MIN_AUDITED_TOKENS && self.excess().is_some_and(|e| e > tolerance)
+    }
+}
+
+/// Fewest counted tokens behind an overbilling verdict.
+pub const MIN_AUDITED_TOKENS: u64 = 50;
 
 impl Counts {
     /// Drops per connection: `drops / connects` (0 without connections).
@@ -212,12 +259,38 @@ impl Counts {
         ratio(self.drops, self.connects)
     }
 
-    /// Failed requests per finished request: `failed / (completed + failed)`.
+    /// Requests that ended one way or another: completed, cut or failed.
+    pub fn finished(&self) -> u64 {
+        self.responses_completed + self.responses_cut + self.requests_failed
+    }
+
+    /// Errors per attempt: failed requests and refused connects over finished requests and
+    /// refused connects (cut responses are counted apart: `cut_rate`).
     pub fn error_rate(&self) -> f64 {
         ratio(
-            self.requests_failed,
-            self.responses_completed + self.requests_failed,
+            self.requests_failed + self.connects_refused,
+            self.finished() + self.connects_refused,
         )
+    }
+
+    /// Cut responses per finished request.
+    pub fn cut_rate(&self) -> f64 {
+        ratio(self.responses_cut, self.finished())
+    }
+
+    /// Drops per 100 finished requests.
+    pub fn drops_per_100_responses(&self) -> f64 {
+        100.0 * ratio(self.drops, self.finished())
+    }
+
+    /// Share of finished requests that got at least one token.
+    pub fn response_rate(&self) -> f64 {
+        ratio(self.responded, self.finished())
+    }
+
+    /// Share of finished requests that met the service-level objective.
+    pub fn good_rate(&self) -> f64 {
+        ratio(self.good, self.finished())
     }
 
     /// Effective spend per 1,000 completed calls, US $ (`None` before the first).
@@ -228,6 +301,20 @@ impl Counts {
 
     pub(super) fn add(&mut self, at_us: u64, kind: &EventKind, seen: &Seen) {
         let inc = |n: &mut u64| *n = n.saturating_add(1);
+        if seen.responded {
+            inc(&mut self.responded);
+        }
+        if seen.refused {
+            inc(&mut self.connects_refused);
+        }
+        if let Some(r) = &seen.request {
+            if r.good {
+                inc(&mut self.good);
+            }
+            if let Some(stall) = r.stall_us {
+                self.longest_stall_us = self.longest_stall_us.max(stall);
+            }
+        }
         match kind {
             EventKind::State(_) | EventKind::Marker { .. } | EventKind::RateLimitStatus { .. } => {}
             EventKind::Connected { .. } => {
@@ -242,8 +329,27 @@ impl Counts {
                 inc(&mut self.chunks);
                 self.bytes = self.bytes.saturating_add(text.len() as u64);
             }
-            EventKind::Done { tokens, .. } => {
-                inc(&mut self.responses_completed);
+            EventKind::Done {
+                tokens,
+                cut,
+                text_tokens,
+                ..
+            } => {
+                if cut.is_some() {
+                    inc(&mut self.responses_cut);
+                } else {
+                    inc(&mut self.responses_completed);
+                }
+                if let Some(counted) = text_tokens
+                    && !tokens.estimated
+                {
+                    let a = &mut self.usage_audit;
+                    inc(&mut a.responses);
+                    a.reported = a
+                        .reported
+                        .saturating_add(tokens.output.saturating_sub(tokens.reasoning_output));
+                    a.counted = a.counted.saturating_add(*counted);
+                }
                 let t = &mut self.tokens;
                 t.input = t.input.saturating_add(tokens.input);
                 t.output = t.output.saturating_add(tokens.output);
@@ -259,7 +365,11 @@ impl Counts {
                 }
             }
             EventKind::RequestFailed { kind, reason, .. } => {
-                inc(&mut self.requests_failed);
+                if *kind == ErrorKind::Cut {
+                    inc(&mut self.responses_cut);
+                } else {
+                    inc(&mut self.requests_failed);
+                }
                 self.failures_by_kind.add(*kind);
                 self.last_error = Some(last_error(at_us, *kind, reason));
             }
@@ -327,6 +437,28 @@ pub(super) struct Seen {
     pub(super) cost: Option<Cost>,
     /// The model of a response without a price.
     pub(super) unpriced_model: Option<String>,
+    /// A connection attempt refused or failed.
+    pub(super) refused: bool,
+    /// A request ended that had got at least one token.
+    pub(super) responded: bool,
+    /// The figures of a request that just ended.
+    pub(super) request: Option<Box<RequestFigures>>,
     /// +1 when a connection came up, -1 when one went away.
     pub(super) connection: i8,
+}
+
+/// The figures of one finished request, computed once by its session and recorded by its
+/// provider, its model and the run alike.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(super) struct RequestFigures {
+    /// Time to the first answer token.
+    pub(super) ttfa_us: Option<u64>,
+    /// Time per output token.
+    pub(super) tpot_us: Option<u64>,
+    /// Inter-token gaps: (gap per token, tokens), one entry per chunk after the first.
+    pub(super) itl: Vec<(u64, u64)>,
+    /// The longest stall.
+    pub(super) stall_us: Option<u64>,
+    /// Whether it met the service-level objective.
+    pub(super) good: bool,
 }

@@ -14,20 +14,30 @@
 
 use std::collections::BTreeMap;
 
+use crate::config::slo::Slos;
 use crate::cost::{Pricing, ProviderPricing};
 use crate::session::{SessionEvent, SessionId, SessionInfo};
 
-pub use super::latency::{LatencyMetric, MAX_SAMPLE_US, Quantiles, Window, ms};
+pub use super::latency::{
+    LATENCY_METRICS, LatencyMetric, MAX_SAMPLE_US, Quantiles, Window, ms, tokens_per_second,
+};
 pub use super::series::{MINUTES_KEPT, SECONDS_KEPT, SeriesMetric, SeriesPoint};
 
 use super::counts::*;
 use super::provider::*;
 use super::session::*;
 
+/// The usage audit's tolerance unless the config sets one: a relay may report 10 % more
+/// output tokens than relaytop counts in its text (tokenizers of other families differ).
+pub const DEFAULT_USAGE_TOLERANCE: f64 = 0.10;
+
 /// The fold: every session's, every provider's and the run's figures.
 #[derive(Clone, Debug)]
 pub struct Metrics {
     pricing: Pricing,
+    slos: Slos,
+    /// How much more output a relay may report than its text holds before it is flagged.
+    usage_tolerance: f64,
     sessions: BTreeMap<SessionId, SessionStats>,
     providers: Vec<ProviderStats>,
     totals: ProviderStats,
@@ -44,6 +54,8 @@ impl Metrics {
         totals.billing_currency.clear();
         let mut m = Self {
             pricing,
+            slos: Slos::default(),
+            usage_tolerance: DEFAULT_USAGE_TOLERANCE,
             sessions: BTreeMap::new(),
             providers: Vec::new(),
             totals,
@@ -55,6 +67,34 @@ impl Metrics {
             m.add_session(info);
         }
         m
+    }
+
+    /// Judges requests against `slos` (goodput) from now on.
+    pub fn with_slos(mut self, slos: Slos) -> Self {
+        self.slos = slos;
+        self
+    }
+
+    /// Flags a relay whose reported output exceeds its text's by more than `tolerance`.
+    pub fn with_usage_tolerance(mut self, tolerance: f64) -> Self {
+        self.usage_tolerance = tolerance;
+        self
+    }
+
+    /// The service-level objectives requests are judged by.
+    pub fn slos(&self) -> &Slos {
+        &self.slos
+    }
+
+    /// The usage audit's tolerance (0.1: 10 %).
+    pub fn usage_tolerance(&self) -> f64 {
+        self.usage_tolerance
+    }
+
+    /// Whether `provider`'s relay reports more output than its text holds, beyond the
+    /// tolerance (more for families counted by a ratio: `tokenize`).
+    pub fn overbills(&self, provider: &ProviderStats) -> bool {
+        provider.counts.usage_audit.overbills(self.usage_tolerance)
     }
 
     /// Adds a session that appeared at run time (a chat pane, say). Adding an id again
@@ -120,7 +160,8 @@ impl Metrics {
         };
         let provider = &mut self.providers[session.provider];
         let pricing = self.pricing.provider(&provider.name);
-        let seen = session.fold(ev, pricing);
+        let slo = self.slos.of(&provider.name);
+        let seen = session.fold(ev, pricing, slo);
         provider.absorb(ev, &seen);
         self.totals.absorb(ev, &seen);
     }
@@ -131,6 +172,8 @@ impl Metrics {
     pub fn packed(&self) -> Metrics {
         Metrics {
             pricing: self.pricing.clone(),
+            slos: self.slos.clone(),
+            usage_tolerance: self.usage_tolerance,
             sessions: self
                 .sessions
                 .iter()

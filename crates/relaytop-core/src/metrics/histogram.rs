@@ -163,20 +163,33 @@ impl<T: Counter> Recorded<T> {
         }
     }
 
+    #[cfg(test)]
     pub(crate) fn record(&mut self, value_us: u64) {
+        self.record_n(value_us, 1);
+    }
+
+    /// `n` samples of `value_us`.
+    pub(crate) fn record_n(&mut self, value_us: u64, n: u64) {
+        if n == 0 {
+            return;
+        }
         let v = value_us.min(MAX_SAMPLE_US);
         let hist = self.hist_mut();
         let len = hist.distinct_values();
-        if hist.record(v).is_err() {
+        // A count past the counter's range (a session's 16-bit slices) counts as its most.
+        let count = <T as num_traits::FromPrimitive>::from_u64(n)
+            .or_else(|| <T as num_traits::FromPrimitive>::from_u16(u16::MAX))
+            .unwrap_or_else(T::one);
+        if hist.record_n(v, count).is_err() {
             // Only a failed resize can fail a record; keep the sample at the top of the range.
-            hist.saturating_record(v);
+            hist.saturating_record_n(v, count);
         }
         if hist.distinct_values() != len {
             // The histogram grew; a growing Vec may keep up to twice the room it needs, and a
             // clone holds exactly its length.
             *hist = hist.clone();
         }
-        self.sum_us = self.sum_us.saturating_add(v);
+        self.sum_us = self.sum_us.saturating_add(v.saturating_mul(n));
         self.max_us = self.max_us.max(v);
     }
 
@@ -322,7 +335,12 @@ impl<T: Counter> SlicedWindow<T> {
         }
     }
 
+    #[cfg(test)]
     pub(crate) fn record(&mut self, at_us: u64, value_us: u64) {
+        self.record_n(at_us, value_us, 1);
+    }
+
+    pub(crate) fn record_n(&mut self, at_us: u64, value_us: u64, n: u64) {
         let index = at_us / self.slice_us;
         let newest = self.ring.back().map_or(index, |s| s.index.max(index));
         let oldest_kept = newest.saturating_sub(self.slices_per_window);
@@ -361,11 +379,11 @@ impl<T: Counter> SlicedWindow<T> {
                 at
             }
         };
-        self.ring[slot].data.record(value_us);
+        self.ring[slot].data.record_n(value_us, n);
         if rebuild {
             self.rebuild_merged();
         } else if let Some(merged) = &mut self.merged {
-            merged.record(value_us);
+            merged.record_n(value_us, n);
         }
     }
 

@@ -52,24 +52,42 @@ impl Window {
     }
 }
 
-/// A latency that relaytop measures.
+/// A latency that relaytop measures (definitions: spec/RELAY-STATIONS.md §5).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LatencyMetric {
-    /// Time to first token: from sending a request to its first streamed chunk.
+    /// Time to first token (TTFT): from sending a request to its first streamed token,
+    /// thinking included.
     TimeToFirstToken,
-    /// Whole-response time: from sending a request to its `done`.
+    /// Whole-response time (E2E): from sending a request to its `done`.
     ResponseTime,
     /// Heartbeat round trip: from `ping` to `pong`.
     HeartbeatRtt,
+    /// Time to the first answer token, after any thinking (the TTFT when there was none).
+    TimeToFirstAnswer,
+    /// Time per output token (TPOT): `(E2E − TTFT) / (output tokens − 1)`; output speed is
+    /// its inverse.
+    TimePerOutputToken,
+    /// Inter-token latency (ITL): the gaps between streamed tokens (a chunk of k tokens
+    /// counts as k gaps of gap/k).
+    InterTokenLatency,
+    /// The longest stall of a response: its largest gap between chunks (or before `done`).
+    LongestStall,
 }
+
+/// How many latency metrics there are.
+pub const LATENCY_METRICS: usize = 7;
 
 impl LatencyMetric {
     /// Every latency metric.
-    pub const ALL: [LatencyMetric; 3] = [
+    pub const ALL: [LatencyMetric; LATENCY_METRICS] = [
         LatencyMetric::TimeToFirstToken,
         LatencyMetric::ResponseTime,
         LatencyMetric::HeartbeatRtt,
+        LatencyMetric::TimeToFirstAnswer,
+        LatencyMetric::TimePerOutputToken,
+        LatencyMetric::InterTokenLatency,
+        LatencyMetric::LongestStall,
     ];
 
     /// A short label, as the user says it.
@@ -78,6 +96,10 @@ impl LatencyMetric {
             LatencyMetric::TimeToFirstToken => "time to first token",
             LatencyMetric::ResponseTime => "response time",
             LatencyMetric::HeartbeatRtt => "heartbeat rtt",
+            LatencyMetric::TimeToFirstAnswer => "time to first answer token",
+            LatencyMetric::TimePerOutputToken => "time per output token",
+            LatencyMetric::InterTokenLatency => "inter-token latency",
+            LatencyMetric::LongestStall => "longest stall",
         }
     }
 
@@ -86,8 +108,17 @@ impl LatencyMetric {
             LatencyMetric::TimeToFirstToken => 0,
             LatencyMetric::ResponseTime => 1,
             LatencyMetric::HeartbeatRtt => 2,
+            LatencyMetric::TimeToFirstAnswer => 3,
+            LatencyMetric::TimePerOutputToken => 4,
+            LatencyMetric::InterTokenLatency => 5,
+            LatencyMetric::LongestStall => 6,
         }
     }
+}
+
+/// Output speed in tokens per second from a time per output token in microseconds.
+pub fn tokens_per_second(tpot_us: u64) -> f64 {
+    if tpot_us == 0 { 0.0 } else { 1e6 / tpot_us as f64 }
 }
 
 /// Latency quantiles of one metric over one window, in microseconds.
@@ -167,10 +198,11 @@ impl ProviderLatency {
         }
     }
 
-    pub(crate) fn record(&mut self, at_us: u64, value_us: u64) {
-        self.run.record(value_us);
-        self.one_minute.record(at_us, value_us);
-        self.fifteen_minutes.record(at_us, value_us);
+    /// `n` samples of `value_us` at once.
+    pub(crate) fn record_n(&mut self, at_us: u64, value_us: u64, n: u64) {
+        self.run.record_n(value_us, n);
+        self.one_minute.record_n(at_us, value_us, n);
+        self.fifteen_minutes.record_n(at_us, value_us, n);
     }
 
     pub(crate) fn quantiles(&self, window: Window, now_us: u64) -> Quantiles {
@@ -206,7 +238,9 @@ pub(crate) trait Packable: Sized {
 }
 
 /// `packed` over a metric-indexed array of histograms.
-pub(crate) fn packed_all<L: Packable>(all: &[Option<Box<L>>; 3]) -> [Option<Box<L>>; 3] {
+pub(crate) fn packed_all<L: Packable>(
+    all: &[Option<Box<L>>; LATENCY_METRICS],
+) -> [Option<Box<L>>; LATENCY_METRICS] {
     all.each_ref()
         .map(|l| l.as_ref().map(|l| Box::new(l.packed())))
 }
@@ -227,9 +261,9 @@ impl SessionLatency {
         }
     }
 
-    pub(crate) fn record(&mut self, at_us: u64, value_us: u64) {
-        self.run.record(value_us);
-        self.one_minute.record(at_us, value_us);
+    pub(crate) fn record_n(&mut self, at_us: u64, value_us: u64, n: u64) {
+        self.run.record_n(value_us, n);
+        self.one_minute.record_n(at_us, value_us, n);
     }
 
     /// `None` for the 15-minute window, which sessions do not keep.

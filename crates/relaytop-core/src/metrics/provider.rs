@@ -8,8 +8,11 @@ use crate::cost::ProviderPricing;
 use crate::session::{EventKind, SessionEvent};
 
 use super::counts::*;
-use super::latency::{LatencyMetric, ProviderLatency, Quantiles, Window, packed_all};
+use super::latency::{
+    LATENCY_METRICS, LatencyMetric, ProviderLatency, Quantiles, Window, packed_all,
+};
 use super::series::{Series, SeriesMetric, SeriesPoint, Tick};
+use super::session::{record_figures, record_into};
 
 /// Rates over a window.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
@@ -36,11 +39,33 @@ pub struct Rates {
     pub cost_usd: f64,
     /// Spend per hour at the window's rate, US $.
     pub cost_per_hour_usd: f64,
-    /// Failed requests per finished request: `failed / (responses + failed)`.
+    /// Errors per attempt: failed requests and refused connects over finished requests
+    /// and refused connects (`Counts::error_rate`).
     pub error_rate: f64,
     /// Drops per connection: for the run `drops / connects`; for a window, drops per
-    /// connection up at its start or made in it.
+    /// connection up at its start or made in it. Tends to 100 % for long-lived connections:
+    /// read `drops_per_100_responses` and `connection_hours_per_drop` instead.
     pub drop_rate: f64,
+    /// Responses cut short in the window.
+    pub cut: u64,
+    /// Cut responses per finished request.
+    pub cut_rate: f64,
+    /// Connection attempts refused in the window.
+    pub refused: u64,
+    /// Requests that got at least one token, per finished request.
+    pub response_rate: f64,
+    /// Requests that met the service-level objective in the window.
+    pub good: u64,
+    /// Requests per second that met the service-level objective (vLLM's goodput).
+    pub goodput_per_sec: f64,
+    /// Share of finished requests that met the service-level objective.
+    pub good_rate: f64,
+    /// Drops per 100 finished requests.
+    pub drops_per_100_responses: f64,
+    /// Connection hours in the window (summed over connections).
+    pub connection_hours: f64,
+    /// Mean time between drops, in connection hours (`None` without a drop).
+    pub connection_hours_per_drop: Option<f64>,
 }
 
 /// Figures of one provider (or of the whole run: `Metrics::totals`).
@@ -54,8 +79,10 @@ pub struct ProviderStats {
     pub(super) billing_currency: String,
     pub(super) fee_per_1000_calls_usd: Option<f64>,
     pub(super) unpriced_models: Vec<String>,
-    pub(super) latency: [Option<Box<ProviderLatency>>; 3],
+    pub(super) latency: [Option<Box<ProviderLatency>>; LATENCY_METRICS],
     pub(super) series: Series,
+    /// When `connections_up` last changed (connection time is added up to it).
+    pub(super) connections_since_us: u64,
 }
 
 impl ProviderStats {
@@ -68,9 +95,17 @@ impl ProviderStats {
             billing_currency: pricing.billing_currency.clone(),
             fee_per_1000_calls_usd: Some(pricing.per_1000_calls_usd),
             unpriced_models: Vec::new(),
-            latency: [None, None, None],
+            latency: Default::default(),
             series: Series::default(),
+            connections_since_us: 0,
         }
+    }
+
+    /// Connection time up to `now_us`, microseconds, over every connection.
+    pub fn connected_us(&self, now_us: u64) -> u64 {
+        self.counts.connected_us.saturating_add(
+            u64::from(self.connections_up) * now_us.saturating_sub(self.connections_since_us),
+        )
     }
 
     /// The provider's name (`TOTALS_NAME` for the run's totals).
@@ -135,10 +170,25 @@ impl ProviderStats {
                     connects: c.connects,
                     open_at_start: 0,
                     cost_nano_usd: c.cost.total_nano_usd(),
+                    cut: c.responses_cut,
+                    good: c.good,
+                    responded: c.responded,
+                    refused: c.connects_refused,
+                    connected_us: c.connected_us,
                 };
                 (elapsed_s, sums)
             }
         };
+        // The connections up now count to `now_us` (to the window's start at most).
+        let live_from = match window.length_us() {
+            Some(len) => self.connections_since_us.max(now_us.saturating_sub(len)),
+            None => self.connections_since_us,
+        };
+        let connected_us = sums.connected_us.saturating_add(
+            u64::from(self.connections_up) * now_us.saturating_sub(live_from),
+        );
+        let connection_hours = connected_us as f64 / 3.6e9;
+        let finished = sums.responses + sums.cut + sums.failed;
         let cost_usd = sums.cost_nano_usd as f64 / 1e9;
         Rates {
             window,
@@ -152,8 +202,19 @@ impl ProviderStats {
             responses_per_sec: sums.responses as f64 / seconds,
             cost_usd,
             cost_per_hour_usd: cost_usd / seconds * 3600.0,
-            error_rate: ratio(sums.failed, sums.responses + sums.failed),
+            error_rate: ratio(sums.failed + sums.refused, finished + sums.refused),
             drop_rate: ratio(sums.drops, sums.open_at_start + sums.connects),
+            cut: sums.cut,
+            cut_rate: ratio(sums.cut, finished),
+            refused: sums.refused,
+            response_rate: ratio(sums.responded, finished),
+            good: sums.good,
+            goodput_per_sec: sums.good as f64 / seconds,
+            good_rate: ratio(sums.good, finished),
+            drops_per_100_responses: 100.0 * ratio(sums.drops, finished),
+            connection_hours,
+            connection_hours_per_drop: (sums.drops > 0)
+                .then(|| connection_hours / sums.drops as f64),
         }
     }
 
@@ -188,13 +249,12 @@ impl ProviderStats {
             unpriced_models: self.unpriced_models.clone(),
             latency: packed_all(&self.latency),
             series: self.series.clone(),
+            connections_since_us: self.connections_since_us,
         }
     }
 
     pub(super) fn record(&mut self, metric: LatencyMetric, at_us: u64, value_us: u64) {
-        self.latency[metric.index()]
-            .get_or_insert_with(|| Box::new(ProviderLatency::new()))
-            .record(at_us, value_us);
+        record_into(&mut self.latency, metric, at_us, value_us, 1);
     }
 
     /// Folds one event of one of its sessions, with what the session saw.
@@ -205,16 +265,26 @@ impl ProviderStats {
         match &ev.kind {
             EventKind::Connected { .. } => tick(self, Tick::Connect),
             EventKind::RequestSent { .. } => tick(self, Tick::Request),
-            EventKind::Done { total_us, .. } => {
+            EventKind::Done { total_us, cut, .. } => {
                 let cost = seen.cost.as_ref().map_or(0, |c| nano(c.total_usd));
-                tick(
-                    self,
-                    Tick::Response {
-                        cost_nano_usd: cost,
-                    },
-                );
+                if cut.is_some() {
+                    // Spend counts; the response does not count as completed.
+                    self.series.add(at, open, Tick::Cut);
+                    self.series.add_cost(at, open, cost);
+                } else {
+                    tick(
+                        self,
+                        Tick::Response {
+                            cost_nano_usd: cost,
+                        },
+                    );
+                }
                 self.record(LatencyMetric::ResponseTime, at, *total_us);
             }
+            EventKind::RequestFailed {
+                kind: crate::session::ErrorKind::Cut,
+                ..
+            } => tick(self, Tick::Cut),
             EventKind::RequestFailed { .. } => tick(self, Tick::Failed),
             EventKind::Error { .. } => tick(self, Tick::Error),
             EventKind::Pong { rtt_us } => {
@@ -230,6 +300,29 @@ impl ProviderStats {
         if let Some(ttft) = seen.ttft_us {
             tick(self, Tick::Ttft(ttft));
             self.record(LatencyMetric::TimeToFirstToken, at, ttft);
+        }
+        if seen.refused {
+            tick(self, Tick::Refused);
+        }
+        if seen.responded {
+            tick(self, Tick::Responded);
+        }
+        if let Some(figures) = &seen.request {
+            if figures.good {
+                tick(self, Tick::Good);
+            }
+            record_figures(&mut self.latency, at, figures);
+        }
+        if seen.connection != 0 {
+            // Connection time so far, at the count that held until now.
+            let since = self.connections_since_us;
+            let up = self.connections_up;
+            self.series.add_connected(since, at, up);
+            self.counts.connected_us = self
+                .counts
+                .connected_us
+                .saturating_add(u64::from(up) * at.saturating_sub(since));
+            self.connections_since_us = at;
         }
         if let Some(model) = &seen.unpriced_model
             && self.unpriced_models.len() < MAX_UNPRICED_MODELS

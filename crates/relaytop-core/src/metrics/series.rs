@@ -75,6 +75,16 @@ pub(crate) struct Bucket {
     errors: u32,
     drops: u32,
     connects: u32,
+    /// Responses cut short.
+    cut: u32,
+    /// Requests that met the service-level objective.
+    good: u32,
+    /// Requests that got at least one token.
+    responded: u32,
+    /// Connection attempts the relay refused (or that failed).
+    refused: u32,
+    /// Connection time in the bucket, microseconds (summed over connections).
+    connected_us: u64,
     /// Connections up when the bucket began (for drop rates over a window).
     open_at_start: u32,
     /// Spend in nano-dollars (US).
@@ -94,6 +104,11 @@ impl Bucket {
             errors: 0,
             drops: 0,
             connects: 0,
+            cut: 0,
+            good: 0,
+            responded: 0,
+            refused: 0,
+            connected_us: 0,
             open_at_start: open,
             cost_nano_usd: 0,
         }
@@ -138,6 +153,11 @@ pub(crate) enum Tick {
     Error,
     Drop,
     Connect,
+    Cut,
+    Good,
+    Responded,
+    Refused,
+    Cost(u64),
 }
 
 impl Tick {
@@ -156,6 +176,11 @@ impl Tick {
             Tick::Error => inc(&mut b.errors),
             Tick::Drop => inc(&mut b.drops),
             Tick::Connect => inc(&mut b.connects),
+            Tick::Cut => inc(&mut b.cut),
+            Tick::Good => inc(&mut b.good),
+            Tick::Responded => inc(&mut b.responded),
+            Tick::Refused => inc(&mut b.refused),
+            Tick::Cost(nano) => b.cost_nano_usd = b.cost_nano_usd.saturating_add(nano),
         }
     }
 }
@@ -172,6 +197,12 @@ pub(crate) struct WindowSums {
     /// Connections up when the window's first active bucket began.
     pub open_at_start: u64,
     pub cost_nano_usd: u64,
+    pub cut: u64,
+    pub good: u64,
+    pub responded: u64,
+    pub refused: u64,
+    /// Connection time, microseconds (summed over connections).
+    pub connected_us: u64,
 }
 
 /// A provider's series: a fixed ring of per-second buckets and a capped deque of per-minute
@@ -202,6 +233,46 @@ impl Series {
         }
         if let Some(b) = self.minute_mut(at_us / MINUTE_US, open) {
             tick.apply(b);
+        }
+    }
+
+    /// Adds spend without a response (a cut response is billed all the same).
+    pub(crate) fn add_cost(&mut self, at_us: u64, open: u32, cost_nano_usd: u64) {
+        self.add(at_us, open, Tick::Cost(cost_nano_usd));
+    }
+
+    /// Adds `open` connections' time from `from_us` to `to_us`, spread over the seconds and
+    /// minutes it spans (only the seconds still kept: the last 15 minutes of it).
+    pub(crate) fn add_connected(&mut self, from_us: u64, to_us: u64, open: u32) {
+        if open == 0 || to_us <= from_us {
+            return;
+        }
+        if self.seconds.is_empty() {
+            self.seconds = vec![Bucket::empty(u64::MAX, 0); SECONDS_KEPT];
+        }
+        let per = u64::from(open);
+        let start = from_us.max(to_us.saturating_sub(SECONDS_KEPT as u64 * SECOND_US));
+        let mut t = start;
+        while t < to_us {
+            let second = t / SECOND_US;
+            let end = ((second + 1) * SECOND_US).min(to_us);
+            let slot = &mut self.seconds[(second % SECONDS_KEPT as u64) as usize];
+            if slot.index == u64::MAX || slot.index < second {
+                *slot = Bucket::empty(second, open);
+            }
+            if slot.index == second {
+                slot.connected_us = slot.connected_us.saturating_add((end - t) * per);
+            }
+            t = end;
+        }
+        let mut t = from_us.max(to_us.saturating_sub(MINUTES_KEPT as u64 * MINUTE_US));
+        while t < to_us {
+            let minute = t / MINUTE_US;
+            let end = ((minute + 1) * MINUTE_US).min(to_us);
+            if let Some(b) = self.minute_mut(minute, open) {
+                b.connected_us = b.connected_us.saturating_add((end - t) * per);
+            }
+            t = end;
         }
     }
 
@@ -299,6 +370,11 @@ impl Series {
             sums.drops += u64::from(b.drops);
             sums.connects += u64::from(b.connects);
             sums.cost_nano_usd = sums.cost_nano_usd.saturating_add(b.cost_nano_usd);
+            sums.cut += u64::from(b.cut);
+            sums.good += u64::from(b.good);
+            sums.responded += u64::from(b.responded);
+            sums.refused += u64::from(b.refused);
+            sums.connected_us = sums.connected_us.saturating_add(b.connected_us);
         }
         sums
     }

@@ -1,13 +1,114 @@
 //! A session's figures: its counts, its latency histograms and how its last connection
 //! ended; the fold of one event into them, and what it tells the session's provider (`Seen`).
+//! The response under way is followed chunk by chunk (`Streaming`), so that when it ends its
+//! output speed, inter-token gaps and longest stall are known (`RequestFigures`).
 
 use serde::Serialize;
 
+use crate::config::slo::{Measured, Slo};
 use crate::cost::{ProviderPricing, Response};
-use crate::session::{EventKind, RequestId, SessionEvent, SessionInfo, SessionState};
+use crate::session::{
+    EventKind, RequestId, SessionEvent, SessionInfo, SessionState, Tokens,
+};
 
 use super::counts::*;
-use super::latency::{LatencyMetric, Quantiles, SessionLatency, Window, packed_all};
+use super::latency::{
+    LATENCY_METRICS, LatencyMetric, Quantiles, SessionLatency, Window, packed_all,
+};
+
+/// Most chunk gaps kept of one response; past it, neighbours are merged two by two (the
+/// figures keep their sums; the gaps get coarser).
+pub const MAX_GAPS: usize = 2048;
+
+/// The response under way: when its last chunk came and the gaps between its chunks.
+#[derive(Clone, Debug, Default)]
+pub(super) struct Streaming {
+    request: RequestId,
+    last_chunk_us: Option<u64>,
+    /// (gap before the chunk in microseconds, the chunk's bytes).
+    gaps: Vec<(u64, u64)>,
+    longest_us: u64,
+}
+
+impl Streaming {
+    fn start(&mut self, request: RequestId) {
+        self.request = request;
+        self.last_chunk_us = None;
+        self.gaps.clear();
+        if self.gaps.capacity() > 256 {
+            self.gaps.shrink_to(64);
+        }
+        self.longest_us = 0;
+    }
+
+    fn chunk(&mut self, request: RequestId, at_us: u64, bytes: u64) {
+        if request != self.request || bytes == 0 {
+            return;
+        }
+        if let Some(last) = self.last_chunk_us {
+            let gap = at_us.saturating_sub(last);
+            self.longest_us = self.longest_us.max(gap);
+            if self.gaps.len() >= MAX_GAPS {
+                let merged: Vec<(u64, u64)> = self
+                    .gaps
+                    .chunks(2)
+                    .map(|p| p.iter().fold((0, 0), |(g, b), (g2, b2)| (g + g2, b + b2)))
+                    .collect();
+                self.gaps = merged;
+            }
+            self.gaps.push((gap, bytes));
+        }
+        self.last_chunk_us = Some(at_us);
+    }
+
+    /// The figures of `request`, done at `at_us`.
+    fn figures(
+        &mut self,
+        request: RequestId,
+        at_us: u64,
+        ttft_us: Option<u64>,
+        answer_us: Option<u64>,
+        total_us: u64,
+        tokens: &Tokens,
+        bytes: u64,
+    ) -> RequestFigures {
+        let ours = request == self.request;
+        let mut f = RequestFigures {
+            ttfa_us: ttft_us.map(|t| answer_us.unwrap_or(t)),
+            ..RequestFigures::default()
+        };
+        if let Some(ttft) = ttft_us
+            && tokens.output >= 2
+        {
+            f.tpot_us = Some(total_us.saturating_sub(ttft) / (tokens.output - 1));
+        }
+        if !ours {
+            return f;
+        }
+        // The answer's tokens (hidden thinking is output the text never showed), split
+        // over the chunks by their bytes.
+        let answer_tokens = tokens.output.saturating_sub(tokens.reasoning_output) as f64;
+        let per_byte = if bytes > 0 {
+            answer_tokens / bytes as f64
+        } else {
+            0.0
+        };
+        f.itl = self
+            .gaps
+            .iter()
+            .map(|&(gap, b)| {
+                let k = (per_byte * b as f64).max(1.0);
+                let n = k.round().max(1.0) as u64;
+                ((gap as f64 / k).round() as u64, n)
+            })
+            .collect();
+        let tail = self.last_chunk_us.map(|t| at_us.saturating_sub(t));
+        let longest = self.longest_us.max(tail.unwrap_or(0));
+        f.stall_us = (self.last_chunk_us.is_some()).then_some(longest);
+        self.start(0);
+        f
+    }
+}
 
 /// How a session's last connection ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -35,7 +136,10 @@ pub struct SessionStats {
     pub(super) last_handshake_us: Option<u64>,
     /// The request whose time to first token was counted last (each request counts once).
     pub(super) ttft_request: Option<RequestId>,
-    pub(super) latency: [Option<Box<SessionLatency>>; 3],
+    pub(super) latency: [Option<Box<SessionLatency>>; LATENCY_METRICS],
+    pub(super) streaming: Streaming,
+    /// When the connection up now came up.
+    pub(super) connected_since_us: Option<u64>,
 }
 
 impl SessionStats {
@@ -51,8 +155,18 @@ impl SessionStats {
             last_close: None,
             last_handshake_us: None,
             ttft_request: None,
-            latency: [None, None, None],
+            latency: Default::default(),
+            streaming: Streaming::default(),
+            connected_since_us: None,
         }
+    }
+
+    /// Connection time up to `now_us`, microseconds (the connection up now included).
+    pub fn connected_us(&self, now_us: u64) -> u64 {
+        self.counts.connected_us.saturating_add(
+            self.connected_since_us
+                .map_or(0, |since| now_us.saturating_sub(since)),
+        )
     }
 
     /// The session's identity.
@@ -139,26 +253,38 @@ impl SessionStats {
             last_handshake_us: self.last_handshake_us,
             ttft_request: self.ttft_request,
             latency: packed_all(&self.latency),
+            streaming: self.streaming.clone(),
+            connected_since_us: self.connected_since_us,
         }
     }
 
     pub(super) fn record(&mut self, metric: LatencyMetric, at_us: u64, value_us: u64) {
-        self.latency[metric.index()]
-            .get_or_insert_with(|| Box::new(SessionLatency::new()))
-            .record(at_us, value_us);
+        record_into(&mut self.latency, metric, at_us, value_us, 1);
+    }
+
+    fn went_down(&mut self, at: u64, seen: &mut Seen) {
+        if self.connected {
+            self.connected = false;
+            seen.connection = -1;
+        }
+        if let Some(since) = self.connected_since_us.take() {
+            self.counts.connected_us = self
+                .counts
+                .connected_us
+                .saturating_add(at.saturating_sub(since));
+        }
     }
 
     /// Folds one event into the session and says what its provider must know.
-    pub(super) fn fold(&mut self, ev: &SessionEvent, pricing: &ProviderPricing) -> Seen {
+    pub(super) fn fold(&mut self, ev: &SessionEvent, pricing: &ProviderPricing, slo: &Slo) -> Seen {
         let at = ev.at_us;
         self.last_event_us = Some(self.last_event_us.map_or(at, |t| t.max(at)));
         let mut seen = Seen::default();
         match &ev.kind {
             EventKind::State(state) => {
-                if !state.is_up() && self.connected {
+                if !state.is_up() {
                     // A connection can only be lost through `Closed`; stay right if it was missed.
-                    self.connected = false;
-                    seen.connection = -1;
+                    self.went_down(at, &mut seen);
                 }
                 self.state = match state {
                     SessionState::Stopped { reason } => SessionState::Stopped {
@@ -175,6 +301,7 @@ impl SessionStats {
                     self.connected = true;
                     seen.connection = 1;
                 }
+                self.connected_since_us.get_or_insert(at);
             }
             EventKind::Closed {
                 code, requested, ..
@@ -184,9 +311,21 @@ impl SessionStats {
                     requested: *requested,
                     at_us: at,
                 });
-                if self.connected {
-                    self.connected = false;
-                    seen.connection = -1;
+                self.went_down(at, &mut seen);
+            }
+            EventKind::Error { .. } if matches!(self.state, SessionState::Connecting { .. }) => {
+                // Refused before any request could go: an upgrade answered 401/429/503, a
+                // connect refused. An error, though no request counts it.
+                seen.refused = true;
+            }
+            EventKind::RequestSent { request, .. } => self.streaming.start(*request),
+            EventKind::Chunk { request, text } => {
+                self.streaming.chunk(*request, at, text.len() as u64);
+            }
+            EventKind::RequestFailed { request, .. } => {
+                seen.responded = self.ttft_request == Some(*request);
+                if *request == self.streaming.request {
+                    self.streaming.start(0);
                 }
             }
             EventKind::FirstToken { request, ttft_us } if self.ttft_request != Some(*request) => {
@@ -196,7 +335,11 @@ impl SessionStats {
             EventKind::Done {
                 request,
                 ttft_us,
+                answer_us,
                 total_us,
+                tokens,
+                bytes,
+                cut,
                 ..
             } => {
                 if let Some(ttft) = ttft_us
@@ -205,6 +348,18 @@ impl SessionStats {
                     self.ttft_request = Some(*request);
                     seen.ttft_us = Some(*ttft);
                 }
+                seen.responded = self.ttft_request == Some(*request);
+                let mut figures = self.streaming.figures(
+                    *request, at, *ttft_us, *answer_us, *total_us, tokens, *bytes,
+                );
+                figures.good = slo.is_good(&Measured {
+                    completed: cut.is_none(),
+                    ttft_us: *ttft_us,
+                    tpot_us: figures.tpot_us,
+                    e2e_us: *total_us,
+                });
+                record_figures(&mut self.latency, at, &figures);
+                seen.request = Some(Box::new(figures));
                 if let Some(response) = Response::of_session(&ev.kind, &self.info.model) {
                     let cost = pricing.cost(&response);
                     if !cost.priced {
@@ -222,5 +377,62 @@ impl SessionStats {
         }
         self.counts.add(at, &ev.kind, &seen);
         seen
+    }
+}
+
+/// Records `n` samples into a metric-indexed array of histograms, made on first use.
+pub(super) fn record_into<L: Recordable>(
+    latency: &mut [Option<Box<L>>; LATENCY_METRICS],
+    metric: LatencyMetric,
+    at_us: u64,
+    value_us: u64,
+    n: u64,
+) {
+    latency[metric.index()]
+        .get_or_insert_with(|| Box::new(L::fresh()))
+        .record_n(at_us, value_us, n);
+}
+
+/// Records a finished request's figures (all but TTFT and E2E, recorded on their own).
+pub(super) fn record_figures<L: Recordable>(
+    latency: &mut [Option<Box<L>>; LATENCY_METRICS],
+    at_us: u64,
+    f: &RequestFigures,
+) {
+    if let Some(v) = f.ttfa_us {
+        record_into(latency, LatencyMetric::TimeToFirstAnswer, at_us, v, 1);
+    }
+    if let Some(v) = f.tpot_us {
+        record_into(latency, LatencyMetric::TimePerOutputToken, at_us, v, 1);
+    }
+    for &(v, n) in &f.itl {
+        record_into(latency, LatencyMetric::InterTokenLatency, at_us, v, n);
+    }
+    if let Some(v) = f.stall_us {
+        record_into(latency, LatencyMetric::LongestStall, at_us, v, 1);
+    }
+}
+
+/// A latency histogram set that can be made empty and recorded into.
+pub(super) trait Recordable {
+    fn fresh() -> Self;
+    fn record_n(&mut self, at_us: u64, value_us: u64, n: u64);
+}
+
+impl Recordable for SessionLatency {
+    fn fresh() -> Self {
+        SessionLatency::new()
+    }
+    fn record_n(&mut self, at_us: u64, value_us: u64, n: u64) {
+        SessionLatency::record_n(self, at_us, value_us, n);
+    }
+}
+
+impl Recordable for super::latency::ProviderLatency {
+    fn fresh() -> Self {
+        super::latency::ProviderLatency::new()
+    }
+    fn record_n(&mut self, at_us: u64, value_us: u64, n: u64) {
+        super::latency::ProviderLatency::record_n(self, at_us, value_us, n);
     }
 }

@@ -188,6 +188,16 @@ impl App {
         self
     }
 
+    /// Judges requests against the config's service-level objectives (goodput).
+    pub fn with_slos(mut self, slos: relaytop_core::config::slo::Slos) -> App {
+        let metrics = std::mem::replace(
+            &mut self.live.metrics,
+            relaytop_core::metrics::Metrics::new(Vec::new(), Default::default()),
+        );
+        self.live.metrics = metrics.with_slos(slos);
+        self
+    }
+
     pub fn with_recording(mut self, dir: Option<std::path::PathBuf>) -> App {
         self.recording = dir;
         self
