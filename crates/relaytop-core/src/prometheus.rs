@@ -115,9 +115,21 @@ struct LimitLabels {
 
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
+/// The ratio between neighbouring bucket bounds: `histogram_quantile` interpolates inside one
+/// bucket, so its answer is within 5 % of the true quantile (relaytop's own, from HDR
+/// histograms at 0.1 %) wherever the quantile falls between the first and last bound.
+pub const BUCKET_RATIO: f64 = 1.05;
+
 fn latency_histogram() -> Histogram {
-    // 10 ms to about 41 s.
-    Histogram::new(exponential_buckets(0.01, 2.0, 13))
+    // 5 ms to about 125 s in 5 % steps (208 buckets): time to first token, response time,
+    // stalls, heartbeats.
+    Histogram::new(exponential_buckets(0.005, BUCKET_RATIO, 208))
+}
+
+fn token_histogram() -> Histogram {
+    // 0.1 ms to about 10 s in 5 % steps (237 buckets): time per output token and
+    // inter-token latency.
+    Histogram::new(exponential_buckets(0.0001, BUCKET_RATIO, 237))
 }
 
 /// What the fold remembers of one session.
@@ -127,6 +139,17 @@ struct Known {
     connected_before: bool,
     /// The request whose time to first token was counted last (each counts once).
     ttft_request: Option<RequestId>,
+    /// The response under way, chunk by chunk (for output speed, gaps and stalls).
+    streaming: crate::metrics::Streaming,
+    /// Whether the session is connecting (an error then is a refused connect).
+    connecting: bool,
+}
+
+fn error_kind(kind: &EventKind) -> ErrorKind {
+    match kind {
+        EventKind::Error { kind, .. } => *kind,
+        _ => ErrorKind::Other,
+    }
 }
 
 /// The metric families, fed by session events.
@@ -150,6 +173,16 @@ pub struct Exporter {
     ttft: HistogramFamily<SessionLabels>,
     response_time: HistogramFamily<SessionLabels>,
     heartbeat_rtt: HistogramFamily<SessionLabels>,
+    answer: HistogramFamily<SessionLabels>,
+    tpot: HistogramFamily<SessionLabels>,
+    itl: HistogramFamily<SessionLabels>,
+    stall: HistogramFamily<SessionLabels>,
+    cut: Family<SessionLabels, Counter>,
+    good: Family<SessionLabels, Counter>,
+    refused: Family<SessionLabels, Counter>,
+    audit_reported: Family<SessionLabels, Counter>,
+    audit_counted: Family<SessionLabels, Counter>,
+    slos: crate::config::slo::Slos,
     state: Family<StateLabels, Gauge>,
     ratelimit_remaining: Family<LimitLabels, Gauge>,
     ratelimit_limit: Family<LimitLabels, Gauge>,
@@ -166,6 +199,7 @@ impl Exporter {
     pub fn new(sessions: &[SessionInfo], pricing: Pricing) -> Self {
         let mut registry = Registry::with_prefix("relaytop");
         let hist = || HistogramFamily::new_with_constructor(latency_histogram as fn() -> _);
+        let fine = || HistogramFamily::new_with_constructor(token_histogram as fn() -> _);
         let e = Self {
             registry: Registry::default(),
             pricing,
@@ -186,6 +220,16 @@ impl Exporter {
             ttft: hist(),
             response_time: hist(),
             heartbeat_rtt: hist(),
+            answer: hist(),
+            tpot: fine(),
+            itl: fine(),
+            stall: hist(),
+            cut: Family::default(),
+            good: Family::default(),
+            refused: Family::default(),
+            audit_reported: Family::default(),
+            audit_counted: Family::default(),
+            slos: Default::default(),
             state: Family::default(),
             ratelimit_remaining: Family::default(),
             ratelimit_limit: Family::default(),
@@ -261,6 +305,55 @@ impl Exporter {
             Unit::Seconds,
             e.heartbeat_rtt.clone(),
         );
+        r.register_with_unit(
+            "answer",
+            "Time to the first answer token, after any thinking",
+            Unit::Seconds,
+            e.answer.clone(),
+        );
+        r.register_with_unit(
+            "tpot",
+            "Time per output token: (E2E - TTFT) / (output tokens - 1); output speed is 1 / TPOT",
+            Unit::Seconds,
+            e.tpot.clone(),
+        );
+        r.register_with_unit(
+            "itl",
+            "Inter-token latency: gaps between streamed tokens (a chunk of k tokens is k gaps of gap/k)",
+            Unit::Seconds,
+            e.itl.clone(),
+        );
+        r.register_with_unit(
+            "stall",
+            "Each response's longest stall: its largest gap between chunks or before its end",
+            Unit::Seconds,
+            e.stall.clone(),
+        );
+        r.register(
+            "responses_cut",
+            "Responses cut short: no terminal mark, no finish reason, incomplete, events lost, empty",
+            e.cut.clone(),
+        );
+        r.register(
+            "responses_good",
+            "Completed responses that met the service-level objective ([slo]): goodput",
+            e.good.clone(),
+        );
+        r.register(
+            "connects_refused",
+            "Connection attempts refused or failed (upgrade 401/429/503, connect refused)",
+            e.refused.clone(),
+        );
+        r.register(
+            "usage_reported_output_tokens",
+            "Output tokens the relay reported for responses relaytop audited",
+            e.audit_reported.clone(),
+        );
+        r.register(
+            "usage_counted_output_tokens",
+            "Output tokens relaytop counted in the text of the responses it audited",
+            e.audit_counted.clone(),
+        );
         r.register(
             "session_state",
             "1 for the state each session is in, 0 for the others",
@@ -282,6 +375,12 @@ impl Exporter {
             e.add_session(info);
         }
         e
+    }
+
+    /// Judges responses against `slos` (the `relaytop_responses_good_total` counter).
+    pub fn with_slos(mut self, slos: crate::config::slo::Slos) -> Self {
+        self.slos = slos;
+        self
     }
 
     /// Adds (or relabels) a session, e.g. a chat pane opened at run time.
@@ -331,6 +430,8 @@ impl Exporter {
             labels,
             connected_before: false,
             ttft_request: None,
+            streaming: Default::default(),
+            connecting: false,
         });
     }
 
@@ -361,7 +462,16 @@ impl Exporter {
             kind: kind.label().to_owned(),
         };
         match &event.kind {
-            EventKind::State(state) => self.set_state(labels, state_label(state)),
+            EventKind::Error { .. } if known.connecting => {
+                self.refused.get_or_create(labels).inc();
+                self.errors
+                    .get_or_create(&kind_labels(error_kind(&event.kind)))
+                    .inc();
+            }
+            EventKind::State(state) => {
+                known.connecting = matches!(state, SessionState::Connecting { .. });
+                self.set_state(labels, state_label(state));
+            }
             EventKind::Connected { .. } => {
                 self.connects.get_or_create(labels).inc();
                 if known.connected_before {
@@ -369,8 +479,12 @@ impl Exporter {
                 }
                 known.connected_before = true;
             }
-            EventKind::RequestSent { .. } => {
+            EventKind::RequestSent { request, .. } => {
+                known.streaming.start(*request);
                 self.requests.get_or_create(labels).inc();
+            }
+            EventKind::Chunk { request, text } => {
+                known.streaming.chunk(*request, event.at_us, text.len() as u64);
             }
             EventKind::FirstToken { request, ttft_us } => {
                 if known.ttft_request != Some(*request) {
@@ -381,11 +495,64 @@ impl Exporter {
             EventKind::Done {
                 request,
                 ttft_us,
+                answer_us,
                 total_us,
                 tokens,
+                bytes,
+                cut,
+                text_tokens,
                 ..
             } => {
-                self.responses.get_or_create(labels).inc();
+                if cut.is_some() {
+                    self.cut.get_or_create(labels).inc();
+                } else {
+                    self.responses.get_or_create(labels).inc();
+                }
+                let f = known.streaming.figures(
+                    *request,
+                    event.at_us,
+                    *ttft_us,
+                    *answer_us,
+                    *total_us,
+                    tokens,
+                    *bytes,
+                );
+                let good = self.slos.of(&labels.provider).is_good(
+                    &crate::config::slo::Measured {
+                        completed: cut.is_none(),
+                        ttft_us: *ttft_us,
+                        tpot_us: f.tpot_us,
+                        e2e_us: *total_us,
+                    },
+                );
+                if good {
+                    self.good.get_or_create(labels).inc();
+                }
+                if let Some(v) = f.ttfa_us {
+                    self.answer.get_or_create(labels).observe(seconds(v));
+                }
+                if let Some(v) = f.tpot_us {
+                    self.tpot.get_or_create(labels).observe(seconds(v));
+                }
+                if !f.itl.is_empty() {
+                    let itl = self.itl.get_or_create(labels);
+                    for &(v, n) in &f.itl {
+                        for _ in 0..n.min(1024) {
+                            itl.observe(seconds(v));
+                        }
+                    }
+                }
+                if let Some(v) = f.stall_us {
+                    self.stall.get_or_create(labels).observe(seconds(v));
+                }
+                if let Some(counted) = text_tokens
+                    && !tokens.estimated
+                {
+                    self.audit_reported
+                        .get_or_create(labels)
+                        .inc_by(tokens.output.saturating_sub(tokens.reasoning_output));
+                    self.audit_counted.get_or_create(labels).inc_by(*counted);
+                }
                 if let Some(ttft) = ttft_us
                     && known.ttft_request != Some(*request)
                 {
@@ -418,6 +585,9 @@ impl Exporter {
                 }
             }
             EventKind::RequestFailed { kind, .. } => {
+                if *kind == ErrorKind::Cut {
+                    self.cut.get_or_create(labels).inc();
+                }
                 self.failures.get_or_create(&kind_labels(*kind)).inc();
             }
             EventKind::Error { kind, .. } => {
@@ -469,8 +639,7 @@ impl Exporter {
                     }
                 }
             }
-            EventKind::Chunk { .. }
-            | EventKind::BackingOff { .. }
+            EventKind::BackingOff { .. }
             | EventKind::RateLimited { .. }
             | EventKind::UnknownFrame { .. }
             | EventKind::Transcript { .. }

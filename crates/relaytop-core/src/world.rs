@@ -190,10 +190,10 @@ impl World {
                 info
             })
             .collect();
-        let exporter = Arc::new(crate::prometheus::Exporter::new(
-            &infos,
-            self.config.pricing().into(),
-        ));
+        let exporter = Arc::new(
+            crate::prometheus::Exporter::new(&infos, self.config.pricing().into())
+                .with_slos(self.config.slo.clone()),
+        );
         let server = crate::prometheus::serve(listen, exporter.clone())
             .await
             .with_context(|| format!("cannot serve Prometheus metrics on {listen}"))?;

@@ -450,15 +450,15 @@ pub(super) struct Seen {
 /// The figures of one finished request, computed once by its session and recorded by its
 /// provider, its model and the run alike.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub(super) struct RequestFigures {
+pub struct RequestFigures {
     /// Time to the first answer token.
-    pub(super) ttfa_us: Option<u64>,
+    pub ttfa_us: Option<u64>,
     /// Time per output token.
-    pub(super) tpot_us: Option<u64>,
+    pub tpot_us: Option<u64>,
     /// Inter-token gaps: (gap per token, tokens), one entry per chunk after the first.
-    pub(super) itl: Vec<(u64, u64)>,
+    pub itl: Vec<(u64, u64)>,
     /// The longest stall.
-    pub(super) stall_us: Option<u64>,
+    pub stall_us: Option<u64>,
     /// Whether it met the service-level objective.
-    pub(super) good: bool,
+    pub good: bool,
 }

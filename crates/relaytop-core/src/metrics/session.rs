@@ -22,7 +22,7 @@ pub const MAX_GAPS: usize = 2048;
 
 /// The response under way: when its last chunk came and the gaps between its chunks.
 #[derive(Clone, Debug, Default)]
-pub(super) struct Streaming {
+pub struct Streaming {
     request: RequestId,
     last_chunk_us: Option<u64>,
     /// (gap before the chunk in microseconds, the chunk's bytes).
@@ -31,7 +31,8 @@ pub(super) struct Streaming {
 }
 
 impl Streaming {
-    fn start(&mut self, request: RequestId) {
+    /// A new request went out (0: none under way).
+    pub fn start(&mut self, request: RequestId) {
         self.request = request;
         self.last_chunk_us = None;
         self.gaps.clear();
@@ -41,7 +42,8 @@ impl Streaming {
         self.longest_us = 0;
     }
 
-    fn chunk(&mut self, request: RequestId, at_us: u64, bytes: u64) {
+    /// A chunk of `bytes` of `request` came at `at_us`.
+    pub fn chunk(&mut self, request: RequestId, at_us: u64, bytes: u64) {
         if request != self.request || bytes == 0 {
             return;
         }
@@ -61,8 +63,14 @@ impl Streaming {
         self.last_chunk_us = Some(at_us);
     }
 
-    /// The figures of `request`, done at `at_us`.
-    fn figures(
+    /// The request under way.
+    pub fn request(&self) -> RequestId {
+        self.request
+    }
+
+    /// The figures of `request`, done at `at_us` (its `good` left for the caller to judge).
+    #[allow(clippy::too_many_arguments)]
+    pub fn figures(
         &mut self,
         request: RequestId,
         at_us: u64,
