@@ -790,6 +790,7 @@ async fn answer(mut stream: TcpStream, exporter: &Exporter) -> std::io::Result<(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::metrics::LatencyMetric;
     use crate::session::{Protocol, Tokens};
 
     fn info(id: u32, protocol: Protocol) -> SessionInfo {
@@ -934,6 +935,126 @@ mod tests {
                 text.lines().any(|l| l.starts_with(name)),
                 "the dashboard queries {name}, which is not exposed:\n{text}"
             );
+        }
+    }
+
+    /// `histogram_quantile(q, sum by (le) (rate(NAME_bucket[..])))` as Prometheus computes it
+    /// (over cumulative counts, which a rate over a whole run is proportional to): the bucket
+    /// holding rank `q * total`, interpolated linearly between its bounds.
+    fn histogram_quantile(text: &str, name: &str, q: f64) -> f64 {
+        let mut buckets: std::collections::BTreeMap<u64, (f64, f64)> = Default::default();
+        let prefix = format!("{name}_bucket{{");
+        for line in text.lines().filter(|l| l.starts_with(&prefix)) {
+            let le = line.split("le=\"").nth(1).and_then(|r| r.split('"').next()).unwrap();
+            let count: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+            let bound = if le == "+Inf" { f64::INFINITY } else { le.parse().unwrap() };
+            let key = if bound.is_infinite() { u64::MAX } else { (bound * 1e9) as u64 };
+            buckets.entry(key).or_insert((bound, 0.0)).1 += count;
+        }
+        let all: Vec<(f64, f64)> = buckets.into_values().collect();
+        let total = all.last().unwrap().1;
+        let rank = q * total;
+        let i = all.iter().position(|(_, c)| *c >= rank).unwrap();
+        if all[i].0.is_infinite() {
+            return all[i - 1].0;
+        }
+        let (lower, below) = if i == 0 { (0.0, 0.0) } else { all[i - 1] };
+        let (upper, count) = all[i];
+        lower + (upper - lower) * (rank - below) / (count - below)
+    }
+
+    #[test]
+    fn promql_quantiles_agree_with_relaytops_own_within_five_percent() {
+        use rand::SeedableRng;
+        use rand_distr::{Distribution, LogNormal};
+        let infos: Vec<SessionInfo> = (0..3).map(|i| info(i, Protocol::OpenaiSse)).collect();
+        let e = Exporter::new(&infos, Pricing::new());
+        let mut m = crate::metrics::Metrics::new(infos.clone(), Pricing::new());
+        let mut rng = rand::rngs::SmallRng::seed_from_u64(16);
+        // TTFTs as a relay at peak gives them: median 600 ms, a long tail.
+        let ttft = LogNormal::new((0.6f64).ln(), 0.5).unwrap();
+        let gap = LogNormal::new((0.025f64).ln(), 0.4).unwrap();
+        let mut at = 0u64;
+        for request in 1..=3000u64 {
+            let session = (request % 3) as u32;
+            let first = (ttft.sample(&mut rng) * 1e6) as u64;
+            let mut events = vec![EventKind::RequestSent {
+                request,
+                model: "gpt-4.1".into(),
+                prompt_tokens_estimate: 5,
+            }];
+            let start = at;
+            at += first;
+            let mut timed = vec![(start, events.remove(0))];
+            timed.push((
+                at,
+                EventKind::FirstToken {
+                    request,
+                    ttft_us: first,
+                },
+            ));
+            for _ in 0..20 {
+                timed.push((
+                    at,
+                    EventKind::Chunk {
+                        request,
+                        text: " tok".into(),
+                    },
+                ));
+                at += (gap.sample(&mut rng) * 1e6) as u64;
+            }
+            timed.push((
+                at,
+                EventKind::Done {
+                    request,
+                    model: "gpt-4.1".into(),
+                    ttft_us: Some(first),
+                    answer_us: None,
+                    total_us: at - start,
+                    tokens: Tokens {
+                        input: 5,
+                        output: 20,
+                        ..Tokens::default()
+                    },
+                    reported_cost_usd: None,
+                    finish_reason: Some("stop".into()),
+                    chunks: 20,
+                    bytes: 80,
+                    cut: None,
+                    text_tokens: None,
+                },
+            ));
+            for (t, kind) in timed {
+                let event = SessionEvent {
+                    session,
+                    at_us: t,
+                    kind,
+                };
+                e.observe(&event);
+                m.apply(&event);
+            }
+        }
+        let text = e.encode();
+        let own = m.totals();
+        for (name, metric) in [
+            ("relaytop_ttft_seconds", LatencyMetric::TimeToFirstToken),
+            ("relaytop_response_seconds", LatencyMetric::ResponseTime),
+            ("relaytop_tpot_seconds", LatencyMetric::TimePerOutputToken),
+            ("relaytop_itl_seconds", LatencyMetric::InterTokenLatency),
+            ("relaytop_stall_seconds", LatencyMetric::LongestStall),
+        ] {
+            let q = own.latency(metric, crate::metrics::Window::Run, at);
+            for (quantile, ours) in [(0.5, q.p50), (0.9, q.p90), (0.99, q.p99)] {
+                let promql = histogram_quantile(&text, name, quantile);
+                let ours = ours as f64 / 1e6;
+                let off = (promql - ours).abs() / ours;
+                assert!(
+                    off <= 0.05,
+                    "{name} p{}: PromQL {promql:.4} s, relaytop {ours:.4} s ({:.1} % off)",
+                    quantile * 100.0,
+                    off * 100.0
+                );
+            }
         }
     }
 }

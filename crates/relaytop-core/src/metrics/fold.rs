@@ -241,3 +241,7 @@ impl Metrics {
 #[cfg(test)]
 #[path = "tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "serving_tests.rs"]
+mod serving_tests;
