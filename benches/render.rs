@@ -100,6 +100,8 @@ fn request(out: &mut Vec<SessionEvent>, session: u32, request: u64, at_us: u64, 
             finish_reason: Some("stop".into()),
             chunks: chunks as u32,
             bytes: 100,
+            cut: None,
+            text_tokens: None,
         },
     ));
     out.push(ev(
@@ -287,6 +289,8 @@ fn chat_pane() {
                     finish_reason: Some("stop".into()),
                     chunks: 1,
                     bytes: 120,
+                    cut: None,
+                    text_tokens: None,
                 },
             ));
         }

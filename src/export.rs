@@ -37,10 +37,22 @@ pub struct RequestRow {
     pub estimated: bool,
     /// Spend in US $ (tokens and per-call fee); none unless done.
     pub cost_usd: Option<f64>,
-    /// `done`, `failed` or `unfinished` (the recording ends, or the session moved on, first).
+    /// `done`, `cut` (ended, or lost its connection, without its terminal mark; or ended
+    /// clean but not whole), `failed` or `unfinished` (the recording ends, or the session
+    /// moved on, first).
     pub outcome: String,
-    /// The finish reason of a done request, the failure of a failed one.
+    /// The finish reason of a done request, why a cut one is cut, the failure of a failed one.
     pub detail: String,
+    /// Time to the first answer token (after thinking), milliseconds.
+    pub answer_ms: Option<f64>,
+    /// Time per output token, milliseconds: `(total - ttft) / (tokens_out - 1)`.
+    pub tpot_ms: Option<f64>,
+    /// Output speed, tokens per second (1 / TPOT).
+    pub output_tps: Option<f64>,
+    /// The longest gap between chunks (or before the end), milliseconds.
+    pub stall_ms: Option<f64>,
+    /// Output tokens relaytop counted in the answer text, when it counted them.
+    pub text_tokens: Option<u64>,
 }
 
 /// How rows are written.
@@ -51,7 +63,7 @@ pub enum ExportFormat {
 }
 
 /// The CSV columns, in order.
-pub const CSV_COLUMNS: [&str; 14] = [
+pub const CSV_COLUMNS: [&str; 19] = [
     "session",
     "provider",
     "model",
@@ -66,12 +78,19 @@ pub const CSV_COLUMNS: [&str; 14] = [
     "cost_usd",
     "outcome",
     "detail",
+    "answer_ms",
+    "tpot_ms",
+    "output_tps",
+    "stall_ms",
+    "text_tokens",
 ];
 
 struct Open {
     model: String,
     sent_us: u64,
     ttft_us: Option<u64>,
+    /// Its chunks' timing, for its speed and stalls.
+    streaming: relaytop_core::metrics::Streaming,
 }
 
 /// Plays `replay` from the start to the end and hands every request's row to `each`, in the
@@ -110,6 +129,11 @@ pub fn for_each_row(
             cost_usd: None,
             outcome: "unfinished".into(),
             detail: String::new(),
+            answer_ms: None,
+            tpot_ms: None,
+            output_tps: None,
+            stall_ms: None,
+            text_tokens: None,
         }
     };
     while let Some(SessionEvent {
@@ -133,14 +157,22 @@ pub fn for_each_row(
                         rows += 1;
                     }
                 }
+                let mut streaming = relaytop_core::metrics::Streaming::default();
+                streaming.start(request);
                 open.insert(
                     (session, request),
                     Open {
                         model,
                         sent_us: at_us,
                         ttft_us: None,
+                        streaming,
                     },
                 );
+            }
+            EventKind::Chunk { request, text } => {
+                if let Some(o) = open.get_mut(&(session, request)) {
+                    o.streaming.chunk(request, at_us, text.len() as u64);
+                }
             }
             EventKind::FirstToken { request, ttft_us } => {
                 if let Some(o) = open.get_mut(&(session, request)) {
@@ -151,10 +183,14 @@ pub fn for_each_row(
                 request,
                 model,
                 ttft_us,
+                answer_us,
                 total_us,
                 tokens,
                 reported_cost_usd,
                 finish_reason,
+                bytes,
+                cut,
+                text_tokens,
                 ..
             } => {
                 let Some(mut o) = open.remove(&(session, request)) else {
@@ -177,8 +213,26 @@ pub fn for_each_row(
                 r.estimated = tokens.estimated;
                 // Nano-dollars, as the metrics add them up.
                 r.cost_usd = Some((cost.total_usd * 1e9).round() / 1e9);
-                r.outcome = "done".into();
-                r.detail = finish_reason.unwrap_or_default();
+                let f = o
+                    .streaming
+                    .figures(request, at_us, ttft_us, answer_us, total_us, &tokens, bytes);
+                r.answer_ms = f.ttfa_us.map(ms);
+                r.tpot_ms = f.tpot_us.map(ms);
+                r.output_tps = f.tpot_us.map(|t| {
+                    (relaytop_core::metrics::tokens_per_second(t) * 1000.0).round() / 1000.0
+                });
+                r.stall_ms = f.stall_us.map(ms);
+                r.text_tokens = text_tokens;
+                match cut {
+                    Some(why) => {
+                        r.outcome = "cut".into();
+                        r.detail = why;
+                    }
+                    None => {
+                        r.outcome = "done".into();
+                        r.detail = finish_reason.unwrap_or_default();
+                    }
+                }
                 each(r)?;
                 rows += 1;
             }
@@ -192,7 +246,12 @@ pub fn for_each_row(
                 };
                 let mut r = row(session, request, &o);
                 r.total_ms = Some(ms(at_us.saturating_sub(o.sent_us)));
-                r.outcome = "failed".into();
+                r.outcome = if kind == relaytop_core::session::ErrorKind::Cut {
+                    "cut"
+                } else {
+                    "failed"
+                }
+                .into();
                 r.detail = format!("{}: {reason}", kind.label());
                 each(r)?;
                 rows += 1;
@@ -266,6 +325,11 @@ pub fn csv_record(r: &RequestRow) -> String {
         opt_f(r.cost_usd, 9),
         csv_field(&r.outcome),
         csv_field(&r.detail),
+        opt_f(r.answer_ms, 3),
+        opt_f(r.tpot_ms, 3),
+        opt_f(r.output_tps, 3),
+        opt_f(r.stall_ms, 3),
+        opt_u(r.text_tokens),
     ];
     let mut line = fields.join(",");
     line.push('\n');

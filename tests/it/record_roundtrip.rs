@@ -243,6 +243,8 @@ async fn a_replayed_run_reports_what_the_live_run_reported() {
     assert_eq!(done_rows.len() as u64, live.totals.figures.completed);
     let failed_rows = rows.iter().filter(|r| r.outcome == "failed").count() as u64;
     assert_eq!(failed_rows, live.totals.figures.failed);
+    let cut_rows = rows.iter().filter(|r| r.outcome == "cut").count() as u64;
+    assert_eq!(cut_rows, live.totals.figures.cut);
     let mut total_cost = 0.0;
     for event in live_done {
         let session = event["session"].as_str().unwrap();
@@ -283,7 +285,7 @@ async fn a_replayed_run_reports_what_the_live_run_reported() {
     let mut lines = csv.lines();
     assert_eq!(
         lines.next().unwrap(),
-        "session,provider,model,request,start,start_s,ttft_ms,total_ms,tokens_in,tokens_out,estimated,cost_usd,outcome,detail"
+        "session,provider,model,request,start,start_s,ttft_ms,total_ms,tokens_in,tokens_out,estimated,cost_usd,outcome,detail,answer_ms,tpot_ms,output_tps,stall_ms,text_tokens"
     );
     assert_eq!(lines.clone().count(), rows.len());
     let first = lines.next().unwrap();

@@ -484,7 +484,9 @@ impl Exporter {
                 self.requests.get_or_create(labels).inc();
             }
             EventKind::Chunk { request, text } => {
-                known.streaming.chunk(*request, event.at_us, text.len() as u64);
+                known
+                    .streaming
+                    .chunk(*request, event.at_us, text.len() as u64);
             }
             EventKind::FirstToken { request, ttft_us } => {
                 if known.ttft_request != Some(*request) {
@@ -517,14 +519,15 @@ impl Exporter {
                     tokens,
                     *bytes,
                 );
-                let good = self.slos.of(&labels.provider).is_good(
-                    &crate::config::slo::Measured {
+                let good = self
+                    .slos
+                    .of(&labels.provider)
+                    .is_good(&crate::config::slo::Measured {
                         completed: cut.is_none(),
                         ttft_us: *ttft_us,
                         tpot_us: f.tpot_us,
                         e2e_us: *total_us,
-                    },
-                );
+                    });
                 if good {
                     self.good.get_or_create(labels).inc();
                 }
@@ -945,10 +948,22 @@ mod tests {
         let mut buckets: std::collections::BTreeMap<u64, (f64, f64)> = Default::default();
         let prefix = format!("{name}_bucket{{");
         for line in text.lines().filter(|l| l.starts_with(&prefix)) {
-            let le = line.split("le=\"").nth(1).and_then(|r| r.split('"').next()).unwrap();
+            let le = line
+                .split("le=\"")
+                .nth(1)
+                .and_then(|r| r.split('"').next())
+                .unwrap();
             let count: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
-            let bound = if le == "+Inf" { f64::INFINITY } else { le.parse().unwrap() };
-            let key = if bound.is_infinite() { u64::MAX } else { (bound * 1e9) as u64 };
+            let bound = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().unwrap()
+            };
+            let key = if bound.is_infinite() {
+                u64::MAX
+            } else {
+                (bound * 1e9) as u64
+            };
             buckets.entry(key).or_insert((bound, 0.0)).1 += count;
         }
         let all: Vec<(f64, f64)> = buckets.into_values().collect();

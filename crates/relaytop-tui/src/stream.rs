@@ -55,7 +55,12 @@ pub struct StreamRing {
     pushed: u64,
     /// The request whose text the last line is still receiving.
     open_text: Option<RequestId>,
+    /// The request streaming and when its last chunk came (to mark stalls).
+    last_chunk: Option<(RequestId, u64)>,
 }
+
+/// A gap between two chunks at least this long is marked in the pane.
+pub const STALL_MARK_US: u64 = 2_000_000;
 
 impl StreamRing {
     pub fn new(capacity: usize) -> Self {
@@ -64,6 +69,7 @@ impl StreamRing {
             capacity: capacity.max(1),
             pushed: 0,
             open_text: None,
+            last_chunk: None,
         }
     }
 
@@ -175,6 +181,21 @@ impl StreamRing {
         let at_us = event.at_us;
         let (kind, request, text) = match &event.kind {
             EventKind::Chunk { request, text } => {
+                if let Some((last_request, last_at)) = self.last_chunk
+                    && last_request == *request
+                    && at_us.saturating_sub(last_at) >= STALL_MARK_US
+                {
+                    self.push(StreamLine {
+                        kind: LineKind::Notice,
+                        at_us,
+                        request: *request,
+                        text: format!(
+                            "⏸ stalled {} before the next token",
+                            format::latency(at_us - last_at)
+                        ),
+                    });
+                }
+                self.last_chunk = Some((*request, at_us));
                 self.append_text(*request, at_us, text);
                 return;
             }
@@ -198,15 +219,25 @@ impl StreamRing {
                 total_us,
                 tokens,
                 finish_reason,
+                cut,
                 ..
             } => {
+                self.last_chunk = None;
                 let mut text = format!(
-                    "done #{request} · {}{} tokens out",
+                    "{} #{request} · {}{} tokens out",
+                    if cut.is_some() { "cut" } else { "done" },
                     if tokens.estimated { "~" } else { "" },
                     tokens.output
                 );
                 if let Some(ttft) = ttft_us {
                     text.push_str(&format!(" · ttft {}", format::latency(*ttft)));
+                    if tokens.output >= 2 && *total_us > *ttft {
+                        let tpot = (total_us - ttft) / (tokens.output - 1);
+                        text.push_str(&format!(
+                            " · {:.0} tok/s",
+                            relaytop_core::metrics::tokens_per_second(tpot)
+                        ));
+                    }
                 }
                 if let Some(answer) = answer_us {
                     text.push_str(&format!(" · answer {}", format::latency(*answer)));
@@ -218,7 +249,12 @@ impl StreamRing {
                 {
                     text.push_str(&format!(" · {reason}"));
                 }
-                (LineKind::Done, *request, text)
+                if let Some(cut) = cut {
+                    text.push_str(&format!(" · {cut}"));
+                    (LineKind::Failed, *request, text)
+                } else {
+                    (LineKind::Done, *request, text)
+                }
             }
             EventKind::RequestFailed {
                 request,
@@ -430,7 +466,7 @@ mod tests {
                 "request #1 · gpt-4.1",
                 "Hello world",
                 "second line",
-                "done #1 · 4 tokens out · ttft 420 ms · total 540 ms"
+                "done #1 · 4 tokens out · ttft 420 ms · 25 tok/s · total 540 ms"
             ]
         );
     }

@@ -441,6 +441,10 @@ pub(super) struct Seen {
     pub(super) refused: bool,
     /// A request ended that had got at least one token.
     pub(super) responded: bool,
+    /// A connection came up at this time.
+    pub(super) connection_up_at: Option<u64>,
+    /// A connection that was up over this span went away.
+    pub(super) connection_span: Option<(u64, u64)>,
     /// The figures of a request that just ended.
     pub(super) request: Option<Box<RequestFigures>>,
     /// +1 when a connection came up, -1 when one went away.

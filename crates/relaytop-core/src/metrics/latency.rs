@@ -118,7 +118,11 @@ impl LatencyMetric {
 
 /// Output speed in tokens per second from a time per output token in microseconds.
 pub fn tokens_per_second(tpot_us: u64) -> f64 {
-    if tpot_us == 0 { 0.0 } else { 1e6 / tpot_us as f64 }
+    if tpot_us == 0 {
+        0.0
+    } else {
+        1e6 / tpot_us as f64
+    }
 }
 
 /// Latency quantiles of one metric over one window, in microseconds.

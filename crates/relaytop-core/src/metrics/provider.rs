@@ -81,8 +81,9 @@ pub struct ProviderStats {
     pub(super) unpriced_models: Vec<String>,
     pub(super) latency: [Option<Box<ProviderLatency>>; LATENCY_METRICS],
     pub(super) series: Series,
-    /// When `connections_up` last changed (connection time is added up to it).
-    pub(super) connections_since_us: u64,
+    /// The sum of the times the connections up now came up (their time so far is
+    /// `connections_up * now - open_since_sum`, whatever order events came in).
+    pub(super) open_since_sum: u64,
 }
 
 impl ProviderStats {
@@ -97,15 +98,20 @@ impl ProviderStats {
             unpriced_models: Vec::new(),
             latency: Default::default(),
             series: Series::default(),
-            connections_since_us: 0,
+            open_since_sum: 0,
         }
     }
 
     /// Connection time up to `now_us`, microseconds, over every connection.
     pub fn connected_us(&self, now_us: u64) -> u64 {
-        self.counts.connected_us.saturating_add(
-            u64::from(self.connections_up) * now_us.saturating_sub(self.connections_since_us),
-        )
+        self.counts
+            .connected_us
+            .saturating_add(self.open_time(now_us))
+    }
+
+    /// Time so far of the connections up now.
+    fn open_time(&self, now_us: u64) -> u64 {
+        (u64::from(self.connections_up) * now_us).saturating_sub(self.open_since_sum)
     }
 
     /// The provider's name (`TOTALS_NAME` for the run's totals).
@@ -179,14 +185,14 @@ impl ProviderStats {
                 (elapsed_s, sums)
             }
         };
-        // The connections up now count to `now_us` (to the window's start at most).
-        let live_from = match window.length_us() {
-            Some(len) => self.connections_since_us.max(now_us.saturating_sub(len)),
-            None => self.connections_since_us,
+        // The connections up now count to `now_us` (from the window's start at most).
+        let open = match window.length_us() {
+            Some(len) => self
+                .open_time(now_us)
+                .min(u64::from(self.connections_up) * len.min(now_us)),
+            None => self.open_time(now_us),
         };
-        let connected_us = sums.connected_us.saturating_add(
-            u64::from(self.connections_up) * now_us.saturating_sub(live_from),
-        );
+        let connected_us = sums.connected_us.saturating_add(open);
         let connection_hours = connected_us as f64 / 3.6e9;
         let finished = sums.responses + sums.cut + sums.failed;
         let cost_usd = sums.cost_nano_usd as f64 / 1e9;
@@ -249,7 +255,7 @@ impl ProviderStats {
             unpriced_models: self.unpriced_models.clone(),
             latency: packed_all(&self.latency),
             series: self.series.clone(),
-            connections_since_us: self.connections_since_us,
+            open_since_sum: self.open_since_sum,
         }
     }
 
@@ -313,16 +319,13 @@ impl ProviderStats {
             }
             record_figures(&mut self.latency, at, figures);
         }
-        if seen.connection != 0 {
-            // Connection time so far, at the count that held until now.
-            let since = self.connections_since_us;
-            let up = self.connections_up;
-            self.series.add_connected(since, at, up);
-            self.counts.connected_us = self
-                .counts
-                .connected_us
-                .saturating_add(u64::from(up) * at.saturating_sub(since));
-            self.connections_since_us = at;
+        if let Some(up_at) = seen.connection_up_at {
+            self.open_since_sum = self.open_since_sum.saturating_add(up_at);
+        }
+        if let Some((since, until)) = seen.connection_span {
+            self.open_since_sum = self.open_since_sum.saturating_sub(since);
+            self.series.add_connected(since, until, 1);
+            self.counts.connected_us = self.counts.connected_us.saturating_add(until - since);
         }
         if let Some(model) = &seen.unpriced_model
             && self.unpriced_models.len() < MAX_UNPRICED_MODELS

@@ -127,10 +127,13 @@ fn within(got: u64, want: u64, what: &str) {
 #[test]
 fn output_speed_gaps_and_the_longest_stall_are_those_of_the_server() {
     // TTFT 300 ms, 100 one-token chunks 20 ms apart, one stall of 1.5 s before chunk 50.
-    let mut evs = vec![ev(0, EventKind::Connected {
-        attempt: 1,
-        handshake_us: MS,
-    })];
+    let mut evs = vec![ev(
+        0,
+        EventKind::Connected {
+            attempt: 1,
+            handshake_us: MS,
+        },
+    )];
     let end = stream(
         &mut evs,
         1,
@@ -157,9 +160,17 @@ fn output_speed_gaps_and_the_longest_stall_are_those_of_the_server() {
     assert_eq!(itl.count, 99, "one gap per chunk after the first");
     within(itl.p50, 20 * MS, "ITL p50");
     within(itl.p90, 20 * MS, "ITL p90");
-    within(itl.p99, 1_520 * MS, "ITL p99: of 99 gaps, the top one is the stall");
+    within(
+        itl.p99,
+        1_520 * MS,
+        "ITL p99: of 99 gaps, the top one is the stall",
+    );
     within(itl.max, 1_520 * MS, "ITL max");
-    within(q(LatencyMetric::LongestStall).max, 1_520 * MS, "longest stall");
+    within(
+        q(LatencyMetric::LongestStall).max,
+        1_520 * MS,
+        "longest stall",
+    );
     assert_eq!(p.counts.longest_stall_us, 1_520 * MS);
     within(
         q(LatencyMetric::TimeToFirstAnswer).p50,
@@ -285,7 +296,10 @@ fn cut_streams_are_their_own_outcome_and_billed() {
     assert_eq!(c.responded, 2, "the two that streamed text");
     assert!((c.response_rate() - 0.5).abs() < 1e-9);
     assert!((c.cut_rate() - 0.5).abs() < 1e-9);
-    assert!((c.error_rate() - 0.25).abs() < 1e-9, "cuts are apart from errors");
+    assert!(
+        (c.error_rate() - 0.25).abs() < 1e-9,
+        "cuts are apart from errors"
+    );
     let r = m.providers()[0].rates(Window::OneMinute, t + 4 * S);
     assert_eq!((r.cut, r.responses, r.failed), (2, 1, 1));
 }
@@ -306,7 +320,17 @@ fn goodput_counts_requests_that_met_every_threshold() {
     // Slow tokens.
     let t = stream(&mut evs, 3, t, 200 * MS, 10, 50 * MS, None, 10, None);
     // Fast but cut.
-    let t = stream(&mut evs, 4, t, 200 * MS, 10, 20 * MS, None, 10, Some("incomplete"));
+    let t = stream(
+        &mut evs,
+        4,
+        t,
+        200 * MS,
+        10,
+        20 * MS,
+        None,
+        10,
+        Some("incomplete"),
+    );
     let m = fold(&evs, slo);
     let p = &m.providers()[0];
     assert_eq!(p.counts.good, 1);
@@ -319,10 +343,13 @@ fn goodput_counts_requests_that_met_every_threshold() {
 #[test]
 fn drops_are_per_response_and_per_connection_hour() {
     // One connection up for an hour, 100 responses, 3 drops (each reconnecting at once).
-    let mut evs = vec![ev(0, EventKind::Connected {
-        attempt: 1,
-        handshake_us: MS,
-    })];
+    let mut evs = vec![ev(
+        0,
+        EventKind::Connected {
+            attempt: 1,
+            handshake_us: MS,
+        },
+    )];
     let mut t = S;
     for r in 1..=100 {
         t = stream(&mut evs, r, t, 10 * MS, 2, MS, None, 2, None) + 30 * S;
@@ -335,10 +362,13 @@ fn drops_are_per_response_and_per_connection_hour() {
                     requested: false,
                 },
             ));
-            evs.push(ev(t, EventKind::Connected {
-                attempt: 2,
-                handshake_us: MS,
-            }));
+            evs.push(ev(
+                t,
+                EventKind::Connected {
+                    attempt: 2,
+                    handshake_us: MS,
+                },
+            ));
         }
     }
     let hour = 3600 * S;
@@ -351,7 +381,10 @@ fn drops_are_per_response_and_per_connection_hour() {
     assert!((r.connection_hours - 1.0).abs() < 1e-6, "{r:?}");
     let per_drop = r.connection_hours_per_drop.unwrap();
     assert!((per_drop - 1.0 / 3.0).abs() < 1e-6, "{per_drop}");
-    assert!(r.drop_rate > 0.5, "the old per-connection figure tends to 100 %");
+    assert!(
+        r.drop_rate > 0.5,
+        "the old per-connection figure tends to 100 %"
+    );
     assert_eq!(m.session(0).unwrap().connected_us(hour), hour);
 }
 
@@ -376,7 +409,11 @@ fn refused_connects_are_errors() {
     let m = fold(&evs, Slo::default());
     let c = &m.providers()[0].counts;
     assert_eq!(c.connects_refused, 4);
-    assert_eq!(c.error_rate(), 1.0, "a relay refusing every upgrade: 100 % errors");
+    assert_eq!(
+        c.error_rate(),
+        1.0,
+        "a relay refusing every upgrade: 100 % errors"
+    );
     let r = m.providers()[0].rates(Window::OneMinute, 4 * S);
     assert_eq!((r.refused, r.error_rate), (4, 1.0));
 }

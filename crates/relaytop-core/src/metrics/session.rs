@@ -7,9 +7,7 @@ use serde::Serialize;
 
 use crate::config::slo::{Measured, Slo};
 use crate::cost::{ProviderPricing, Response};
-use crate::session::{
-    EventKind, RequestId, SessionEvent, SessionInfo, SessionState, Tokens,
-};
+use crate::session::{EventKind, RequestId, SessionEvent, SessionInfo, SessionState, Tokens};
 
 use super::counts::*;
 use super::latency::{
@@ -217,7 +215,15 @@ impl SessionStats {
 
     /// Quantiles of `metric` over `window` ending at `now_us`, 2 significant figures.
     /// Sessions keep the last minute and the whole run; `None` for 15 minutes.
+    /// The time to the first answer is the time to first token's for a session whose
+    /// responses never thought first.
     pub fn latency(&self, metric: LatencyMetric, window: Window, now_us: u64) -> Option<Quantiles> {
+        let metric = match metric {
+            LatencyMetric::TimeToFirstAnswer if self.latency[metric.index()].is_none() => {
+                LatencyMetric::TimeToFirstToken
+            }
+            m => m,
+        };
         match &self.latency[metric.index()] {
             Some(l) => l.quantiles(window, now_us),
             None => (window != Window::FifteenMinutes).then(Quantiles::default),
@@ -280,6 +286,7 @@ impl SessionStats {
                 .counts
                 .connected_us
                 .saturating_add(at.saturating_sub(since));
+            seen.connection_span = Some((since, at.max(since)));
         }
     }
 
@@ -309,7 +316,10 @@ impl SessionStats {
                     self.connected = true;
                     seen.connection = 1;
                 }
-                self.connected_since_us.get_or_insert(at);
+                if self.connected_since_us.is_none() {
+                    self.connected_since_us = Some(at);
+                    seen.connection_up_at = Some(at);
+                }
             }
             EventKind::Closed {
                 code, requested, ..
@@ -366,7 +376,14 @@ impl SessionStats {
                     tpot_us: figures.tpot_us,
                     e2e_us: *total_us,
                 });
-                record_figures(&mut self.latency, at, &figures);
+                // A session keeps the time to the first answer only for responses that
+                // thought first (without thinking it is the time to first token, which it
+                // keeps anyway): a session's figures stay within 32 KiB.
+                let mut own = figures.clone();
+                if answer_us.is_none() {
+                    own.ttfa_us = None;
+                }
+                record_figures(&mut self.latency, at, &own);
                 seen.request = Some(Box::new(figures));
                 if let Some(response) = Response::of_session(&ev.kind, &self.info.model) {
                     let cost = pricing.cost(&response);

@@ -310,7 +310,15 @@ fn apply(
             usage,
             finish_reason,
             cut,
-        } => done(tracker, over, now, usage, finish_reason.as_deref(), cut, out),
+        } => done(
+            tracker,
+            over,
+            now,
+            usage,
+            finish_reason.as_deref(),
+            cut,
+            out,
+        ),
         Step::Failed {
             kind,
             message,

@@ -375,14 +375,22 @@ mod tests {
         let mut t = ResponseTracker::new();
         t.begin(ms(0), "m", 7);
         t.on_chunk(ms(1), "héllo wörld", |_| {});
-        let Some(EventKind::Done { tokens, .. }) = t.on_done(ms(2), None, None) else {
+        let Some(EventKind::Done {
+            tokens,
+            text_tokens,
+            ..
+        }) = t.on_done(ms(2), None, None)
+        else {
             panic!("expected done");
         };
+        // Counted with o200k_base (the tokenizer for families it has no table of).
+        let counted = Counter::for_model("m").count("héllo wörld").tokens;
+        assert_eq!(text_tokens, Some(counted));
         assert_eq!(
             tokens,
             Tokens {
                 input: 7,
-                output: 3,
+                output: counted,
                 cached_input: 0,
                 cache_write_input: 0,
                 reasoning_output: 0,

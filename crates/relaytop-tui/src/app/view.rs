@@ -71,13 +71,15 @@ pub enum SortColumn {
     HeartbeatRtt,
     HeartbeatAge,
     Ttft,
+    Speed,
+    Itl,
     Tokens,
     Cost,
 }
 
 impl SortColumn {
     /// Every column, left to right.
-    pub const ALL: [SortColumn; 11] = [
+    pub const ALL: [SortColumn; 13] = [
         SortColumn::Name,
         SortColumn::Provider,
         SortColumn::Model,
@@ -87,6 +89,8 @@ impl SortColumn {
         SortColumn::HeartbeatRtt,
         SortColumn::HeartbeatAge,
         SortColumn::Ttft,
+        SortColumn::Speed,
+        SortColumn::Itl,
         SortColumn::Tokens,
         SortColumn::Cost,
     ];
@@ -102,6 +106,8 @@ impl SortColumn {
             SortColumn::HeartbeatRtt => "heartbeat rtt",
             SortColumn::HeartbeatAge => "heartbeat age",
             SortColumn::Ttft => "ttft p50",
+            SortColumn::Speed => "output speed",
+            SortColumn::Itl => "itl p99",
             SortColumn::Tokens => "tokens",
             SortColumn::Cost => "cost",
         }
@@ -310,6 +316,15 @@ pub(super) fn sort_key(
             .latency(LatencyMetric::TimeToFirstToken, window, now_us)
             .filter(|q| q.count > 0)
             .map_or(u64::MAX, |q| q.p50),
+        // Slowest first when sorted ascending: the time per token, largest first.
+        SortColumn::Speed => s
+            .latency(LatencyMetric::TimePerOutputToken, window, now_us)
+            .filter(|q| q.count > 0)
+            .map_or(0, |q| u64::MAX - q.p50),
+        SortColumn::Itl => s
+            .latency(LatencyMetric::InterTokenLatency, window, now_us)
+            .filter(|q| q.count > 0)
+            .map_or(u64::MAX, |q| q.p99),
         SortColumn::Tokens => c.tokens.input + c.tokens.output,
         SortColumn::Cost => c.cost.total_nano_usd(),
     }

@@ -14,7 +14,8 @@ use crate::app::{App, window_name};
 use crate::format;
 use crate::theme::Role;
 use relaytop_core::metrics::{
-    LatencyMetric, ProviderStats, Quantiles, SeriesMetric, SeriesPoint, Window,
+    LatencyMetric, ProviderStats, Quantiles, Rates, SeriesMetric, SeriesPoint, Window,
+    tokens_per_second,
 };
 
 const BARS: [char; 9] = [' ', '▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
@@ -125,6 +126,138 @@ fn sparkline<'a>(
         .collect()
 }
 
+/// The mean connection time between two drops: `1 drop per 2.1 conn-h`.
+fn between_drops(rates: &Rates) -> Option<String> {
+    let hours = rates.connection_hours_per_drop?;
+    let between = if hours >= 1.0 {
+        format!("{hours:.1} conn-h")
+    } else {
+        format!("{:.0} conn-min", (hours * 60.0).max(1.0))
+    };
+    Some(format!("1 drop per {between}"))
+}
+
+/// What people who serve models read, for one provider: output speed, inter-token
+/// latency, the longest stall and the share of requests within the objective; then where a
+/// response's time goes, by the means (waiting for the first token, then generating, as a
+/// two-part bar) and the mean connection time between drops.
+fn serving_lines<'a>(
+    app: &App,
+    p: &ProviderStats,
+    rates: &Rates,
+    window: Window,
+    now: u64,
+) -> [Line<'a>; 2] {
+    let of = Of {
+        app,
+        p,
+        rates,
+        window,
+        now,
+    };
+    [speed_line(&of), time_line(&of)]
+}
+
+/// One provider's figures over one window, for its lines.
+struct Of<'b> {
+    app: &'b App,
+    p: &'b ProviderStats,
+    rates: &'b Rates,
+    window: Window,
+    now: u64,
+}
+
+fn speed_line<'a>(of: &Of) -> Line<'a> {
+    let Of {
+        app,
+        p,
+        rates,
+        window,
+        now,
+    } = *of;
+    let theme = app.theme();
+    let tpot = p.latency(LatencyMetric::TimePerOutputToken, window, now);
+    let itl = p.latency(LatencyMetric::InterTokenLatency, window, now);
+    let stall = p.latency(LatencyMetric::LongestStall, window, now);
+    let label = Span::styled(
+        format!(" {:<w$}", "speed", w = LABEL - 1),
+        theme.fg(Role::Muted),
+    );
+    if tpot.count == 0 && itl.count == 0 {
+        return Line::from(vec![label, muted(app, "no streamed responses yet")]);
+    }
+    let speed = |us: u64| format!("{:.0}", tokens_per_second(us));
+    let finished = rates.responses + rates.cut + rates.failed;
+    vec![
+        label,
+        Span::styled(
+            format!("{} tok/s", speed(tpot.p50)),
+            theme.fg(Role::Foreground).add_modifier(Modifier::BOLD),
+        ),
+        muted(app, format!(" (p99 {})", speed(tpot.p99))),
+        muted(app, " · itl p99 "),
+        Span::styled(format::latency(itl.p99), theme.fg(Role::Foreground)),
+        muted(app, " · stall "),
+        Span::styled(
+            format::latency(stall.max),
+            if stall.max >= STALL_WARN_US {
+                theme.fg(Role::Warning)
+            } else {
+                theme.fg(Role::Foreground)
+            },
+        ),
+        muted(app, " · good "),
+        Span::styled(
+            format::percent(rates.good_rate),
+            if finished > 0 && rates.good_rate < app.shown().metrics.slos().of(p.name()).objective {
+                theme.fg(Role::Warning)
+            } else {
+                theme.fg(Role::Connected)
+            },
+        ),
+    ]
+    .into()
+}
+
+fn time_line<'a>(of: &Of) -> Line<'a> {
+    let (app, p, rates, window, now) = (of.app, of.p, of.rates, of.window, of.now);
+    let [ttft, e2e] = [LatencyMetric::TimeToFirstToken, LatencyMetric::ResponseTime]
+        .map(|m| p.latency(m, window, now));
+    let theme = app.theme();
+    let mut spans = vec![Span::styled(
+        format!(" {:<w$}", "time", w = LABEL - 1),
+        theme.fg(Role::Muted),
+    )];
+    if e2e.mean > 0 {
+        let first = ttft.mean.min(e2e.mean);
+        let width = 10usize;
+        let head = (((first as f64 / e2e.mean as f64) * width as f64).round() as usize).min(width);
+        spans.push(Span::styled("▆".repeat(head), theme.fg(Role::TtftLine)));
+        spans.push(Span::styled(
+            "▆".repeat(width - head),
+            theme.fg(Role::RttLine),
+        ));
+        spans.push(muted(
+            app,
+            format!(
+                " {} to first token, {} generating",
+                format::latency(first),
+                format::latency(e2e.mean - first)
+            ),
+        ));
+    } else {
+        spans.push(muted(app, "no responses yet"));
+    }
+    if let Some(between) = between_drops(rates) {
+        spans.push(muted(app, " · "));
+        spans.push(Span::styled(between, theme.fg(Role::Warning)));
+    }
+    Line::from(spans)
+}
+
+/// A stall this long is marked (in the Health pane and the stream pane).
+pub const STALL_WARN_US: u64 = 2_000_000;
+
 fn quantile_text(q: &Quantiles) -> String {
     if q.count == 0 {
         return "no samples yet".to_string();
@@ -184,7 +317,7 @@ pub fn render(frame: &mut Frame, area: Rect, chrome: Chrome, app: &App) {
     let n = providers.len();
     let spark_rows = (1..=3)
         .rev()
-        .find(|r| n * (4 + 2 * r) < height)
+        .find(|r| n * (6 + 2 * r) < height)
         .unwrap_or(1);
     let spark_width = width.saturating_sub(LABEL);
 
@@ -241,12 +374,26 @@ pub fn render(frame: &mut Frame, area: Rect, chrome: Chrome, app: &App) {
                 format!(" · {:.1} resp/s · errors ", rates.responses_per_sec),
             ),
             Span::styled(format::percent(rates.error_rate), error_style),
+            muted(app, " · cut "),
+            Span::styled(
+                format::percent(rates.cut_rate),
+                if rates.cut > 0 {
+                    theme.fg(Role::Warning)
+                } else {
+                    theme.fg(Role::Muted)
+                },
+            ),
             muted(app, " · drops "),
             Span::styled(
-                format!("{} ({})", rates.drops, format::percent(rates.drop_rate)),
+                if rates.drops == 0 {
+                    "0".to_string()
+                } else {
+                    format!("{:.1}/100", rates.drops_per_100_responses)
+                },
                 drop_style,
             ),
         ]));
+        lines.extend(serving_lines(app, p, &rates, window, now));
         let metrics = [
             (
                 "ttft",

@@ -91,6 +91,20 @@ fn columns(app: &App, width: u16) -> Vec<Column> {
             right: true,
         },
         Column {
+            id: SortColumn::Speed,
+            header: "tok/s",
+            width: 6,
+            priority: 2,
+            right: true,
+        },
+        Column {
+            id: SortColumn::Itl,
+            header: "itl p99",
+            width: 8,
+            priority: 3,
+            right: true,
+        },
+        Column {
             id: SortColumn::Tokens,
             header: "tok in/out",
             width: 11,
@@ -106,7 +120,7 @@ fn columns(app: &App, width: u16) -> Vec<Column> {
         },
     ];
     // Take columns by priority while they fit (one space between columns).
-    let mut keep = [false; 11];
+    let mut keep = [false; 13];
     let mut used: u16 = 0;
     for priority in 0..=6 {
         for (i, c) in all.iter().enumerate() {
@@ -373,6 +387,23 @@ pub fn render(frame: &mut Frame, area: Rect, chrome: Chrome, app: &App) {
                         ),
                         plain,
                     ),
+                    None => ("—".into(), theme.fg(Role::Muted)),
+                },
+                SortColumn::Speed => match s
+                    .latency(LatencyMetric::TimePerOutputToken, window, now)
+                    .filter(|q| q.count > 0)
+                {
+                    Some(q) => (
+                        format!("{:.0}", relaytop_core::metrics::tokens_per_second(q.p50)),
+                        plain,
+                    ),
+                    None => ("—".into(), theme.fg(Role::Muted)),
+                },
+                SortColumn::Itl => match s
+                    .latency(LatencyMetric::InterTokenLatency, window, now)
+                    .filter(|q| q.count > 0)
+                {
+                    Some(q) => (format::latency(q.p99), plain),
                     None => ("—".into(), theme.fg(Role::Muted)),
                 },
                 SortColumn::Tokens => {

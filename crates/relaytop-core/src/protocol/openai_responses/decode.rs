@@ -143,7 +143,9 @@ impl SseFormat for ResponsesFormat {
             };
             step(Step::Done {
                 usage: usage.map(stream_usage),
-                finish_reason: Some(reason.map_or_else(|| "incomplete".to_owned(), |r| r.into_owned())),
+                finish_reason: Some(
+                    reason.map_or_else(|| "incomplete".to_owned(), |r| r.into_owned()),
+                ),
                 cut,
             });
         } else if kind == "response.failed" || kind == "error" {

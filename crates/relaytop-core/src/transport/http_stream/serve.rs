@@ -169,15 +169,19 @@ impl<C: HttpStreamCodec> HttpStreamTransport<C> {
             core.emit(now, failed);
             core.workload.on_failed();
         }
-        core.emit(
-            now,
-            EventKind::Error {
-                kind,
-                message: message.clone(),
-                retryable: true,
-                retry_after_ms: None,
-            },
-        );
+        // A cut stream is said by its failed request and the close, as a WebSocket drop
+        // mid-response is: the same fault counts the same in every protocol.
+        if kind != ErrorKind::Cut {
+            core.emit(
+                now,
+                EventKind::Error {
+                    kind,
+                    message: message.clone(),
+                    retryable: true,
+                    retry_after_ms: None,
+                },
+            );
+        }
         core.emit(
             now,
             EventKind::Closed {
