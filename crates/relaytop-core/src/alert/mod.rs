@@ -73,6 +73,63 @@ impl AlertsView {
     }
 }
 
+impl AlertsView {
+    /// The report's words: firing, pending, recent notices, budgets, deliveries.
+    pub fn to_text(&self) -> String {
+        use std::fmt::Write as _;
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "alerts: {} rules, {} firing, {} pending; deliveries {} sent, {} failed",
+            self.rules,
+            self.firing.len(),
+            self.pending.len(),
+            self.deliveries.sent,
+            self.deliveries.failed
+        );
+        for a in self.firing.iter().chain(&self.pending) {
+            let _ = writeln!(
+                out,
+                "  {} {} ({}) {}: {}",
+                a.state,
+                a.alert,
+                a.severity.label(),
+                a.scope,
+                a.summary
+            );
+        }
+        for b in &self.budgets {
+            let _ = writeln!(
+                out,
+                "  error budget {} ({} % good): {} left",
+                b.scope,
+                b.objective * 100.0,
+                b.left
+                    .map(|l| format!("{:.0} %", l * 100.0))
+                    .unwrap_or_else(|| "all".into())
+            );
+        }
+        for n in self.recent.iter().take(10) {
+            let _ = writeln!(
+                out,
+                "  at {}: {}",
+                crate::numbers::human_duration(n.at_us),
+                n.text
+            );
+        }
+        for f in &self.deliveries.failures {
+            let _ = writeln!(
+                out,
+                "  delivery to {} failed ({}): {}",
+                f.receiver,
+                f.status.map_or("no answer".to_owned(), |s| s.to_string()),
+                f.reason
+            );
+        }
+        out
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
