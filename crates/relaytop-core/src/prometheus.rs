@@ -751,7 +751,9 @@ mod tests {
             ),
             "{text}"
         );
-        assert!(text.contains("relaytop_alert_state{alert=\"errors\",severity=\"warning\",scope=\"all\"} 0"));
+        assert!(text.contains(
+            "relaytop_alert_state{alert=\"errors\",severity=\"warning\",scope=\"all\"} 0"
+        ));
     }
 
     #[test]

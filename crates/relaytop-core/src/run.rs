@@ -174,11 +174,7 @@ impl<'w> Run<'w> {
             )),
             _ => None,
         };
-        let alerting = Alerting::start(
-            &world.config.alerts,
-            &world.config.slo,
-            supervisor.infos(),
-        );
+        let alerting = Alerting::start(&world.config.alerts, &world.config.slo, supervisor.infos());
         Ok((
             Run {
                 world,

@@ -212,7 +212,10 @@ impl World {
     }
 
     /// Shows the alerts' states to Prometheus (`relaytop_alert_state`), when it is served.
-    pub fn observe_alerts(&self, states: &[(String, crate::alert::Severity, String, crate::alert::Phase)]) {
+    pub fn observe_alerts(
+        &self,
+        states: &[(String, crate::alert::Severity, String, crate::alert::Phase)],
+    ) {
         if let Some(exporter) = &self.prometheus {
             for (alert, severity, scope, phase) in states {
                 let value = match phase {

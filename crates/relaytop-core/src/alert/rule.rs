@@ -232,11 +232,31 @@ impl Receiver {
             .collect()
     }
 
-    /// `text` with every secret of this receiver replaced by `[REDACTED]`.
+    /// `text` with every secret of this receiver replaced by `[REDACTED]`: the URL whole, and
+    /// its path and query too (where webhook tokens live; a refusal may quote them).
     pub fn redact(&self, text: &str) -> String {
         let mut out = text.to_owned();
         for s in self.secrets() {
             out = s.redact(&out).into_owned();
+        }
+        if let Some(parsed) = self
+            .url
+            .as_ref()
+            .and_then(|u| url::Url::parse(u.expose()).ok())
+        {
+            let path = parsed.path();
+            for part in [
+                format!(
+                    "{path}{}",
+                    parsed.query().map(|q| format!("?{q}")).unwrap_or_default()
+                ),
+                path.to_owned(),
+                parsed.query().unwrap_or_default().to_owned(),
+            ] {
+                if part.len() > 4 && out.contains(&part) {
+                    out = out.replace(&part, crate::config::secret::REDACTED);
+                }
+            }
         }
         out
     }
