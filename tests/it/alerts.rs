@@ -421,3 +421,79 @@ async fn a_slow_relay_fires_its_alerts_and_the_webhook_arrives() {
     let errors: Vec<String> = validator.iter_errors(&doc).map(|e| e.to_string()).collect();
     assert!(errors.is_empty(), "{errors:?}");
 }
+
+const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/examples/alerts.toml");
+
+#[test]
+fn the_example_checks_and_has_a_rule_of_each_kind() {
+    let text = std::fs::read_to_string(EXAMPLE).unwrap();
+    let config = file::parse(&text, EXAMPLE, &|var: &str| match var {
+        "ALERT_WEBHOOK_URL" => Ok(Secret::new("http://127.0.0.1:9/hook")),
+        other => Err(SecretError::NotSet { var: other.into() }),
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    let names: Vec<&str> = config
+        .alerts
+        .rules
+        .iter()
+        .map(|r| r.name.as_str())
+        .collect();
+    for wanted in [
+        "legacy slow",
+        "errors",
+        "drops",
+        "goodput",
+        "error budget burn",
+        "balance low",
+    ] {
+        assert!(names.contains(&wanted), "{names:?}");
+    }
+    assert_eq!(config.alerts.receivers[0].kind.label(), "webhook");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alert_test_sends_through_the_rules_receivers_and_prints_the_answer() {
+    let (base, mut caught) = receiver().await;
+    let hook = format!("{base}/webhook/secret-hook-token");
+    let output = tokio::task::spawn_blocking(move || {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_relaytop"));
+        support::without_tool_variables(&mut command)
+            .args(["alert", "test", "legacy slow", "--config", EXAMPLE])
+            .env("ALERT_WEBHOOK_URL", &hook)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("webhook (webhook): HTTP 200 accepted"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("secret-hook-token"));
+    let c = tokio::time::timeout(Duration::from_secs(5), caught.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(c.body["status"], "test");
+    assert_eq!(c.body["alert"], "legacy slow");
+
+    // A rule that is not there is said, with the ones that are.
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_relaytop"));
+    let output = support::without_tool_variables(&mut command)
+        .args(["alert", "test", "nope", "--config", EXAMPLE])
+        .env("ALERT_WEBHOOK_URL", "http://127.0.0.1:9/")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("no alert `nope`") && stderr.contains("legacy slow"),
+        "{stderr}"
+    );
+}
