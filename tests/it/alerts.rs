@@ -497,3 +497,24 @@ async fn alert_test_sends_through_the_rules_receivers_and_prints_the_answer() {
         "{stderr}"
     );
 }
+
+#[test]
+fn the_readme_example_checks() {
+    let readme = include_str!("../../README.md");
+    let section = &readme[readme.find("## Alerts").unwrap()..];
+    let start = section.find("```toml\n").unwrap() + 8;
+    let end = start + section[start..].find("```").unwrap();
+    let text = format!(
+        "[[providers]]\nname = \"legacy\"\nsimulate = \"legacy\"\nmodel = \"gpt-4.1\"\n{}",
+        &section[start..end]
+    );
+    let config = file::parse(&text, "README.md", &|var: &str| match var {
+        "DINGTALK_WEBHOOK_URL" => Ok(Secret::new(
+            "https://oapi.dingtalk.com/robot/send?access_token=x",
+        )),
+        "DINGTALK_SECRET" => Ok(Secret::new("SECx")),
+        other => Err(SecretError::NotSet { var: other.into() }),
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config.alerts.rules.len(), 2);
+}
