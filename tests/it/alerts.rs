@@ -518,3 +518,118 @@ fn the_readme_example_checks() {
     .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(config.alerts.rules.len(), 2);
 }
+
+/// A relay behind a proxy that goes down for three seconds and comes back: the "relay down"
+/// alert fires once and resolves once (webhook, Prometheus, recording markers).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_that_goes_down_and_comes_back_fires_once_and_resolves_once() {
+    let relay = sim(SimProfile {
+        ttft_p50_ms: 20.0,
+        ttft_p99_ms: 40.0,
+        tokens_per_second: 500.0,
+        tokens_per_response: 5,
+        drop_rate: 0.0,
+        ..SimProfile::default()
+    })
+    .await;
+    let proxy = support::proxy::Proxy::start(relay.addr()).await;
+    let (base, mut caught) = receiver().await;
+    let text = format!(
+        r#"
+[defaults]
+heartbeat_s = 0.2
+dead_after_s = 1
+backoff = {{ base_ms = 40, cap_ms = 150, max_attempts = 1000 }}
+
+[[providers]]
+name = "legacy"
+url = "{}"
+api_key_env = "RELAYTOP_TEST_KEY"
+model = "gpt-4.1"
+requests_per_minute = 6000
+
+[[sessions]]
+name = "probe-legacy"
+provider = "legacy"
+count = 2
+interval_s = 0.2
+max_tokens = 5
+
+[[alerts]]
+name = "relay down"
+figure = "sessions_down"
+above = 0
+scope = "provider:legacy"
+severity = "critical"
+renotify_s = 0
+receivers = ["hook"]
+{}
+"#,
+        proxy.ws_url("/v1/stream"),
+        receivers_toml(&base)
+    );
+    let config = file::parse(&text, "down.toml", &env_for(&base)).unwrap_or_else(|e| panic!("{e}"));
+    let root = tempfile::tempdir().unwrap();
+    let mut world = World::start(config, &relaytop_sim::Embedded)
+        .await
+        .expect("world");
+    world.recording = Some(relaytop_core::record::RecordOptions::new(root.path()));
+    let metrics_url = world
+        .serve_metrics(([127, 0, 0, 1], 0).into())
+        .await
+        .unwrap();
+    let outage = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        proxy.set(|t| t.down = true);
+        tokio::time::sleep(Duration::from_millis(3000)).await;
+        proxy.clear();
+        proxy
+    });
+    let options = HeadlessOptions {
+        duration: Some(Duration::from_secs(8)),
+        requests: None,
+        format: OutputFormat::Json,
+    };
+    let mut out = Vec::new();
+    let report = headless::run(&world, &options, &mut out)
+        .await
+        .expect("the run completes");
+    let _proxy = outage.await.unwrap();
+    let exposition = reqwest::get(&metrics_url)
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let dir = world.recording_dir().expect("recorded");
+    world.stop().await;
+
+    let mut said = Vec::new();
+    while let Ok(c) = caught.try_recv() {
+        said.push(c.body["status"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(said, vec!["firing", "resolved"], "{report:?}");
+
+    let alerts = report.alerts.as_ref().unwrap();
+    assert!(alerts.firing.is_empty() && alerts.pending.is_empty());
+    let transitions: Vec<Transition> = alerts.recent.iter().map(|n| n.transition).collect();
+    assert_eq!(transitions, vec![Transition::Resolved, Transition::Fired]);
+    assert!(alerts.recent[1].value.unwrap() >= 1.0);
+
+    assert!(
+        exposition.contains(
+            "relaytop_alert_state{alert=\"relay down\",severity=\"critical\",scope=\"provider:legacy\"} 0"
+        ),
+        "{exposition}"
+    );
+
+    let mut recorded = String::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "jsonl") {
+            recorded.push_str(&std::fs::read_to_string(path).unwrap());
+        }
+    }
+    assert!(recorded.contains("alert firing: relay down · provider:legacy"));
+    assert!(recorded.contains("alert resolved: relay down · provider:legacy"));
+}
