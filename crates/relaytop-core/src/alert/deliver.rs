@@ -55,11 +55,29 @@ pub struct WebhookBody<'a> {
     pub relaytop: &'static str,
 }
 
-/// A request ready to send: where (a secret: it holds tokens) and the JSON body.
-#[derive(Clone, Debug)]
+/// A request ready to send: where and the JSON body. The URL holds tokens: its `Debug` prints
+/// a redaction (the secrets it is made of are already scrubbed from the logs; the URL itself
+/// is not registered, since DingTalk's changes with every timestamp).
+#[derive(Clone)]
 pub struct Outgoing {
-    pub url: crate::config::secret::Secret,
+    url: String,
     pub body: serde_json::Value,
+}
+
+impl Outgoing {
+    /// The URL, for the wire. Do not format it anywhere else.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+}
+
+impl std::fmt::Debug for Outgoing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Outgoing")
+            .field("url", &crate::config::secret::REDACTED)
+            .field("body", &self.body)
+            .finish()
+    }
 }
 
 /// The HMAC-SHA256 of `message` keyed with `key`, in base64.
@@ -98,14 +116,14 @@ fn cut(text: &str, max: usize) -> String {
 /// The request `receiver` takes for `notice`; `now_ms` is the wall clock (Unix milliseconds),
 /// for the signed kinds.
 pub fn request(receiver: &Receiver, notice: &Notice, status: &str, now_ms: u64) -> Outgoing {
-    use crate::config::secret::Secret;
     use serde_json::json;
     let text = notice.text.as_str();
     let url = || {
         receiver
             .url
-            .clone()
-            .unwrap_or_else(|| Secret::new(String::new()))
+            .as_ref()
+            .map(|u| u.expose().to_owned())
+            .unwrap_or_default()
     };
     match receiver.kind {
         ReceiverKind::Webhook => Outgoing {
@@ -134,7 +152,7 @@ pub fn request(receiver: &Receiver, notice: &Notice, status: &str, now_ms: u64) 
         ReceiverKind::Telegram => {
             let token = receiver.token.as_ref().map(|t| t.expose()).unwrap_or("");
             Outgoing {
-                url: Secret::new(format!("{}/bot{token}/sendMessage", receiver.api_base)),
+                url: format!("{}/bot{token}/sendMessage", receiver.api_base),
                 body: json!({
                     "chat_id": receiver.chat_id.clone().unwrap_or_default(),
                     "text": cut(text, 4096),
@@ -154,16 +172,11 @@ pub fn request(receiver: &Receiver, notice: &Notice, status: &str, now_ms: u64) 
             let url = match &receiver.secret {
                 Some(secret) => {
                     let base = url();
-                    let sep = if base.expose().contains('?') {
-                        '&'
-                    } else {
-                        '?'
-                    };
-                    Secret::new(format!(
-                        "{}{sep}timestamp={now_ms}&sign={}",
-                        base.expose(),
+                    let sep = if base.contains('?') { '&' } else { '?' };
+                    format!(
+                        "{base}{sep}timestamp={now_ms}&sign={}",
                         dingtalk_sign(now_ms, secret.expose())
-                    ))
+                    )
                 }
                 None => url(),
             };
@@ -239,7 +252,7 @@ pub async fn send_once(
 ) -> Answer {
     let out = request(receiver, notice, status, now_ms());
     let sent = client
-        .post(out.url.expose())
+        .post(out.url())
         .timeout(receiver.timeout)
         .json(&out.body)
         .send()
