@@ -99,14 +99,16 @@ impl AlertsView {
             );
         }
         for b in &self.budgets {
+            let left = match b.left {
+                None => "untouched (no requests yet)".to_owned(),
+                Some(l) if l < 0.0 => format!("overspent ({:.0} % left)", l * 100.0),
+                Some(l) => format!("{:.0} % left", l * 100.0),
+            };
             let _ = writeln!(
                 out,
-                "  error budget {} ({} % good): {} left",
+                "  error budget {} ({} % good): {left}",
                 b.scope,
                 b.objective * 100.0,
-                b.left
-                    .map(|l| format!("{:.0} %", l * 100.0))
-                    .unwrap_or_else(|| "all".into())
             );
         }
         for n in self.recent.iter().take(10) {
