@@ -173,6 +173,15 @@ impl Alerting {
 
     /// Counts one event.
     pub fn observe(&self, event: &SessionEvent) {
+        // Only these are counted: the rest (chunks, most of all) costs no lock.
+        if !matches!(
+            event.kind,
+            crate::session::EventKind::Done { .. }
+                | crate::session::EventKind::RequestFailed { .. }
+                | crate::session::EventKind::HeartbeatMissed { .. }
+        ) {
+            return;
+        }
         let infos = lock(&self.infos);
         if let Some(info) = infos.get(&event.session) {
             lock(&self.engine).observe(event, info);
