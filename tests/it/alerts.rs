@@ -66,7 +66,10 @@ async fn receiver() -> (String, mpsc::UnboundedReceiver<Caught>) {
                         break (target, text[end + 4..end + 4 + length].to_owned());
                     }
                 };
-                let answer = if target.starts_with("/feishu") {
+                let refused = target.starts_with("/refuse");
+                let answer = if refused {
+                    "refused"
+                } else if target.starts_with("/feishu") {
                     r#"{"code":0,"msg":"success","data":{}}"#
                 } else if target.starts_with("/dingtalk") || target.starts_with("/wecom") {
                     r#"{"errcode":0,"errmsg":"ok"}"#
@@ -75,8 +78,9 @@ async fn receiver() -> (String, mpsc::UnboundedReceiver<Caught>) {
                 } else {
                     "ok"
                 };
+                let status = if refused { "403 Forbidden" } else { "200 OK" };
                 let reply = format!(
-                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{answer}",
+                    "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{answer}",
                     answer.len()
                 );
                 let _ = socket.write_all(reply.as_bytes()).await;
@@ -106,6 +110,7 @@ fn env_for(base: &str) -> impl Fn(&str) -> Result<Secret, SecretError> + '_ {
             "DING_SECRET" => DING_SECRET.to_owned(),
             "WECOM_URL" => format!("{base}/wecom/cgi-bin/webhook/send?key=wkey"),
             "BOT_TOKEN" => BOT_TOKEN.to_owned(),
+            "REFUSE_URL" => format!("{base}/refuse/hook"),
             other => return Err(SecretError::NotSet { var: other.into() }),
         };
         Ok(Secret::new(value))
@@ -562,7 +567,11 @@ above = 0
 scope = "provider:legacy"
 severity = "critical"
 renotify_s = 0
-receivers = ["hook"]
+receivers = ["hook", "refusing"]
+
+[alert_receivers.refusing]
+kind = "slack"
+url_env = "REFUSE_URL"
 {}
 "#,
         proxy.ws_url("/v1/stream"),
@@ -606,7 +615,9 @@ receivers = ["hook"]
 
     let mut said = Vec::new();
     while let Ok(c) = caught.try_recv() {
-        said.push(c.body["status"].as_str().unwrap().to_owned());
+        if c.target.starts_with("/webhook/") {
+            said.push(c.body["status"].as_str().unwrap().to_owned());
+        }
     }
     assert_eq!(said, vec!["firing", "resolved"], "{report:?}");
 
@@ -632,4 +643,18 @@ receivers = ["hook"]
     }
     assert!(recorded.contains("alert firing: relay down · provider:legacy"));
     assert!(recorded.contains("alert resolved: relay down · provider:legacy"));
+    // The refusing receiver's failures are recorded and counted.
+    // Both (firing and resolved), each in both sessions' files.
+    assert_eq!(
+        recorded
+            .matches("alert not delivered: relay down to refusing (HTTP 403)")
+            .count(),
+        4
+    );
+    assert_eq!(
+        (alerts.deliveries.sent, alerts.deliveries.failed),
+        (2, 2),
+        "{:?}",
+        alerts.deliveries
+    );
 }

@@ -257,6 +257,7 @@ impl<'w> Run<'w> {
                 );
             }
         }
+        record_failed_deliveries(self.recorder.as_ref(), alerting);
         self.world.observe_alerts(&alerting.states());
         notices
     }
@@ -286,6 +287,7 @@ impl<'w> Run<'w> {
         if let Some(alerting) = &alerting {
             // The last alerts said get a moment to be delivered.
             alerting.flush(ALERT_GRACE).await;
+            record_failed_deliveries(recorder.as_ref(), alerting);
         }
         if let Some(canary) = &canary {
             // Stops routing; gives a rollback or promotion notification time to be posted.
@@ -327,5 +329,25 @@ impl<'w> Run<'w> {
             ended_by: ending.reason,
             duration: ending.duration,
         })
+    }
+}
+
+/// Writes a marker for each alert delivery given up on since the last call: a failed delivery
+/// is recorded, not only shown.
+fn record_failed_deliveries(recorder: Option<&Recorder>, alerting: &Alerting) {
+    let Some(recorder) = recorder else {
+        return;
+    };
+    for f in alerting.new_failures() {
+        recorder.marker(
+            crate::record::MarkerTarget::All,
+            &format!(
+                "alert not delivered: {} to {} ({})",
+                f.alert,
+                f.receiver,
+                f.status
+                    .map_or_else(|| "no answer".to_owned(), |s| format!("HTTP {s}"))
+            ),
+        );
     }
 }

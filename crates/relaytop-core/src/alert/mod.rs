@@ -141,6 +141,8 @@ pub struct Alerting {
     engine: Mutex<Engine>,
     infos: Mutex<HashMap<SessionId, SessionInfo>>,
     deliverer: Option<Deliverer>,
+    /// Failed deliveries already reported by `new_failures`.
+    failures_seen: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Alerting {
@@ -163,6 +165,7 @@ impl Alerting {
             infos: Mutex::new(sessions.iter().map(|i| (i.id, i.clone())).collect()),
             deliverer: (!config.receivers.is_empty())
                 .then(|| Deliverer::spawn(config.receivers.clone())),
+            failures_seen: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -197,6 +200,21 @@ impl Alerting {
             }
         }
         notices
+    }
+
+    /// Deliveries that failed since the last call (the last ten kept at most), for the
+    /// recording.
+    pub fn new_failures(&self) -> Vec<deliver::Failure> {
+        let Some(d) = &self.deliverer else {
+            return Vec::new();
+        };
+        let counts = d.counts();
+        let seen = self
+            .failures_seen
+            .swap(counts.failed, std::sync::atomic::Ordering::Relaxed);
+        let new = counts.failed.saturating_sub(seen) as usize;
+        let kept = counts.failures.len();
+        counts.failures[kept.saturating_sub(new)..].to_vec()
     }
 
     /// Every alert's state, for Prometheus: (alert, severity, scope, phase).
