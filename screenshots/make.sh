@@ -9,7 +9,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-BIN="${CARGO_TARGET_DIR:-target}/release/relaytop"
+# RELAYTOP_BIN=target/debug/relaytop uses a binary already built (no release build).
+BIN="${RELAYTOP_BIN:-${CARGO_TARGET_DIR:-target}/release/relaytop}"
 OUT=screenshots
 SOCKET="relaytop-shots-$$"
 TMP=$(mktemp -d)
@@ -22,7 +23,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-cargo build --release --quiet
+if [[ -z ${RELAYTOP_BIN:-} ]]; then
+    cargo build --release --quiet
+fi
 
 # shoot NAME COLS ROWS SECONDS BG "KEY KEY ..." [relaytop arguments...]
 #   runs relaytop for SECONDS, sends the keys (tmux key names; `text:Some_words` types the
@@ -36,7 +39,7 @@ shoot() {
         return 0
     fi
     tmux -L "$SOCKET" new-session -d -s "$session" -x "$cols" -y "$rows" \
-        -e COLORTERM=truecolor -e RELAY_KEY="${RELAY_KEY:-}" "$BIN --log-dir $TMP/logs $*"
+        -e COLORTERM=truecolor -e RELAY_KEY="${RELAY_KEY:-}" -e ALERT_WEBHOOK_URL="${ALERT_WEBHOOK_URL:-}" "$BIN --log-dir $TMP/logs $*"
     sleep "$seconds"
     if ! tmux -L "$SOCKET" has-session -t "$session" 2>/dev/null; then
         echo "relaytop exited early for the $name shot; see $TMP/logs" >&2
@@ -109,4 +112,20 @@ shoot canary 200 50 25 "$DARK_BG" "" --config tests/data/canary_deployment_confi
 if [[ -z ${ONLY:-} || ",$ONLY," == *",replay,"* ]]; then
     "$BIN" --log-dir "$TMP/logs" --record-dir "$TMP/rec" headless --duration 20s --format json >/dev/null
     shoot replay 200 50 3 "$DARK_BG" "space Right" replay "$(ls -d "$TMP"/rec/*/ | head -1)"
+fi
+
+# The alerts pane (`a`) over docs/examples/alerts.toml: the legacy relay's TTFT p99 above
+# 800 ms fires within 30 s and is delivered to a local webhook that answers 200.
+if [[ -z ${ONLY:-} || ",$ONLY," == *",alerts,"* ]]; then
+    tmux -L "$SOCKET" new-session -d -s alert-hook "python3 -c '
+import http.server
+class H(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get(\"content-length\", 0)))
+        self.send_response(200); self.send_header(\"content-length\", \"2\"); self.end_headers(); self.wfile.write(b\"ok\")
+    def log_message(self, *a): pass
+http.server.HTTPServer((\"127.0.0.1\", 18767), H).serve_forever()
+'"
+    export ALERT_WEBHOOK_URL=http://127.0.0.1:18767/hook
+    shoot alerts 200 50 32 "$DARK_BG" "a" --config docs/examples/alerts.toml
 fi

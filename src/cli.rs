@@ -108,10 +108,26 @@ pub enum Command {
     /// variables other tools use (OPENAI_BASE_URL, ANTHROPIC_BASE_URL, GOOGLE_GEMINI_BASE_URL
     /// and their keys).
     Init(InitArgs),
+    /// Alerts: `alert test NAME` sends a test message through the rule's receivers and prints
+    /// what each answered (with --config FILE, or your config.toml).
+    Alert {
+        #[command(subcommand)]
+        action: AlertAction,
+    },
     /// Print shell completions.
     Completions {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AlertAction {
+    /// Send a test message through the receivers of the alert rule NAME (`[[alerts]]`) and
+    /// print each one's answer; exit status 1 when one refused it.
+    Test {
+        /// The rule's `name`.
+        name: String,
     },
 }
 

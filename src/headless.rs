@@ -91,6 +91,10 @@ pub async fn run_with_status(
         .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(86_400 * 365));
     let stop_signal = stop_signal();
     tokio::pin!(stop_signal);
+    // The alert rules are evaluated once a tick (only when there are rules).
+    let mut alert_tick = tokio::time::interval(relaytop_core::run::ALERT_TICK);
+    alert_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let alerts_on = run.alerting().is_some();
 
     let handle_event = |event: &SessionEvent,
                         metrics: &mut Metrics,
@@ -190,6 +194,9 @@ pub async fn run_with_status(
                 }
                 signal = &mut stop_signal => break signal,
                 _ = settled(canary) => break canary_ended(canary),
+                _ = alert_tick.tick(), if alerts_on => {
+                    run.evaluate_alerts(&metrics);
+                }
             }
         }
     };
@@ -200,6 +207,13 @@ pub async fn run_with_status(
     }
 
     let duration = clock.now();
+    // The alerts as the run ended (evaluated once more over everything folded).
+    run.evaluate_alerts(&metrics);
+    if let Some(alerting) = run.alerting() {
+        // What was just said gets its moment to be delivered before the report counts it.
+        alerting.flush(relaytop_core::run::ALERT_GRACE).await;
+    }
+    let alerts = run.alerts(&metrics);
     // Fold what the sessions said while closing (their close events), but stop the clock
     // at the moment the run ended.
     let mut written = Ok(());
@@ -225,6 +239,7 @@ pub async fn run_with_status(
         },
     );
     report.canary = finished.canary;
+    report.alerts = alerts;
     match options.format {
         OutputFormat::Text => write!(out, "{}", report.to_text())?,
         OutputFormat::Json => writeln!(out, "{}", report.to_json_pretty())?,

@@ -18,8 +18,8 @@ use relaytop_sim::{SimProfile, SimServer};
 use relaytop_tui::UiOptions;
 
 use crate::cli::{
-    BenchCase, CheckArgs, CheckFormat, Cli, Command, ExportArgs, ExportFormatArg, HeadlessArgs,
-    InitArgs, ReplayArgs, SimArgs, SoakArgs, TranscribeArgs, WatchArgs,
+    AlertAction, BenchCase, CheckArgs, CheckFormat, Cli, Command, ExportArgs, ExportFormatArg,
+    HeadlessArgs, InitArgs, ReplayArgs, SimArgs, SoakArgs, TranscribeArgs, WatchArgs,
 };
 
 fn main() -> ExitCode {
@@ -88,6 +88,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Some(Command::Sim(args)) => run_sim(args).await,
+        Some(Command::Alert {
+            action: AlertAction::Test { name },
+        }) => run_alert_test(cli.config, &name).await,
         Some(Command::Init(args)) => run_init(args).await,
         Some(Command::Bench {
             case: BenchCase::Soak(args),
@@ -578,6 +581,23 @@ async fn world_of(
 }
 
 /// The user's configuration file, when there is one.
+/// `relaytop alert test NAME`: the rule from `--config` (or the user's config.toml).
+async fn run_alert_test(config: Option<PathBuf>, name: &str) -> anyhow::Result<ExitCode> {
+    let Some(path) = config.or_else(user_config) else {
+        anyhow::bail!(
+            "no configuration with alerts: give --config FILE (relaytop TOML with [[alerts]])"
+        );
+    };
+    let config = relaytop_core::config::file::load(&path)?;
+    let mut stdout = std::io::stdout();
+    let all = relaytop::alert_cmd::test(&config, name, &mut stdout).await?;
+    Ok(if all {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
 fn user_config() -> Option<PathBuf> {
     dirs::config_dir()
         .map(|dir| dir.join("relaytop").join("config.toml"))

@@ -113,6 +113,14 @@ struct LimitLabels {
     limit: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AlertLabels {
+    alert: String,
+    severity: String,
+    /// `all`, `provider:NAME`, `model:NAME` or `session:NAME`.
+    scope: String,
+}
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 /// The ratio between neighbouring bucket bounds: `histogram_quantile` interpolates inside one
@@ -186,6 +194,7 @@ pub struct Exporter {
     state: Family<StateLabels, Gauge>,
     ratelimit_remaining: Family<LimitLabels, Gauge>,
     ratelimit_limit: Family<LimitLabels, Gauge>,
+    alert_state: Family<AlertLabels, Gauge>,
 }
 
 impl std::fmt::Debug for Exporter {
@@ -233,6 +242,7 @@ impl Exporter {
             state: Family::default(),
             ratelimit_remaining: Family::default(),
             ratelimit_limit: Family::default(),
+            alert_state: Family::default(),
         };
         let r = &mut registry;
         r.register(
@@ -369,6 +379,11 @@ impl Exporter {
             "The relay's rate limits, as it states them",
             e.ratelimit_limit.clone(),
         );
+        r.register(
+            "alert_state",
+            "Each alert's state: 0 inactive or resolved, 1 pending, 2 firing",
+            e.alert_state.clone(),
+        );
         let mut e = e;
         e.registry = registry;
         for info in sessions {
@@ -381,6 +396,17 @@ impl Exporter {
     pub fn with_slos(mut self, slos: crate::config::slo::Slos) -> Self {
         self.slos = slos;
         self
+    }
+
+    /// Sets an alert's state (`relaytop_alert_state`): 0 inactive, 1 pending, 2 firing.
+    pub fn set_alert_state(&self, alert: &str, severity: &str, scope: &str, state: i64) {
+        self.alert_state
+            .get_or_create(&AlertLabels {
+                alert: alert.to_owned(),
+                severity: severity.to_owned(),
+                scope: scope.to_owned(),
+            })
+            .set(state);
     }
 
     /// Adds (or relabels) a session, e.g. a chat pane opened at run time.
@@ -885,6 +911,24 @@ mod tests {
             r#"relaytop_session_state{provider="p",model="gpt-4.1",session="s0",state="connecting"} 1"#,
         );
         has("# TYPE relaytop_ttft_seconds histogram");
+    }
+
+    #[test]
+    fn alert_states_are_a_gauge_by_alert_severity_and_scope() {
+        let e = Exporter::new(&[info(0, Protocol::RelayV1)], Pricing::new());
+        e.set_alert_state("legacy slow", "critical", "provider:legacy", 2);
+        e.set_alert_state("errors", "warning", "all", 1);
+        e.set_alert_state("errors", "warning", "all", 0);
+        let text = e.encode();
+        assert!(
+            text.contains(
+                "relaytop_alert_state{alert=\"legacy slow\",severity=\"critical\",scope=\"provider:legacy\"} 2"
+            ),
+            "{text}"
+        );
+        assert!(text.contains(
+            "relaytop_alert_state{alert=\"errors\",severity=\"warning\",scope=\"all\"} 0"
+        ));
     }
 
     #[test]

@@ -48,6 +48,9 @@ pub struct Report {
     /// What the canary did, when the run had one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub canary: Option<crate::canary::CanaryReport>,
+    /// The alerts, when the configuration has rules.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alerts: Option<crate::alert::AlertsView>,
 }
 
 /// The run: when, how long, from what, ended by what.
@@ -423,6 +426,7 @@ impl Report {
             totals: provider_report(metrics.totals(), now, tolerance),
             sessions,
             canary: None,
+            alerts: None,
         }
     }
 
@@ -642,6 +646,10 @@ impl Report {
         if let Some(canary) = &self.canary {
             out.push('\n');
             out.push_str(&canary.to_text());
+        }
+        if let Some(alerts) = &self.alerts {
+            out.push('\n');
+            out.push_str(&alerts.to_text());
         }
         out
     }

@@ -13,7 +13,9 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 
+use crate::alert::{Alerting, AlertsView, Notice};
 use crate::canary::CanaryDriver;
+use crate::metrics::Metrics;
 use crate::record::{RecordOptions, Recorder, RunMeta};
 use crate::session::{EventReceiver, RunClock, SessionEvent, SessionSpec, Timing};
 use crate::supervisor::Supervisor;
@@ -21,6 +23,10 @@ use crate::world::World;
 
 /// How long a canary gets to stop routing and post its notifications.
 pub const CANARY_GRACE: Duration = Duration::from_secs(10);
+/// How long the last alert deliveries get at the end of a run.
+pub const ALERT_GRACE: Duration = Duration::from_secs(5);
+/// How often the modes evaluate the alerts.
+pub const ALERT_TICK: Duration = Duration::from_secs(1);
 /// How long the sessions get to close.
 pub const SESSION_GRACE: Duration = Duration::from_secs(2);
 
@@ -97,6 +103,8 @@ pub struct Run<'w> {
     supervisor: Supervisor,
     recorder: Option<Recorder>,
     canary: Option<CanaryDriver>,
+    /// The alert rules and their deliveries, when the configuration has rules.
+    alerting: Option<Alerting>,
     /// Each started session's timing, by id.
     timings: Vec<Timing>,
 }
@@ -166,6 +174,7 @@ impl<'w> Run<'w> {
             )),
             _ => None,
         };
+        let alerting = Alerting::start(&world.config.alerts, &world.config.slo, supervisor.infos());
         Ok((
             Run {
                 world,
@@ -174,6 +183,7 @@ impl<'w> Run<'w> {
                 supervisor,
                 recorder,
                 canary,
+                alerting,
                 timings,
             },
             events,
@@ -219,6 +229,42 @@ impl<'w> Run<'w> {
         if let Some(canary) = &self.canary {
             canary.observe(event);
         }
+        if let Some(alerting) = &self.alerting {
+            alerting.observe(event);
+        }
+    }
+
+    /// The run's alerts, when the configuration has rules.
+    pub fn alerting(&self) -> Option<&Alerting> {
+        self.alerting.as_ref()
+    }
+
+    /// Evaluates the alert rules against `metrics` now (modes call it every `ALERT_TICK`):
+    /// queues what is to be said for delivery, marks it in the recording (so a replay shows
+    /// when each alert fired and resolved) and updates Prometheus. Returns what was said.
+    pub fn evaluate_alerts(&self, metrics: &Metrics) -> Vec<Notice> {
+        let Some(alerting) = &self.alerting else {
+            return Vec::new();
+        };
+        let now_us = crate::session::event::micros(self.clock.now());
+        let notices = alerting.evaluate(metrics, now_us);
+        for n in &notices {
+            tracing::info!(alert = %n.alert, scope = %n.scope, state = n.transition.label(), "{}", n.text);
+            if let Some(recorder) = &self.recorder {
+                recorder.marker(
+                    crate::record::MarkerTarget::All,
+                    &format!("alert {}: {} · {}", n.transition.label(), n.alert, n.scope),
+                );
+            }
+        }
+        record_failed_deliveries(self.recorder.as_ref(), alerting);
+        self.world.observe_alerts(&alerting.states());
+        notices
+    }
+
+    /// What the alerts show now; `None` without rules.
+    pub fn alerts(&self, metrics: &Metrics) -> Option<AlertsView> {
+        self.alerting.as_ref().map(|a| a.view(metrics))
     }
 
     /// Ends the run: stops the canary (`CANARY_GRACE`), closes the sessions
@@ -235,8 +281,14 @@ impl<'w> Run<'w> {
             supervisor,
             recorder,
             canary,
+            alerting,
             ..
         } = self;
+        if let Some(alerting) = &alerting {
+            // The last alerts said get a moment to be delivered.
+            alerting.flush(ALERT_GRACE).await;
+            record_failed_deliveries(recorder.as_ref(), alerting);
+        }
         if let Some(canary) = &canary {
             // Stops routing; gives a rollback or promotion notification time to be posted.
             canary.shutdown(CANARY_GRACE).await;
@@ -277,5 +329,25 @@ impl<'w> Run<'w> {
             ended_by: ending.reason,
             duration: ending.duration,
         })
+    }
+}
+
+/// Writes a marker for each alert delivery given up on since the last call: a failed delivery
+/// is recorded, not only shown.
+fn record_failed_deliveries(recorder: Option<&Recorder>, alerting: &Alerting) {
+    let Some(recorder) = recorder else {
+        return;
+    };
+    for f in alerting.new_failures() {
+        recorder.marker(
+            crate::record::MarkerTarget::All,
+            &format!(
+                "alert not delivered: {} to {} ({})",
+                f.alert,
+                f.receiver,
+                f.status
+                    .map_or_else(|| "no answer".to_owned(), |s| format!("HTTP {s}"))
+            ),
+        );
     }
 }

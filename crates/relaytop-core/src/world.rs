@@ -211,6 +211,23 @@ impl World {
         }
     }
 
+    /// Shows the alerts' states to Prometheus (`relaytop_alert_state`), when it is served.
+    pub fn observe_alerts(
+        &self,
+        states: &[(String, crate::alert::Severity, String, crate::alert::Phase)],
+    ) {
+        if let Some(exporter) = &self.prometheus {
+            for (alert, severity, scope, phase) in states {
+                let value = match phase {
+                    crate::alert::Phase::Inactive => 0,
+                    crate::alert::Phase::Pending { .. } => 1,
+                    crate::alert::Phase::Firing { .. } => 2,
+                };
+                exporter.set_alert_state(alert, severity.label(), scope, value);
+            }
+        }
+    }
+
     /// Starts recording a run that started at `started_at` (wall clock) on `clock`, when
     /// recording is on: makes the run directory. Attach it with `session_specs`, end it with
     /// `Recorder::finish`.

@@ -1,7 +1,8 @@
 //! The live dashboard: its settings (`UiOptions` from the command line over the
 //! configuration's `[ui]`: `Settings`) and `run`, which starts a `Run` of the world, folds its
 //! events into the `App` on the terminal loop (`terminal_loop`), carries out the app's effects
-//! (reconnect, canary commands, markers, chat panes) and ends the run.
+//! (reconnect, canary commands, markers, chat panes), evaluates the alert rules once a second
+//! and ends the run.
 
 use std::time::Duration;
 
@@ -228,6 +229,12 @@ impl Screen for Dashboard<'_, '_> {
                 && let Some(why) = self.run.recorder().and_then(|r| r.failure())
             {
                 self.app.recording_stopped(why);
+            }
+            // The alert rules, once a second, over the live figures.
+            if self.run.alerting().is_some() {
+                self.run.evaluate_alerts(&self.app.live().metrics);
+                self.app
+                    .set_alerts(self.run.alerts(&self.app.live().metrics));
             }
             self.next_measure = now + Duration::from_secs(1);
             changed = true;

@@ -41,6 +41,12 @@ pub struct ConfigFile {
     /// Service-level objectives (`[slo]`): what makes a request good, per provider if wanted.
     #[serde(default)]
     pub slo: crate::config::slo::SloConfig,
+    /// Alert rules (`[[alerts]]`): conditions over figures, or SLO burn rates.
+    #[serde(default)]
+    pub alerts: Vec<crate::alert::AlertToml>,
+    /// Where alerts are delivered (`[alert_receivers.NAME]`).
+    #[serde(default)]
+    pub alert_receivers: BTreeMap<String, crate::alert::ReceiverToml>,
 }
 
 /// Timing settings; every field is optional and falls back to spec/PROTOCOL.md's defaults.
@@ -192,6 +198,8 @@ pub struct Config {
     pub canary: Option<crate::canary::plan::CanaryPlan>,
     /// Every provider's service-level objective (`[slo]`).
     pub slo: crate::config::slo::Slos,
+    /// Alert rules and receivers (`[[alerts]]`, `[alert_receivers]`).
+    pub alerts: crate::alert::AlertConfig,
 }
 
 impl Config {
@@ -253,6 +261,7 @@ impl Config {
         self.providers
             .iter()
             .filter_map(|p| p.api_key.clone())
+            .chain(self.alerts.secrets())
             .collect()
     }
 
@@ -564,6 +573,11 @@ pub fn parse(
             path: path.to_owned(),
             message,
         })?;
+    let alerts = crate::alert::rule::resolve(&file.alerts, &file.alert_receivers, &names, read_key)
+        .map_err(|message| ConfigError::Whole {
+            path: path.to_owned(),
+            message,
+        })?;
     Ok(Config {
         source: path.to_owned(),
         providers,
@@ -571,6 +585,7 @@ pub fn parse(
         ui: file.ui,
         canary,
         slo,
+        alerts,
     })
 }
 

@@ -135,6 +135,15 @@ impl App {
             }
             Action::Back => self.back(),
             Action::Zoom => self.zoomed = !self.zoomed,
+            Action::Alerts => {
+                if self.focus == Pane::Alerts {
+                    self.zoomed = false;
+                    self.set_focus(Pane::Sessions);
+                } else {
+                    self.set_focus(Pane::Alerts);
+                    self.zoomed = true;
+                }
+            }
             Action::Filter => {
                 self.input = Some(if self.focus == Pane::Events {
                     FilterTarget::Events
@@ -281,7 +290,7 @@ impl App {
             Pane::Sessions => self.viewports.table_rows,
             Pane::Stream => self.viewports.stream_rows,
             Pane::Events => self.viewports.events_rows,
-            Pane::Health | Pane::Cost | Pane::Canary => 3,
+            Pane::Health | Pane::Cost | Pane::Canary | Pane::Alerts => 3,
         };
         isize::try_from(rows.saturating_sub(1).max(1)).unwrap_or(1)
     }
@@ -327,7 +336,7 @@ impl App {
                     .saturating_add_signed(delta)
                     .min(n.saturating_sub(1));
             }
-            Pane::Canary => {}
+            Pane::Canary | Pane::Alerts => {}
         }
     }
 
@@ -357,7 +366,7 @@ impl App {
             }
             Pane::Health => self.health_offset = 0,
             Pane::Cost => self.cost_offset = 0,
-            Pane::Canary => {}
+            Pane::Canary | Pane::Alerts => {}
         }
     }
 
@@ -374,7 +383,7 @@ impl App {
                 self.health_offset = self.shown().metrics.providers().len().saturating_sub(1);
             }
             Pane::Cost => self.cost_offset = self.shown().model_costs.len().saturating_sub(1),
-            Pane::Canary => {}
+            Pane::Canary | Pane::Alerts => {}
         }
     }
 

@@ -85,6 +85,8 @@ pub struct App {
     pub(crate) canary: Option<Box<CanaryView>>,
     /// A destructive canary command waiting for `y`.
     pub(crate) confirm: Option<CanaryCommand>,
+    /// The run's alerts as they were at the last evaluation, when the run has rules.
+    pub(crate) alerts: Option<Box<relaytop_core::alert::AlertsView>>,
     /// The replay's position and controls, when this is a replay.
     pub(crate) replay: Option<Box<ReplayView>>,
 }
@@ -150,6 +152,7 @@ impl App {
             markers: 0,
             canary: None,
             confirm: None,
+            alerts: None,
             replay: None,
         };
         app.refresh_rows();
@@ -214,6 +217,16 @@ impl App {
     /// The canary as it is now (runs with a canary; every frame).
     pub fn set_canary(&mut self, view: CanaryView) {
         self.canary = Some(Box::new(view));
+    }
+
+    /// The alerts as they are now (runs with rules; every evaluation).
+    pub fn set_alerts(&mut self, view: Option<relaytop_core::alert::AlertsView>) {
+        self.alerts = view.map(Box::new);
+    }
+
+    /// The alerts as last set.
+    pub fn alerts(&self) -> Option<&relaytop_core::alert::AlertsView> {
+        self.alerts.as_deref()
     }
 
     /// The canary as last set.

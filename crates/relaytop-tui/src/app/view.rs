@@ -19,6 +19,8 @@ pub enum Pane {
     Events,
     /// Only in runs with a canary.
     Canary,
+    /// The alerts (`a`), over the whole screen; not in the `Tab` order.
+    Alerts,
 }
 
 impl Pane {
@@ -40,6 +42,7 @@ impl Pane {
             Pane::Cost => "Cost",
             Pane::Events => "Events",
             Pane::Canary => "Canary",
+            Pane::Alerts => "Alerts",
         }
     }
 

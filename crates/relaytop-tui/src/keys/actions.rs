@@ -15,6 +15,7 @@ pub enum Action {
     Focus,
     Back,
     Zoom,
+    Alerts,
     Filter,
     SortNext,
     SortPrevious,
@@ -193,6 +194,14 @@ pub const ACTIONS: &[ActionInfo] = &[
         group: Group::Panes,
         defaults: &["z"],
         help: "zoom the focused pane to the whole screen",
+        hint: None,
+    },
+    ActionInfo {
+        action: Action::Alerts,
+        name: "alerts",
+        group: Group::Panes,
+        defaults: &["a"],
+        help: "show the alerts (again to go back)",
         hint: None,
     },
     ActionInfo {

@@ -27,6 +27,7 @@ fn every_action_has_one_row_and_a_unique_name() {
         Action::Focus,
         Action::Back,
         Action::Zoom,
+        Action::Alerts,
         Action::Filter,
         Action::SortNext,
         Action::SortPrevious,

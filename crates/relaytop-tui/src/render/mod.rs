@@ -38,6 +38,7 @@
 //! panes below, chosen with `Tab` (its tabs are in that pane's title; the canary's tab comes
 //! first and is shown first); `z` zooms the focused pane to the whole screen at any size.
 
+mod alerts;
 mod canary;
 pub mod chat;
 mod cost;
@@ -251,6 +252,7 @@ pub fn draw(frame: &mut Frame, app: &App) {
             Pane::Cost => cost::render(frame, *rect, chrome, app),
             Pane::Events => events::render(frame, *rect, chrome, app),
             Pane::Canary => canary::render(frame, *rect, chrome, app),
+            Pane::Alerts => alerts::render(frame, *rect, chrome, app),
         }
     }
     if let (Some(rect), Some(view)) = (screen.timeline, app.replay()) {

@@ -1,5 +1,5 @@
 //! The status bar: the time, how long the run has gone, relaytop's own CPU and memory,
-//! sessions up out of all, the time window, the recording, freeze and notices, and key hints
+//! sessions up out of all, the time window, the alerts firing or pending, the recording, freeze and notices, and key hints
 //! generated from the key table. Pieces give way by priority when the line is short; the filter prompt takes
 //! the hints' place while it is open.
 
@@ -95,6 +95,27 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
                 strong(role),
             )],
             drop_order: 2,
+        });
+    }
+    if let Some(view) = app.alerts() {
+        // The alerts: what is firing (or pending), and the key that shows them.
+        let key = app.keys().keys_label(crate::keys::Action::Alerts);
+        let (text, role) = match view.indicator() {
+            Some(words) if !view.firing.is_empty() => (format!("{words} ({key})"), Role::Error),
+            Some(words) => (format!("{words} ({key})"), Role::Warning),
+            None => (format!("alerts ok ({key})"), Role::Connected),
+        };
+        let failed = view.deliveries.failed;
+        let mut spans = vec![Span::styled(text, strong(role))];
+        if failed > 0 {
+            spans.push(Span::styled(
+                format!(" · {failed} not delivered"),
+                strong(Role::Error),
+            ));
+        }
+        left.push(Piece {
+            spans,
+            drop_order: if view.firing.is_empty() { 3 } else { 0 },
         });
     }
     if app.recording_failed.is_some() {

@@ -728,6 +728,7 @@ pub fn parse(
         ui: Default::default(),
         canary: Some(plan),
         slo: Default::default(),
+        alerts: Default::default(),
     })
 }
 
