@@ -40,15 +40,20 @@ pub enum Figure {
     E2e(Quantile),
     /// Failed requests per 100 finished, over the window.
     ErrorRate,
-    /// Drops per 100 connections, over the window.
+    /// Drops per 100 finished requests, over the window (per connection, long-lived
+    /// connections would tend to 100 %).
     DropRate,
+    /// Inter-token latency, milliseconds.
+    Itl(Quantile),
+    /// Output speed, tokens per second: the median (alert `below` it).
+    OutputSpeed,
     /// Heartbeats that went unanswered in the window.
     HeartbeatsMissed,
     /// Sessions backing off or stopped, now.
     SessionsDown,
     /// Good requests (as `[slo]` says) per 100 finished, over the window.
     Goodput,
-    /// Streams cut before their end, in the window (not measured yet).
+    /// Responses cut short, in the window.
     CutStreams,
     /// The relay account's balance (not measured yet).
     Balance,
@@ -58,7 +63,7 @@ pub enum Figure {
 
 impl Figure {
     /// Every name a config may use.
-    pub const NAMES: [&'static str; 14] = [
+    pub const NAMES: [&'static str; 18] = [
         "ttft_p50_ms",
         "ttft_p90_ms",
         "ttft_p99_ms",
@@ -67,6 +72,10 @@ impl Figure {
         "e2e_p99_ms",
         "error_rate_pct",
         "drop_rate_pct",
+        "itl_p50_ms",
+        "itl_p90_ms",
+        "itl_p99_ms",
+        "output_speed_tps",
         "heartbeats_missed",
         "sessions_down",
         "goodput_pct",
@@ -85,6 +94,10 @@ impl Figure {
             "e2e_p99_ms" => Figure::E2e(Quantile::P99),
             "error_rate_pct" => Figure::ErrorRate,
             "drop_rate_pct" => Figure::DropRate,
+            "itl_p50_ms" => Figure::Itl(Quantile::P50),
+            "itl_p90_ms" => Figure::Itl(Quantile::P90),
+            "itl_p99_ms" => Figure::Itl(Quantile::P99),
+            "output_speed_tps" => Figure::OutputSpeed,
             "heartbeats_missed" => Figure::HeartbeatsMissed,
             "sessions_down" => Figure::SessionsDown,
             "goodput_pct" => Figure::Goodput,
@@ -106,6 +119,10 @@ impl Figure {
             Figure::E2e(Quantile::P99) => "e2e_p99_ms",
             Figure::ErrorRate => "error_rate_pct",
             Figure::DropRate => "drop_rate_pct",
+            Figure::Itl(Quantile::P50) => "itl_p50_ms",
+            Figure::Itl(Quantile::P90) => "itl_p90_ms",
+            Figure::Itl(Quantile::P99) => "itl_p99_ms",
+            Figure::OutputSpeed => "output_speed_tps",
             Figure::HeartbeatsMissed => "heartbeats_missed",
             Figure::SessionsDown => "sessions_down",
             Figure::Goodput => "goodput_pct",
@@ -125,7 +142,11 @@ impl Figure {
             Figure::E2e(Quantile::P90) => "E2E p90",
             Figure::E2e(Quantile::P99) => "E2E p99",
             Figure::ErrorRate => "error rate",
-            Figure::DropRate => "drop rate",
+            Figure::DropRate => "drops per 100 responses",
+            Figure::Itl(Quantile::P50) => "ITL p50",
+            Figure::Itl(Quantile::P90) => "ITL p90",
+            Figure::Itl(Quantile::P99) => "ITL p99",
+            Figure::OutputSpeed => "output speed",
             Figure::HeartbeatsMissed => "heartbeats missed",
             Figure::SessionsDown => "sessions down",
             Figure::Goodput => "goodput",
@@ -138,7 +159,8 @@ impl Figure {
     /// The unit its values are written in: "ms", "%", "h" or "".
     pub fn unit(self) -> &'static str {
         match self {
-            Figure::Ttft(_) | Figure::E2e(_) => "ms",
+            Figure::Ttft(_) | Figure::E2e(_) | Figure::Itl(_) => "ms",
+            Figure::OutputSpeed => "tok/s",
             Figure::ErrorRate | Figure::DropRate | Figure::Goodput => "%",
             Figure::RunOutHours => "h",
             _ => "",
@@ -153,7 +175,6 @@ impl Figure {
     /// Why a figure has no value yet, when relaytop does not measure it.
     pub fn not_measured(self) -> Option<&'static str> {
         match self {
-            Figure::CutStreams => Some("cut streams are not measured yet (the numbers issue)"),
             Figure::Balance => Some("the account balance is not read yet (the account issue)"),
             Figure::RunOutHours => Some("the run-out time is not computed yet (the account issue)"),
             _ => None,
@@ -378,18 +399,28 @@ pub fn read(
         return match figure {
             Figure::Ttft(q) => latency(LatencyMetric::TimeToFirstToken, q),
             Figure::E2e(q) => latency(LatencyMetric::ResponseTime, q),
+            Figure::Itl(q) => latency(LatencyMetric::InterTokenLatency, q),
+            Figure::OutputSpeed => {
+                let tpot = p.latency(LatencyMetric::TimePerOutputToken, window, now_us);
+                if tpot.count == 0 {
+                    Reading::NoData(NO_SAMPLES)
+                } else {
+                    Reading::Value(crate::metrics::tokens_per_second(tpot.p50))
+                }
+            }
             Figure::ErrorRate => {
+                // Refused connects are errors too: a relay refusing every upgrade is 100 %.
                 let r = rates();
-                pct(r.failed, r.responses + r.failed)
+                pct(
+                    r.failed + r.refused,
+                    r.responses + r.cut + r.failed + r.refused,
+                )
             }
             Figure::DropRate => {
                 let r = rates();
-                if r.connects == 0 && r.drops == 0 {
-                    Reading::NoData(NO_SAMPLES)
-                } else {
-                    Reading::Value(r.drop_rate * 100.0)
-                }
+                pct(r.drops, r.responses + r.cut + r.failed)
             }
+            Figure::CutStreams => Reading::Value(rates().cut as f64),
             _ => Reading::NoData(NO_SAMPLES),
         };
     }
@@ -411,20 +442,31 @@ pub fn read(
     match figure {
         Figure::Ttft(q) => worst(LatencyMetric::TimeToFirstToken, q),
         Figure::E2e(q) => worst(LatencyMetric::ResponseTime, q),
+        Figure::Itl(q) => worst(LatencyMetric::InterTokenLatency, q),
+        Figure::OutputSpeed => sessions()
+            .filter_map(|s| s.latency(LatencyMetric::TimePerOutputToken, session_window, now_us))
+            .filter(|x| x.count > 0)
+            .map(|x| crate::metrics::tokens_per_second(x.p50))
+            .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.min(v))))
+            .map_or(Reading::NoData(NO_SAMPLES), Reading::Value),
         Figure::ErrorRate => {
-            let (failed, done) = sessions().fold((0, 0), |(f, d), s| {
+            let (bad, all) = sessions().fold((0, 0), |(b, a), s| {
+                let c = &s.counts;
                 (
-                    f + s.counts.requests_failed,
-                    d + s.counts.responses_completed,
+                    b + c.requests_failed + c.connects_refused,
+                    a + c.finished() + c.connects_refused,
                 )
             });
-            pct(failed, failed + done)
+            pct(bad, all)
         }
         Figure::DropRate => {
-            let (drops, connects) = sessions().fold((0, 0), |(d, c), s| {
-                (d + s.counts.drops, c + s.counts.connects)
+            let (drops, finished) = sessions().fold((0, 0), |(d, f), s| {
+                (d + s.counts.drops, f + s.counts.finished())
             });
-            pct(drops, connects)
+            pct(drops, finished)
+        }
+        Figure::CutStreams => {
+            Reading::Value(sessions().map(|s| s.counts.responses_cut).sum::<u64>() as f64)
         }
         _ => Reading::NoData(NO_SAMPLES),
     }
