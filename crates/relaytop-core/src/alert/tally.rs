@@ -113,6 +113,7 @@ impl Tallies {
                 ttft_us,
                 total_us,
                 tokens,
+                cut,
                 ..
             } => {
                 let tpot_us = match ttft_us {
@@ -122,7 +123,8 @@ impl Tallies {
                     _ => None,
                 };
                 let good = slo.is_good(&Measured {
-                    completed: true,
+                    // A cut response is never good, however fast.
+                    completed: cut.is_none(),
                     ttft_us: *ttft_us,
                     tpot_us,
                     e2e_us: *total_us,

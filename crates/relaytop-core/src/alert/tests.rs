@@ -74,6 +74,8 @@ fn request(session: u32, at: u64, request: RequestId, ttft: u64) -> Vec<SessionE
                 finish_reason: Some("stop".into()),
                 chunks: 5,
                 bytes: 20,
+                cut: None,
+                text_tokens: None,
             },
         ),
     ]
