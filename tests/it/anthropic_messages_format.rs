@@ -431,7 +431,7 @@ mod sessions {
         AuthStyle, ErrorKind, EventKind, Protocol, SessionCommand, SessionSpec, Workload,
     };
     use relaytop_sim::SimProfile;
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    use tokio::io::AsyncWriteExt as _;
 
     use crate::support::{fast_timing, sim, spec, watch};
 
@@ -599,30 +599,9 @@ mod sessions {
         let task = tokio::spawn(async move {
             while let Ok((mut tcp, _)) = listener.accept().await {
                 tokio::spawn(async move {
-                    let mut buf = Vec::new();
-                    let mut piece = [0u8; 4096];
-                    // The head, then the body by its Content-Length.
-                    let head_end = loop {
-                        if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                            break at + 4;
-                        }
-                        match tcp.read(&mut piece).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => buf.extend_from_slice(&piece[..n]),
-                        }
+                    let Some(head) = crate::support::rogue::read_one_request(&mut tcp).await else {
+                        return;
                     };
-                    let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
-                    let length: usize = head
-                        .lines()
-                        .find_map(|l| l.strip_prefix("content-length:"))
-                        .and_then(|v| v.trim().parse().ok())
-                        .unwrap_or(0);
-                    while buf.len() < head_end + length {
-                        match tcp.read(&mut piece).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => buf.extend_from_slice(&piece[..n]),
-                        }
-                    }
                     let answer = if head.starts_with("get") {
                         b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 11\r\nconnection: close\r\n\r\n{\"data\":[]}".to_vec()
                     } else {

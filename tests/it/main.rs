@@ -42,6 +42,7 @@ mod replay_against;
 mod replay_dashboard;
 mod secrets;
 mod secrets_all_modes;
+mod serving_figures;
 mod session_engine;
 mod sim_server;
 mod start_from_url;

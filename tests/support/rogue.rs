@@ -319,31 +319,10 @@ pub async fn http_relay(models: String, post: String) -> (String, tokio::task::J
             let (models, post) = (models.clone(), post.clone());
             tokio::spawn(async move {
                 let mut buf = Vec::new();
-                let mut chunk = [0u8; 4096];
                 loop {
-                    // One request: its head, then its body (Content-Length).
-                    let head_end = loop {
-                        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                            break i + 4;
-                        }
-                        match stream.read(&mut chunk).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                        }
+                    let Some(head) = read_http_request(&mut stream, &mut buf).await else {
+                        return;
                     };
-                    let head = String::from_utf8_lossy(&buf[..head_end]).to_lowercase();
-                    let length: usize = head
-                        .lines()
-                        .find_map(|l| l.strip_prefix("content-length:"))
-                        .and_then(|v| v.trim().parse().ok())
-                        .unwrap_or(0);
-                    while buf.len() < head_end + length {
-                        match stream.read(&mut chunk).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                        }
-                    }
-                    buf.drain(..head_end + length);
                     let answer = if head.starts_with("get") {
                         &models
                     } else {
@@ -357,6 +336,45 @@ pub async fn http_relay(models: String, post: String) -> (String, tokio::task::J
         }
     });
     (format!("http://{addr}/v1"), task)
+}
+
+/// Reads one HTTP request (its head, then a `Content-Length` body) from a connection that
+/// carries just that one; returns its head, lowercased, or `None` when it ended first.
+#[allow(dead_code)] // not every test binary serves HTTP by hand
+pub async fn read_one_request(stream: &mut tokio::net::TcpStream) -> Option<String> {
+    read_http_request(stream, &mut Vec::new()).await
+}
+
+/// Reads the next HTTP request of a keep-alive connection, `buf` holding what was read past
+/// the last one; returns its head, lowercased, or `None` when the connection ended first.
+pub async fn read_http_request(
+    stream: &mut tokio::net::TcpStream,
+    buf: &mut Vec<u8>,
+) -> Option<String> {
+    let mut piece = [0u8; 4096];
+    let head_end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        match stream.read(&mut piece).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => buf.extend_from_slice(&piece[..n]),
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).to_lowercase();
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    while buf.len() < head_end + length {
+        match stream.read(&mut piece).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => buf.extend_from_slice(&piece[..n]),
+        }
+    }
+    buf.drain(..head_end + length);
+    Some(head)
 }
 
 /// A raw HTTP response.
