@@ -43,6 +43,9 @@ pub struct Report {
     pub providers: Vec<ProviderReport>,
     /// Over every provider.
     pub totals: ProviderReport,
+    /// Per model at each provider, in the order first seen (quantiles at a session's
+    /// precision: 2 significant figures).
+    pub models: Vec<ModelReport>,
     /// Per session, by id.
     pub sessions: Vec<SessionReport>,
     /// What the canary did, when the run had one.
@@ -249,6 +252,17 @@ pub struct ProviderReport {
     pub figures: Figures,
 }
 
+/// One model at one provider.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ModelReport {
+    pub provider: String,
+    pub model: String,
+    /// Sessions asking for it.
+    pub sessions: u64,
+    #[serde(flatten)]
+    pub figures: Figures,
+}
+
 /// One session.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct SessionReport {
@@ -410,6 +424,39 @@ impl Report {
             .sessions()
             .map(|s| session_report(s, metrics.provider_of(s), now, tolerance))
             .collect();
+        let models: Vec<_> = metrics
+            .models()
+            .iter()
+            .filter_map(|m| {
+                let p = metrics.provider(m.provider())?;
+                let connected_us = metrics
+                    .sessions()
+                    .filter(|s| s.info().provider == m.provider() && s.info().model == m.model())
+                    .map(|s| s.connected_us(now))
+                    .sum();
+                let unpriced = if m.counts.cost.unpriced_responses > 0 {
+                    vec![m.model().to_owned()]
+                } else {
+                    Vec::new()
+                };
+                Some(ModelReport {
+                    provider: m.provider().to_owned(),
+                    model: m.model().to_owned(),
+                    sessions: u64::from(m.sessions()),
+                    figures: figures(
+                        &m.counts,
+                        |metric| m.latency(metric, Window::Run, now).unwrap_or_default(),
+                        p,
+                        unpriced,
+                        Judged {
+                            seconds: now as f64 / 1e6,
+                            connected_us,
+                            tolerance,
+                        },
+                    ),
+                })
+            })
+            .collect();
         Report {
             relaytop: VERSION.to_string(),
             run: RunSummary {
@@ -424,6 +471,7 @@ impl Report {
             },
             providers,
             totals: provider_report(metrics.totals(), now, tolerance),
+            models,
             sessions,
             canary: None,
             alerts: None,
@@ -474,12 +522,15 @@ impl Report {
             ("sessions", R),
             ("requests", R),
             ("done", R),
+            ("cut", R),
             ("failed", R),
-            ("errors", R),
+            ("refused", R),
+            ("error rate", R),
             ("connects", R),
             ("reconnects", R),
             ("drops", R),
-            ("drop rate", R),
+            ("per 100 resp", R),
+            ("conn-h per drop", R),
             ("hb missed", R),
             ("malformed", R),
         ]);
@@ -490,14 +541,59 @@ impl Report {
                 count(p.sessions),
                 count(f.requests),
                 count(f.completed),
+                count(f.cut),
                 count(f.failed),
-                count(f.errors),
+                count(f.connects_refused),
+                percent(f.error_rate),
                 count(f.connects),
                 count(f.reconnects),
                 count(f.drops),
-                percent(f.drop_rate),
+                format!("{:.2}", f.drops_per_100_responses),
+                f.connection_hours_per_drop
+                    .map_or_else(|| "-".to_string(), |h| format!("{h:.2}")),
                 count(f.heartbeats_missed),
                 count(f.malformed_frames),
+            ]);
+        }
+        t.render(&mut out);
+
+        out.push_str("\nServing (over the whole run)\n");
+        let mut t = Table::new(&[
+            ("provider", L),
+            ("tok/s p50", R),
+            ("tok/s p99", R),
+            ("itl p50 ms", R),
+            ("itl p99 ms", R),
+            ("stall max ms", R),
+            ("response rate", R),
+            ("good", R),
+            ("goodput/s", R),
+            ("usage audit", L),
+        ]);
+        for p in &all {
+            let f = &p.figures;
+            let speed = |x: Option<f64>| x.map_or_else(|| "-".to_string(), |v| format!("{v:.1}"));
+            let audit = &f.usage_audit;
+            let audit_text = match audit.excess {
+                None => "-".to_string(),
+                Some(e) if audit.overbilling => format!(
+                    "OVERBILLING: reports {:+.0} % more than its text ({} responses)",
+                    e * 100.0,
+                    count(audit.responses)
+                ),
+                Some(e) => format!("{:+.1} % ({} responses)", e * 100.0, count(audit.responses)),
+            };
+            t.row(vec![
+                p.name.clone(),
+                speed(f.output_speed_tps.p50),
+                speed(f.output_speed_tps.p99),
+                millis(f.itl_ms.p50),
+                millis(f.itl_ms.p99),
+                millis(f.stall_ms.max),
+                percent(f.response_rate),
+                percent(f.good_rate),
+                format!("{:.2}", f.goodput_per_s),
+                audit_text,
             ]);
         }
         t.render(&mut out);

@@ -24,6 +24,7 @@ pub use super::latency::{
 pub use super::series::{MINUTES_KEPT, SECONDS_KEPT, SeriesMetric, SeriesPoint};
 
 use super::counts::*;
+use super::model::ModelStats;
 use super::provider::*;
 use super::session::*;
 
@@ -40,6 +41,8 @@ pub struct Metrics {
     usage_tolerance: f64,
     sessions: BTreeMap<SessionId, SessionStats>,
     providers: Vec<ProviderStats>,
+    /// Every (provider, model) pair the sessions ask for, in the order first seen.
+    models: Vec<ModelStats>,
     totals: ProviderStats,
     events: u64,
     unknown_session_events: u64,
@@ -58,6 +61,7 @@ impl Metrics {
             usage_tolerance: DEFAULT_USAGE_TOLERANCE,
             sessions: BTreeMap::new(),
             providers: Vec::new(),
+            models: Vec::new(),
             totals,
             events: 0,
             unknown_session_events: 0,
@@ -101,6 +105,7 @@ impl Metrics {
     /// relabels it and keeps its figures.
     pub fn add_session(&mut self, info: SessionInfo) {
         let provider = self.provider_index(&info.provider);
+        let model = self.model_index(&info.provider, &info.model);
         let now = self.last_event_us;
         match self.sessions.get_mut(&info.id) {
             Some(s) => {
@@ -109,16 +114,37 @@ impl Metrics {
                     *old = old.saturating_sub(1);
                     self.providers[provider].sessions += 1;
                 }
+                if s.model != model {
+                    if let Some(old) = self.models.get_mut(s.model) {
+                        old.sessions = old.sessions.saturating_sub(1);
+                    }
+                    self.models[model].sessions += 1;
+                }
                 s.provider = provider;
+                s.model = model;
                 s.info = info;
             }
             None => {
                 self.providers[provider].sessions += 1;
+                self.models[model].sessions += 1;
                 self.totals.sessions += 1;
-                self.sessions
-                    .insert(info.id, SessionStats::new(info, provider, now));
+                let mut stats = SessionStats::new(info, provider, now);
+                stats.model = model;
+                self.sessions.insert(stats.info.id, stats);
             }
         }
+    }
+
+    fn model_index(&mut self, provider: &str, model: &str) -> usize {
+        if let Some(i) = self
+            .models
+            .iter()
+            .position(|m| m.provider == provider && m.model == model)
+        {
+            return i;
+        }
+        self.models.push(ModelStats::new(provider, model));
+        self.models.len() - 1
     }
 
     fn provider_index(&mut self, name: &str) -> usize {
@@ -163,6 +189,9 @@ impl Metrics {
         let slo = self.slos.of(&provider.name);
         let seen = session.fold(ev, pricing, slo);
         provider.absorb(ev, &seen);
+        if let Some(model) = self.models.get_mut(session.model) {
+            model.absorb(ev, &seen);
+        }
         self.totals.absorb(ev, &seen);
     }
 
@@ -180,6 +209,7 @@ impl Metrics {
                 .map(|(id, s)| (*id, s.packed()))
                 .collect(),
             providers: self.providers.iter().map(ProviderStats::packed).collect(),
+            models: self.models.iter().map(ModelStats::packed).collect(),
             totals: self.totals.packed(),
             events: self.events,
             unknown_session_events: self.unknown_session_events,
@@ -205,6 +235,11 @@ impl Metrics {
     /// Every provider, in the order they were first seen.
     pub fn providers(&self) -> &[ProviderStats] {
         &self.providers
+    }
+
+    /// Every model at every provider, in the order first seen.
+    pub fn models(&self) -> &[ModelStats] {
+        &self.models
     }
 
     /// The provider a session belongs to.

@@ -7,11 +7,13 @@ mod counts;
 mod fold;
 mod histogram;
 mod latency;
+mod model;
 mod provider;
 mod series;
 mod session;
 
 pub use counts::*;
 pub use fold::*;
+pub use model::*;
 pub use provider::*;
 pub use session::*;

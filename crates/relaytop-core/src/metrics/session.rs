@@ -132,6 +132,8 @@ pub struct LastClose {
 pub struct SessionStats {
     pub(super) info: SessionInfo,
     pub(super) provider: usize,
+    /// Index of its model's figures (`Metrics::models`).
+    pub(super) model: usize,
     /// Everything counted.
     pub counts: Counts,
     pub(super) state: SessionState,
@@ -153,6 +155,7 @@ impl SessionStats {
         Self {
             info,
             provider,
+            model: usize::MAX,
             counts: Counts::default(),
             state: SessionState::Connecting { attempt: 1 },
             state_since_us: now_us,
@@ -258,6 +261,7 @@ impl SessionStats {
         Self {
             info: self.info.clone(),
             provider: self.provider,
+            model: self.model,
             counts: self.counts.clone(),
             state: self.state.clone(),
             state_since_us: self.state_since_us,
