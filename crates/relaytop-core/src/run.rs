@@ -99,6 +99,8 @@ pub struct Run<'w> {
     canary: Option<CanaryDriver>,
     /// Each started session's timing, by id.
     timings: Vec<Timing>,
+    /// The account pollers (`crate::account::poll`), one per provider with an account.
+    accounts: crate::account::poll::Pollers,
 }
 
 impl std::fmt::Debug for Run<'_> {
@@ -166,6 +168,22 @@ impl<'w> Run<'w> {
             )),
             _ => None,
         };
+        // Each account is read on behalf of its provider's first session (its recording).
+        let accounts = crate::account::poll::spawn_all(
+            &world.config.providers,
+            |provider| {
+                let info = supervisor
+                    .infos()
+                    .iter()
+                    .find(|info| info.provider == provider)?;
+                Some(crate::account::poll::Target {
+                    session: info.id,
+                    tap: supervisor.tap(info.id),
+                })
+            },
+            clock,
+            &supervisor.event_sender(),
+        );
         Ok((
             Run {
                 world,
@@ -175,6 +193,7 @@ impl<'w> Run<'w> {
                 recorder,
                 canary,
                 timings,
+                accounts,
             },
             events,
         ))
@@ -235,8 +254,11 @@ impl<'w> Run<'w> {
             supervisor,
             recorder,
             canary,
+            mut accounts,
             ..
         } = self;
+        // No reading after the run's end.
+        accounts.stop();
         if let Some(canary) = &canary {
             // Stops routing; gives a rollback or promotion notification time to be posted.
             canary.shutdown(CANARY_GRACE).await;

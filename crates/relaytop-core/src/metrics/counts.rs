@@ -227,7 +227,11 @@ impl Counts {
     pub(super) fn add(&mut self, at_us: u64, kind: &EventKind, seen: &Seen) {
         let inc = |n: &mut u64| *n = n.saturating_add(1);
         match kind {
-            EventKind::State(_) | EventKind::Marker { .. } | EventKind::RateLimitStatus { .. } => {}
+            EventKind::State(_)
+            | EventKind::Marker { .. }
+            | EventKind::RateLimitStatus { .. }
+            | EventKind::Account(_)
+            | EventKind::RelayError(_) => {}
             EventKind::Connected { .. } => {
                 inc(&mut self.connects);
                 if seen.reconnect {

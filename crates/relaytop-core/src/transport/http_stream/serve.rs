@@ -60,6 +60,43 @@ struct PendingRetry {
     due: Duration,
 }
 
+/// A non-2xx answer to a request, as `http_failure` takes it.
+struct Failed<'a> {
+    request: RequestId,
+    status: u16,
+    headers: &'a HeaderMap,
+    body: &'a [u8],
+    model: &'a str,
+}
+
+/// The relay's explanation of a failed answer (`EventKind::RelayError`), and the action its
+/// class asks for in place of the codec's: `Stop` for a spent balance or key quota, `Fail`
+/// (no retry, the session goes on) for a model no channel serves.
+fn relay_error(
+    request: RequestId,
+    status: u16,
+    headers: &HeaderMap,
+    body: &[u8],
+    model: &str,
+    action: Action,
+) -> (EventKind, Action) {
+    use crate::account::{ErrorClass, RelayError, errors};
+    let class = errors::classify(status, body);
+    let action = match class {
+        ErrorClass::KeyQuotaUsedUp | ErrorClass::BalanceTooLow => Action::Stop,
+        ErrorClass::NoChannel => Action::Fail,
+        _ => action,
+    };
+    let event = EventKind::RelayError(Box::new(RelayError {
+        request: Some(request),
+        class,
+        status: Some(status),
+        relay_request_id: errors::request_id(headers, body),
+        model: (!model.is_empty()).then(|| model.to_owned()),
+    }));
+    (event, action)
+}
+
 /// One session's HTTP streams: the codec, the pooled client and the retry waiting.
 struct HttpStreamTransport<C> {
     codec: C,
@@ -393,7 +430,14 @@ impl<C: HttpStreamCodec> HttpStreamTransport<C> {
         if !response.status().is_success() {
             let headers = response.headers().clone();
             let body = read_bounded(response).await;
-            return self.http_failure(core, request, status, &headers, &body, outgoing, retries);
+            let failed = Failed {
+                request,
+                status,
+                headers: &headers,
+                body: &body,
+                model: &model,
+            };
+            return self.http_failure(core, failed, outgoing, retries);
         }
 
         // The stream. Until the decoder sees an event, the body's first bytes are kept: a 200
@@ -547,23 +591,30 @@ impl<C: HttpStreamCodec> HttpStreamTransport<C> {
     }
 
     /// A non-2xx answer to a request.
-    #[allow(clippy::too_many_arguments)]
     fn http_failure(
         &mut self,
         core: &mut Core,
-        request: RequestId,
-        status: u16,
-        headers: &HeaderMap,
-        body: &[u8],
+        failed: Failed<'_>,
         outgoing: Outgoing,
         retries: u32,
     ) -> Exchange {
+        let Failed {
+            request,
+            status,
+            headers,
+            body,
+            model,
+        } = failed;
         let now = core.clock.now();
         let HttpFailure {
             kind,
             action,
             message,
         } = self.codec.classify(status, headers, body, false);
+        // The relay's own words decide what its error reaches: a spent balance or key quota
+        // stops the session (re-checked slowly), a missing channel fails only this model's
+        // request.
+        let (relay_error, action) = relay_error(request, status, headers, body, model, action);
         let server_says = retry_after_from_headers(headers, SystemTime::now());
         let will_retry = action == Action::Retry && retries < MAX_RETRIES;
         let jitter = rand::Rng::random::<f64>(&mut core.rng);
@@ -581,6 +632,7 @@ impl<C: HttpStreamCodec> HttpStreamTransport<C> {
                 retry_after_ms: (action == Action::Retry).then(|| micros(delay) / 1000),
             },
         );
+        core.emit(now, relay_error);
         core.set_state(now, SessionState::Open);
         tracing::debug!(session = %core.spec.info.name, request, status, ?action, "request failed");
         match action {
