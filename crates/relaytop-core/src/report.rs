@@ -48,6 +48,9 @@ pub struct Report {
     /// What the canary did, when the run had one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub canary: Option<crate::canary::CanaryReport>,
+    /// The relay accounts read during the run (`crate::account`), soonest run-out first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub accounts: Vec<crate::account::AccountSummary>,
 }
 
 /// The run: when, how long, from what, ended by what.
@@ -295,6 +298,7 @@ impl Report {
             totals: provider_report(metrics.totals(), now),
             sessions,
             canary: None,
+            accounts: Vec::new(),
         }
     }
 
@@ -509,6 +513,12 @@ impl Report {
         for s in &self.sessions {
             if let Some(reason) = &s.state_reason {
                 let _ = writeln!(out, "  {} stopped: {reason}", s.name);
+            }
+        }
+        if !self.accounts.is_empty() {
+            out.push_str("\nAccounts\n");
+            for a in &self.accounts {
+                let _ = writeln!(out, "  {}", crate::account::book::describe(a));
             }
         }
         if let Some(canary) = &self.canary {

@@ -370,6 +370,52 @@ pub struct AccountSummary {
     pub last_error: Option<LastError>,
 }
 
+/// A money figure in its unit: `$3.42`, `¥24.10`, `12.50 EUR`.
+pub fn money(amount: f64, currency: &str) -> String {
+    match currency {
+        "USD" | "" => format!("${amount:.2}"),
+        "CNY" => format!("¥{amount:.2}"),
+        other => format!("{amount:.2} {other}"),
+    }
+}
+
+/// One account in a line: `newapi (new-api): $1.92 left, $0.41/h, runs out in 4h 41m; the
+/// relay charged 1.20× list price for what relaytop sent`, with its warnings.
+pub fn describe(a: &AccountSummary) -> String {
+    let mut line = format!("{} ({})", a.provider, a.kind);
+    if let Some(error) = &a.error {
+        line.push_str(&format!(": not read: {error}"));
+        return line;
+    }
+    if a.unlimited {
+        line.push_str(": unlimited");
+    } else if let Some(balance) = a.balance {
+        line.push_str(&format!(": {} left", money(balance, &a.currency)));
+    }
+    if let Some(rate) = a.spend_per_hour {
+        line.push_str(&format!(", {}/h", money(rate, &a.currency)));
+    }
+    match a.run_out_s {
+        Some(s) => line.push_str(&format!(
+            ", runs out in {}",
+            crate::numbers::duration_short(s.saturating_mul(1_000_000))
+        )),
+        None if !a.unlimited => line.push_str(", not spending"),
+        None => {}
+    }
+    if a.low_balance_warning {
+        line.push_str(" [LOW BALANCE]");
+    }
+    if a.run_out_warning {
+        line.push_str(" [RUNNING OUT]");
+    }
+    if let Some(bill) = &a.bill {
+        line.push_str("; ");
+        line.push_str(&bill.describe());
+    }
+    line
+}
+
 /// Every provider's account: the fold over the run's events.
 #[derive(Clone, Debug, Default)]
 pub struct Accounts {
