@@ -17,6 +17,7 @@ mod support;
 #[path = "../support/tapped.rs"]
 mod tapped;
 
+mod account;
 mod anthropic_messages_format;
 mod bench_smoke;
 mod canary;

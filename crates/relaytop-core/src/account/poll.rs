@@ -9,7 +9,7 @@ use std::time::Duration;
 use reqwest::header::HeaderMap;
 
 use super::parse::{self, Balance, ParseError};
-use super::{AccountConfig, AccountKind, AccountReading};
+use super::{AccountKind, AccountReading};
 use crate::config::file::Provider;
 use crate::session::tap::TapHandle;
 use crate::session::{EventKind, EventSender, RunClock, SessionEvent, SessionId};
@@ -375,6 +375,85 @@ pub fn spawn_all(
     Pollers { tasks }
 }
 
+/// Reads the account once, detecting its kind as `detect` says (trying the next candidate
+/// at once when one does not answer): the kind that answered and its balance, or the kind
+/// last tried and why nothing answered.
+async fn read_detecting(
+    reader: &Reader,
+    detect: &mut Detect,
+) -> Result<(AccountKind, Balance), (AccountKind, String)> {
+    loop {
+        let Some(kind) = detect.current() else {
+            return Err((AccountKind::Auto, "no account API answered".to_owned()));
+        };
+        match reader.read(kind).await {
+            Ok((balance, _)) => {
+                detect.on_answer(kind);
+                return Ok((kind, balance));
+            }
+            Err(miss) => {
+                if !detect.on_miss(kind, miss.oneapi) {
+                    return Err((kind, miss.why));
+                }
+            }
+        }
+    }
+}
+
+fn reader(provider: &Provider, root: String) -> Result<Reader, String> {
+    let client = reqwest::Client::builder()
+        .timeout(REQUEST_TIMEOUT)
+        .connect_timeout(REQUEST_TIMEOUT)
+        .user_agent(concat!("relaytop/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| format!("no HTTP client for the account: {e}"))?;
+    Ok(Reader {
+        client,
+        root,
+        key: provider.api_key.clone(),
+        quota_per_unit: provider.account.quota_per_unit,
+    })
+}
+
+/// The reading of `balance` (or of the failure) as the event carries it, scrubbed of the key.
+fn reading_of(
+    provider: &Provider,
+    read: Result<(AccountKind, Balance), (AccountKind, String)>,
+) -> AccountReading {
+    let config = &provider.account;
+    let mut reading = match read {
+        Ok((kind, balance)) => {
+            let per = super::usd_per_unit(&balance.currency, &provider.billing);
+            AccountReading::new(&provider.name, kind, balance, per, config)
+        }
+        Err((kind, why)) => AccountReading::failed(&provider.name, kind, why, config),
+    };
+    if let (Some(error), Some(scrub)) = (
+        &mut reading.error,
+        provider
+            .api_key
+            .as_ref()
+            .and_then(crate::session::event::Scrub::new),
+    ) {
+        *error = scrub.replace(error);
+    }
+    reading
+}
+
+/// One reading of `provider`'s account now, as the poller takes it (its kind detected when
+/// `auto`): what `relaytop` tests and one-off checks use.
+pub async fn read_once(provider: &Provider) -> AccountReading {
+    let Some(root) = account_root(&provider.url) else {
+        let why = format!("no account root for {}", provider.url);
+        return reading_of(provider, Err((provider.account.kind, why)));
+    };
+    let read = match reader(provider, root) {
+        Ok(reader) => read_detecting(&reader, &mut Detect::new(provider.account.kind)).await,
+        Err(why) => Err((provider.account.kind, why)),
+    };
+    reading_of(provider, read)
+}
+
 /// One provider's poller, until aborted or the event stream closes.
 async fn poll(
     provider: Provider,
@@ -383,31 +462,15 @@ async fn poll(
     clock: RunClock,
     events: EventSender,
 ) {
-    let config: AccountConfig = provider.account.clone();
-    let client = match reqwest::Client::builder()
-        .timeout(REQUEST_TIMEOUT)
-        .connect_timeout(REQUEST_TIMEOUT)
-        .user_agent(concat!("relaytop/", env!("CARGO_PKG_VERSION")))
-        .build()
-    {
-        Ok(client) => client,
-        Err(e) => {
-            tracing::warn!(provider = %provider.name, "no HTTP client for the account: {e}");
+    let reader = match reader(&provider, root) {
+        Ok(reader) => reader,
+        Err(why) => {
+            tracing::warn!(provider = %provider.name, "{why}");
             return;
         }
     };
-    let reader = Reader {
-        client,
-        root,
-        key: provider.api_key.clone(),
-        quota_per_unit: config.quota_per_unit,
-    };
-    let scrub = provider
-        .api_key
-        .as_ref()
-        .and_then(crate::session::event::Scrub::new);
-    let mut schedule = Schedule::new(config.poll_s);
-    let mut detect = Detect::new(config.kind);
+    let mut schedule = Schedule::new(provider.account.poll_s);
+    let mut detect = Detect::new(provider.account.kind);
     loop {
         tokio::time::sleep_until(clock.instant_at(schedule.next())).await;
         let now = clock.now();
@@ -415,35 +478,12 @@ async fn poll(
             schedule.on_busy(now);
             continue;
         }
-        let Some(kind) = detect.current() else {
-            schedule.on_failure(now);
-            continue;
-        };
-        let reading = match reader.read(kind).await {
-            Ok((balance, _)) => {
-                detect.on_answer(kind);
-                schedule.on_reading(clock.now());
-                let per = super::usd_per_unit(&balance.currency, &provider.billing);
-                AccountReading::new(&provider.name, kind, balance, per, &config)
-            }
-            Err(miss) => {
-                if detect.on_miss(kind, miss.oneapi) {
-                    // Another kind to try: at once, without a reading.
-                    continue;
-                }
-                schedule.on_failure(clock.now());
-                AccountReading::failed(
-                    &provider.name,
-                    detect.current().unwrap_or(kind),
-                    miss.why,
-                    &config,
-                )
-            }
-        };
-        let mut kind = EventKind::Account(Box::new(reading));
-        if let Some(scrub) = &scrub {
-            kind.scrub(scrub);
+        let read = read_detecting(&reader, &mut detect).await;
+        match &read {
+            Ok(_) => schedule.on_reading(clock.now()),
+            Err(_) => schedule.on_failure(clock.now()),
         }
+        let kind = EventKind::Account(Box::new(reading_of(&provider, read)));
         let at = clock.now();
         match events.try_send(SessionEvent::new(target.session, at, kind.clone())) {
             Ok(()) => {
