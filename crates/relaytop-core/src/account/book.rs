@@ -370,13 +370,12 @@ pub struct AccountSummary {
     pub last_error: Option<LastError>,
 }
 
-/// A money figure in its unit: `$3.42`, `¥24.10`, `12.50 EUR`.
-pub fn money(amount: f64, currency: &str) -> String {
-    match currency {
-        "USD" | "" => format!("${amount:.2}"),
-        "CNY" => format!("¥{amount:.2}"),
-        other => format!("{amount:.2} {other}"),
-    }
+fn money(amount: f64, currency: &str) -> String {
+    crate::numbers::money(
+        amount,
+        if currency.is_empty() { "USD" } else { currency },
+        false,
+    )
 }
 
 /// One account in a line: `newapi (new-api): $1.92 left, $0.41/h, runs out in 4h 41m; the

@@ -14,6 +14,84 @@ use crate::format;
 use crate::theme::Role;
 use relaytop_core::metrics::ProviderStats;
 
+/// One line per relay account, soonest run-out first: `legacy $3.42 left · $12.10/h · runs
+/// out in 16m · charged 1.00× list`, its warnings marked.
+fn account_lines<'a>(app: &App) -> Vec<Line<'a>> {
+    use relaytop_core::account::BillVerdict;
+    let theme = app.theme();
+    let data = app.shown();
+    let mut lines = Vec::new();
+    for a in data.accounts.summaries() {
+        let mut spans = vec![Span::styled(a.provider.clone(), theme.fg(Role::Title))];
+        if let Some(error) = &a.error {
+            spans.push(muted(app, format!(" account not read: {error}")));
+            lines.push(Line::from(spans));
+            continue;
+        }
+        let balance = if a.unlimited {
+            " unlimited".to_owned()
+        } else {
+            a.balance.map_or_else(String::new, |b| {
+                format!(" {} left", format::money(b, &a.currency, false))
+            })
+        };
+        let balance_role = if a.low_balance_warning {
+            Role::CostWarning
+        } else {
+            Role::Cost
+        };
+        spans.push(Span::styled(balance, theme.fg(balance_role)));
+        if let Some(rate) = a.spend_per_hour {
+            spans.push(muted(
+                app,
+                format!(" · {}/h", format::money(rate, &a.currency, false)),
+            ));
+        }
+        if let Some(s) = a.run_out_s {
+            let role = if a.run_out_warning {
+                Role::CostWarning
+            } else {
+                Role::Foreground
+            };
+            spans.push(Span::styled(
+                format!(
+                    " · runs out in {}",
+                    format::duration_short(s.saturating_mul(1_000_000))
+                ),
+                theme.fg(role),
+            ));
+        }
+        if a.low_balance_warning {
+            spans.push(Span::styled(" LOW", theme.fg(Role::CostWarning)));
+        }
+        if let Some(bill) = &a.bill {
+            let (text, role) = match bill.verdict {
+                BillVerdict::Waiting => (String::new(), Role::Muted),
+                BillVerdict::Charged { ratio } => (
+                    format!(" · charged {ratio:.2}× list"),
+                    if ratio > 1.05 {
+                        Role::Warning
+                    } else {
+                        Role::Muted
+                    },
+                ),
+                BillVerdict::OtherTraffic { .. } => {
+                    (" · other traffic shares this key".to_owned(), Role::Warning)
+                }
+            };
+            spans.push(Span::styled(text, theme.fg(role)));
+        }
+        if let Some(e) = &a.last_error {
+            spans.push(Span::styled(
+                format!(" · last error: {}", e.label),
+                theme.fg(Role::Error),
+            ));
+        }
+        lines.push(Line::from(spans));
+    }
+    lines
+}
+
 fn right<'a>(text: String, style: ratatui::style::Style) -> Cell<'a> {
     Cell::from(Line::styled(text, style).right_aligned())
 }
@@ -230,8 +308,9 @@ pub fn render(frame: &mut Frame, area: Rect, chrome: Chrome, app: &App) {
         table_area,
     );
 
-    // Notes under the table, as room allows.
-    let mut notes: Vec<Line> = Vec::new();
+    // Notes under the table, as room allows: the accounts first (which relay runs dry
+    // first), then the notes on the figures.
+    let mut notes: Vec<Line> = account_lines(app);
     let fees: Vec<String> = data
         .metrics
         .providers()
