@@ -2,6 +2,7 @@
 //! `TestBackend` and compared with insta snapshots (main screen, help, every pane, at 80x24
 //! and 200x50); key and mouse handling; the README's key list against the key table.
 
+mod accounts;
 mod canary;
 mod fixture;
 mod key_table;
