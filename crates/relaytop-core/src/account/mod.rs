@@ -266,6 +266,67 @@ mod tests {
     }
 
     #[test]
+    fn prometheus_exports_the_account_and_the_relay_errors() {
+        use crate::session::{Protocol, SessionEvent, SessionInfo};
+        let info = SessionInfo {
+            id: 0,
+            name: "probe".into(),
+            provider: "station".into(),
+            model: "gpt-4.1".into(),
+            protocol: Protocol::OpenaiSse,
+            url: "http://127.0.0.1:1/v1".into(),
+            workload: "probe".into(),
+        };
+        let exporter = crate::prometheus::Exporter::new(&[info], Default::default());
+        let config = AccountConfig::default();
+        let reading = |balance: f64| {
+            let b = parse::Balance {
+                currency: "USD".into(),
+                remaining: Some(balance),
+                ..Default::default()
+            };
+            crate::session::EventKind::Account(Box::new(AccountReading::new(
+                "station",
+                AccountKind::NewApi,
+                b,
+                1.0,
+                &config,
+            )))
+        };
+        exporter.observe(&SessionEvent {
+            session: 0,
+            at_us: 0,
+            kind: reading(10.0),
+        });
+        exporter.observe(&SessionEvent {
+            session: 0,
+            at_us: 3_600_000_000,
+            kind: reading(8.0),
+        });
+        exporter.observe(&SessionEvent {
+            session: 0,
+            at_us: 3_600_000_001,
+            kind: crate::session::EventKind::RelayError(Box::new(RelayError {
+                request: Some(1),
+                class: ErrorClass::NoChannel,
+                status: Some(503),
+                relay_request_id: None,
+                model: None,
+            })),
+        });
+        let text = exporter.encode();
+        for line in [
+            r#"relaytop_account_balance{provider="station",currency="USD"} 8.0"#,
+            r#"relaytop_account_spend_per_hour{provider="station",currency="USD"} 2.0"#,
+            r#"relaytop_account_run_out_seconds{provider="station",currency="USD"} 14400.0"#,
+            r#"relaytop_account_low_balance{provider="station",currency="USD"} 0"#,
+            r#"relaytop_relay_errors_total{provider="station",class="no_channel"} 1"#,
+        ] {
+            assert!(text.contains(line), "{line} not in\n{text}");
+        }
+    }
+
+    #[test]
     fn money_converts_with_the_billing_settings() {
         let cny = crate::cost::ProviderPricing {
             billing_currency: "CNY".into(),
