@@ -204,8 +204,17 @@ async fn the_bill_check_catches_a_station_charging_one_and_a_half_times_list() {
     assert!(account.spend_per_hour.unwrap() > 0.0);
     assert!(account.run_out_s.is_some());
     let json: serde_json::Value = serde_json::from_slice(&out).expect("json");
-    assert_eq!(json["accounts"][0]["verdict"].as_str(), None);
     assert_eq!(json["accounts"][0]["bill"]["verdict"], "charged");
+    // The report with its accounts is what docs/headless-schema.json says.
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/headless-schema.json");
+    let schema: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).expect("schema")).expect("json");
+    let validator = jsonschema::draft202012::new(&schema).expect("a valid schema");
+    let errors: Vec<String> = validator
+        .iter_errors(&json)
+        .map(|e| format!("{e} at {}", e.instance_path()))
+        .collect();
+    assert!(errors.is_empty(), "{errors:#?}");
 }
 
 /// One request of `protocol` for `model` against a station answering `error`: the class of
