@@ -327,3 +327,57 @@ async fn a_spent_balance_stops_probing_and_a_missing_channel_only_its_model() {
             .is_some()
     );
 }
+
+#[tokio::test]
+async fn the_recording_holds_the_readings_and_a_replay_shows_them() {
+    use relaytop_core::record::{RecordOptions, Replay};
+    use relaytop_core::run::{Ending, Run, RunSetup};
+    let server = sim(station("openrouter", 20.0, 1.0)).await;
+    let config = config(&server, "auto", ", low_balance = 30.0", 2);
+    let mut world = relaytop_core::world::World::start(config, &relaytop_sim::Embedded)
+        .await
+        .expect("world");
+    let root = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("account-recording-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    world.recording = Some(RecordOptions::new(&root));
+    let (run, mut events) = Run::start(&world, RunSetup::default()).expect("run");
+    let mut live = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(1500);
+    loop {
+        tokio::select! {
+            event = events.recv() => match event {
+                Some(e) if matches!(e.kind, EventKind::Account(_)) => live.push(e),
+                Some(_) => {}
+                None => break,
+            },
+            _ = tokio::time::sleep_until(deadline) => break,
+        }
+    }
+    let ending = Ending {
+        reason: "test over".into(),
+        duration: run.clock().now(),
+    };
+    let finished = run.finish(events, ending, |_| {}).await.expect("finish");
+    assert!(live.len() >= 3, "readings: {}", live.len());
+    let dir = finished.recorded_to.expect("recorded");
+    let text: String = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap_or_default())
+        .collect();
+    assert!(!text.contains(TEST_KEY), "the key in the recording");
+    let mut replay = Replay::open(&[dir]).expect("replay opens");
+    let replayed: Vec<_> = std::iter::from_fn(|| replay.next_event())
+        .filter(|e| matches!(e.kind, EventKind::Account(_)))
+        .collect();
+    assert_eq!(
+        replayed.iter().map(|e| &e.kind).collect::<Vec<_>>(),
+        live.iter().map(|e| &e.kind).collect::<Vec<_>>(),
+        "the replay's readings are the live run's"
+    );
+    let EventKind::Account(first) = &replayed[0].kind else {
+        unreachable!()
+    };
+    assert_eq!(first.kind, AccountKind::Openrouter);
+    assert_eq!(first.low_balance, Some(30.0));
+}
