@@ -381,3 +381,22 @@ async fn the_recording_holds_the_readings_and_a_replay_shows_them() {
     assert_eq!(first.kind, AccountKind::Openrouter);
     assert_eq!(first.low_balance, Some(30.0));
 }
+
+#[tokio::test]
+async fn an_overloaded_error_mid_stream_is_upstream_overloaded() {
+    let profile = SimProfile {
+        error_rate: 1.0,
+        ..SimProfile::default()
+    };
+    let (class, _, kinds) = relay_error_of(
+        None,
+        Protocol::AnthropicMessages,
+        "claude-sonnet-4-5",
+        profile.clone(),
+    )
+    .await;
+    assert_eq!(class, ErrorClass::UpstreamOverloaded);
+    assert!(!stopped(&kinds));
+    let (class, _, _) = relay_error_of(None, Protocol::OpenaiSse, "gpt-4o-mini", profile).await;
+    assert_eq!(class, ErrorClass::UpstreamError);
+}

@@ -97,6 +97,35 @@ fn relay_error(
     (event, action)
 }
 
+/// The relay's explanation of an error event mid-stream, and whether it ends the session
+/// (the codec's word, or a spent balance or key quota).
+fn stream_relay_error(
+    request: RequestId,
+    kind: ErrorKind,
+    message: &str,
+    relay_request_id: Option<&str>,
+    model: &str,
+    fatal: bool,
+) -> (EventKind, bool) {
+    use crate::account::{ErrorClass, RelayError, errors};
+    let class = errors::classify_message(kind, message);
+    let fatal = fatal
+        || matches!(
+            class,
+            ErrorClass::KeyQuotaUsedUp | ErrorClass::BalanceTooLow
+        );
+    let event = EventKind::RelayError(Box::new(RelayError {
+        request: Some(request),
+        class,
+        status: None,
+        relay_request_id: relay_request_id
+            .map(str::to_owned)
+            .or_else(|| errors::request_id_in_text(message)),
+        model: (!model.is_empty()).then(|| model.to_owned()),
+    }));
+    (event, fatal)
+}
+
 /// One session's HTTP streams: the codec, the pooled client and the retry waiting.
 struct HttpStreamTransport<C> {
     codec: C,
@@ -440,6 +469,9 @@ impl<C: HttpStreamCodec> HttpStreamTransport<C> {
             return self.http_failure(core, failed, outgoing, retries);
         }
 
+        // The relay's request id, for an error the stream may still bring.
+        let relay_request_id = crate::account::errors::request_id(response.headers(), b"");
+
         // The stream. Until the decoder sees an event, the body's first bytes are kept: a 200
         // whose body is no event stream at all is the relay's protocol error, not a drop.
         let mut last_received = now;
@@ -499,6 +531,17 @@ impl<C: HttpStreamCodec> HttpStreamTransport<C> {
                         }
                         SseInbound::ResponseFailed { kind, message, fatal } => {
                             core.workload.on_failed();
+                            // A mid-stream error in the relay's words (Anthropic's
+                            // `overloaded_error`, a spent quota): its class and request id.
+                            let (relay_error, fatal) = stream_relay_error(
+                                request,
+                                kind,
+                                &message,
+                                relay_request_id.as_deref(),
+                                &model,
+                                fatal,
+                            );
+                            core.emit(now, relay_error);
                             core.set_state(now, SessionState::Open);
                             if fatal {
                                 return Exchange::End(End::Fatal(message));
