@@ -41,6 +41,10 @@ pub struct RequestRow {
     pub outcome: String,
     /// The finish reason of a done request, the failure of a failed one.
     pub detail: String,
+    /// A failed request's class as the relay explained it (`account::ErrorClass::slug`).
+    pub error_class: Option<String>,
+    /// The relay's request id of a failed request, to quote to the station's support.
+    pub relay_request_id: Option<String>,
 }
 
 /// How rows are written.
@@ -51,7 +55,7 @@ pub enum ExportFormat {
 }
 
 /// The CSV columns, in order.
-pub const CSV_COLUMNS: [&str; 14] = [
+pub const CSV_COLUMNS: [&str; 16] = [
     "session",
     "provider",
     "model",
@@ -66,6 +70,8 @@ pub const CSV_COLUMNS: [&str; 14] = [
     "cost_usd",
     "outcome",
     "detail",
+    "error_class",
+    "relay_request_id",
 ];
 
 struct Open {
@@ -110,8 +116,13 @@ pub fn for_each_row(
             cost_usd: None,
             outcome: "unfinished".into(),
             detail: String::new(),
+            error_class: None,
+            relay_request_id: None,
         }
     };
+    // A failed request's row waits for the relay's explanation (`RelayError`, reported right
+    // after the failure) until the session's next request.
+    let mut failed: HashMap<SessionId, RequestRow> = HashMap::new();
     while let Some(SessionEvent {
         session,
         at_us,
@@ -120,6 +131,10 @@ pub fn for_each_row(
     {
         match kind {
             EventKind::RequestSent { request, model, .. } => {
+                if let Some(r) = failed.remove(&session) {
+                    each(r)?;
+                    rows += 1;
+                }
                 // A request still open here was abandoned without a word (a session closed
                 // mid-response): it ends unfinished.
                 let stale: Vec<RequestId> = open
@@ -194,11 +209,30 @@ pub fn for_each_row(
                 r.total_ms = Some(ms(at_us.saturating_sub(o.sent_us)));
                 r.outcome = "failed".into();
                 r.detail = format!("{}: {reason}", kind.label());
-                each(r)?;
-                rows += 1;
+                if let Some(earlier) = failed.insert(session, r) {
+                    each(earlier)?;
+                    rows += 1;
+                }
+            }
+            EventKind::RelayError(error) => {
+                let explained = failed
+                    .get(&session)
+                    .is_some_and(|r| error.request == Some(r.request));
+                if let Some(mut r) = explained.then(|| failed.remove(&session)).flatten() {
+                    r.error_class = Some(error.class.slug().to_owned());
+                    r.relay_request_id = error.relay_request_id.clone();
+                    each(r)?;
+                    rows += 1;
+                }
             }
             _ => {}
         }
+    }
+    let mut waiting: Vec<RequestRow> = failed.into_values().collect();
+    waiting.sort_by(|a, b| a.start_s.total_cmp(&b.start_s));
+    for r in waiting {
+        each(r)?;
+        rows += 1;
     }
     let mut rest: Vec<((SessionId, RequestId), Open)> = open.into_iter().collect();
     rest.sort_by_key(|(_, o)| o.sent_us);
@@ -266,6 +300,8 @@ pub fn csv_record(r: &RequestRow) -> String {
         opt_f(r.cost_usd, 9),
         csv_field(&r.outcome),
         csv_field(&r.detail),
+        csv_field(r.error_class.as_deref().unwrap_or_default()),
+        csv_field(r.relay_request_id.as_deref().unwrap_or_default()),
     ];
     let mut line = fields.join(",");
     line.push('\n');

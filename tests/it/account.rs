@@ -328,17 +328,24 @@ async fn a_spent_balance_stops_probing_and_a_missing_channel_only_its_model() {
     );
 }
 
-#[tokio::test]
-async fn the_recording_holds_the_readings_and_a_replay_shows_them() {
-    use relaytop_core::record::{RecordOptions, Replay};
+/// Runs (and records) a world of one station on `server` for 1.5 s: the run directory and
+/// the account readings the live run saw.
+async fn record(
+    server: &SimServer,
+    extra: &str,
+    name: &str,
+) -> (
+    std::path::PathBuf,
+    Vec<relaytop_core::session::SessionEvent>,
+) {
+    use relaytop_core::record::RecordOptions;
     use relaytop_core::run::{Ending, Run, RunSetup};
-    let server = sim(station("openrouter", 20.0, 1.0)).await;
-    let config = config(&server, "auto", ", low_balance = 30.0", 2);
+    let config = config(server, "auto", extra, 2);
     let mut world = relaytop_core::world::World::start(config, &relaytop_sim::Embedded)
         .await
         .expect("world");
     let root = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("account-recording-{}", std::process::id()));
+        .join(format!("account-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&root);
     world.recording = Some(RecordOptions::new(&root));
     let (run, mut events) = Run::start(&world, RunSetup::default()).expect("run");
@@ -359,8 +366,15 @@ async fn the_recording_holds_the_readings_and_a_replay_shows_them() {
         duration: run.clock().now(),
     };
     let finished = run.finish(events, ending, |_| {}).await.expect("finish");
+    (finished.recorded_to.expect("recorded"), live)
+}
+
+#[tokio::test]
+async fn the_recording_holds_the_readings_and_a_replay_shows_them() {
+    use relaytop_core::record::Replay;
+    let server = sim(station("openrouter", 20.0, 1.0)).await;
+    let (dir, live) = record(&server, ", low_balance = 30.0", "readings").await;
     assert!(live.len() >= 3, "readings: {}", live.len());
-    let dir = finished.recorded_to.expect("recorded");
     let text: String = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap_or_default())
@@ -380,6 +394,41 @@ async fn the_recording_holds_the_readings_and_a_replay_shows_them() {
     };
     assert_eq!(first.kind, AccountKind::Openrouter);
     assert_eq!(first.low_balance, Some(30.0));
+}
+
+#[tokio::test]
+async fn the_export_keeps_each_failed_request_class_and_relay_request_id() {
+    use relaytop_core::record::Replay;
+    let server = sim(SimProfile {
+        no_channel_models: vec!["gpt-4o-mini".into()],
+        ..station("new-api", 20.0, 1.0)
+    })
+    .await;
+    let (dir, _) = record(&server, "", "export").await;
+    let mut replay = Replay::open(&[dir]).expect("replay opens");
+    let mut rows = Vec::new();
+    relaytop::export::for_each_row(&mut replay, |r| {
+        rows.push(r);
+        Ok(())
+    })
+    .expect("export");
+    let failed: Vec<_> = rows.iter().filter(|r| r.outcome == "failed").collect();
+    assert!(!failed.is_empty(), "{rows:#?}");
+    for r in failed {
+        assert_eq!(r.error_class.as_deref(), Some("no_channel"), "{r:?}");
+        assert!(
+            r.relay_request_id
+                .as_deref()
+                .is_some_and(|id| id.contains("sim")),
+            "{r:?}"
+        );
+        assert!(r.detail.contains("无可用渠道"), "{r:?}");
+    }
+    let line = relaytop::export::csv_record(&rows[0]);
+    assert!(line.trim_end().ends_with(&format!(
+        ",no_channel,{}",
+        rows[0].relay_request_id.clone().unwrap_or_default()
+    )));
 }
 
 #[tokio::test]

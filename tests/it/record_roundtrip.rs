@@ -283,7 +283,7 @@ async fn a_replayed_run_reports_what_the_live_run_reported() {
     let mut lines = csv.lines();
     assert_eq!(
         lines.next().unwrap(),
-        "session,provider,model,request,start,start_s,ttft_ms,total_ms,tokens_in,tokens_out,estimated,cost_usd,outcome,detail"
+        "session,provider,model,request,start,start_s,ttft_ms,total_ms,tokens_in,tokens_out,estimated,cost_usd,outcome,detail,error_class,relay_request_id"
     );
     assert_eq!(lines.clone().count(), rows.len());
     let first = lines.next().unwrap();
