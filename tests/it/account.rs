@@ -449,3 +449,38 @@ async fn an_overloaded_error_mid_stream_is_upstream_overloaded() {
     let (class, _, _) = relay_error_of(None, Protocol::OpenaiSse, "gpt-4o-mini", profile).await;
     assert_eq!(class, ErrorClass::UpstreamError);
 }
+
+#[tokio::test]
+async fn a_top_up_resumes_a_session_the_spent_balance_stopped() {
+    let server = sim(station("new-api", 0.0, 1.0)).await;
+    let mut timing = fast_timing();
+    timing.recheck = Some(Duration::from_millis(300));
+    let mut spec = spec(&server.sse_base_url(), probe(50), timing);
+    spec.info.protocol = Protocol::OpenaiSse;
+    spec.info.model = "gpt-4o-mini".into();
+    let mut s = watch(spec);
+    let refused = s
+        .wait_for(LONG, |k| {
+            matches!(
+                k,
+                EventKind::State(SessionState::BackingOff {
+                    watch: Some(relaytop_core::session::Watch {
+                        refused: Some(_),
+                        ..
+                    }),
+                    ..
+                })
+            )
+        })
+        .await;
+    assert!(refused.is_some(), "not refused: {}", s.story());
+    assert_eq!(s.count(|k| matches!(k, EventKind::Done { .. })), 0);
+    server.top_up(5.0);
+    assert!(
+        s.wait_for(LONG, |k| matches!(k, EventKind::Done { .. }))
+            .await
+            .is_some(),
+        "no response after the top-up: {}",
+        s.story()
+    );
+}
