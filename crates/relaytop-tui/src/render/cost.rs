@@ -14,6 +14,56 @@ use crate::format;
 use crate::theme::Role;
 use relaytop_core::metrics::ProviderStats;
 
+/// The accounts in a few words for the pane's bottom edge, soonest run-out first, as many as
+/// fit in `width`: ` legacy 3.968 USD · out in 20m  newapi 1.994 USD · out in 58m `.
+fn accounts_title<'a>(app: &App, width: u16) -> Option<Line<'a>> {
+    let theme = app.theme();
+    let summaries = app.shown().accounts.summaries();
+    if summaries.is_empty() {
+        return None;
+    }
+    let mut spans = vec![muted(app, " accounts:")];
+    let mut used = 10usize;
+    for a in summaries {
+        let balance = match (a.unlimited, a.balance, &a.error) {
+            (_, _, Some(_)) => "not read".to_owned(),
+            (true, _, _) => "unlimited".to_owned(),
+            (false, Some(b), _) => format::money(b, &a.currency, false),
+            (false, None, _) => continue,
+        };
+        let out = a.run_out_s.map(|s| {
+            format!(
+                " · out in {}",
+                format::duration_short(s.saturating_mul(1_000_000))
+            )
+        });
+        let len = a.provider.chars().count()
+            + balance.chars().count()
+            + out.as_ref().map_or(0, |o| o.chars().count())
+            + 3;
+        if used + len > usize::from(width) {
+            break;
+        }
+        used += len;
+        let warn = a.low_balance_warning || a.run_out_warning;
+        spans.push(Span::raw("  "));
+        spans.push(Span::styled(a.provider.clone(), theme.fg(Role::Title)));
+        spans.push(Span::raw(" "));
+        let role = if a.low_balance_warning {
+            Role::CostWarning
+        } else {
+            Role::Cost
+        };
+        spans.push(Span::styled(balance, theme.fg(role)));
+        if let Some(out) = out {
+            let role = if warn { Role::CostWarning } else { Role::Muted };
+            spans.push(Span::styled(out, theme.fg(role)));
+        }
+    }
+    spans.push(Span::raw(" "));
+    Some(Line::from(spans))
+}
+
 /// One line per relay account, soonest run-out first: `legacy $3.42 left · $12.10/h · runs
 /// out in 16m · charged 1.00× list`, its warnings marked.
 fn account_lines<'a>(app: &App) -> Vec<Line<'a>> {
@@ -122,7 +172,11 @@ pub fn render(frame: &mut Frame, area: Rect, chrome: Chrome, app: &App) {
         app,
         format!(" per hour at the last {} ", window_name(window)),
     ));
-    let block = chrome.block(app, details, Some(right_title));
+    let mut block = chrome.block(app, details, Some(right_title));
+    // Which relay runs dry first, on the frame: seen even when the table fills the pane.
+    if let Some(line) = accounts_title(app, area.width.saturating_sub(4)) {
+        block = block.title_bottom(line);
+    }
     let inner = block.inner(area);
     frame.render_widget(block, area);
     if inner.height == 0 || inner.width < 20 {
