@@ -123,7 +123,7 @@ fn the_main_screen_says_which_relay_runs_dry_first() {
     let mut app = with_accounts();
     let text = screen_text(&draw(&mut app, 200, 50));
     assert!(
-        text.contains("accounts:  legacy 1.500 USD · out in 1m 00s  holysheep"),
+        text.contains("accounts:  legacy 1.500 USD · out in 1m 00s"),
         "{text}"
     );
 }
