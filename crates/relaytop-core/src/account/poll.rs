@@ -18,7 +18,8 @@ use crate::session::{EventKind, EventSender, RunClock, SessionEvent, SessionId};
 const MAX_BACKOFF: Duration = Duration::from_secs(30 * 60);
 /// How long to wait when the provider's send window has no room to spare.
 const BUSY_RETRY: Duration = Duration::from_secs(5);
-/// A reading takes a send slot only while this share of the window is still free.
+/// A reading takes a send slot only while more than this share of the window is free (it
+/// leaves that share to the probes).
 const SPARE_SHARE: f64 = 0.25;
 /// One account request's limit.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -474,7 +475,7 @@ async fn poll(
     loop {
         tokio::time::sleep_until(clock.instant_at(schedule.next())).await;
         let now = clock.now();
-        if !spare_send_slot(&provider) {
+        if !spare_send_slot(provider.limits.as_ref()) {
             schedule.on_busy(now);
             continue;
         }
@@ -500,8 +501,8 @@ async fn poll(
 
 /// Takes a send slot of the provider's window only while a good share of it is free, so a
 /// reading never holds a probe back.
-fn spare_send_slot(provider: &Provider) -> bool {
-    let Some(limits) = &provider.limits else {
+fn spare_send_slot(limits: Option<&crate::session::ratelimit::ProviderLimits>) -> bool {
+    let Some(limits) = limits else {
         return true;
     };
     let view = limits.view();
@@ -510,7 +511,7 @@ fn spare_send_slot(provider: &Provider) -> bool {
         || f64::from(
             view.requests_per_window
                 .saturating_sub(view.sends_in_window),
-        ) < spare.max(1.0)
+        ) <= spare.max(1.0)
     {
         return false;
     }
@@ -567,6 +568,29 @@ mod tests {
         let mut fixed = Detect::new(AccountKind::Litellm);
         assert!(!fixed.on_miss(AccountKind::Litellm, true));
         assert_eq!(fixed.current(), Some(AccountKind::Litellm));
+    }
+
+    #[test]
+    fn a_reading_takes_a_send_slot_only_while_a_quarter_of_the_window_is_free() {
+        use crate::session::ratelimit::ProviderLimits;
+        assert!(spare_send_slot(None));
+        let limits = ProviderLimits::new("p", 8, Duration::from_secs(60), 4);
+        // 8 a minute: a reading may take slots while at least 2 stay free.
+        for _ in 0..5 {
+            assert!(limits.try_send().is_ok());
+        }
+        assert!(
+            spare_send_slot(Some(&limits)),
+            "3 free: one for the reading"
+        );
+        assert!(
+            !spare_send_slot(Some(&limits)),
+            "2 free: left to the probes"
+        );
+        assert_eq!(limits.view().sends_in_window, 6);
+        let waiting = ProviderLimits::new("q", 100, Duration::from_secs(60), 4);
+        waiting.set_waiting(true);
+        assert!(!spare_send_slot(Some(&waiting)), "a probe waits for a slot");
     }
 
     #[test]
