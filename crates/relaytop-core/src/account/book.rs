@@ -57,6 +57,26 @@ pub enum AccountAlert {
     Cleared { what: &'static str },
 }
 
+impl AccountAlert {
+    /// The sentence a person reads, for `provider` whose balance is in `currency`.
+    pub fn describe(&self, provider: &str, currency: &str) -> String {
+        match self {
+            AccountAlert::LowBalance { balance, threshold } => format!(
+                "account {provider}: low balance, {} left (warning below {})",
+                money(*balance, currency),
+                money(*threshold, currency)
+            ),
+            AccountAlert::RunningOut { in_s } => format!(
+                "account {provider}: runs out in {} at the current spend",
+                crate::numbers::duration_short(in_s.saturating_mul(1_000_000))
+            ),
+            AccountAlert::Cleared { what } => {
+                format!("account {provider}: warnings cleared ({what})")
+            }
+        }
+    }
+}
+
 /// What the bill check found.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
 #[serde(tag = "verdict", rename_all = "snake_case")]

@@ -165,8 +165,25 @@ impl Data {
 
     pub fn apply(&mut self, event: &SessionEvent) {
         self.metrics.apply(event);
-        // Warnings show as the pane's marks; the fold keeps them.
-        let _alerts = self.accounts.apply(event);
+        // Warnings are the cost pane's marks, and a line in the log when they fire or clear.
+        for (provider, alert) in self.accounts.apply(event) {
+            let currency = match &event.kind {
+                EventKind::Account(reading) => reading.currency.as_str(),
+                _ => "",
+            };
+            let name = self
+                .metrics
+                .session(event.session)
+                .map(|s| s.info().name.clone())
+                .unwrap_or_default();
+            self.log.push(
+                event.at_us,
+                event.session,
+                &name,
+                crate::log::Category::Note,
+                alert.describe(&provider, currency),
+            );
+        }
         let Some(stats) = self.metrics.session(event.session) else {
             return;
         };

@@ -127,3 +127,25 @@ fn the_main_screen_says_which_relay_runs_dry_first() {
         "{text}"
     );
 }
+
+#[test]
+fn the_events_pane_logs_a_warning_when_it_fires_and_the_relay_error() {
+    let mut app = with_accounts();
+    while app.focus != Pane::Events {
+        press(&mut app, KeyCode::Tab);
+    }
+    press(&mut app, KeyCode::Char('z'));
+    let text = screen_text(&draw(&mut app, 200, 50));
+    assert!(
+        text.contains("account legacy: low balance, 1.500 USD left (warning below 2.000 USD)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("account legacy: runs out in 1m 00s"),
+        "{text}"
+    );
+    assert!(
+        text.contains("relay: account balance too low (request id 20261125140131sim0042)"),
+        "{text}"
+    );
+}
