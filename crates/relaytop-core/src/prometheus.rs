@@ -209,7 +209,10 @@ impl AccountFamilies {
         let mut fold = self.fold.lock().unwrap_or_else(PoisonError::into_inner);
         fold.apply(event);
         let provider = match &event.kind {
-            EventKind::Account(reading) => reading.provider.clone(),
+            EventKind::Account(_) => match fold.provider_of(event.session) {
+                Some(provider) => provider.to_owned(),
+                None => return,
+            },
             EventKind::RelayError(error) => {
                 if let Some(provider) = fold.provider_of(event.session) {
                     self.relay_errors

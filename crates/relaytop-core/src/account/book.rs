@@ -479,7 +479,9 @@ impl Accounts {
     pub fn apply(&mut self, event: &SessionEvent) -> Vec<(String, AccountAlert)> {
         match &event.kind {
             EventKind::Account(reading) => {
-                let provider = reading.provider.clone();
+                let Some(provider) = self.provider_of(event.session).map(str::to_owned) else {
+                    return Vec::new();
+                };
                 let alerts = self
                     .book(&provider)
                     .on_reading(event.at_us, (**reading).clone());
@@ -550,7 +552,6 @@ mod tests {
             ..AccountConfig::default()
         };
         AccountReading::new(
-            "station",
             AccountKind::NewApi,
             Balance {
                 currency: "USD".into(),

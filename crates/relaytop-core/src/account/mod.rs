@@ -143,12 +143,12 @@ fn is_false(b: &bool) -> bool {
     !*b
 }
 
-/// One reading of a provider's account, as the event stream (and the recording) carries it:
+/// One reading of a provider's account, as the event stream (and the recording) carries it
+/// on behalf of the provider's first session (the session says whose account it is):
 /// the figures in the station's unit, the factor to list-price dollars, and the thresholds in
 /// force, so that a replay computes the same warnings without the config.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AccountReading {
-    pub provider: String,
     /// The API that answered (never `auto`).
     pub kind: AccountKind,
     /// `USD`, `CNY`…
@@ -178,16 +178,14 @@ pub struct AccountReading {
 }
 
 impl AccountReading {
-    /// A reading of `balance` from `kind` for `provider`, with `config`'s thresholds.
+    /// A reading of `balance` from `kind`, with `config`'s thresholds.
     pub fn new(
-        provider: &str,
         kind: AccountKind,
         balance: parse::Balance,
         usd_per_unit: f64,
         config: &AccountConfig,
     ) -> Self {
         Self {
-            provider: provider.to_owned(),
             kind,
             currency: balance.currency,
             balance: balance.remaining,
@@ -203,13 +201,8 @@ impl AccountReading {
     }
 
     /// No reading: `error` says why.
-    pub fn failed(
-        provider: &str,
-        kind: AccountKind,
-        error: String,
-        config: &AccountConfig,
-    ) -> Self {
-        let mut reading = Self::new(provider, kind, parse::Balance::default(), 1.0, config);
+    pub fn failed(kind: AccountKind, error: String, config: &AccountConfig) -> Self {
+        let mut reading = Self::new(kind, parse::Balance::default(), 1.0, config);
         reading.currency = "USD".to_owned();
         reading.error = Some(error);
         reading
@@ -286,7 +279,6 @@ mod tests {
                 ..Default::default()
             };
             crate::session::EventKind::Account(Box::new(AccountReading::new(
-                "station",
                 AccountKind::NewApi,
                 b,
                 1.0,

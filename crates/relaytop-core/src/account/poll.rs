@@ -425,9 +425,9 @@ fn reading_of(
     let mut reading = match read {
         Ok((kind, balance)) => {
             let per = super::usd_per_unit(&balance.currency, &provider.billing);
-            AccountReading::new(&provider.name, kind, balance, per, config)
+            AccountReading::new(kind, balance, per, config)
         }
-        Err((kind, why)) => AccountReading::failed(&provider.name, kind, why, config),
+        Err((kind, why)) => AccountReading::failed(kind, why, config),
     };
     if let (Some(error), Some(scrub)) = (
         &mut reading.error,

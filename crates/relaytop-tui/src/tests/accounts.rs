@@ -12,14 +12,13 @@ use relaytop_core::session::{EventKind, SessionEvent};
 
 use super::fixture::{NOW, S, draw, fixture, press, screen_text};
 
-fn reading(provider: &str, kind: AccountKind, currency: &str, balance: f64) -> EventKind {
+fn reading(kind: AccountKind, currency: &str, balance: f64) -> EventKind {
     let config = AccountConfig {
         low_balance: Some(2.0),
         run_out_warning_h: 1.0,
         ..AccountConfig::default()
     };
     EventKind::Account(Box::new(AccountReading::new(
-        provider,
         kind,
         Balance {
             currency: currency.into(),
@@ -35,26 +34,10 @@ fn reading(provider: &str, kind: AccountKind, currency: &str, balance: f64) -> E
 fn with_accounts() -> App {
     let mut app = fixture();
     let events = [
-        (
-            0,
-            30 * S,
-            reading("legacy", AccountKind::OpenaiBilling, "USD", 3.0),
-        ),
-        (
-            4,
-            30 * S,
-            reading("holysheep", AccountKind::NewApi, "CNY", 40.0),
-        ),
-        (
-            0,
-            90 * S,
-            reading("legacy", AccountKind::OpenaiBilling, "USD", 1.5),
-        ),
-        (
-            4,
-            90 * S,
-            reading("holysheep", AccountKind::NewApi, "CNY", 39.9),
-        ),
+        (0, 30 * S, reading(AccountKind::OpenaiBilling, "USD", 3.0)),
+        (4, 30 * S, reading(AccountKind::NewApi, "CNY", 40.0)),
+        (0, 90 * S, reading(AccountKind::OpenaiBilling, "USD", 1.5)),
+        (4, 90 * S, reading(AccountKind::NewApi, "CNY", 39.9)),
         (
             0,
             91 * S,
