@@ -899,6 +899,16 @@ mod tests {
                 tokens_remaining: None,
                 tokens_reset_ms: None,
             },
+            EventKind::Account(Box::new(crate::account::AccountReading::new(
+                crate::account::AccountKind::NewApi,
+                crate::account::parse::Balance {
+                    currency: "USD".into(),
+                    remaining: Some(3.0),
+                    ..Default::default()
+                },
+                1.0,
+                &crate::account::AccountConfig::default(),
+            ))),
         ] {
             e.observe(&ev(0, kind));
         }
