@@ -203,6 +203,12 @@ async fn the_bill_check_catches_a_station_charging_one_and_a_half_times_list() {
     );
     assert!(account.spend_per_hour.unwrap() > 0.0);
     assert!(account.run_out_s.is_some());
+    let text = report.to_text();
+    assert!(text.contains("\nAccounts\n  station (new-api): "), "{text}");
+    assert!(
+        text.contains("× list price for what relaytop sent"),
+        "{text}"
+    );
     let json: serde_json::Value = serde_json::from_slice(&out).expect("json");
     assert_eq!(json["accounts"][0]["bill"]["verdict"], "charged");
     // The report with its accounts is what docs/headless-schema.json says.

@@ -215,7 +215,11 @@ impl AccountBook {
     pub fn on_reading(&mut self, at_us: u64, reading: AccountReading) -> Vec<AccountAlert> {
         let mut alerts = Vec::new();
         let balance = reading.balance.filter(|_| reading.error.is_none());
-        let window_us = reading.window_s.unwrap_or(900).max(1) * 1_000_000;
+        let window_us = reading
+            .window_s
+            .unwrap_or(900)
+            .max(1)
+            .saturating_mul(1_000_000);
         self.latest_at_us = at_us;
         self.latest = Some(reading);
         let Some(balance) = balance else {
