@@ -344,6 +344,21 @@ impl<C: HttpStreamCodec> HttpStreamTransport<C> {
             action,
             message,
         } = self.codec.classify(status, &headers, &body, true);
+        // The relay's words on the refused check: its class and request id (the model has
+        // not been asked for yet, so a missing channel is not the check's to say).
+        let class = crate::account::errors::classify(status, &body);
+        if !matches!(action, Action::Fail) && class != crate::account::ErrorClass::NoChannel {
+            core.emit(
+                now,
+                EventKind::RelayError(Box::new(crate::account::RelayError {
+                    request: None,
+                    class,
+                    status: Some(status),
+                    relay_request_id: crate::account::errors::request_id(&headers, &body),
+                    model: None,
+                })),
+            );
+        }
         let retry_after = retry_after_from_headers(&headers, SystemTime::now());
         Err(match action {
             Action::Stop => core.connect_failed(now, kind, message, false, None),
