@@ -452,8 +452,20 @@ async fn an_overloaded_error_mid_stream_is_upstream_overloaded() {
     .await;
     assert_eq!(class, ErrorClass::UpstreamOverloaded);
     assert!(!stopped(&kinds));
-    let (class, _, _) = relay_error_of(None, Protocol::OpenaiSse, "gpt-4o-mini", profile).await;
+    let (class, id, _) =
+        relay_error_of(None, Protocol::OpenaiSse, "gpt-4o-mini", profile.clone()).await;
     assert_eq!(class, ErrorClass::UpstreamError);
+    assert!(id.is_some_and(|id| id.starts_with("req_")), "x-request-id");
+    // new-api says its own id on every answer.
+    let new_api = SimProfile {
+        account_kind: Some("new-api".into()),
+        ..profile
+    };
+    let (_, id, _) = relay_error_of(None, Protocol::OpenaiSse, "gpt-4o-mini", new_api).await;
+    assert!(
+        id.is_some_and(|id| id.contains("sim")),
+        "X-Oneapi-Request-Id"
+    );
 }
 
 #[tokio::test]

@@ -231,6 +231,22 @@ impl Account {
     }
 }
 
+impl Account {
+    /// one-api and new-api send `X-Oneapi-Request-Id` on every answer: the header line (with
+    /// its CRLF) for a station of those kinds, else nothing.
+    pub(crate) fn request_id_header(&self, profile: &SimProfile) -> String {
+        match profile.account_kind.as_deref() {
+            Some("new-api" | "openai-billing") => {
+                format!(
+                    "X-Oneapi-Request-Id: {}\r\n",
+                    request_id(self.ledger().charges)
+                )
+            }
+            _ => String::new(),
+        }
+    }
+}
+
 enum Route {
     NewApiToken,
     Subscription,

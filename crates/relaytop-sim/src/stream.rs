@@ -478,8 +478,9 @@ async fn respond(
 
     let head_out = format!(
         "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream; charset=utf-8\r\n\
-         Cache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n{}\r\n",
-        shape.stream_headers(&reply, n, prompt_tokens + u64::from(total))
+         Cache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n{}{}\r\n",
+        shape.stream_headers(&reply, n, prompt_tokens + u64::from(total)),
+        shared.account.request_id_header(&profile)
     );
     let mut events = Vec::new();
     shape.opening(&mut reply, &mut events);
