@@ -112,32 +112,42 @@ fn account_lines<'a>(app: &App) -> Vec<Line<'a>> {
             ));
         }
         if a.low_balance_warning {
-            spans.push(Span::styled(" LOW", theme.fg(Role::CostWarning)));
+            spans.push(Span::styled(" · LOW BALANCE", theme.fg(Role::CostWarning)));
         }
+        lines.push(Line::from(spans));
+        // The bill check and the last relay error, each on a line of its own under it.
+        let mut detail = vec![muted(app, "  ")];
         if let Some(bill) = &a.bill {
             let (text, role) = match bill.verdict {
-                BillVerdict::Waiting => (String::new(), Role::Muted),
+                BillVerdict::Waiting => ("bill: waiting for traffic".to_owned(), Role::Muted),
                 BillVerdict::Charged { ratio } => (
-                    format!(" · charged {ratio:.2}× list"),
+                    format!("bill: charged {ratio:.2}× list for relaytop's traffic"),
                     if ratio > 1.05 {
                         Role::Warning
                     } else {
                         Role::Muted
                     },
                 ),
-                BillVerdict::OtherTraffic { .. } => {
-                    (" · other traffic shares this key".to_owned(), Role::Warning)
-                }
+                BillVerdict::OtherTraffic { .. } => (
+                    "bill: fell more than relaytop's traffic explains: other traffic shares this key"
+                        .to_owned(),
+                    Role::Warning,
+                ),
             };
-            spans.push(Span::styled(text, theme.fg(role)));
+            detail.push(Span::styled(text, theme.fg(role)));
+        }
+        if detail.len() > 1 {
+            lines.push(Line::from(detail));
         }
         if let Some(e) = &a.last_error {
-            spans.push(Span::styled(
-                format!(" · last error: {}", e.label),
-                theme.fg(Role::Error),
-            ));
+            lines.push(Line::from(vec![
+                muted(app, "  "),
+                Span::styled(
+                    format!("last error: {}: {}", e.label, e.fix),
+                    theme.fg(Role::Error),
+                ),
+            ]));
         }
-        lines.push(Line::from(spans));
     }
     lines
 }

@@ -79,7 +79,7 @@ fn the_cost_pane_shows_which_account_runs_dry_first() {
         "the sooner run-out comes first:\n{text}"
     );
     assert!(text.contains("runs out in 1m"), "{text}");
-    assert!(text.contains("LOW"), "{text}");
+    assert!(text.contains("LOW BALANCE"), "{text}");
     assert!(text.contains("other traffic shares this key"), "{text}");
     insta::assert_snapshot!(terminal.backend());
 }
