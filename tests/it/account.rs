@@ -120,10 +120,15 @@ async fn a_wrong_kind_or_a_bad_key_is_said_not_guessed() {
         ..station("new-api", 10.0, 1.0)
     })
     .await;
-    let reading = read_once(&provider(&server, "new-api")).await;
-    let error = reading.error.expect("refused");
-    assert!(error.contains("401"), "{error}");
-    assert!(!error.contains(TEST_KEY));
+    for kind in ["new-api", "auto"] {
+        let reading = read_once(&provider(&server, kind)).await;
+        let error = reading.error.expect("refused");
+        assert!(
+            error.contains("401") && error.contains("无效的令牌"),
+            "{kind}: {error}"
+        );
+        assert!(!error.contains(TEST_KEY));
+    }
     let litellm = sim(station("litellm", 10.0, 1.0)).await;
     let reading = read_once(&provider(&litellm, "deepseek")).await;
     assert!(reading.error.unwrap().contains("404"));

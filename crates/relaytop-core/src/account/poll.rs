@@ -383,6 +383,9 @@ async fn read_detecting(
     reader: &Reader,
     detect: &mut Detect,
 ) -> Result<(AccountKind, Balance), (AccountKind, String)> {
+    // The most telling miss: a refusal (401, a body in the station's words) says more than
+    // the 404 of a route the station does not serve.
+    let mut telling: Option<(AccountKind, String)> = None;
     loop {
         let Some(kind) = detect.current() else {
             return Err((AccountKind::Auto, "no account API answered".to_owned()));
@@ -393,8 +396,12 @@ async fn read_detecting(
                 return Ok((kind, balance));
             }
             Err(miss) => {
-                if !detect.on_miss(kind, miss.oneapi) {
-                    return Err((kind, miss.why));
+                let more = detect.on_miss(kind, miss.oneapi);
+                if telling.is_none() && !miss.why.contains("answered 404") {
+                    telling = Some((kind, miss.why.clone()));
+                }
+                if !more {
+                    return Err(telling.unwrap_or((kind, miss.why)));
                 }
             }
         }
