@@ -262,7 +262,7 @@ impl SimProfile {
                 drop_rate: 0.032,
                 drop_mode: DropMode::Abrupt,
                 account_kind: Some("openai-billing".into()),
-                account_balance_usd: 4.0,
+                account_balance_usd: 30.0,
                 ..base
             }),
             "holysheep" => Some(SimProfile {
@@ -270,7 +270,7 @@ impl SimProfile {
                 ttft_p99_ms: 320.0,
                 drop_rate: 0.0,
                 account_kind: Some("new-api".into()),
-                account_balance_usd: 25.0,
+                account_balance_usd: 20.0,
                 ..base
             }),
             // An OpenAI-compatible relay for the openai-sse and openai-realtime demos: it
@@ -292,7 +292,7 @@ impl SimProfile {
                 cached_prompt_fraction: 0.25,
                 cache_write_fraction: 0.1,
                 account_kind: Some("new-api".into()),
-                account_balance_usd: 2.0,
+                account_balance_usd: 6.0,
                 bill_multiplier: 1.2,
                 ..base
             }),
