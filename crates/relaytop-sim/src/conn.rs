@@ -60,7 +60,8 @@ pub(crate) async fn serve(mut tcp: TcpStream, connection_number: u64, shared: Ar
         return;
     }
     if head.path == STREAM_PATH && head.wants_websocket {
-        match check_upgrade(&head, &live, true) {
+        let spent = shared.account.spent_answer(&head, &live.profile);
+        match check_upgrade(&head, &live, true).and_then(|key| spent.map_or(Ok(key), Err)) {
             Ok(websocket_key) => {
                 let switching = http::switching_protocols(&websocket_key);
                 if tcp.write_all(switching.as_bytes()).await.is_ok() {
