@@ -181,51 +181,86 @@ async fn low_balance_fires_once_and_a_top_up_clears_it() {
 
 #[tokio::test]
 async fn the_bill_check_catches_a_station_charging_one_and_a_half_times_list() {
-    let server = sim(station("new-api", 50.0, 1.5)).await;
-    let config = config(&server, "auto", ", low_balance = 1.0", 4);
-    let world = relaytop_core::world::World::start(config, &relaytop_sim::Embedded)
-        .await
-        .expect("world");
-    let options = HeadlessOptions {
-        duration: Some(Duration::from_millis(2500)),
-        requests: None,
-        format: OutputFormat::Json,
-    };
-    let mut out = Vec::new();
-    let report = headless::run(&world, &options, &mut out)
-        .await
-        .expect("run");
-    let account = report.accounts.first().expect("an account in the report");
-    assert_eq!(account.kind, "new-api");
-    let bill = account.bill.as_ref().expect("a bill check");
-    let BillVerdict::Charged { ratio } = bill.verdict else {
-        panic!("{bill:?}");
-    };
-    assert!((ratio - 1.5).abs() < 0.1, "{bill:?}");
-    assert!(
-        bill.describe()
-            .contains("list price for what relaytop sent")
-    );
-    assert!(account.spend_per_hour.unwrap() > 0.0);
-    assert!(account.run_out_s.is_some());
-    let text = report.to_text();
-    assert!(text.contains("\nAccounts\n  station (new-api): "), "{text}");
-    assert!(
-        text.contains("× list price for what relaytop sent"),
-        "{text}"
-    );
-    let json: serde_json::Value = serde_json::from_slice(&out).expect("json");
-    assert_eq!(json["accounts"][0]["bill"]["verdict"], "charged");
-    // The report with its accounts is what docs/headless-schema.json says.
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/headless-schema.json");
-    let schema: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(path).expect("schema")).expect("json");
-    let validator = jsonschema::draft202012::new(&schema).expect("a valid schema");
-    let errors: Vec<String> = validator
-        .iter_errors(&json)
-        .map(|e| format!("{e} at {}", e.instance_path()))
-        .collect();
-    assert!(errors.is_empty(), "{errors:#?}");
+    // Every account kind, shown in the headless report and on /metrics.
+    let kinds = [
+        "new-api",
+        "openai-billing",
+        "openrouter",
+        "litellm",
+        "deepseek",
+    ];
+    for (i, kind) in kinds.into_iter().enumerate() {
+        let server = sim(station(kind, 50.0, 1.5)).await;
+        let config = config(&server, "auto", ", low_balance = 1.0", 4);
+        let mut world = relaytop_core::world::World::start(config, &relaytop_sim::Embedded)
+            .await
+            .expect("world");
+        let metrics_url = world
+            .serve_metrics(([127, 0, 0, 1], 0).into())
+            .await
+            .expect("metrics");
+        let options = HeadlessOptions {
+            duration: Some(Duration::from_millis(if i == 0 { 2500 } else { 1500 })),
+            requests: None,
+            format: OutputFormat::Json,
+        };
+        let mut out = Vec::new();
+        let report = headless::run(&world, &options, &mut out)
+            .await
+            .expect("run");
+        let account = report.accounts.first().expect("an account in the report");
+        assert_eq!(account.kind, kind);
+        let bill = account.bill.as_ref().expect("a bill check");
+        let BillVerdict::Charged { ratio } = bill.verdict else {
+            panic!("{kind}: {bill:?}");
+        };
+        assert!((ratio - 1.5).abs() < 0.15, "{kind}: {bill:?}");
+        assert!(
+            bill.describe()
+                .contains("list price for what relaytop sent")
+        );
+        assert!(account.spend_per_hour.unwrap() > 0.0);
+        assert!(account.run_out_s.is_some());
+        let scraped = reqwest::get(&metrics_url)
+            .await
+            .expect("scrape")
+            .text()
+            .await
+            .expect("text");
+        for name in [
+            "relaytop_account_balance{",
+            "relaytop_account_run_out_seconds{",
+            "relaytop_account_bill_ratio{",
+        ] {
+            assert!(
+                scraped
+                    .lines()
+                    .any(|l| l.starts_with(name) && l.contains("provider=\"station\"")),
+                "{kind}: no {name} in\n{scraped}"
+            );
+        }
+        if i > 0 {
+            continue;
+        }
+        let text = report.to_text();
+        assert!(text.contains("\nAccounts\n  station (new-api): "), "{text}");
+        assert!(
+            text.contains("× list price for what relaytop sent"),
+            "{text}"
+        );
+        let json: serde_json::Value = serde_json::from_slice(&out).expect("json");
+        assert_eq!(json["accounts"][0]["bill"]["verdict"], "charged");
+        // The report with its accounts is what docs/headless-schema.json says.
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/headless-schema.json");
+        let schema: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(path).expect("schema")).expect("json");
+        let validator = jsonschema::draft202012::new(&schema).expect("a valid schema");
+        let errors: Vec<String> = validator
+            .iter_errors(&json)
+            .map(|e| format!("{e} at {}", e.instance_path()))
+            .collect();
+        assert!(errors.is_empty(), "{errors:#?}");
+    }
 }
 
 /// One request of `protocol` for `model` against a station answering `error`: the class of
