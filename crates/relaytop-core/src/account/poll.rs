@@ -601,6 +601,31 @@ mod tests {
     }
 
     #[test]
+    fn a_reading_never_holds_the_key() {
+        let key = "sk-SCRUBTHISaccountKEY0123456789";
+        let provider = Provider {
+            name: "station".into(),
+            url: "http://127.0.0.1:9/v1".into(),
+            protocol: Default::default(),
+            auth: Default::default(),
+            api_key: Some(crate::config::secret::Secret::new(key)),
+            api_key_env: Some("STATION_KEY".into()),
+            model: "gpt-4o-mini".into(),
+            simulate: None,
+            billing: Default::default(),
+            requests_per_minute: 60,
+            max_connections: 10,
+            limits: None,
+            account: super::super::AccountConfig::default(),
+        };
+        let echoed = format!("GET /api/usage/token answered 401: invalid token {key}");
+        let reading = reading_of(&provider, Err((AccountKind::NewApi, echoed)));
+        let error = reading.error.expect("an error");
+        assert!(!error.contains(key), "{error}");
+        assert!(error.contains("[REDACTED]"), "{error}");
+    }
+
+    #[test]
     fn the_account_root_drops_the_api_path() {
         assert_eq!(
             account_root("ws://127.0.0.1:9/v1/stream").unwrap(),
