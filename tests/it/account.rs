@@ -542,22 +542,3 @@ async fn a_top_up_resumes_a_session_the_spent_balance_stopped() {
         s.story()
     );
 }
-
-#[tokio::test]
-async fn a_relay_v1_station_with_a_spent_balance_refuses_new_connections() {
-    let server = sim(station("new-api", 0.0, 1.0)).await;
-    let mut s = watch(spec(&server.url(), probe(50), fast_timing()));
-    let stopped = s
-        .wait_for(LONG, |k| {
-            matches!(k, EventKind::State(SessionState::Stopped { .. }))
-        })
-        .await
-        .unwrap_or_else(|| panic!("not stopped: {}", s.story()));
-    let EventKind::State(SessionState::Stopped { reason }) = stopped.kind else {
-        unreachable!()
-    };
-    assert!(
-        reason.contains("403") && reason.contains("用户额度不足"),
-        "{reason}"
-    );
-}

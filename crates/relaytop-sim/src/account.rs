@@ -165,20 +165,6 @@ impl Account {
         Some(http::json_response(200, &headers, &body.to_string()))
     }
 
-    /// A relay/v1 upgrade on a spent account: refused with 403 in new-api's words (a station
-    /// refuses new connections once the balance is gone; open ones finish what they do).
-    pub(crate) fn spent_answer(&self, head: &RequestHead, profile: &SimProfile) -> Option<String> {
-        let spent = profile.account_kind.is_some() && self.ledger().balance_usd() <= 0.0;
-        spent.then(|| {
-            let plain = SimProfile {
-                relay_error: Some("balance".into()),
-                no_channel_models: Vec::new(),
-                ..profile.clone()
-            };
-            self.relay_error(&plain, head, "")
-        })?
-    }
-
     /// The relay error this request gets, as a whole HTTP answer: the profile's
     /// `relay_error`, a model in `no_channel_models`, or a spent balance.
     pub(crate) fn relay_error(

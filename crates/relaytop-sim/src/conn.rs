@@ -60,8 +60,7 @@ pub(crate) async fn serve(mut tcp: TcpStream, connection_number: u64, shared: Ar
         return;
     }
     if head.path == STREAM_PATH && head.wants_websocket {
-        let spent = shared.account.spent_answer(&head, &live.profile);
-        match check_upgrade(&head, &live, true).and_then(|key| spent.map_or(Ok(key), Err)) {
+        match check_upgrade(&head, &live, true) {
             Ok(websocket_key) => {
                 let switching = http::switching_protocols(&websocket_key);
                 if tcp.write_all(switching.as_bytes()).await.is_ok() {
