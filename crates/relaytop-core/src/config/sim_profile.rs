@@ -292,7 +292,7 @@ impl SimProfile {
                 cached_prompt_fraction: 0.25,
                 cache_write_fraction: 0.1,
                 account_kind: Some("new-api".into()),
-                account_balance_usd: 6.0,
+                account_balance_usd: 20.0,
                 bill_multiplier: 1.2,
                 ..base
             }),
