@@ -53,6 +53,10 @@ pub struct RequestRow {
     pub stall_ms: Option<f64>,
     /// Output tokens relaytop counted in the answer text, when it counted them.
     pub text_tokens: Option<u64>,
+    /// A failed request's class as the relay explained it (`account::ErrorClass::slug`).
+    pub error_class: Option<String>,
+    /// The relay's request id of a failed request, to quote to the station's support.
+    pub relay_request_id: Option<String>,
 }
 
 /// How rows are written.
@@ -63,7 +67,7 @@ pub enum ExportFormat {
 }
 
 /// The CSV columns, in order.
-pub const CSV_COLUMNS: [&str; 19] = [
+pub const CSV_COLUMNS: [&str; 21] = [
     "session",
     "provider",
     "model",
@@ -83,6 +87,8 @@ pub const CSV_COLUMNS: [&str; 19] = [
     "output_tps",
     "stall_ms",
     "text_tokens",
+    "error_class",
+    "relay_request_id",
 ];
 
 struct Open {
@@ -134,8 +140,13 @@ pub fn for_each_row(
             output_tps: None,
             stall_ms: None,
             text_tokens: None,
+            error_class: None,
+            relay_request_id: None,
         }
     };
+    // A failed request's row waits for the relay's explanation (`RelayError`, reported right
+    // after the failure) until the session's next request.
+    let mut failed: HashMap<SessionId, RequestRow> = HashMap::new();
     while let Some(SessionEvent {
         session,
         at_us,
@@ -144,6 +155,10 @@ pub fn for_each_row(
     {
         match kind {
             EventKind::RequestSent { request, model, .. } => {
+                if let Some(r) = failed.remove(&session) {
+                    each(r)?;
+                    rows += 1;
+                }
                 // A request still open here was abandoned without a word (a session closed
                 // mid-response): it ends unfinished.
                 let stale: Vec<RequestId> = open
@@ -253,11 +268,30 @@ pub fn for_each_row(
                 }
                 .into();
                 r.detail = format!("{}: {reason}", kind.label());
-                each(r)?;
-                rows += 1;
+                if let Some(earlier) = failed.insert(session, r) {
+                    each(earlier)?;
+                    rows += 1;
+                }
+            }
+            EventKind::RelayError(error) => {
+                let explained = failed
+                    .get(&session)
+                    .is_some_and(|r| error.request == Some(r.request));
+                if let Some(mut r) = explained.then(|| failed.remove(&session)).flatten() {
+                    r.error_class = Some(error.class.slug().to_owned());
+                    r.relay_request_id = error.relay_request_id.clone();
+                    each(r)?;
+                    rows += 1;
+                }
             }
             _ => {}
         }
+    }
+    let mut waiting: Vec<RequestRow> = failed.into_values().collect();
+    waiting.sort_by(|a, b| a.start_s.total_cmp(&b.start_s));
+    for r in waiting {
+        each(r)?;
+        rows += 1;
     }
     let mut rest: Vec<((SessionId, RequestId), Open)> = open.into_iter().collect();
     rest.sort_by_key(|(_, o)| o.sent_us);
@@ -330,6 +364,8 @@ pub fn csv_record(r: &RequestRow) -> String {
         opt_f(r.output_tps, 3),
         opt_f(r.stall_ms, 3),
         opt_u(r.text_tokens),
+        csv_field(r.error_class.as_deref().unwrap_or_default()),
+        csv_field(r.relay_request_id.as_deref().unwrap_or_default()),
     ];
     let mut line = fields.join(",");
     line.push('\n');

@@ -76,6 +76,8 @@ pub async fn run_with_status(
     let canary = run.canary();
     let mut metrics = Metrics::new(infos.clone(), world.config.pricing().into())
         .with_slos(world.config.slo.clone());
+    let mut accounts =
+        relaytop_core::account::Accounts::new(infos.clone(), world.config.pricing().into());
     let total_sessions = infos.len();
     let mut ended = vec![false; total_sessions];
     let mut ended_count = 0usize;
@@ -98,9 +100,12 @@ pub async fn run_with_status(
 
     let handle_event = |event: &SessionEvent,
                         metrics: &mut Metrics,
+                        accounts: &mut relaytop_core::account::Accounts,
                         out: &mut (dyn Write + Send)|
      -> anyhow::Result<()> {
         metrics.apply(event);
+        // The warnings are in the summary's accounts (and the ndjson lines' account events).
+        let _alerts = accounts.apply(event);
         if options.format == OutputFormat::Ndjson {
             let info = &infos[event.session as usize];
             let line = EventLine {
@@ -133,7 +138,7 @@ pub async fn run_with_status(
                     for event in &batch {
                         folded += 1;
                         run.observe(event);
-                        handle_event(event, &mut metrics, out)?;
+                        handle_event(event, &mut metrics, &mut accounts, out)?;
                         let id = event.session as usize;
                         match &event.kind {
                             EventKind::State(state) if id < total_sessions => {
@@ -203,7 +208,7 @@ pub async fn run_with_status(
     // What was taken with the last batch but not folded yet still happened during the run.
     for event in rest.drain(..) {
         run.observe(&event);
-        handle_event(&event, &mut metrics, out)?;
+        handle_event(&event, &mut metrics, &mut accounts, out)?;
     }
 
     let duration = clock.now();
@@ -224,7 +229,7 @@ pub async fn run_with_status(
     let finished = run
         .finish(events, ending, |event| {
             if written.is_ok() {
-                written = handle_event(event, &mut metrics, out);
+                written = handle_event(event, &mut metrics, &mut accounts, out);
             }
         })
         .await?;
@@ -240,6 +245,7 @@ pub async fn run_with_status(
     );
     report.canary = finished.canary;
     report.alerts = alerts;
+    report.accounts = accounts.summaries();
     match options.format {
         OutputFormat::Text => write!(out, "{}", report.to_text())?,
         OutputFormat::Json => writeln!(out, "{}", report.to_json_pretty())?,

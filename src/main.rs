@@ -714,6 +714,19 @@ async fn run_sim(args: SimArgs) -> anyhow::Result<ExitCode> {
         Some(p) => p,
         None => SimProfile::from_toml_file(std::path::Path::new(&args.profile))?,
     };
+    let account = profile.account_kind.clone().map(|kind| {
+        let routes = match kind.as_str() {
+            "new-api" => "/api/usage/token, /v1/dashboard/billing/subscription and /usage",
+            "openai-billing" => "/v1/dashboard/billing/subscription and /usage",
+            "openrouter" => "/api/v1/key and /api/v1/credits",
+            "litellm" => "/key/info",
+            _ => "/user/balance",
+        };
+        format!(
+            "; account: {kind} ({routes}), ${:.2}, billed {}× list price",
+            profile.account_balance_usd, profile.bill_multiplier
+        )
+    });
     let server = SimServer::start(args.listen, profile)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.listen))?;
@@ -723,11 +736,12 @@ async fn run_sim(args: SimArgs) -> anyhow::Result<ExitCode> {
     eprintln!(
         "relaytop sim: {} on {url} (profile {}); this port serves every format: \
          {root}/v1 (chat completions, Messages, Responses), {root} (Gemini), \
-         {} (relay/v1), {} (Realtime); keys sk-…, sk-ant-…, AIza… or hs_live_…; Ctrl-C to stop",
+         {} (relay/v1), {} (Realtime); keys sk-…, sk-ant-…, AIza… or hs_live_…{}; Ctrl-C to stop",
         protocol.label(),
         args.profile,
         server.url(),
         server.realtime_url(),
+        account.unwrap_or_default(),
     );
     tokio::signal::ctrl_c().await?;
     server.stop().await;

@@ -61,7 +61,13 @@ pub async fn run(
         replay.seek_to(now(), relaytop_core::session::event::micros(start));
     }
     let infos = replay.sessions().to_vec();
-    let write_event = |event: &SessionEvent, out: &mut (dyn Write + Send)| {
+    // The recorded account readings, folded as the live run did (its thresholds are in them).
+    let mut accounts =
+        relaytop_core::account::Accounts::new(infos.clone(), replay.metrics().pricing().clone());
+    let write_event = |event: &SessionEvent,
+                       accounts: &mut relaytop_core::account::Accounts,
+                       out: &mut (dyn Write + Send)| {
+        let _alerts = accounts.apply(event);
         if options.format != OutputFormat::Ndjson {
             return Ok::<(), anyhow::Error>(());
         }
@@ -81,14 +87,14 @@ pub async fn run(
 
     if options.speed == Speed::AsFastAsPossible {
         while let Some(event) = replay.next_event() {
-            write_event(&event, out)?;
+            write_event(&event, &mut accounts, out)?;
         }
     } else {
         let ctrl_c = tokio::signal::ctrl_c();
         tokio::pin!(ctrl_c);
         loop {
             while let Some(event) = replay.poll(now()) {
-                write_event(&event, out)?;
+                write_event(&event, &mut accounts, out)?;
             }
             out.flush()?;
             let Some(wake) = replay.next_wake(now()) else {
@@ -102,7 +108,8 @@ pub async fn run(
         }
     }
 
-    let report = Report::build(replay.metrics(), replay.run_info());
+    let mut report = Report::build(replay.metrics(), replay.run_info());
+    report.accounts = accounts.summaries();
     match options.format {
         OutputFormat::Text => write!(out, "{}", report.to_text())?,
         OutputFormat::Json => writeln!(out, "{}", report.to_json_pretty())?,

@@ -18,6 +18,7 @@ mod support;
 mod tapped;
 
 mod alerts;
+mod account;
 mod anthropic_messages_format;
 mod bench_smoke;
 mod canary;

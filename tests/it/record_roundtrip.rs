@@ -285,7 +285,7 @@ async fn a_replayed_run_reports_what_the_live_run_reported() {
     let mut lines = csv.lines();
     assert_eq!(
         lines.next().unwrap(),
-        "session,provider,model,request,start,start_s,ttft_ms,total_ms,tokens_in,tokens_out,estimated,cost_usd,outcome,detail,answer_ms,tpot_ms,output_tps,stall_ms,text_tokens"
+        "session,provider,model,request,start,start_s,ttft_ms,total_ms,tokens_in,tokens_out,estimated,cost_usd,outcome,detail,answer_ms,tpot_ms,output_tps,stall_ms,text_tokens,error_class,relay_request_id"
     );
     assert_eq!(lines.clone().count(), rows.len());
     let first = lines.next().unwrap();

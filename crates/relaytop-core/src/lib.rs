@@ -5,6 +5,7 @@
 //! holds that line), so headless runs, benchmarks and tests drive it without a screen.
 
 pub mod alert;
+pub mod account;
 pub mod canary;
 pub mod config;
 pub mod cost;

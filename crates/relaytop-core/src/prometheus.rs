@@ -121,6 +121,154 @@ struct AlertLabels {
     scope: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AccountLabels {
+    provider: String,
+    /// The station's unit: `USD`, `CNY`…
+    currency: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ClassLabels {
+    provider: String,
+    /// `crate::account::ErrorClass::slug`.
+    class: String,
+}
+
+type FloatGauge = Gauge<f64, AtomicU64>;
+
+/// The account families (`crate::account`), fed by `Account`, `Done` and `RelayError`.
+struct AccountFamilies {
+    fold: Mutex<crate::account::Accounts>,
+    balance: Family<AccountLabels, FloatGauge>,
+    balance_usd: Family<AccountLabels, FloatGauge>,
+    spend_per_hour: Family<AccountLabels, FloatGauge>,
+    run_out: Family<AccountLabels, FloatGauge>,
+    bill_ratio: Family<AccountLabels, FloatGauge>,
+    low_balance: Family<AccountLabels, Gauge>,
+    run_out_warning: Family<AccountLabels, Gauge>,
+    relay_errors: Family<ClassLabels, Counter>,
+}
+
+impl AccountFamilies {
+    fn new(sessions: &[SessionInfo], pricing: Pricing, r: &mut Registry) -> Self {
+        let a = Self {
+            fold: Mutex::new(crate::account::Accounts::new(sessions.to_vec(), pricing)),
+            balance: Family::default(),
+            balance_usd: Family::default(),
+            spend_per_hour: Family::default(),
+            run_out: Family::default(),
+            bill_ratio: Family::default(),
+            low_balance: Family::default(),
+            run_out_warning: Family::default(),
+            relay_errors: Family::default(),
+        };
+        r.register(
+            "account_balance",
+            "The relay account's balance, in the station's unit (label currency)",
+            a.balance.clone(),
+        );
+        r.register(
+            "account_balance_usd",
+            "The relay account's balance in list-price US dollars (the provider's billing settings)",
+            a.balance_usd.clone(),
+        );
+        r.register(
+            "account_spend_per_hour",
+            "The balance's decrease per hour over the window, in the station's unit",
+            a.spend_per_hour.clone(),
+        );
+        r.register_with_unit(
+            "account_run_out",
+            "Projected time until the balance runs out at the spend rate (absent when nothing is spent)",
+            Unit::Seconds,
+            a.run_out.clone(),
+        );
+        r.register(
+            "account_bill_ratio",
+            "The balance's decrease over relaytop's own traffic at list price (1 = list price)",
+            a.bill_ratio.clone(),
+        );
+        r.register(
+            "account_low_balance",
+            "1 while the balance is below the configured low_balance",
+            a.low_balance.clone(),
+        );
+        r.register(
+            "account_run_out_warning",
+            "1 while the balance runs out within run_out_warning_h",
+            a.run_out_warning.clone(),
+        );
+        r.register(
+            "relay_errors",
+            "Failed requests by the relay's error class",
+            a.relay_errors.clone(),
+        );
+        a
+    }
+
+    fn observe(&self, event: &SessionEvent) {
+        if !matches!(
+            event.kind,
+            EventKind::Account(_) | EventKind::RelayError(_) | EventKind::Done { .. }
+        ) {
+            return;
+        }
+        let mut fold = self.fold.lock().unwrap_or_else(PoisonError::into_inner);
+        fold.apply(event);
+        let provider = match &event.kind {
+            EventKind::Account(_) => match fold.provider_of(event.session) {
+                Some(provider) => provider.to_owned(),
+                None => return,
+            },
+            EventKind::RelayError(error) => {
+                if let Some(provider) = fold.provider_of(event.session) {
+                    self.relay_errors
+                        .get_or_create(&ClassLabels {
+                            provider: provider.to_owned(),
+                            class: error.class.slug().to_owned(),
+                        })
+                        .inc();
+                }
+                return;
+            }
+            _ => return,
+        };
+        let Some(book) = fold.get(&provider) else {
+            return;
+        };
+        let s = book.summary();
+        let labels = AccountLabels {
+            provider: s.provider.clone(),
+            currency: s.currency.clone(),
+        };
+        let set = |family: &Family<AccountLabels, FloatGauge>, value: Option<f64>| match value {
+            Some(v) if v.is_finite() => {
+                family.get_or_create(&labels).set(v);
+            }
+            _ => {
+                family.remove(&labels);
+            }
+        };
+        set(&self.balance, s.balance);
+        set(&self.balance_usd, s.balance_usd);
+        set(&self.spend_per_hour, s.spend_per_hour);
+        set(&self.run_out, s.run_out_s.map(|s| s as f64));
+        let ratio = s.bill.as_ref().and_then(|b| match b.verdict {
+            crate::account::BillVerdict::Charged { ratio }
+            | crate::account::BillVerdict::OtherTraffic { ratio } => Some(ratio),
+            crate::account::BillVerdict::Waiting => None,
+        });
+        set(&self.bill_ratio, ratio);
+        self.low_balance
+            .get_or_create(&labels)
+            .set(i64::from(s.low_balance_warning));
+        self.run_out_warning
+            .get_or_create(&labels)
+            .set(i64::from(s.run_out_warning));
+    }
+}
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 /// The ratio between neighbouring bucket bounds: `histogram_quantile` interpolates inside one
@@ -195,6 +343,7 @@ pub struct Exporter {
     ratelimit_remaining: Family<LimitLabels, Gauge>,
     ratelimit_limit: Family<LimitLabels, Gauge>,
     alert_state: Family<AlertLabels, Gauge>,
+    accounts: AccountFamilies,
 }
 
 impl std::fmt::Debug for Exporter {
@@ -209,6 +358,7 @@ impl Exporter {
         let mut registry = Registry::with_prefix("relaytop");
         let hist = || HistogramFamily::new_with_constructor(latency_histogram as fn() -> _);
         let fine = || HistogramFamily::new_with_constructor(token_histogram as fn() -> _);
+        let accounts = AccountFamilies::new(sessions, pricing.clone(), &mut registry);
         let e = Self {
             registry: Registry::default(),
             pricing,
@@ -243,6 +393,7 @@ impl Exporter {
             ratelimit_remaining: Family::default(),
             ratelimit_limit: Family::default(),
             alert_state: Family::default(),
+            accounts,
         };
         let r = &mut registry;
         r.register(
@@ -447,6 +598,11 @@ impl Exporter {
                 .get_or_create(&direction_labels(&labels, direction));
         }
         self.set_state(&labels, "connecting");
+        self.accounts
+            .fold
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .add_session(info.clone());
         let mut sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
         let slot = info.id as usize;
         if sessions.len() <= slot {
@@ -476,6 +632,7 @@ impl Exporter {
 
     /// Folds one event. Events of sessions it does not know are ignored.
     pub fn observe(&self, event: &SessionEvent) {
+        self.accounts.observe(event);
         let mut sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
         let Some(Some(known)) = sessions.get_mut(event.session as usize) else {
             return;
@@ -672,7 +829,9 @@ impl Exporter {
             | EventKind::RateLimited { .. }
             | EventKind::UnknownFrame { .. }
             | EventKind::Transcript { .. }
-            | EventKind::Marker { .. } => {}
+            | EventKind::Marker { .. }
+            | EventKind::Account(_)
+            | EventKind::RelayError(_) => {}
         }
     }
 
@@ -959,6 +1118,16 @@ mod tests {
                 tokens_remaining: None,
                 tokens_reset_ms: None,
             },
+            EventKind::Account(Box::new(crate::account::AccountReading::new(
+                crate::account::AccountKind::NewApi,
+                crate::account::parse::Balance {
+                    currency: "USD".into(),
+                    remaining: Some(3.0),
+                    ..Default::default()
+                },
+                1.0,
+                &crate::account::AccountConfig::default(),
+            ))),
         ] {
             e.observe(&ev(0, kind));
         }

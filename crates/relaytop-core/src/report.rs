@@ -54,6 +54,9 @@ pub struct Report {
     /// The alerts, when the configuration has rules.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub alerts: Option<crate::alert::AlertsView>,
+    /// The relay accounts read during the run (`crate::account`), soonest run-out first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub accounts: Vec<crate::account::AccountSummary>,
 }
 
 /// The run: when, how long, from what, ended by what.
@@ -475,6 +478,7 @@ impl Report {
             sessions,
             canary: None,
             alerts: None,
+            accounts: Vec::new(),
         }
     }
 
@@ -737,6 +741,12 @@ impl Report {
         for s in &self.sessions {
             if let Some(reason) = &s.state_reason {
                 let _ = writeln!(out, "  {} stopped: {reason}", s.name);
+            }
+        }
+        if !self.accounts.is_empty() {
+            out.push_str("\nAccounts\n");
+            for a in &self.accounts {
+                let _ = writeln!(out, "  {}", crate::account::book::describe(a));
             }
         }
         if let Some(canary) = &self.canary {

@@ -107,6 +107,8 @@ pub struct Run<'w> {
     alerting: Option<Alerting>,
     /// Each started session's timing, by id.
     timings: Vec<Timing>,
+    /// The account pollers (`crate::account::poll`), one per provider with an account.
+    accounts: crate::account::poll::Pollers,
 }
 
 impl std::fmt::Debug for Run<'_> {
@@ -175,6 +177,22 @@ impl<'w> Run<'w> {
             _ => None,
         };
         let alerting = Alerting::start(&world.config.alerts, &world.config.slo, supervisor.infos());
+        // Each account is read on behalf of its provider's first session (its recording).
+        let accounts = crate::account::poll::spawn_all(
+            &world.config.providers,
+            |provider| {
+                let info = supervisor
+                    .infos()
+                    .iter()
+                    .find(|info| info.provider == provider)?;
+                Some(crate::account::poll::Target {
+                    session: info.id,
+                    tap: supervisor.tap(info.id),
+                })
+            },
+            clock,
+            &supervisor.event_sender(),
+        );
         Ok((
             Run {
                 world,
@@ -185,6 +203,7 @@ impl<'w> Run<'w> {
                 canary,
                 alerting,
                 timings,
+                accounts,
             },
             events,
         ))
@@ -282,8 +301,11 @@ impl<'w> Run<'w> {
             recorder,
             canary,
             alerting,
+            mut accounts,
             ..
         } = self;
+        // No reading after the run's end.
+        accounts.stop();
         if let Some(alerting) = &alerting {
             // The last alerts said get a moment to be delivered.
             alerting.flush(ALERT_GRACE).await;

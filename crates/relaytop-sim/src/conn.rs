@@ -76,11 +76,19 @@ pub(crate) async fn serve(mut tcp: TcpStream, connection_number: u64, shared: Ar
         }
         return;
     }
-    http::respond_and_close(tcp, &plain_http_answer(&head, &live.profile)).await;
+    let answer = plain_http_answer(&head, &live.profile, &shared);
+    http::respond_and_close(tcp, &answer).await;
 }
 
 /// The answer to a request that is neither a WebSocket upgrade nor a chat completion.
-pub(super) fn plain_http_answer(head: &RequestHead, profile: &SimProfile) -> String {
+pub(super) fn plain_http_answer(
+    head: &RequestHead,
+    profile: &SimProfile,
+    shared: &Shared,
+) -> String {
+    if let Some(answer) = shared.account.answer(head, profile) {
+        return answer;
+    }
     let path = head.path.as_str();
     match (head.method.as_str(), path) {
         ("GET", MODELS_PATH | GEMINI_MODELS_PATH) => {

@@ -25,6 +25,7 @@
 //! # }
 //! ```
 
+mod account;
 mod anthropic_messages;
 mod audio;
 mod conn;
@@ -37,6 +38,7 @@ mod relay_v1;
 mod server;
 mod stream;
 
+pub use account::Ledger;
 pub use server::{Embedded, MODELS_PATH, SimServer, SimStats};
 
 pub use audio::{WavInfo, parse_wav, tone_wav, transcript_text};

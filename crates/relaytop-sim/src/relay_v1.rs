@@ -70,6 +70,8 @@ enum Flow {
 struct Completion {
     /// The profile as it was when the request came.
     profile: Arc<SimProfile>,
+    /// The model asked for (the account charges its price).
+    model: String,
     id: Option<String>,
     /// An upstream error is sent instead of the first chunk.
     fails: bool,
@@ -96,6 +98,15 @@ impl Completion {
             .and_then(|interval| interval.checked_mul(index))
             .and_then(|offset| self.first_due.checked_add(offset))
             .unwrap_or(self.first_due)
+    }
+
+    /// The tokens `done` reports, as relaytop counts them.
+    fn tokens(&self) -> relaytop_core::session::Tokens {
+        relaytop_core::session::Tokens {
+            input: self.prompt_tokens,
+            output: u64::from(self.sent),
+            ..Default::default()
+        }
     }
 
     fn done_frame(&self, finish_reason: &str) -> String {
@@ -289,11 +300,15 @@ impl Connection {
     async fn on_frame(&mut self, frame: &str) -> Flow {
         match ClientFrame::parse(frame) {
             Ok(ClientFrame::ChatCompletion {
+                model,
                 messages,
                 max_tokens,
                 id,
                 ..
-            }) => self.start_completion(&messages, max_tokens, id).await,
+            }) => {
+                self.start_completion(model, &messages, max_tokens, id)
+                    .await
+            }
             Ok(ClientFrame::Ping) => {
                 if !self.profile.answer_pings {
                     return Flow::Continue;
@@ -352,6 +367,7 @@ impl Connection {
 
     async fn start_completion(
         &mut self,
+        model: String,
         messages: &[ChatMessage],
         max_tokens: Option<u32>,
         id: Option<String>,
@@ -390,6 +406,7 @@ impl Connection {
         });
         let first_due = received + profile.time_to_first_token().sample(rng);
         self.completion = Some(Completion {
+            model,
             id,
             fails,
             total,
@@ -466,6 +483,7 @@ impl Connection {
             }
             if c.sent >= c.total {
                 let frame = c.done_frame(c.finish_reason);
+                shared.account.charge(&c.profile, &c.model, &c.tokens());
                 *completion = None;
                 bump(&shared.stats.responses_completed);
                 if ws.feed(text(frame)).await.is_err() {
@@ -525,6 +543,9 @@ impl Connection {
         let Some(completion) = self.completion.take() else {
             return Flow::Continue;
         };
+        self.shared
+            .account
+            .charge(&completion.profile, &completion.model, &completion.tokens());
         bump(&self.shared.stats.responses_completed);
         self.send(completion.done_frame("cancelled")).await
     }

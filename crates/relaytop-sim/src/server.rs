@@ -96,6 +96,8 @@ impl LiveProfile {
 pub(crate) struct Shared {
     pub(crate) live: RwLock<Arc<LiveProfile>>,
     pub(crate) stats: Counters,
+    /// The station's account ledger (`account`).
+    pub(crate) account: crate::account::Account,
 }
 
 impl Shared {
@@ -147,6 +149,7 @@ impl SimServer {
         let listener = socket.listen(LISTEN_BACKLOG)?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
+            account: crate::account::Account::new(&profile),
             live: RwLock::new(Arc::new(LiveProfile::new(profile))),
             stats: Counters::default(),
         });
@@ -219,6 +222,16 @@ impl SimServer {
             .live
             .write()
             .unwrap_or_else(PoisonError::into_inner) = live;
+    }
+
+    /// The account's ledger: granted, charged, balance (US dollars).
+    pub fn ledger(&self) -> crate::account::Ledger {
+        self.shared.account.ledger()
+    }
+
+    /// Adds `usd` to the account's balance (a top-up).
+    pub fn top_up(&self, usd: f64) {
+        self.shared.account.top_up(usd);
     }
 
     /// What it has done so far.

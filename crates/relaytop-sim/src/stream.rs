@@ -85,6 +85,20 @@ pub(crate) struct Usage {
     pub cost_usd: Option<f64>,
 }
 
+impl Usage {
+    /// The figures as relaytop counts them (cache reads and writes inside the prompt).
+    pub(crate) fn tokens(&self) -> relaytop_core::session::Tokens {
+        relaytop_core::session::Tokens {
+            input: self.prompt_tokens,
+            output: self.completion_tokens,
+            cached_input: self.cached_tokens,
+            cache_write_input: self.cache_write_tokens,
+            reasoning_output: self.reasoning_tokens,
+            estimated: false,
+        }
+    }
+}
+
 /// Why the response ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Finish {
@@ -198,7 +212,7 @@ pub(crate) async fn serve(
     loop {
         let live = shared.live_profile();
         let Some(shape) = shape_for(&head) else {
-            let answer = super::conn::plain_http_answer(&head, &live.profile);
+            let answer = super::conn::plain_http_answer(&head, &live.profile, &shared);
             http::respond_and_close(tcp, &answer).await;
             return;
         };
@@ -375,6 +389,9 @@ async fn respond(
             });
         }
     };
+    if let Some(answer) = shared.account.relay_error(&profile, head, &asked.model) {
+        return Answer::Close(answer);
+    }
     if chance(rng, profile.rate_limit_rate) {
         return refuse(Refusal {
             status: 429,
@@ -452,14 +469,18 @@ async fn respond(
         if tcp.write_all(response.as_bytes()).await.is_err() {
             return Answer::Gone;
         }
+        shared
+            .account
+            .charge(&profile, &reply.model, &reply.usage.tokens());
         bump(&shared.stats.responses_completed);
         return Answer::KeepAlive;
     }
 
     let head_out = format!(
         "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream; charset=utf-8\r\n\
-         Cache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n{}\r\n",
-        shape.stream_headers(&reply, n, prompt_tokens + u64::from(total))
+         Cache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n{}{}\r\n",
+        shape.stream_headers(&reply, n, prompt_tokens + u64::from(total)),
+        shared.account.request_id_header(&profile)
     );
     let mut events = Vec::new();
     shape.opening(&mut reply, &mut events);
@@ -529,6 +550,9 @@ async fn respond(
                 bump(&shared.stats.responses_dropped);
                 return Answer::Gone;
             }
+            shared
+                .account
+                .charge(&profile, &reply.model, &reply.usage.tokens());
             bump(&shared.stats.responses_completed);
             return Answer::KeepAlive;
         }

@@ -217,6 +217,14 @@ pub fn describe(kind: &EventKind) -> Option<(Category, String)> {
             format!("unknown frame type `{frame_type}`"),
         ),
         EventKind::Marker { label } => (Category::Note, label.clone()),
+        EventKind::RelayError(e) => {
+            let mut text = format!("relay: {}", e.class.label());
+            if let Some(id) = &e.relay_request_id {
+                text.push_str(&format!(" (request id {id})"));
+            }
+            text.push_str(&format!(": {}", e.class.fix()));
+            (Category::Failed, text)
+        }
         // Text, requests, pongs, other states and whatever else sessions report: not logged.
         _ => return None,
     })

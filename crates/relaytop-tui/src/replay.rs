@@ -105,6 +105,7 @@ impl FoldState for Data {
             sessions: self.sessions.clone(),
             log: self.log.clone(),
             model_costs: self.model_costs.clone(),
+            accounts: self.accounts.clone(),
         })
     }
 

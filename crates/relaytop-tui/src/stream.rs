@@ -345,6 +345,19 @@ impl StreamRing {
                 format!("unknown frame type `{frame_type}`"),
             ),
             EventKind::Marker { label } => (LineKind::Notice, 0, label.clone()),
+            // The relay's explanation of a failed request: its class, its fix, and the
+            // request id to quote to the station's support.
+            EventKind::RelayError(error) => {
+                let mut text = format!("relay: {}", error.class.label());
+                if let Some(model) = &error.model {
+                    text.push_str(&format!(" ({model})"));
+                }
+                if let Some(id) = &error.relay_request_id {
+                    text.push_str(&format!(" · request id {id}"));
+                }
+                text.push_str(&format!(" · {}", error.class.fix()));
+                (LineKind::Failed, error.request.unwrap_or(0), text)
+            }
             EventKind::State(SessionState::Stopped { reason }) => {
                 (LineKind::Failed, 0, format!("stopped · {reason}"))
             }

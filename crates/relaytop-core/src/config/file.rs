@@ -115,6 +115,8 @@ pub struct ProviderConfig {
     pub requests_per_minute: Option<u32>,
     /// Connections the relay allows at once (default 10).
     pub max_connections: Option<u32>,
+    /// `[providers.account]`: the relay account to read (absent: none is read).
+    pub account: Option<crate::account::AccountConfig>,
 }
 
 /// One session, or `count` alike.
@@ -183,6 +185,8 @@ pub struct Provider {
     pub max_connections: u32,
     /// The limits all its sessions share, once the world has started (`World::start`).
     pub limits: Option<crate::session::ratelimit::ProviderLimits>,
+    /// The relay account to read (`kind = "none"` when the file has no `[providers.account]`).
+    pub account: crate::account::AccountConfig,
 }
 
 /// A checked configuration.
@@ -425,6 +429,13 @@ pub fn parse(
         p.billing
             .validate()
             .map_err(|e| at(p.name.span(), format!("provider `{name}`: billing: {e}")))?;
+        let account = p
+            .account
+            .clone()
+            .unwrap_or_else(crate::account::AccountConfig::off);
+        account
+            .validate()
+            .map_err(|e| at(p.name.span(), format!("provider `{name}`: {e}")))?;
         providers.push(Provider {
             name: name.to_owned(),
             url,
@@ -456,6 +467,7 @@ pub fn parse(
                 None => crate::session::ratelimit::DEFAULT_MAX_CONNECTIONS,
             },
             limits: None,
+            account,
         });
     }
 

@@ -167,7 +167,44 @@ pub struct SimProfile {
     /// anthropic-messages: the share of each prompt's tokens reported as written to the cache
     /// (`cache_creation_input_tokens`).
     pub cache_write_fraction: f64,
+    /// The account API served beside the streams (`openai-billing`, `new-api`, `openrouter`,
+    /// `litellm`, `deepseek`); absent = no account routes. one-api kinds answer with an
+    /// `X-Oneapi-Request-Id` header.
+    pub account_kind: Option<String>,
+    /// The account's starting balance in US dollars; it goes down as responses complete.
+    pub account_balance_usd: f64,
+    /// What the station charges per list-price dollar of the tokens it serves (1.5: a station
+    /// charging 1.5× list price).
+    pub bill_multiplier: f64,
+    /// HTTP streaming formats: answer every request with this relay error
+    /// (`invalid_key`, `expired_key`, `key_quota`, `balance`, `no_channel`, `saturated`,
+    /// `overloaded`, `upstream`), in new-api's words; absent = serve. A spent account
+    /// balance answers `balance` by itself.
+    pub relay_error: Option<String>,
+    /// HTTP streaming formats: models no channel serves (503 `model_not_found`, 无可用渠道).
+    pub no_channel_models: Vec<String>,
 }
+
+/// The relay errors `SimProfile::relay_error` knows.
+pub const RELAY_ERRORS: [&str; 8] = [
+    "invalid_key",
+    "expired_key",
+    "key_quota",
+    "balance",
+    "no_channel",
+    "saturated",
+    "overloaded",
+    "upstream",
+];
+
+/// The account kinds `SimProfile::account_kind` knows.
+pub const ACCOUNT_KINDS: [&str; 5] = [
+    "openai-billing",
+    "new-api",
+    "openrouter",
+    "litellm",
+    "deepseek",
+];
 
 impl Default for SimProfile {
     fn default() -> Self {
@@ -197,6 +234,11 @@ impl Default for SimProfile {
             stall_rate: 0.0,
             usage_cost_per_mtok: None,
             cached_prompt_fraction: 0.0,
+            account_kind: None,
+            account_balance_usd: 10.0,
+            bill_multiplier: 1.0,
+            relay_error: None,
+            no_channel_models: Vec::new(),
         }
     }
 }
@@ -212,17 +254,23 @@ impl SimProfile {
         let base = SimProfile::default();
         match name {
             "default" => Some(base),
+            // Each station of the default world has an account of its own kind, balance and
+            // burn, so the first screen shows which runs dry first.
             "legacy" => Some(SimProfile {
                 ttft_p50_ms: 420.0,
                 ttft_p99_ms: 890.0,
                 drop_rate: 0.032,
                 drop_mode: DropMode::Abrupt,
+                account_kind: Some("openai-billing".into()),
+                account_balance_usd: 30.0,
                 ..base
             }),
             "holysheep" => Some(SimProfile {
                 ttft_p50_ms: 180.0,
                 ttft_p99_ms: 320.0,
                 drop_rate: 0.0,
+                account_kind: Some("new-api".into()),
+                account_balance_usd: 20.0,
                 ..base
             }),
             // An OpenAI-compatible relay for the openai-sse and openai-realtime demos: it
@@ -243,6 +291,9 @@ impl SimProfile {
                 thinking_tokens: 6,
                 cached_prompt_fraction: 0.25,
                 cache_write_fraction: 0.1,
+                account_kind: Some("new-api".into()),
+                account_balance_usd: 20.0,
+                bill_multiplier: 1.2,
                 ..base
             }),
             _ => None,
@@ -329,6 +380,30 @@ impl SimProfile {
                     "reject_upgrades.retry_after: a header value may not hold control characters"
                         .to_owned(),
                 );
+            }
+        }
+        if let Some(kind) = &self.account_kind
+            && !ACCOUNT_KINDS.contains(&kind.as_str())
+        {
+            return Err(format!(
+                "account_kind = {kind:?}: must be one of {}",
+                ACCOUNT_KINDS.join(", ")
+            ));
+        }
+        if let Some(error) = &self.relay_error
+            && !RELAY_ERRORS.contains(&error.as_str())
+        {
+            return Err(format!(
+                "relay_error = {error:?}: must be one of {}",
+                RELAY_ERRORS.join(", ")
+            ));
+        }
+        for (name, value) in [
+            ("account_balance_usd", self.account_balance_usd),
+            ("bill_multiplier", self.bill_multiplier),
+        ] {
+            if !(value.is_finite() && value >= 0.0) {
+                return Err(format!("{name} = {value}: must be a number >= 0"));
             }
         }
         if let Some(keys) = &self.accepted_keys

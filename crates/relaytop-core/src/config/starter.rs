@@ -207,6 +207,17 @@ pub fn to_toml(watches: &[Watch], probes: u32, interval_s: f64, commented: bool)
         let _ = writeln!(out, "requests_per_minute = 60\nmax_connections = 10\n");
         c(
             &mut out,
+            "The relay account: balance, burn rate, run-out time and the bill check\n\
+             (docs/ACCOUNTS.md). Uncomment to read it (kind: auto, new-api, openai-billing,\n\
+             openrouter, litellm, deepseek; low_balance in the balance's own unit).\n\
+             [providers.account]\n\
+             kind = \"auto\"\n\
+             poll_s = 60\n\
+             low_balance = 5.0\n\
+             run_out_warning_h = 24\n",
+        );
+        c(
+            &mut out,
             "Probes: how many sessions, seconds between prompts, reply length.",
         );
         let _ = writeln!(out, "[[sessions]]");

@@ -316,7 +316,11 @@ impl Counts {
             }
         }
         match kind {
-            EventKind::State(_) | EventKind::Marker { .. } | EventKind::RateLimitStatus { .. } => {}
+            EventKind::State(_)
+            | EventKind::Marker { .. }
+            | EventKind::RateLimitStatus { .. }
+            | EventKind::Account(_)
+            | EventKind::RelayError(_) => {}
             EventKind::Connected { .. } => {
                 inc(&mut self.connects);
                 if seen.reconnect {

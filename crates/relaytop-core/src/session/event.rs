@@ -316,6 +316,12 @@ pub enum EventKind {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         tokens_reset_ms: Option<u64>,
     },
+    /// A reading of the provider's account (`crate::account`), reported on behalf of the
+    /// provider's first session so that its recording holds it.
+    Account(Box<crate::account::AccountReading>),
+    /// A failed request as the relay explained it: its error class and the relay's request
+    /// id (`crate::account::errors`), after the `RequestFailed` or `Error` it explains.
+    RelayError(Box<crate::account::RelayError>),
 }
 
 impl EventKind {
@@ -366,6 +372,16 @@ impl EventKind {
             EventKind::UnknownFrame { frame_type } => text(frame_type, key),
             EventKind::Transcript { text: said, .. } => text(said, key),
             EventKind::Marker { label } => text(label, key),
+            EventKind::Account(reading) => {
+                if let Some(error) = &mut reading.error {
+                    text(error, key);
+                }
+            }
+            EventKind::RelayError(error) => {
+                if let Some(id) = &mut error.relay_request_id {
+                    text(id, key);
+                }
+            }
             EventKind::State(_)
             | EventKind::Connected { .. }
             | EventKind::FirstToken { .. }

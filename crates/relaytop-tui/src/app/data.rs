@@ -90,11 +90,18 @@ pub struct Data {
     pub log: EventLog,
     /// Spend by provider and model, in the order first seen.
     pub model_costs: Vec<ModelCost>,
+    /// The relay accounts (balance, run-out, warnings, bill check), by provider.
+    pub accounts: relaytop_core::account::Accounts,
 }
 
 impl Data {
     pub fn new(sessions: &[SessionSetup], pricing: Pricing) -> Data {
-        let metrics = Metrics::new(sessions.iter().map(|s| s.info.clone()).collect(), pricing);
+        let infos: Vec<SessionInfo> = sessions.iter().map(|s| s.info.clone()).collect();
+        let mut accounts = relaytop_core::account::Accounts::new(Vec::new(), pricing.clone());
+        for info in &infos {
+            accounts.add_session(info.clone());
+        }
+        let metrics = Metrics::new(infos, pricing);
         let mut views: Vec<SessionView> = sessions
             .iter()
             .map(|s| SessionView {
@@ -136,6 +143,7 @@ impl Data {
             sessions: views,
             log: EventLog::default(),
             model_costs: Vec::new(),
+            accounts,
         }
     }
 
@@ -157,6 +165,25 @@ impl Data {
 
     pub fn apply(&mut self, event: &SessionEvent) {
         self.metrics.apply(event);
+        // Warnings are the cost pane's marks, and a line in the log when they fire or clear.
+        for (provider, alert) in self.accounts.apply(event) {
+            let currency = match &event.kind {
+                EventKind::Account(reading) => reading.currency.as_str(),
+                _ => "",
+            };
+            let name = self
+                .metrics
+                .session(event.session)
+                .map(|s| s.info().name.clone())
+                .unwrap_or_default();
+            self.log.push(
+                event.at_us,
+                event.session,
+                &name,
+                crate::log::Category::Note,
+                alert.describe(&provider, currency),
+            );
+        }
         let Some(stats) = self.metrics.session(event.session) else {
             return;
         };

@@ -14,6 +14,144 @@ use crate::format;
 use crate::theme::Role;
 use relaytop_core::metrics::ProviderStats;
 
+/// The accounts in a few words for the pane's bottom edge, soonest run-out first, as many as
+/// fit in `width`: ` legacy 3.968 USD · out in 20m  newapi 1.994 USD · out in 58m `.
+fn accounts_title<'a>(app: &App, width: u16) -> Option<Line<'a>> {
+    let theme = app.theme();
+    let summaries = app.shown().accounts.summaries();
+    if summaries.is_empty() {
+        return None;
+    }
+    let mut spans = vec![muted(app, " accounts:")];
+    let mut used = 10usize;
+    for a in summaries {
+        let balance = match (a.unlimited, a.balance, &a.error) {
+            (_, _, Some(_)) => "not read".to_owned(),
+            (true, _, _) => "unlimited".to_owned(),
+            (false, Some(b), _) => format::money(b, &a.currency, false),
+            (false, None, _) => continue,
+        };
+        let out = a.run_out_s.map(|s| {
+            format!(
+                " · out in {}",
+                format::duration_short(s.saturating_mul(1_000_000))
+            )
+        });
+        let len = a.provider.chars().count()
+            + balance.chars().count()
+            + out.as_ref().map_or(0, |o| o.chars().count())
+            + 3;
+        if used + len > usize::from(width) {
+            break;
+        }
+        used += len;
+        let warn = a.low_balance_warning || a.run_out_warning;
+        spans.push(Span::raw("  "));
+        spans.push(Span::styled(a.provider.clone(), theme.fg(Role::Title)));
+        spans.push(Span::raw(" "));
+        let role = if a.low_balance_warning {
+            Role::CostWarning
+        } else {
+            Role::Cost
+        };
+        spans.push(Span::styled(balance, theme.fg(role)));
+        if let Some(out) = out {
+            let role = if warn { Role::CostWarning } else { Role::Muted };
+            spans.push(Span::styled(out, theme.fg(role)));
+        }
+    }
+    spans.push(Span::raw(" "));
+    Some(Line::from(spans))
+}
+
+/// One line per relay account, soonest run-out first: `legacy $3.42 left · $12.10/h · runs
+/// out in 16m · charged 1.00× list`, its warnings marked.
+fn account_lines<'a>(app: &App) -> Vec<Line<'a>> {
+    use relaytop_core::account::BillVerdict;
+    let theme = app.theme();
+    let data = app.shown();
+    let mut lines = Vec::new();
+    for a in data.accounts.summaries() {
+        let mut spans = vec![Span::styled(a.provider.clone(), theme.fg(Role::Title))];
+        if let Some(error) = &a.error {
+            spans.push(muted(app, format!(" account not read: {error}")));
+            lines.push(Line::from(spans));
+            continue;
+        }
+        let balance = if a.unlimited {
+            " unlimited".to_owned()
+        } else {
+            a.balance.map_or_else(String::new, |b| {
+                format!(" {} left", format::money(b, &a.currency, false))
+            })
+        };
+        let balance_role = if a.low_balance_warning {
+            Role::CostWarning
+        } else {
+            Role::Cost
+        };
+        spans.push(Span::styled(balance, theme.fg(balance_role)));
+        if let Some(rate) = a.spend_per_hour {
+            spans.push(muted(
+                app,
+                format!(" · {}/h", format::money(rate, &a.currency, false)),
+            ));
+        }
+        if let Some(s) = a.run_out_s {
+            let role = if a.run_out_warning {
+                Role::CostWarning
+            } else {
+                Role::Foreground
+            };
+            spans.push(Span::styled(
+                format!(
+                    " · runs out in {}",
+                    format::duration_short(s.saturating_mul(1_000_000))
+                ),
+                theme.fg(role),
+            ));
+        }
+        if a.low_balance_warning {
+            spans.push(Span::styled(" · LOW BALANCE", theme.fg(Role::CostWarning)));
+        }
+        lines.push(Line::from(spans));
+        // The bill check and the last relay error, each on a line of its own under it.
+        let mut detail = vec![muted(app, "  ")];
+        if let Some(bill) = &a.bill {
+            let (text, role) = match bill.verdict {
+                BillVerdict::Waiting => ("bill: waiting for traffic".to_owned(), Role::Muted),
+                BillVerdict::Charged { ratio } => (
+                    format!("bill: charged {ratio:.2}× list for relaytop's traffic"),
+                    if ratio > 1.05 {
+                        Role::Warning
+                    } else {
+                        Role::Muted
+                    },
+                ),
+                BillVerdict::OtherTraffic { .. } => (
+                    "bill: fell more than relaytop's traffic explains: other traffic shares this key"
+                        .to_owned(),
+                    Role::Warning,
+                ),
+            };
+            detail.push(Span::styled(text, theme.fg(role)));
+        }
+        if detail.len() > 1 {
+            lines.push(Line::from(detail));
+        }
+        if let Some(e) = &a.last_error {
+            lines.push(Line::from(vec![
+                muted(app, "  "),
+                Span::styled(
+                    format!("last error: {}: {}", e.label, e.fix),
+                    theme.fg(Role::Error),
+                ),
+            ]));
+        }
+    }
+    lines
+}
+
 fn right<'a>(text: String, style: ratatui::style::Style) -> Cell<'a> {
     Cell::from(Line::styled(text, style).right_aligned())
 }
@@ -44,7 +182,11 @@ pub fn render(frame: &mut Frame, area: Rect, chrome: Chrome, app: &App) {
         app,
         format!(" per hour at the last {} ", window_name(window)),
     ));
-    let block = chrome.block(app, details, Some(right_title));
+    let mut block = chrome.block(app, details, Some(right_title));
+    // Which relay runs dry first, on the frame: seen even when the table fills the pane.
+    if let Some(line) = accounts_title(app, area.width.saturating_sub(4)) {
+        block = block.title_bottom(line);
+    }
     let inner = block.inner(area);
     frame.render_widget(block, area);
     if inner.height == 0 || inner.width < 20 {
@@ -230,8 +372,9 @@ pub fn render(frame: &mut Frame, area: Rect, chrome: Chrome, app: &App) {
         table_area,
     );
 
-    // Notes under the table, as room allows.
-    let mut notes: Vec<Line> = Vec::new();
+    // Notes under the table, as room allows: the accounts first (which relay runs dry
+    // first), then the notes on the figures.
+    let mut notes: Vec<Line> = account_lines(app);
     let fees: Vec<String> = data
         .metrics
         .providers()

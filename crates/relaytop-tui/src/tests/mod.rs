@@ -3,6 +3,7 @@
 //! and 200x50); key and mouse handling; the README's key list against the key table.
 
 mod alerts;
+mod accounts;
 mod canary;
 mod fixture;
 mod key_table;

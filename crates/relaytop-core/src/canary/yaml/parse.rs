@@ -223,6 +223,7 @@ pub fn parse(
             requests_per_minute: p.requests_per_minute.unwrap_or(DEFAULT_REQUESTS_PER_MINUTE),
             max_connections: p.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS),
             limits: None,
+            account: crate::account::AccountConfig::off(),
         });
     }
     if entries.iter().all(|(_, p)| p.model.is_none()) {

@@ -60,6 +60,72 @@ struct PendingRetry {
     due: Duration,
 }
 
+/// A non-2xx answer to a request, as `http_failure` takes it.
+struct Failed<'a> {
+    request: RequestId,
+    status: u16,
+    headers: &'a HeaderMap,
+    body: &'a [u8],
+    model: &'a str,
+}
+
+/// The relay's explanation of a failed answer (`EventKind::RelayError`), and the action its
+/// class asks for in place of the codec's: `Stop` for a spent balance or key quota, `Fail`
+/// (no retry, the session goes on) for a model no channel serves.
+fn relay_error(
+    request: RequestId,
+    status: u16,
+    headers: &HeaderMap,
+    body: &[u8],
+    model: &str,
+    action: Action,
+) -> (EventKind, Action) {
+    use crate::account::{ErrorClass, RelayError, errors};
+    let class = errors::classify(status, body);
+    let action = match class {
+        ErrorClass::KeyQuotaUsedUp | ErrorClass::BalanceTooLow => Action::Stop,
+        ErrorClass::NoChannel => Action::Fail,
+        _ => action,
+    };
+    let event = EventKind::RelayError(Box::new(RelayError {
+        request: Some(request),
+        class,
+        status: Some(status),
+        relay_request_id: errors::request_id(headers, body),
+        model: (!model.is_empty()).then(|| model.to_owned()),
+    }));
+    (event, action)
+}
+
+/// The relay's explanation of an error event mid-stream, and whether it ends the session
+/// (the codec's word, or a spent balance or key quota).
+fn stream_relay_error(
+    request: RequestId,
+    kind: ErrorKind,
+    message: &str,
+    relay_request_id: Option<&str>,
+    model: &str,
+    fatal: bool,
+) -> (EventKind, bool) {
+    use crate::account::{ErrorClass, RelayError, errors};
+    let class = errors::classify_message(kind, message);
+    let fatal = fatal
+        || matches!(
+            class,
+            ErrorClass::KeyQuotaUsedUp | ErrorClass::BalanceTooLow
+        );
+    let event = EventKind::RelayError(Box::new(RelayError {
+        request: Some(request),
+        class,
+        status: None,
+        relay_request_id: relay_request_id
+            .map(str::to_owned)
+            .or_else(|| errors::request_id_in_text(message)),
+        model: (!model.is_empty()).then(|| model.to_owned()),
+    }));
+    (event, fatal)
+}
+
 /// One session's HTTP streams: the codec, the pooled client and the retry waiting.
 struct HttpStreamTransport<C> {
     codec: C,
@@ -282,6 +348,21 @@ impl<C: HttpStreamCodec> HttpStreamTransport<C> {
             action,
             message,
         } = self.codec.classify(status, &headers, &body, true);
+        // The relay's words on the refused check: its class and request id (the model has
+        // not been asked for yet, so a missing channel is not the check's to say).
+        let class = crate::account::errors::classify(status, &body);
+        if !matches!(action, Action::Fail) && class != crate::account::ErrorClass::NoChannel {
+            core.emit(
+                now,
+                EventKind::RelayError(Box::new(crate::account::RelayError {
+                    request: None,
+                    class,
+                    status: Some(status),
+                    relay_request_id: crate::account::errors::request_id(&headers, &body),
+                    model: None,
+                })),
+            );
+        }
         let retry_after = retry_after_from_headers(&headers, SystemTime::now());
         Err(match action {
             Action::Stop => core.connect_failed(now, kind, message, false, None),
@@ -397,8 +478,18 @@ impl<C: HttpStreamCodec> HttpStreamTransport<C> {
         if !response.status().is_success() {
             let headers = response.headers().clone();
             let body = read_bounded(response).await;
-            return self.http_failure(core, request, status, &headers, &body, outgoing, retries);
+            let failed = Failed {
+                request,
+                status,
+                headers: &headers,
+                body: &body,
+                model: &model,
+            };
+            return self.http_failure(core, failed, outgoing, retries);
         }
+
+        // The relay's request id, for an error the stream may still bring.
+        let relay_request_id = crate::account::errors::request_id(response.headers(), b"");
 
         // The stream. Until the decoder sees an event, the body's first bytes are kept: a 200
         // whose body is no event stream at all is the relay's protocol error, not a drop.
@@ -459,6 +550,17 @@ impl<C: HttpStreamCodec> HttpStreamTransport<C> {
                         }
                         SseInbound::ResponseFailed { kind, message, fatal } => {
                             core.workload.on_failed();
+                            // A mid-stream error in the relay's words (Anthropic's
+                            // `overloaded_error`, a spent quota): its class and request id.
+                            let (relay_error, fatal) = stream_relay_error(
+                                request,
+                                kind,
+                                &message,
+                                relay_request_id.as_deref(),
+                                &model,
+                                fatal,
+                            );
+                            core.emit(now, relay_error);
                             core.set_state(now, SessionState::Open);
                             if fatal {
                                 return Exchange::End(End::Fatal(message));
@@ -551,23 +653,30 @@ impl<C: HttpStreamCodec> HttpStreamTransport<C> {
     }
 
     /// A non-2xx answer to a request.
-    #[allow(clippy::too_many_arguments)]
     fn http_failure(
         &mut self,
         core: &mut Core,
-        request: RequestId,
-        status: u16,
-        headers: &HeaderMap,
-        body: &[u8],
+        failed: Failed<'_>,
         outgoing: Outgoing,
         retries: u32,
     ) -> Exchange {
+        let Failed {
+            request,
+            status,
+            headers,
+            body,
+            model,
+        } = failed;
         let now = core.clock.now();
         let HttpFailure {
             kind,
             action,
             message,
         } = self.codec.classify(status, headers, body, false);
+        // The relay's own words decide what its error reaches: a spent balance or key quota
+        // stops the session (re-checked slowly), a missing channel fails only this model's
+        // request.
+        let (relay_error, action) = relay_error(request, status, headers, body, model, action);
         let server_says = retry_after_from_headers(headers, SystemTime::now());
         let will_retry = action == Action::Retry && retries < MAX_RETRIES;
         let jitter = rand::Rng::random::<f64>(&mut core.rng);
@@ -585,6 +694,7 @@ impl<C: HttpStreamCodec> HttpStreamTransport<C> {
                 retry_after_ms: (action == Action::Retry).then(|| micros(delay) / 1000),
             },
         );
+        core.emit(now, relay_error);
         core.set_state(now, SessionState::Open);
         tracing::debug!(session = %core.spec.info.name, request, status, ?action, "request failed");
         match action {
