@@ -17,8 +17,8 @@ mod support;
 #[path = "../support/tapped.rs"]
 mod tapped;
 
-mod alerts;
 mod account;
+mod alerts;
 mod anthropic_messages_format;
 mod bench_smoke;
 mod canary;

@@ -2,9 +2,8 @@
 //! that reads `Metrics` (and the alerts' own tallies) for the alerts.
 //!
 //! Adding a figure: a variant, its name in `Figure::NAMES` and `parse`, its unit, and a line
-//! in `read`. Names whose figures relaytop does not measure yet (cut streams, balance, run-out
-//! time) are accepted in the config and read as no data with a note saying so, so rules over
-//! them can be written now and start working when the figure lands.
+//! in `read`. The account figures (balance, run-out time) come from the account readings the
+//! tallies keep.
 
 use serde::Serialize;
 
@@ -170,15 +169,6 @@ impl Figure {
     /// Whether the figure is read from the alerts' own tallies.
     pub fn needs_tally(self) -> bool {
         matches!(self, Figure::HeartbeatsMissed | Figure::Goodput)
-    }
-
-    /// Why a figure has no value yet, when relaytop does not measure it.
-    pub fn not_measured(self) -> Option<&'static str> {
-        match self {
-            Figure::Balance => Some("the account balance is not read yet (the account issue)"),
-            Figure::RunOutHours => Some("the run-out time is not computed yet (the account issue)"),
-            _ => None,
-        }
     }
 }
 
@@ -355,8 +345,8 @@ pub fn read(
     window: Window,
     now_us: u64,
 ) -> Reading {
-    if let Some(note) = figure.not_measured() {
-        return Reading::NoData(note);
+    if matches!(figure, Figure::Balance | Figure::RunOutHours) {
+        return account_figure(figure, tallies, scope, metrics);
     }
     if figure.needs_tally() {
         let t = tallies.over(scope, window_us(window), now_us);
@@ -470,4 +460,44 @@ pub fn read(
         }
         _ => Reading::NoData(NO_SAMPLES),
     }
+}
+
+/// The balance (in the station's unit) or the hours to run-out of the accounts in `scope`:
+/// a provider's own, or the lowest over every provider (the one that runs dry first).
+fn account_figure(
+    figure: Figure,
+    tallies: &Tallies,
+    scope: &ScopeKey,
+    metrics: &Metrics,
+) -> Reading {
+    const NOT_READ: &str = "no account read (set [providers.account])";
+    let value = |book: &crate::account::AccountBook| match figure {
+        Figure::Balance => book.balance(),
+        _ => book.run_out_s().map(|s| s as f64 / 3600.0),
+    };
+    let books: Vec<&crate::account::AccountBook> = match scope {
+        ScopeKey::Provider(p) => tallies.account(p).into_iter().collect(),
+        ScopeKey::All => tallies.accounts().collect(),
+        // A model or a session spends its provider's account.
+        _ => metrics
+            .sessions()
+            .filter(|s| scope.holds(s.info()))
+            .filter_map(|s| tallies.account(&s.info().provider))
+            .collect(),
+    };
+    if books.is_empty() {
+        return Reading::NoData(NOT_READ);
+    }
+    books
+        .into_iter()
+        .filter_map(value)
+        .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.min(v))))
+        .map_or(
+            Reading::NoData(if figure == Figure::Balance {
+                "the account has no balance (unlimited, or not read yet)"
+            } else {
+                "nothing spent yet: no run-out to project"
+            }),
+            Reading::Value,
+        )
 }

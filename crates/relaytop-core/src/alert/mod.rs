@@ -182,6 +182,7 @@ impl Alerting {
             crate::session::EventKind::Done { .. }
                 | crate::session::EventKind::RequestFailed { .. }
                 | crate::session::EventKind::HeartbeatMissed { .. }
+                | crate::session::EventKind::Account(_)
         ) {
             return;
         }

@@ -91,6 +91,8 @@ pub struct Tallies {
     /// rule asks).
     kinds: Vec<ScopeKind>,
     series: BTreeMap<ScopeKey, Series>,
+    /// Each provider's relay account, from its readings (balance and run-out alerts).
+    accounts: BTreeMap<String, crate::account::AccountBook>,
 }
 
 impl Tallies {
@@ -102,11 +104,29 @@ impl Tallies {
             slos,
             kinds,
             series: BTreeMap::new(),
+            accounts: BTreeMap::new(),
         }
+    }
+
+    /// The relay account of `provider`, when it was read.
+    pub fn account(&self, provider: &str) -> Option<&crate::account::AccountBook> {
+        self.accounts.get(provider)
+    }
+
+    /// Every relay account read.
+    pub fn accounts(&self) -> impl Iterator<Item = &crate::account::AccountBook> {
+        self.accounts.values()
     }
 
     /// Counts one event of the session `info`.
     pub fn observe(&mut self, event: &SessionEvent, info: &SessionInfo) {
+        if let EventKind::Account(reading) = &event.kind {
+            self.accounts
+                .entry(info.provider.clone())
+                .or_insert_with(|| crate::account::AccountBook::new(&info.provider))
+                .on_reading(event.at_us, (**reading).clone());
+            return;
+        }
         let slo = self.slos.of(&info.provider);
         let t = match &event.kind {
             EventKind::Done {

@@ -324,21 +324,48 @@ fn a_burn_that_stops_resolves_once_the_short_window_is_clean() {
 }
 
 #[test]
-fn figures_not_measured_yet_parse_and_read_no_data() {
+fn a_balance_rule_reads_the_account_and_resolves_after_a_top_up() {
     let mut w = World::new(
         r#"
 [[alerts]]
 name = "low balance"
 figure = "balance"
 below = 5
+resolve_at = 10
 scope = "provider:legacy"
 "#,
         "",
     );
+    // No account read yet: no data, never pending.
     w.apply(&request(0, S, 1, 100 * MS));
     assert!(w.tick(2 * S).is_empty());
-    // Never pending, never firing: no data.
     assert!(w.engine.active().is_empty());
+    let reading = |balance: f64| {
+        EventKind::Account(Box::new(crate::account::AccountReading {
+            kind: crate::account::AccountKind::NewApi,
+            currency: "USD".into(),
+            balance: Some(balance),
+            granted: None,
+            used: None,
+            unlimited: false,
+            usd_per_unit: 1.0,
+            error: None,
+            low_balance: None,
+            run_out_warning_s: None,
+            window_s: None,
+        }))
+    };
+    w.apply(&[ev(0, 3 * S, reading(20.0))]);
+    assert!(w.tick(4 * S).is_empty(), "20 is plenty");
+    w.apply(&[ev(0, 5 * S, reading(3.0))]);
+    let fired = w.tick(6 * S);
+    assert_eq!(fired.len(), 1, "{fired:?}");
+    assert_eq!(fired[0].1, Transition::Fired);
+    // A top-up above the resolve threshold resolves it.
+    w.apply(&[ev(0, 7 * S, reading(50.0))]);
+    let resolved = w.tick(8 * S);
+    assert_eq!(resolved.len(), 1, "{resolved:?}");
+    assert_eq!(resolved[0].1, Transition::Resolved);
 }
 
 #[test]
