@@ -1093,8 +1093,49 @@ mod tests {
     #[test]
     fn the_grafana_dashboard_queries_metrics_that_exist() {
         let e = Exporter::new(&[info(0, Protocol::RelayV1)], Pricing::new());
+        let done = |request: RequestId, cut: Option<&str>| EventKind::Done {
+            request,
+            model: "gpt-4.1".into(),
+            ttft_us: Some(100),
+            answer_us: None,
+            total_us: 900,
+            tokens: Tokens {
+                input: 3,
+                output: 4,
+                ..Tokens::default()
+            },
+            reported_cost_usd: None,
+            finish_reason: Some("stop".into()),
+            chunks: 2,
+            bytes: 8,
+            cut: cut.map(str::to_owned),
+            text_tokens: Some(4),
+        };
         for kind in [
+            EventKind::State(SessionState::Connecting { attempt: 1 }),
+            EventKind::Error {
+                kind: ErrorKind::Auth,
+                message: "upgrade answered 401".into(),
+                retryable: false,
+                retry_after_ms: None,
+            },
+            EventKind::State(SessionState::Open),
             EventKind::Pong { rtt_us: 900 },
+            EventKind::RequestSent {
+                request: 2,
+                model: "gpt-4.1".into(),
+                prompt_tokens_estimate: 3,
+            },
+            EventKind::Chunk {
+                request: 2,
+                text: "Hell".into(),
+            },
+            EventKind::Chunk {
+                request: 2,
+                text: "o!!!".into(),
+            },
+            done(2, None),
+            done(3, Some("no finish_reason")),
             EventKind::FirstToken {
                 request: 1,
                 ttft_us: 1,
