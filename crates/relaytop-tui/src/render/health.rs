@@ -126,21 +126,29 @@ fn sparkline<'a>(
         .collect()
 }
 
-/// The mean connection time between two drops: `1 drop per 2.1 conn-h`.
-fn between_drops(rates: &Rates) -> Option<String> {
-    let hours = rates.connection_hours_per_drop?;
-    let between = if hours >= 1.0 {
-        format!("{hours:.1} conn-h")
+/// Completed responses a second: `0.4`, `15`.
+fn resp_per_sec(x: f64) -> String {
+    if x < 10.0 {
+        format!("{x:.1}")
     } else {
-        format!("{:.0} conn-min", (hours * 60.0).max(1.0))
-    };
-    Some(format!("1 drop per {between}"))
+        format!("{x:.0}")
+    }
 }
 
-/// What people who serve models read, for one provider: output speed, inter-token
-/// latency, the longest stall and the share of requests within the objective; then where a
-/// response's time goes, by the means (waiting for the first token, then generating, as a
-/// two-part bar) and the mean connection time between drops.
+/// The goodput's colour: a warning below the provider's objective.
+fn good_style(app: &App, p: &ProviderStats, rates: &Rates) -> ratatui::style::Style {
+    let theme = app.theme();
+    let finished = rates.responses + rates.cut + rates.failed;
+    if finished > 0 && rates.good_rate < app.shown().metrics.slos().of(p.name()).objective {
+        theme.fg(Role::Warning)
+    } else {
+        theme.fg(Role::Connected)
+    }
+}
+
+/// What people who serve models read, for one provider: output speed (the median and the
+/// slow p99), inter-token latency p99 and the longest stall; then the drops as people can
+/// compare them: per 100 responses, and the mean connection time between two.
 fn serving_lines<'a>(
     app: &App,
     p: &ProviderStats,
@@ -148,111 +156,81 @@ fn serving_lines<'a>(
     window: Window,
     now: u64,
 ) -> [Line<'a>; 2] {
-    let of = Of {
-        app,
-        p,
-        rates,
-        window,
-        now,
-    };
-    [speed_line(&of), time_line(&of)]
-}
-
-/// One provider's figures over one window, for its lines.
-struct Of<'b> {
-    app: &'b App,
-    p: &'b ProviderStats,
-    rates: &'b Rates,
-    window: Window,
-    now: u64,
-}
-
-fn speed_line<'a>(of: &Of) -> Line<'a> {
-    let Of {
-        app,
-        p,
-        rates,
-        window,
-        now,
-    } = *of;
     let theme = app.theme();
+    let label = |text: &str| {
+        Span::styled(
+            format!(" {:<w$}", text, w = LABEL - 1),
+            theme.fg(Role::Muted),
+        )
+    };
     let tpot = p.latency(LatencyMetric::TimePerOutputToken, window, now);
     let itl = p.latency(LatencyMetric::InterTokenLatency, window, now);
     let stall = p.latency(LatencyMetric::LongestStall, window, now);
-    let label = Span::styled(
-        format!(" {:<w$}", "speed", w = LABEL - 1),
-        theme.fg(Role::Muted),
-    );
-    if tpot.count == 0 && itl.count == 0 {
-        return Line::from(vec![label, muted(app, "no streamed responses yet")]);
+    let speed = if tpot.count == 0 && itl.count == 0 {
+        Line::from(vec![
+            label("speed"),
+            muted(app, "no streamed responses yet"),
+        ])
+    } else {
+        let tps = |us: u64| format!("{:.0}", tokens_per_second(us));
+        Line::from(vec![
+            label("speed"),
+            Span::styled(
+                format!("{} tok/s", tps(tpot.p50)),
+                theme.fg(Role::Foreground).add_modifier(Modifier::BOLD),
+            ),
+            muted(app, format!(" (p99 {})", tps(tpot.p99))),
+            muted(app, " · itl p99 "),
+            Span::styled(format::latency(itl.p99), theme.fg(Role::Foreground)),
+            muted(app, " · stall "),
+            Span::styled(
+                format::latency(stall.max),
+                if stall.max >= STALL_WARN_US {
+                    theme.fg(Role::Warning)
+                } else {
+                    theme.fg(Role::Foreground)
+                },
+            ),
+        ])
+    };
+    let mut drops = vec![label("drops")];
+    if rates.drops == 0 {
+        drops.push(muted(app, "none"));
+    } else {
+        drops.push(Span::styled(
+            format!("{:.1} per 100 responses", rates.drops_per_100_responses),
+            theme.fg(Role::Warning),
+        ));
+        if let Some(hours) = rates.connection_hours_per_drop {
+            let between = if hours >= 1.0 {
+                format!("{hours:.1} conn-h")
+            } else {
+                format!("{:.0} conn-min", (hours * 60.0).max(1.0))
+            };
+            drops.push(muted(app, format!(" · 1 per {between}")));
+        }
     }
-    let speed = |us: u64| format!("{:.0}", tokens_per_second(us));
-    let finished = rates.responses + rates.cut + rates.failed;
-    vec![
-        label,
-        Span::styled(
-            format!("{} tok/s", speed(tpot.p50)),
-            theme.fg(Role::Foreground).add_modifier(Modifier::BOLD),
-        ),
-        muted(app, format!(" (p99 {})", speed(tpot.p99))),
-        muted(app, " · itl p99 "),
-        Span::styled(format::latency(itl.p99), theme.fg(Role::Foreground)),
-        muted(app, " · stall "),
-        Span::styled(
-            format::latency(stall.max),
-            if stall.max >= STALL_WARN_US {
-                theme.fg(Role::Warning)
-            } else {
-                theme.fg(Role::Foreground)
-            },
-        ),
-        muted(app, " · good "),
-        Span::styled(
-            format::percent(rates.good_rate),
-            if finished > 0 && rates.good_rate < app.shown().metrics.slos().of(p.name()).objective {
-                theme.fg(Role::Warning)
-            } else {
-                theme.fg(Role::Connected)
-            },
-        ),
-    ]
-    .into()
+    [speed, Line::from(drops)]
 }
 
-fn time_line<'a>(of: &Of) -> Line<'a> {
-    let (app, p, rates, window, now) = (of.app, of.p, of.rates, of.window, of.now);
-    let [ttft, e2e] = [LatencyMetric::TimeToFirstToken, LatencyMetric::ResponseTime]
-        .map(|m| p.latency(m, window, now));
+/// Where a response's time goes, by the means: to the first token, then generating, as a
+/// two-part bar after the time-to-first-token figures.
+fn generation_spans<'a>(app: &App, p: &ProviderStats, window: Window, now: u64) -> Vec<Span<'a>> {
     let theme = app.theme();
-    let mut spans = vec![Span::styled(
-        format!(" {:<w$}", "time", w = LABEL - 1),
-        theme.fg(Role::Muted),
-    )];
-    if e2e.mean > 0 {
-        let first = ttft.mean.min(e2e.mean);
-        let width = 10usize;
-        let head = (((first as f64 / e2e.mean as f64) * width as f64).round() as usize).min(width);
-        spans.push(Span::styled("▆".repeat(head), theme.fg(Role::TtftLine)));
-        spans.push(Span::styled(
-            "▆".repeat(width - head),
-            theme.fg(Role::RttLine),
-        ));
-        spans.push(muted(
-            app,
-            format!(
-                " {} to first token, {} generating",
-                format::latency(first),
-                format::latency(e2e.mean - first)
-            ),
-        ));
-    } else {
-        spans.push(muted(app, "no responses yet"));
+    let ttft = p.latency(LatencyMetric::TimeToFirstToken, window, now);
+    let e2e = p.latency(LatencyMetric::ResponseTime, window, now);
+    if e2e.mean == 0 {
+        return Vec::new();
     }
-    if let Some(between) = between_drops(rates) {
-        spans.push(muted(app, " · "));
-        spans.push(Span::styled(between, theme.fg(Role::Warning)));
-    }
-    Line::from(spans)
+    let first = ttft.mean.min(e2e.mean);
+    let width = 6usize;
+    let head = (((first as f64 / e2e.mean as f64) * width as f64).round() as usize).min(width);
+    vec![
+        muted(app, " "),
+        Span::styled("▆".repeat(head), theme.fg(Role::TtftLine)),
+        Span::styled("▆".repeat(width - head), theme.fg(Role::RttLine)),
+        muted(app, format!(" gen {}", format::latency(e2e.mean - first))),
+    ]
 }
 
 /// A stall this long is marked (in the Health pane and the stream pane).
@@ -349,11 +327,6 @@ pub fn render(frame: &mut Frame, area: Rect, chrome: Chrome, app: &App) {
         } else {
             theme.fg(Role::Muted)
         };
-        let drop_style = if rates.drops > 0 {
-            theme.fg(Role::Warning)
-        } else {
-            theme.fg(Role::Muted)
-        };
         let up_role = if p.connections_up() < p.sessions() {
             Role::Warning
         } else {
@@ -371,7 +344,7 @@ pub fn render(frame: &mut Frame, area: Rect, chrome: Chrome, app: &App) {
             ),
             muted(
                 app,
-                format!(" · {:.1} resp/s · errors ", rates.responses_per_sec),
+                format!(" · {} resp/s · err ", resp_per_sec(rates.responses_per_sec)),
             ),
             Span::styled(format::percent(rates.error_rate), error_style),
             muted(app, " · cut "),
@@ -383,15 +356,8 @@ pub fn render(frame: &mut Frame, area: Rect, chrome: Chrome, app: &App) {
                     theme.fg(Role::Muted)
                 },
             ),
-            muted(app, " · drops "),
-            Span::styled(
-                if rates.drops == 0 {
-                    "0".to_string()
-                } else {
-                    format!("{:.1}/100", rates.drops_per_100_responses)
-                },
-                drop_style,
-            ),
+            muted(app, " · good "),
+            Span::styled(format::percent(rates.good_rate), good_style(app, p, &rates)),
         ]));
         lines.extend(serving_lines(app, p, &rates, window, now));
         let metrics = [
@@ -420,6 +386,9 @@ pub fn render(frame: &mut Frame, area: Rect, chrome: Chrome, app: &App) {
             ];
             if missed > 0 {
                 figures.push(Span::styled(format!(" · {missed} missed"), late));
+            }
+            if metric == LatencyMetric::TimeToFirstToken {
+                figures.extend(generation_spans(app, p, window, now));
             }
             lines.push(Line::from(figures));
             for spans in sparkline(
