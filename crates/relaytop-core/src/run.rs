@@ -126,6 +126,8 @@ impl<'w> Run<'w> {
     /// Starts the run: the recording, the sessions `setup` names, the canary. Returns it
     /// with the receiving end of its event stream.
     pub fn start(world: &'w World, setup: RunSetup) -> anyhow::Result<(Run<'w>, EventReceiver)> {
+        // Counting tokens needs tables that take a moment to build: off the sessions' threads.
+        crate::tokenize::warm_up();
         let started_at = chrono::Utc::now();
         let clock = RunClock::new();
         let recorder = match &setup.recording {
