@@ -17,13 +17,14 @@ mod support;
 #[path = "../support/tapped.rs"]
 mod tapped;
 
-mod alerts;
 mod account;
+mod alerts;
 mod anthropic_messages_format;
 mod bench_smoke;
 mod canary;
 mod chat;
 mod check;
+mod compare;
 mod crash_safety;
 mod fault_matrix;
 mod fault_proxy;
