@@ -197,7 +197,16 @@ fn range(values: impl Iterator<Item = f64>, from_zero: bool) -> (f64, f64) {
         lo = lo.min(0.0);
     }
     let pad = ((hi - lo) * 0.08).max(hi.abs() * 0.05).max(1e-3);
-    (if from_zero { lo } else { (lo - pad).max(0.0) }, hi + pad)
+    // Room above the data for the legend (upper left).
+    let top = if from_zero {
+        hi + (hi - lo) * 0.4
+    } else {
+        hi + pad
+    };
+    (
+        if from_zero { lo } else { (lo - pad).max(0.0) },
+        top.max(hi + pad),
+    )
 }
 
 fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, chart: &Chart) -> Result<(), String> {

@@ -39,6 +39,8 @@ name = "a"
 url = "{}"
 api_key_env = "RELAYTOP_TEST_KEY"
 model = "sim-model"
+requests_per_minute = 100000
+max_connections = 64
 billing = {{ per_1000_calls_usd = {fee_a} }}
 
 [[providers]]
@@ -46,6 +48,8 @@ name = "b"
 url = "{}"
 api_key_env = "RELAYTOP_TEST_KEY"
 model = "sim-model"
+requests_per_minute = 100000
+max_connections = 64
 billing = {{ per_1000_calls_usd = {fee_b} }}
 "#,
         a.url(),
