@@ -114,6 +114,11 @@ pub enum Command {
         #[command(subcommand)]
         action: AlertAction,
     },
+    /// Put the same workload on several relays side by side in time (a concurrency sweep or
+    /// Poisson rates; prompts of about 100, 1,000 and 10,000 tokens) and report which is
+    /// better, how sure that is, the knee and the cost: report.json, report.md and report.html
+    /// with charts in --out DIR. Recorded like any run.
+    Compare(CompareArgs),
     /// Print shell completions.
     Completions {
         #[arg(value_enum)]
@@ -428,4 +433,55 @@ pub struct SimArgs {
     /// The protocol whose URL is printed; the one port serves them all.
     #[arg(long, value_enum, default_value = "relay-v1")]
     pub protocol: ProtocolArg,
+}
+
+/// `relaytop compare`: the same load on several relays, and a verdict.
+#[derive(clap::Args, Debug)]
+pub struct CompareArgs {
+    /// The providers to compare (names in --config, else the default world's).
+    #[arg(required = true, value_name = "PROVIDER")]
+    pub providers: Vec<String>,
+    /// Closed loop: the levels of requests in flight at once (default 1,2,4,8).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_name = "N,N,…",
+        conflicts_with = "rate"
+    )]
+    pub concurrency: Vec<u32>,
+    /// Open loop: Poisson arrivals at these rates, requests a second (e.g. 2,5,10).
+    #[arg(long, value_delimiter = ',', value_name = "R,R,…")]
+    pub rate: Vec<f64>,
+    /// How long each load level runs.
+    #[arg(long, value_parser = positive_duration, default_value = "20s")]
+    pub stage: Duration,
+    /// Prompt sizes in tokens, taken in turn by the requests.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_name = "N,N,…",
+        default_value = "100,1000,10000"
+    )]
+    pub input_tokens: Vec<u32>,
+    /// `max_tokens` asked of every request (replies are checked against it).
+    #[arg(long, value_name = "N", default_value_t = 64)]
+    pub max_tokens: u32,
+    /// Stop when this much has been spent over all relays, US $.
+    #[arg(long, value_name = "USD")]
+    pub max_cost: Option<f64>,
+    /// Stop after this many requests over all relays.
+    #[arg(long, value_name = "N")]
+    pub max_requests: Option<u64>,
+    /// Stop after this much load time in all (e.g. 90s).
+    #[arg(long, value_parser = positive_duration)]
+    pub duration: Option<Duration>,
+    /// The report directory (default: a new one under the state directory, printed).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Seed of the arrivals, the prompts' prefixes and the bootstrap.
+    #[arg(long, default_value_t = 21)]
+    pub seed: u64,
+    /// No progress lines on stderr.
+    #[arg(long)]
+    pub quiet: bool,
 }

@@ -7,6 +7,7 @@ pub mod against;
 pub mod alert_cmd;
 pub mod bench;
 pub mod check;
+pub mod compare;
 pub mod exit;
 pub mod export;
 pub mod headless;

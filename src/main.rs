@@ -109,6 +109,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Some(Command::Check(args)) => run_check(args).await,
+        Some(Command::Compare(args)) => run_compare(cli.config, args, record, run_options).await,
         Some(Command::Headless(args)) => {
             run_headless(
                 cli.config,
@@ -452,6 +453,66 @@ async fn run_against(
         OutputFormat::Json | OutputFormat::Ndjson => comparison.to_json_pretty() + "\n",
     };
     let _ = std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `relaytop compare PROVIDER…`: the same load on several relays, and a verdict.
+async fn run_compare(
+    config: Option<PathBuf>,
+    args: cli::CompareArgs,
+    record: Option<relaytop_core::record::RecordOptions>,
+    run_options: RunOptions,
+) -> anyhow::Result<ExitCode> {
+    use relaytop::compare::{self, CompareOptions, Load};
+    let load = if !args.rate.is_empty() {
+        if let Some(bad) = args.rate.iter().find(|r| !(r.is_finite() && **r > 0.0)) {
+            anyhow::bail!("--rate: rates are requests a second above 0, not {bad}");
+        }
+        Load::Rate(args.rate.clone())
+    } else if args.concurrency.is_empty() {
+        Load::Concurrency(vec![1, 2, 4, 8])
+    } else {
+        if args.concurrency.contains(&0) {
+            anyhow::bail!("--concurrency: levels are 1 or more");
+        }
+        Load::Concurrency(args.concurrency.clone())
+    };
+    let world = load_world(config, run_options).await?;
+    for name in &args.providers {
+        relaytop::against::target(&world, name)?;
+    }
+    let out = args.out.clone().unwrap_or_else(compare::default_out);
+    let options = CompareOptions {
+        relays: args.providers.clone(),
+        load,
+        stage: args.stage,
+        input_tokens: args.input_tokens.clone(),
+        max_tokens: args.max_tokens.max(1),
+        max_cost_usd: args.max_cost,
+        max_requests: args.max_requests,
+        duration: args.duration,
+        seed: args.seed,
+        record,
+        progress: !args.quiet,
+        ..CompareOptions::default()
+    };
+    eprintln!(
+        "relaytop: comparing {} ({} levels of {} each); Ctrl-C stops and reports",
+        args.providers.join(", "),
+        options.load.levels().len(),
+        humantime::format_duration(options.stage)
+    );
+    let result = compare::compare(&world, &options, &out).await;
+    world.stop().await;
+    let report = result?;
+    for line in &report.verdict {
+        println!("{line}");
+    }
+    println!("ended: {}", report.ended_by);
+    if let Some(dir) = &report.recorded_to {
+        eprintln!("relaytop: recorded in {dir}");
+    }
+    println!("report: {}", out.join("report.html").display());
     Ok(ExitCode::SUCCESS)
 }
 

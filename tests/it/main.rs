@@ -24,6 +24,7 @@ mod bench_smoke;
 mod canary;
 mod chat;
 mod check;
+mod compare;
 mod crash_safety;
 mod fault_matrix;
 mod fault_proxy;

@@ -7,6 +7,7 @@
 pub mod account;
 pub mod alert;
 pub mod canary;
+pub mod compare;
 pub mod config;
 pub mod cost;
 pub mod metrics;
