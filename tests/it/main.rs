@@ -17,8 +17,8 @@ mod support;
 #[path = "../support/tapped.rs"]
 mod tapped;
 
-mod alerts;
 mod account;
+mod alerts;
 mod anthropic_messages_format;
 mod bench_smoke;
 mod canary;
@@ -27,6 +27,7 @@ mod check;
 mod crash_safety;
 mod fault_matrix;
 mod fault_proxy;
+mod fleet;
 mod gemini_format;
 mod headless_report;
 mod mixed_world;

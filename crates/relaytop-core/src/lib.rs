@@ -4,11 +4,12 @@
 //! It knows no terminal: its dependency tree has no ratatui, crossterm or clap (the compiler
 //! holds that line), so headless runs, benchmarks and tests drive it without a screen.
 
-pub mod alert;
 pub mod account;
+pub mod alert;
 pub mod canary;
 pub mod config;
 pub mod cost;
+pub mod fleet;
 pub mod metrics;
 pub mod numbers;
 pub mod ondemand;

@@ -2,8 +2,8 @@
 //! `TestBackend` and compared with insta snapshots (main screen, help, every pane, at 80x24
 //! and 200x50); key and mouse handling; the README's key list against the key table.
 
-mod alerts;
 mod accounts;
+mod alerts;
 mod canary;
 mod fixture;
 mod key_table;
