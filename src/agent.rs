@@ -257,7 +257,12 @@ fn reload_sessions(
         if let Some(info) = run.supervisor().infos().get(id as usize) {
             metrics.add_session(info.clone());
         }
-        running.push(Some(wanted[new].clone()));
+        // By id: sessions the run started itself (a canary's pools) are not the config's.
+        let slot = id as usize;
+        if running.len() <= slot {
+            running.resize(slot + 1, None);
+        }
+        running[slot] = Some(wanted[new].clone());
     }
     Ok(plan.describe())
 }

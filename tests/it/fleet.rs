@@ -99,6 +99,18 @@ async fn the_fleet_view_reads_two_locations_from_recorded_prometheus_answers() {
             "{l:?} {h:?}"
         );
     }
+    // "legacy slow" fires at both places, in Prometheus (the generated rule) and in each
+    // agent's own engine: the same decision.
+    assert_eq!(fleet.alerts.len(), 4, "{:#?}", fleet.alerts);
+    for source in ["prometheus", "agent"] {
+        let at: Vec<&str> = fleet
+            .alerts
+            .iter()
+            .filter(|a| a.source == source && a.name == "legacy slow")
+            .map(|a| a.location.as_str())
+            .collect();
+        assert_eq!(at, vec!["fra", "sg"], "{source}");
+    }
     let text = fleet.to_text();
     assert!(
         text.lines().any(|l| l.starts_with("sg ")) && text.lines().any(|l| l.starts_with("fra ")),

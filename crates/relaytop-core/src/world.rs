@@ -70,6 +70,36 @@ pub struct World {
     pub notes: Vec<crate::canary::Note>,
 }
 
+/// Reads `path` (relaytop TOML, or canary YAML when it ends in .yaml or .yml), or the default
+/// world when `None`. Under `--simulate` no key is read from the environment.
+fn read_config(path: Option<&Path>, options: &RunOptions) -> anyhow::Result<Config> {
+    let simulate = options.simulate;
+    let read_key = |var: &str| {
+        if simulate {
+            Ok(Secret::new(SIMULATOR_KEY))
+        } else {
+            Secret::from_env(var)
+        }
+    };
+    Ok(match path {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+                path: path.display().to_string(),
+                reason: e.to_string(),
+            })?;
+            let source = path.display().to_string();
+            if crate::canary::yaml::is_yaml(path) {
+                crate::canary::yaml::parse(&text, &source, &read_key, &|var| {
+                    std::env::var(var).ok()
+                })?
+            } else {
+                file::parse(&text, &source, &read_key)?
+            }
+        }
+        None => file::parse(DEFAULT_WORLD, "default world", &read_key)?,
+    })
+}
+
 impl World {
     /// Loads `path`, or the default world when `None`, and starts its simulators.
     pub async fn load(path: Option<&Path>, simulator: &dyn Simulator) -> anyhow::Result<World> {
@@ -84,31 +114,7 @@ impl World {
         options: &RunOptions,
         simulator: &dyn Simulator,
     ) -> anyhow::Result<World> {
-        let simulate = options.simulate;
-        let read_key = |var: &str| {
-            if simulate {
-                Ok(Secret::new(SIMULATOR_KEY))
-            } else {
-                Secret::from_env(var)
-            }
-        };
-        let config = match path {
-            Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
-                    path: path.display().to_string(),
-                    reason: e.to_string(),
-                })?;
-                let source = path.display().to_string();
-                if crate::canary::yaml::is_yaml(path) {
-                    crate::canary::yaml::parse(&text, &source, &read_key, &|var| {
-                        std::env::var(var).ok()
-                    })?
-                } else {
-                    file::parse(&text, &source, &read_key)?
-                }
-            }
-            None => file::parse(DEFAULT_WORLD, "default world", &read_key)?,
-        };
+        let config = read_config(path, options)?;
         Self::start_with(config, options, simulator).await
     }
 
@@ -217,19 +223,7 @@ impl World {
     /// change compare equal: `crate::fleet::reload`). A simulated provider this world did
     /// not start is refused: that takes a restart.
     pub fn reload_config(&self, path: &Path, options: &RunOptions) -> anyhow::Result<Config> {
-        let simulate = options.simulate;
-        let read_key = |var: &str| {
-            if simulate {
-                Ok(Secret::new(SIMULATOR_KEY))
-            } else {
-                Secret::from_env(var)
-            }
-        };
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
-            path: path.display().to_string(),
-            reason: e.to_string(),
-        })?;
-        let mut config = file::parse(&text, &path.display().to_string(), &read_key)?;
+        let mut config = read_config(Some(path), options)?;
         crate::canary::prepare(&mut config, options).map_err(anyhow::Error::msg)?;
         let wanted: Vec<String> = config
             .providers

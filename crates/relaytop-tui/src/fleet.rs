@@ -31,7 +31,7 @@ use crate::theme::{Role, Theme};
 
 /// How often Prometheus is asked.
 pub const REFRESH: Duration = Duration::from_secs(5);
-/// The windows the view steps through (`w` / `W`), PromQL durations.
+/// The windows the view steps through (the window keys, `-` and `+`), PromQL durations.
 pub const WINDOWS: [&str; 4] = ["1m", "5m", "15m", "1h"];
 /// The window the view opens with.
 pub const DEFAULT_WINDOW: &str = "5m";
@@ -114,10 +114,12 @@ impl FleetScreen {
         frame.render_widget(Block::default().style(theme.base()), area);
         let rows = self.rows().len() as u16;
         let alerts = self.fleet.as_ref().map_or(0, |f| f.alerts.len()) as u16;
+        // Health and Cost as tall as their rows (a half and a third of the screen at most);
+        // the alerts take the rest.
         let [health, cost, alert_area, status] = Layout::vertical([
-            Constraint::Min((rows + 3).min(area.height / 2).max(4)),
+            Constraint::Length((rows + 3).min(area.height / 2).max(4)),
             Constraint::Length((rows + 3).min(area.height / 3).max(4)),
-            Constraint::Length((alerts.max(1) + 2).min(10)),
+            Constraint::Min((alerts.max(1) + 2).min(10)),
             Constraint::Length(1),
         ])
         .areas(area);
@@ -327,7 +329,8 @@ impl FleetScreen {
         };
         let keys = &self.settings.keys;
         let hints = format!(
-            " {} window · {} theme · {} help · {} quit ",
+            " {} {} window · {} theme · {} help · {} quit ",
+            keys.keys_label(Action::WindowShorter),
             keys.keys_label(Action::WindowLonger),
             keys.keys_label(Action::Theme),
             keys.keys_label(Action::Help),
