@@ -243,10 +243,14 @@ async fn run_agent(
         max_bytes: args.record_max_bytes.or(settings.record_max_bytes),
         max_age,
     };
-    // A session's file rotates well before the budget fills, so that its older parts can go.
+    // The files being written are never deleted: each session's rotates at a small share of
+    // the budget, so that what is written now stays well within it and older parts can go.
+    let sessions = world.config.sessions.len() as u64;
     world.recording = record.map(|mut r| {
         if let Some(max) = budget.max_bytes {
-            r.rotate_bytes = r.rotate_bytes.min((max / 16).max(1 << 20));
+            r.rotate_bytes = r
+                .rotate_bytes
+                .min((max / (4 * (sessions + 1))).max(64 << 10));
         }
         r
     });

@@ -431,9 +431,9 @@ fn pct(x: f64) -> String {
 /// A Prometheus duration: `90s`, `5m`, `1h`.
 pub fn duration(us: u64) -> String {
     let s = (us / 1_000_000).max(1);
-    if s % 3600 == 0 {
+    if s.is_multiple_of(3600) {
         format!("{}h", s / 3600)
-    } else if s % 60 == 0 {
+    } else if s.is_multiple_of(60) {
         format!("{}m", s / 60)
     } else {
         format!("{s}s")
