@@ -237,6 +237,8 @@ pub fn queries(window: &str) -> Vec<(&'static str, String)> {
             "prometheus_alerts",
             "ALERTS{alertstate=\"firing\"}".to_owned(),
         ),
+        // An agent Prometheus cannot scrape has no rows: it is said as an alert.
+        ("targets_down", "up == 0".to_owned()),
     ]
 }
 
@@ -295,6 +297,17 @@ impl Fleet {
         for (name, samples) in answers {
             for s in samples {
                 match *name {
+                    "targets_down" => {
+                        let l = |k: &str| s.labels.get(k).cloned().unwrap_or_default();
+                        alerts.push(FleetAlert {
+                            name: "target down".into(),
+                            severity: "critical".into(),
+                            location: l("location"),
+                            scope: format!("{} {}", l("job"), l("instance")),
+                            source: "prometheus",
+                        });
+                        continue;
+                    }
                     "agent_alerts" | "prometheus_alerts" => {
                         let l = |k: &str| s.labels.get(k).cloned().unwrap_or_default();
                         let scope = if *name == "agent_alerts" {
@@ -449,6 +462,21 @@ mod tests {
             e.to_string(),
             "Prometheus refused the query (bad_data): parse error at char 3"
         );
+    }
+
+    #[test]
+    fn a_target_prometheus_cannot_scrape_is_an_alert() {
+        let down = Sample {
+            labels: [("job", "relaytop"), ("instance", "probe-fra:9464")]
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect(),
+            value: 0.0,
+        };
+        let fleet = Fleet::assemble(&[("targets_down", vec![down])]);
+        assert!(fleet.rows.is_empty());
+        assert_eq!(fleet.alerts[0].name, "target down");
+        assert_eq!(fleet.alerts[0].scope, "relaytop probe-fra:9464");
     }
 
     #[test]
