@@ -34,6 +34,10 @@ sed 's/^for_s = 30$/for_s = 10/' "$ROOT/docs/fleet/agent.toml" > "$TMP/agent.tom
 "$BIN" rules --config "$TMP/agent.toml" > "$TMP/rules.yml"
 promtool check rules "$TMP/rules.yml"
 promtool check rules "$ROOT/docs/fleet/rules.yml"
+promtool check config "$ROOT/docs/fleet/prometheus.yml"
+if command -v amtool >/dev/null; then # Debian's prometheus-alertmanager
+  amtool check-config "$ROOT/docs/fleet/alertmanager.yml"
+fi
 
 start_agent() { # location port
   "$BIN" --record-dir "$TMP/rec-$1" agent --config "$TMP/agent.toml" --location "$1" \
