@@ -129,3 +129,9 @@ http.server.HTTPServer((\"127.0.0.1\", 18767), H).serve_forever()
     export ALERT_WEBHOOK_URL=http://127.0.0.1:18767/hook
     shoot alerts 200 50 32 "$DARK_BG" "a" --config docs/examples/alerts.toml
 fi
+
+# The fleet view (`relaytop --prometheus URL`): a Prometheus scraping relaytop agents in two
+# places, e.g. tests/fleet_prometheus.sh's set-up left running. Only with FLEET_PROMETHEUS=URL.
+if [[ -n ${FLEET_PROMETHEUS:-} ]]; then
+    shoot fleet 200 50 6 "$DARK_BG" "" --prometheus "$FLEET_PROMETHEUS"
+fi

@@ -69,6 +69,11 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "ADDR")]
     pub metrics_listen: Option<SocketAddr>,
 
+    /// The fleet view: the dashboard fed by this Prometheus server (http://HOST:9090), which
+    /// scrapes `relaytop agent`s, instead of local sessions: every location × relay.
+    #[arg(long, value_name = "URL")]
+    pub prometheus: Option<String>,
+
     #[command(flatten)]
     pub watch: WatchArgs,
 
@@ -119,6 +124,13 @@ pub enum Command {
     /// better, how sure that is, the knee and the cost: report.json, report.md and report.html
     /// with charts in --out DIR. Recorded like any run.
     Compare(CompareArgs),
+    /// A headless run with no end for a fleet: serves /metrics and /healthz with its location
+    /// on every series, keeps recordings within a budget, reloads its config on SIGHUP, and
+    /// stops with a summary on SIGTERM or Ctrl-C.
+    Agent(AgentArgs),
+    /// Print Prometheus alerting and recording rules (YAML) equivalent to the config's
+    /// [[alerts]] and [slo] (with --config FILE, or your config.toml).
+    Rules,
     /// Print shell completions.
     Completions {
         #[arg(value_enum)]
@@ -164,6 +176,53 @@ pub struct SoakArgs {
     /// The most resident memory may grow after warm-up, in per cent.
     #[arg(long, value_name = "PCT", default_value_t = 5.0)]
     pub max_growth: f64,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct AgentArgs {
+    /// The `location` label on every series (default: `[agent] location`, else the host's
+    /// name).
+    #[arg(long, value_name = "NAME", env = "RELAYTOP_LOCATION")]
+    pub location: Option<String>,
+    /// A constant label on every series, name=value (repeat it; over `[agent] labels`).
+    #[arg(long = "label", value_name = "K=V")]
+    pub labels: Vec<String>,
+    /// Where /metrics and /healthz are served (default: `[agent] listen`, else
+    /// 127.0.0.1:9464; --metrics-listen is the same).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// Keep the recordings under this size (e.g. 500M, 2G): the oldest go first.
+    #[arg(long, value_name = "SIZE", value_parser = byte_size)]
+    pub record_max_bytes: Option<u64>,
+    /// Delete recordings older than this (e.g. 12h, 7d).
+    #[arg(long, value_name = "AGE", value_parser = positive_duration)]
+    pub record_max_age: Option<Duration>,
+}
+
+/// A size on the command line: 1048576, 500K, 500M, 2G (powers of 1024).
+pub fn byte_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let (number, unit) = t.split_at(t.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(t.len()));
+    let factor: u64 = match unit
+        .to_ascii_uppercase()
+        .trim_end_matches("IB")
+        .trim_end_matches('B')
+    {
+        "" => 1,
+        "K" => 1 << 10,
+        "M" => 1 << 20,
+        "G" => 1 << 30,
+        "T" => 1 << 40,
+        _ => return Err(format!("{text} is not a size: write e.g. 500M or 2G")),
+    };
+    let n: f64 = number
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text} is not a size: write e.g. 500M or 2G"))?;
+    if !(n.is_finite() && n > 0.0) {
+        return Err(format!("{text}: the size must be above 0"));
+    }
+    Ok((n * factor as f64) as u64)
 }
 
 #[derive(clap::Args, Debug)]

@@ -18,8 +18,9 @@ use relaytop_sim::{SimProfile, SimServer};
 use relaytop_tui::UiOptions;
 
 use crate::cli::{
-    AlertAction, BenchCase, CheckArgs, CheckFormat, Cli, Command, ExportArgs, ExportFormatArg,
-    HeadlessArgs, InitArgs, ReplayArgs, SimArgs, SoakArgs, TranscribeArgs, WatchArgs,
+    AgentArgs, AlertAction, BenchCase, CheckArgs, CheckFormat, Cli, Command, ExportArgs,
+    ExportFormatArg, HeadlessArgs, InitArgs, ReplayArgs, SimArgs, SoakArgs, TranscribeArgs,
+    WatchArgs,
 };
 
 fn main() -> ExitCode {
@@ -79,7 +80,21 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         simulate: cli.simulate,
         time_scale: cli.time_scale.unwrap_or(1.0),
     };
+    if let Some(url) = &cli.prometheus
+        && cli.command.is_none()
+    {
+        let ui = UiOptions {
+            fps: cli.fps,
+            theme: cli.theme.clone(),
+            mouse: cli.no_mouse.then_some(false),
+        };
+        return run_fleet(url, ui, cli.config.clone()).await;
+    }
     match cli.command {
+        Some(Command::Agent(args)) => {
+            run_agent(cli.config, args, record, run_options, cli.metrics_listen).await
+        }
+        Some(Command::Rules) => run_rules(cli.config),
         Some(Command::Completions { shell }) => {
             clap_complete::generate(
                 shell,
@@ -181,6 +196,121 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             .await
         }
     }
+}
+
+/// `relaytop agent`: the world run with no end, for Prometheus (`relaytop::agent`).
+async fn run_agent(
+    config: Option<PathBuf>,
+    args: AgentArgs,
+    record: Option<relaytop_core::record::RecordOptions>,
+    run_options: RunOptions,
+    metrics_listen: Option<SocketAddr>,
+) -> anyhow::Result<ExitCode> {
+    use relaytop_core::fleet::retention::Budget;
+    let config = config.or_else(user_config);
+    let mut world = load_world(config.clone(), run_options).await?;
+    let settings = world.config.agent.clone();
+    let location = args
+        .location
+        .or(settings.location)
+        .unwrap_or_else(relaytop::agent::default_location);
+    let mut labels: Vec<String> = settings
+        .labels
+        .iter()
+        .filter(|(k, _)| {
+            !args
+                .labels
+                .iter()
+                .any(|l| l.split('=').next() == Some(k.as_str()))
+        })
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    labels.extend(args.labels);
+    world.metric_labels = relaytop::agent::metric_labels(&location, &labels)?;
+    let listen = match (args.listen.or(metrics_listen), &settings.listen) {
+        (Some(listen), _) => listen,
+        (None, Some(text)) => text
+            .parse()
+            .map_err(|e| anyhow::anyhow!("[agent] listen = \"{text}\": {e}"))?,
+        (None, None) => SocketAddr::from(([127, 0, 0, 1], 9464)),
+    };
+    let max_age = match (args.record_max_age, &settings.record_max_age) {
+        (Some(age), _) => Some(age),
+        (None, Some(text)) => Some(
+            humantime::parse_duration(text)
+                .map_err(|e| anyhow::anyhow!("[agent] record_max_age = \"{text}\": {e}"))?,
+        ),
+        (None, None) => None,
+    };
+    let budget = Budget {
+        max_bytes: args.record_max_bytes.or(settings.record_max_bytes),
+        max_age,
+    };
+    // The files being written are never deleted: each session's rotates at a small share of
+    // the budget, so that what is written now stays well within it and older parts can go.
+    let sessions = world.config.sessions.len() as u64;
+    world.recording = record.map(|mut r| {
+        if let Some(max) = budget.max_bytes {
+            r.rotate_bytes = r
+                .rotate_bytes
+                .min((max / (4 * (sessions + 1))).max(64 << 10));
+        }
+        r
+    });
+    let url = world.serve_metrics(listen).await?;
+    eprintln!(
+        "relaytop agent: location {location}; Prometheus metrics at {url}, health at http://{}/healthz",
+        url.trim_start_matches("http://")
+            .trim_end_matches("/metrics")
+    );
+    let options = relaytop::agent::AgentOptions {
+        config,
+        run_options,
+        budget,
+    };
+    let mut stdout = std::io::BufWriter::new(std::io::stdout());
+    let result = relaytop::agent::run(&world, &options, &mut stdout).await;
+    drop(stdout);
+    if let Some(dir) = world.recording_dir() {
+        eprintln!("relaytop agent: recorded to {}", dir.display());
+    }
+    world.stop().await;
+    result?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `relaytop rules`: the config's alerts and SLOs as Prometheus rules, on stdout.
+fn run_rules(config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let Some(path) = config.or_else(user_config) else {
+        anyhow::bail!(
+            "no configuration: give --config FILE (relaytop TOML with [[alerts]] and [slo])"
+        );
+    };
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+    // The rules need no key: the receivers' secrets are not read.
+    let config = relaytop_core::config::file::parse(&text, &path.display().to_string(), &|_| {
+        Ok(relaytop_core::config::secret::Secret::new("unused"))
+    })?;
+    let yaml = relaytop_core::fleet::rules::to_yaml(&config);
+    let _ = std::io::Write::write_all(&mut std::io::stdout(), yaml.as_bytes());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `relaytop --prometheus URL`: the fleet view on a terminal, else the fleet once as text.
+async fn run_fleet(url: &str, ui: UiOptions, config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let mut client = relaytop_core::fleet::promql::Client::new(url)?;
+    if let Some(dir) = std::env::var_os("RELAYTOP_RECORD_PROMQL") {
+        client = client.recording_to(dir.into());
+    }
+    if std::io::stdout().is_terminal() && std::io::stdin().is_terminal() {
+        let ui_config = find_ui_config(config)?;
+        relaytop_tui::fleet::run(client, ui, ui_config).await?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let fleet = client.fleet(relaytop_tui::fleet::DEFAULT_WINDOW).await?;
+    let _ = std::io::Write::write_all(&mut std::io::stdout(), fleet.to_text().as_bytes());
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn run_soak(args: SoakArgs, time_scale: f64) -> anyhow::Result<ExitCode> {

@@ -28,6 +28,7 @@ mod compare;
 mod crash_safety;
 mod fault_matrix;
 mod fault_proxy;
+mod fleet;
 mod gemini_format;
 mod headless_report;
 mod mixed_world;

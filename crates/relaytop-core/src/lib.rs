@@ -10,6 +10,7 @@ pub mod canary;
 pub mod compare;
 pub mod config;
 pub mod cost;
+pub mod fleet;
 pub mod metrics;
 pub mod numbers;
 pub mod ondemand;

@@ -12,6 +12,10 @@
 //! seconds, US dollars). Every series is labelled by `provider`, `model` and `session`;
 //! `relaytop_session_info` adds each session's `protocol`. The text is prometheus-client's
 //! (OpenMetrics), never written by hand.
+//!
+//! An agent (`relaytop agent`) adds constant labels to every series (`Exporter::with_labels`:
+//! its `location` and free-form labels) and a health endpoint (`GET /healthz`: 200 while the
+//! agent's loop says it is alive within `HEALTH_STALE`, 503 after).
 
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
@@ -35,6 +39,10 @@ use crate::session::{ErrorKind, EventKind, RequestId, SessionEvent, SessionInfo,
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 /// The path metrics are served at.
 pub const METRICS_PATH: &str = "/metrics";
+/// The health endpoint's path.
+pub const HEALTH_PATH: &str = "/healthz";
+/// A health report older than this makes `/healthz` answer 503 (the loop is stuck).
+pub const HEALTH_STALE: Duration = Duration::from_secs(30);
 /// A scrape request head larger than this is refused.
 const MAX_HEAD_BYTES: usize = 8 * 1024;
 /// How long a scraper may take to send its request.
@@ -344,6 +352,8 @@ pub struct Exporter {
     ratelimit_limit: Family<LimitLabels, Gauge>,
     alert_state: Family<AlertLabels, Gauge>,
     accounts: AccountFamilies,
+    /// The last health report (`set_health`): when, and what `/healthz` says.
+    health: Mutex<Option<(std::time::Instant, String)>>,
 }
 
 impl std::fmt::Debug for Exporter {
@@ -355,7 +365,21 @@ impl std::fmt::Debug for Exporter {
 impl Exporter {
     /// An exporter for `sessions` (by id), priced by `pricing`.
     pub fn new(sessions: &[SessionInfo], pricing: Pricing) -> Self {
-        let mut registry = Registry::with_prefix("relaytop");
+        Self::with_labels(sessions, pricing, &[])
+    }
+
+    /// `new`, with constant `labels` on every series (an agent's `location`, `--label k=v`).
+    pub fn with_labels(
+        sessions: &[SessionInfo],
+        pricing: Pricing,
+        labels: &[(String, String)],
+    ) -> Self {
+        let mut registry = Registry::with_prefix_and_labels(
+            "relaytop",
+            labels
+                .iter()
+                .map(|(k, v)| (k.clone().into(), v.clone().into())),
+        );
         let hist = || HistogramFamily::new_with_constructor(latency_histogram as fn() -> _);
         let fine = || HistogramFamily::new_with_constructor(token_histogram as fn() -> _);
         let accounts = AccountFamilies::new(sessions, pricing.clone(), &mut registry);
@@ -394,6 +418,7 @@ impl Exporter {
             ratelimit_limit: Family::default(),
             alert_state: Family::default(),
             accounts,
+            health: Mutex::new(None),
         };
         let r = &mut registry;
         r.register(
@@ -547,6 +572,28 @@ impl Exporter {
     pub fn with_slos(mut self, slos: crate::config::slo::Slos) -> Self {
         self.slos = slos;
         self
+    }
+
+    /// Says the agent is alive now, with `text` for `/healthz`.
+    pub fn set_health(&self, text: String) {
+        *self.health.lock().unwrap_or_else(PoisonError::into_inner) =
+            Some((std::time::Instant::now(), text));
+    }
+
+    /// What `/healthz` answers: (healthy, text). Healthy until a report is older than
+    /// `HEALTH_STALE`; without reports, always.
+    pub fn health(&self) -> (bool, String) {
+        match &*self.health.lock().unwrap_or_else(PoisonError::into_inner) {
+            None => (true, "ok\n".to_owned()),
+            Some((at, text)) if at.elapsed() <= HEALTH_STALE => (true, format!("ok: {text}\n")),
+            Some((at, text)) => (
+                false,
+                format!(
+                    "stalled: no report for {} s (last: {text})\n",
+                    at.elapsed().as_secs()
+                ),
+            ),
+        }
     }
 
     /// Sets an alert's state (`relaytop_alert_state`): 0 inactive, 1 pending, 2 firing.
@@ -950,6 +997,18 @@ async fn answer(mut stream: TcpStream, exporter: &Exporter) -> std::io::Result<(
                 String::new()
             };
             ("200 OK", CONTENT_TYPE, body)
+        }
+        Some((_, path)) if path == HEALTH_PATH => {
+            let (ok, text) = exporter.health();
+            (
+                if ok {
+                    "200 OK"
+                } else {
+                    "503 Service Unavailable"
+                },
+                "text/plain; charset=utf-8",
+                text,
+            )
         }
         Some((_, path)) if path == "/" => (
             "200 OK",

@@ -235,6 +235,33 @@ impl<'w> Run<'w> {
         &self.timings
     }
 
+    /// Starts a session after the run started (an agent's reload, `crate::fleet::reload`):
+    /// recorded like the others (`key_env` names its key in the recording), shown to
+    /// Prometheus. Returns its id.
+    pub fn start_session(
+        &mut self,
+        mut spec: SessionSpec,
+        key_env: Option<&str>,
+    ) -> anyhow::Result<crate::session::SessionId> {
+        spec.info.id = u32::try_from(self.supervisor.infos().len()).unwrap_or(u32::MAX);
+        if let Some(recorder) = &self.recorder {
+            recorder
+                .attach(&mut spec, key_env)
+                .with_context(|| format!("cannot record session {}", spec.info.name))?;
+        }
+        if let Some(exporter) = &self.world.prometheus {
+            exporter.add_session(&spec.info);
+        }
+        self.timings.push(spec.timing);
+        Ok(self.supervisor.start(spec))
+    }
+
+    /// Asks a session to close (an agent's reload removed it). False when it has ended.
+    pub fn stop_session(&self, id: crate::session::SessionId) -> bool {
+        self.supervisor
+            .command(id, crate::session::SessionCommand::Close)
+    }
+
     pub fn recorder(&self) -> Option<&Recorder> {
         self.recorder.as_ref()
     }

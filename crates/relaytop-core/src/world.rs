@@ -60,11 +60,44 @@ pub struct World {
     recording_failure: Mutex<Option<String>>,
     /// The Prometheus exporter (`--metrics-listen`), fed through `observe`; `None` = off.
     pub prometheus: Option<Arc<crate::prometheus::Exporter>>,
+    /// Constant labels on every exported series (an agent's `location` and `--label`s);
+    /// set before `serve_metrics`.
+    pub metric_labels: Vec<(String, String)>,
     /// The server of `/metrics`, alive as long as the world.
     metrics_server: Option<crate::prometheus::MetricsServer>,
     /// What was inferred, what is not used, and warnings, to print once at start (canary
     /// YAML, `[canary]`, `--simulate`); render each with `Note::render(&config.source)`.
     pub notes: Vec<crate::canary::Note>,
+}
+
+/// Reads `path` (relaytop TOML, or canary YAML when it ends in .yaml or .yml), or the default
+/// world when `None`. Under `--simulate` no key is read from the environment.
+fn read_config(path: Option<&Path>, options: &RunOptions) -> anyhow::Result<Config> {
+    let simulate = options.simulate;
+    let read_key = |var: &str| {
+        if simulate {
+            Ok(Secret::new(SIMULATOR_KEY))
+        } else {
+            Secret::from_env(var)
+        }
+    };
+    Ok(match path {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+                path: path.display().to_string(),
+                reason: e.to_string(),
+            })?;
+            let source = path.display().to_string();
+            if crate::canary::yaml::is_yaml(path) {
+                crate::canary::yaml::parse(&text, &source, &read_key, &|var| {
+                    std::env::var(var).ok()
+                })?
+            } else {
+                file::parse(&text, &source, &read_key)?
+            }
+        }
+        None => file::parse(DEFAULT_WORLD, "default world", &read_key)?,
+    })
 }
 
 impl World {
@@ -81,31 +114,7 @@ impl World {
         options: &RunOptions,
         simulator: &dyn Simulator,
     ) -> anyhow::Result<World> {
-        let simulate = options.simulate;
-        let read_key = |var: &str| {
-            if simulate {
-                Ok(Secret::new(SIMULATOR_KEY))
-            } else {
-                Secret::from_env(var)
-            }
-        };
-        let config = match path {
-            Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
-                    path: path.display().to_string(),
-                    reason: e.to_string(),
-                })?;
-                let source = path.display().to_string();
-                if crate::canary::yaml::is_yaml(path) {
-                    crate::canary::yaml::parse(&text, &source, &read_key, &|var| {
-                        std::env::var(var).ok()
-                    })?
-                } else {
-                    file::parse(&text, &source, &read_key)?
-                }
-            }
-            None => file::parse(DEFAULT_WORLD, "default world", &read_key)?,
-        };
+        let config = read_config(path, options)?;
         Self::start_with(config, options, simulator).await
     }
 
@@ -170,6 +179,7 @@ impl World {
             recording_dir: Mutex::new(None),
             recording_failure: Mutex::new(None),
             prometheus: None,
+            metric_labels: Vec::new(),
             metrics_server: None,
             notes,
         })
@@ -191,8 +201,12 @@ impl World {
             })
             .collect();
         let exporter = Arc::new(
-            crate::prometheus::Exporter::new(&infos, self.config.pricing().into())
-                .with_slos(self.config.slo.clone()),
+            crate::prometheus::Exporter::with_labels(
+                &infos,
+                self.config.pricing().into(),
+                &self.metric_labels,
+            )
+            .with_slos(self.config.slo.clone()),
         );
         let server = crate::prometheus::serve(listen, exporter.clone())
             .await
@@ -201,6 +215,34 @@ impl World {
         self.prometheus = Some(exporter);
         self.metrics_server = Some(server);
         Ok(url)
+    }
+
+    /// A configuration read anew for a reload (`relaytop agent`, SIGHUP), made ready to run
+    /// in this world: `--simulate` and `--time-scale` applied, and each simulated provider
+    /// attached to this world's simulator of the same name (so the sessions it did not
+    /// change compare equal: `crate::fleet::reload`). A simulated provider this world did
+    /// not start is refused: that takes a restart.
+    pub fn reload_config(&self, path: &Path, options: &RunOptions) -> anyhow::Result<Config> {
+        let mut config = read_config(Some(path), options)?;
+        crate::canary::prepare(&mut config, options).map_err(anyhow::Error::msg)?;
+        let wanted: Vec<String> = config
+            .providers
+            .iter()
+            .filter(|p| p.simulate.is_some())
+            .map(|p| p.name.clone())
+            .collect();
+        for provider in wanted {
+            let Some((_, server)) = self.simulators.iter().find(|(name, _)| *name == provider)
+            else {
+                anyhow::bail!(
+                    "provider {provider} is simulated but this agent started no simulator for                      it: restart the agent to add a simulated provider"
+                );
+            };
+            config.attach_simulator(&provider, &|p| server.url(p), Secret::new(SIMULATOR_KEY));
+        }
+        let (window, connections) = crate::canary::limit_scale(&config);
+        config.attach_limits(window, connections);
+        Ok(config)
     }
 
     /// Shows one session event to the run-wide observers (the Prometheus exporter). Every

@@ -1,6 +1,7 @@
 //! The terminal dashboard: live panes for every session of a world (sessions, stream,
 //! health, cost, event log, and the canary when the run has one), the replay screen and
-//! `relaytop chat`, all on one terminal loop (`terminal_loop`).
+//! `relaytop chat`, all on one terminal loop (`terminal_loop`); and the fleet view
+//! (`fleet`: `relaytop --prometheus URL`).
 //!
 //! The live dashboard is `dashboard.rs` (`run`, its settings); the loop `select!`s over
 //! terminal events, session events, a frame deadline and SIGTERM/SIGINT/SIGHUP, and redraws at
@@ -11,6 +12,7 @@ pub mod app;
 pub mod asciicast;
 pub mod chat;
 pub mod dashboard;
+pub mod fleet;
 pub mod format;
 pub mod keys;
 pub mod log;

@@ -47,6 +47,26 @@ pub struct ConfigFile {
     /// Where alerts are delivered (`[alert_receivers.NAME]`).
     #[serde(default)]
     pub alert_receivers: BTreeMap<String, crate::alert::ReceiverToml>,
+    /// `relaytop agent`'s settings (`[agent]`); the command line wins over them.
+    #[serde(default)]
+    pub agent: AgentConfig,
+}
+
+/// `[agent]`: where this agent stands and what it keeps (`relaytop agent`).
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct AgentConfig {
+    /// The `location` label on every series (default: the host's name).
+    pub location: Option<String>,
+    /// More constant labels on every series.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Where `/metrics` and `/healthz` are served (default 127.0.0.1:9464).
+    pub listen: Option<String>,
+    /// The recordings' size budget, bytes.
+    pub record_max_bytes: Option<u64>,
+    /// The recordings' age budget: "7d", "12h".
+    pub record_max_age: Option<String>,
 }
 
 /// Timing settings; every field is optional and falls back to spec/PROTOCOL.md's defaults.
@@ -204,6 +224,8 @@ pub struct Config {
     pub slo: crate::config::slo::Slos,
     /// Alert rules and receivers (`[[alerts]]`, `[alert_receivers]`).
     pub alerts: crate::alert::AlertConfig,
+    /// `[agent]`, as written.
+    pub agent: AgentConfig,
 }
 
 impl Config {
@@ -598,6 +620,7 @@ pub fn parse(
         canary,
         slo,
         alerts,
+        agent: file.agent,
     })
 }
 

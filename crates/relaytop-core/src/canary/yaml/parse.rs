@@ -730,6 +730,7 @@ pub fn parse(
         canary: Some(plan),
         slo: Default::default(),
         alerts: Default::default(),
+        agent: Default::default(),
     })
 }
 
