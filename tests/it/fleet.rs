@@ -121,15 +121,13 @@ async fn the_fleet_view_reads_two_locations_from_recorded_prometheus_answers() {
     assert!(e.to_string().contains("unknown query"), "{e}");
 }
 
-#[test]
-fn rules_print_for_a_config_whose_receivers_variables_are_not_set() {
-    // The rules need no webhook: a config with receivers prints its rules on a machine that
-    // has none of their variables.
+/// What `relaytop rules --config CONFIG` prints, with no variable of the machine's set.
+fn rules_of(config: &str) -> String {
     let mut command = Command::new(env!("CARGO_BIN_EXE_relaytop"));
     let output = support::without_tool_variables(&mut command)
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .env_remove("ALERT_WEBHOOK_URL")
-        .args(["rules", "--config", "docs/examples/alerts.toml"])
+        .args(["rules", "--config", config])
         .output()
         .unwrap();
     assert!(
@@ -137,7 +135,14 @@ fn rules_print_for_a_config_whose_receivers_variables_are_not_set() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let printed = String::from_utf8(output.stdout).unwrap();
+    String::from_utf8(output.stdout).unwrap()
+}
+
+#[test]
+fn rules_print_for_a_config_whose_receivers_variables_are_not_set() {
+    // The rules need no webhook: a config with receivers prints its rules on a machine that
+    // has none of their variables.
+    let printed = rules_of("docs/examples/alerts.toml");
     assert!(
         printed.contains("groups:") && printed.contains("alert:"),
         "{printed}"
@@ -150,18 +155,7 @@ fn rules_print_for_a_config_whose_receivers_variables_are_not_set() {
 
 #[test]
 fn the_fleet_docs_rules_are_what_relaytop_rules_prints() {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_relaytop"));
-    let output = support::without_tool_variables(&mut command)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args(["rules", "--config", "docs/fleet/agent.toml"])
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let printed = String::from_utf8(output.stdout).unwrap();
+    let printed = rules_of("docs/fleet/agent.toml");
     let checked_in = include_str!("../../docs/fleet/rules.yml");
     assert_eq!(
         printed, checked_in,
