@@ -109,6 +109,21 @@ pub struct LevelResult {
     pub cost_per_million_output_tokens_usd: Option<f64>,
 }
 
+impl LevelResult {
+    /// The level's errors in words: each kind, then the relay's own classes (`relay:CLASS`).
+    fn errors(&self) -> Vec<String> {
+        self.error_kinds
+            .iter()
+            .map(|(k, n)| format!("{k} {n}"))
+            .chain(
+                self.relay_error_classes
+                    .iter()
+                    .map(|(k, n)| format!("relay:{k} {n}")),
+            )
+            .collect()
+    }
+}
+
 fn per(x: f64, n: u64, scale: f64) -> Option<f64> {
     (n > 0).then(|| x / n as f64 * scale)
 }
@@ -296,16 +311,7 @@ impl CompareReport {
             );
             let _ = writeln!(s, "|{}", "---|".repeat(19));
             for l in &r.levels {
-                let errors: Vec<String> = l
-                    .error_kinds
-                    .iter()
-                    .map(|(k, n)| format!("{k} {n}"))
-                    .chain(
-                        l.relay_error_classes
-                            .iter()
-                            .map(|(k, n)| format!("relay:{k} {n}")),
-                    )
-                    .collect();
+                let errors = l.errors();
                 let _ = writeln!(
                     s,
                     "| {}{} | {} | {} | {} | {} | {} | {} | {:.1} % | {:.1} % | {:.2} | {} | {} | {} | {} | {} | {} | {} | {} |",
@@ -432,16 +438,7 @@ impl CompareReport {
                 self.plan.load.unit()
             );
             for l in &r.levels {
-                let errors: Vec<String> = l
-                    .error_kinds
-                    .iter()
-                    .map(|(k, n)| format!("{k} {n}"))
-                    .chain(
-                        l.relay_error_classes
-                            .iter()
-                            .map(|(k, n)| format!("relay:{k} {n}")),
-                    )
-                    .collect();
+                let errors = l.errors();
                 let _ = write!(
                     s,
                     "<tr><td>{}{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.1} %</td><td>{:.2}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
