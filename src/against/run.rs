@@ -9,7 +9,7 @@ use relaytop_core::config::file::Provider;
 use relaytop_core::metrics::Metrics;
 use relaytop_core::record::RecordOptions;
 use relaytop_core::report::{Report, RunInfo, count, human_duration};
-use relaytop_core::run::{Ending, Recording, Run, RunSetup};
+use relaytop_core::run::{Ending, Run, RunSetup};
 use relaytop_core::session::{
     EventKind, SessionCommand, SessionInfo, SessionSpec, SessionState, Timing, Workload,
 };
@@ -138,18 +138,7 @@ pub async fn run(
         });
     }
     let source = format!("replay --against {}", provider.name);
-    let setup = RunSetup {
-        configured: false,
-        extra: pool_specs,
-        canary: false,
-        recording: match &options.record {
-            Some(record) => Recording::Own {
-                options: record.clone(),
-                source: source.clone(),
-            },
-            None => Recording::Off,
-        },
-    };
+    let setup = RunSetup::own_pool(pool_specs, options.record.as_ref(), &source);
     let (run, mut events) = Run::start(world, setup)?;
     let clock = run.clock();
     let started_at = run.started_at();

@@ -18,7 +18,7 @@ use relaytop_core::config::file::Provider;
 use relaytop_core::metrics::{Metrics, Streaming, tokens_per_second};
 use relaytop_core::record::RecordOptions;
 use relaytop_core::report::human_duration;
-use relaytop_core::run::{Ending, Recording, Run, RunSetup};
+use relaytop_core::run::{Ending, Run, RunSetup};
 use relaytop_core::session::{
     EventKind, SessionCommand, SessionEvent, SessionInfo, SessionSpec, SessionState, Timing,
     Workload,
@@ -206,18 +206,7 @@ pub async fn run(world: &World, options: &CompareOptions) -> anyhow::Result<Comp
         pools.push(mine);
     }
     let source = format!("compare {}", options.relays.join(" "));
-    let setup = RunSetup {
-        configured: false,
-        extra: specs,
-        canary: false,
-        recording: match &options.record {
-            Some(record) => Recording::Own {
-                options: record.clone(),
-                source: source.clone(),
-            },
-            None => Recording::Off,
-        },
-    };
+    let setup = RunSetup::own_pool(specs, options.record.as_ref(), &source);
     let (run, mut events) = Run::start(world, setup)?;
     let clock = run.clock();
     let started_at = run.started_at();

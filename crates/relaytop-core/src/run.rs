@@ -58,6 +58,29 @@ pub struct RunSetup {
     pub recording: Recording,
 }
 
+impl RunSetup {
+    /// Only `sessions` (a pool of its own: `replay --against`, `compare`), recorded in a run
+    /// directory of its own under `record` with `source`, or not at all.
+    pub fn own_pool(
+        sessions: Vec<SessionSpec>,
+        record: Option<&RecordOptions>,
+        source: &str,
+    ) -> Self {
+        Self {
+            configured: false,
+            extra: sessions,
+            canary: false,
+            recording: match record {
+                Some(options) => Recording::Own {
+                    options: options.clone(),
+                    source: source.to_owned(),
+                },
+                None => Recording::Off,
+            },
+        }
+    }
+}
+
 impl Default for RunSetup {
     /// The configured sessions and the canary, recorded where the world says.
     fn default() -> Self {
