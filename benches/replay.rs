@@ -12,12 +12,11 @@
 //! synced so that its writeback is over).
 #![allow(clippy::unwrap_used)] // test code: a panic is a failure with its place
 
-use std::io::{BufWriter, Write};
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
+use relaytop::bench::recording::{self, Until};
 use relaytop_core::record::{Replay, Speed};
 use relaytop_tui::render;
 use relaytop_tui::replay::ReplayDriver;
@@ -42,7 +41,9 @@ fn main() {
     };
     let run = dir.path().join("2026-11-25T03-00-00Z");
     let t = Instant::now();
-    let (bytes, end_us) = generate(&run, mb << 20).expect("generate the recording");
+    let written =
+        recording::generate(&run, 1, Until::Bytes(mb << 20)).expect("generate the recording");
+    let (bytes, end_us) = (written.bytes, written.end_us);
     println!(
         "generated {:.0} MiB ({} s of recording) in {:.1} s",
         bytes as f64 / (1 << 20) as f64,
@@ -244,174 +245,4 @@ fn ms(d: Duration) -> f64 {
 
 fn report(what: &str, d: Duration) {
     println!("{what:<56} {:>10.1} ms", ms(d));
-}
-
-/// Writes a run directory holding one session of about `target` bytes. Returns the bytes
-/// written and the last time.
-fn generate(run: &Path, target: u64) -> std::io::Result<(u64, u64)> {
-    std::fs::create_dir_all(run)?;
-    let started = "2026-11-25T03:00:00.000000Z";
-    std::fs::write(
-        run.join("run.json"),
-        format!(
-            r#"{{"format":"relaytop-run","version":1,"app":"relaytop bench","run_id":"bench",
-"started_at":"{started}","source":"bench","files":[{{"path":"probe.jsonl","session":"probe","id":0,
-"provider":"legacy","model":"gpt-4.1","part":0}}],"pricing":{{}}}}"#
-        ),
-    )?;
-    let file = std::fs::File::create(run.join("probe.jsonl"))?;
-    let mut w = CountingWriter {
-        inner: BufWriter::with_capacity(1 << 20, file),
-        bytes: 0,
-    };
-    writeln!(
-        w,
-        r#"{{"format":"relaytop-recording","version":1,"app":"relaytop bench","started_at":"{started}","session":{{"name":"probe","provider":"legacy","protocol":"relay-v1","url":"ws://127.0.0.1:1/v1/stream","model":"gpt-4.1","id":0,"workload":"probe"}},"config":{{"heartbeat_s":30,"dead_after_s":55,"backoff":{{"base_ms":1000,"cap_ms":30000,"max_attempts":10}}}}}}"#
-    )?;
-    let mut t: u64 = 0;
-    let mut request: u64 = 0;
-    let mut attempt = 1;
-    writeln!(w, r#"[{t},"=","state",{{"to":"connecting","attempt":1}}]"#)?;
-    t += 40_000;
-    connect(&mut w, t, attempt)?;
-    let words = [
-        "Relay",
-        " stations",
-        " forward",
-        " each",
-        " request",
-        " to",
-        " an",
-        " upstream",
-        " model",
-        " and",
-        " stream",
-        " the",
-        " answer",
-        " back",
-        " to",
-        " the",
-        " waiting",
-        " client",
-        ",",
-        " one",
-        " token",
-        " at",
-        " a",
-        " time",
-        ".",
-    ];
-    while w.bytes < target {
-        let second = t / 1_000_000 + 1;
-        t = second * 1_000_000;
-        request += 1;
-        writeln!(
-            w,
-            r#"[{t},">","text","{{\"type\":\"chat.completion\",\"model\":\"gpt-4.1\",\"messages\":[{{\"role\":\"user\",\"content\":\"Reply with a short greeting.\"}}],\"stream\":true,\"max_tokens\":25}}"]"#
-        )?;
-        writeln!(
-            w,
-            r#"[{t},"=","event",{{"type":"request_sent","request":{request},"model":"gpt-4.1","prompt_tokens_estimate":7}}]"#
-        )?;
-        writeln!(
-            w,
-            r#"[{t},"=","state",{{"to":"streaming","request":{request}}}]"#
-        )?;
-        let mut at = t + 420_000 + (request * 7919 % 300_000);
-        let dropped = request.is_multiple_of(600);
-        for (i, word) in words.iter().enumerate() {
-            if dropped && i == 12 {
-                break;
-            }
-            writeln!(
-                w,
-                r#"[{at},"<","text","{{\"type\":\"chunk\",\"content\":\"{word}\"}}"]"#
-            )?;
-            at += 4_000;
-        }
-        if dropped {
-            // A drop, a backoff and a reconnect.
-            writeln!(
-                w,
-                r#"[{at},"<","close",{{"code":1012,"reason":"restart","requested":false}}]"#
-            )?;
-            writeln!(
-                w,
-                r#"[{at},"=","event",{{"type":"request_failed","request":{request},"kind":"network","reason":"close 1012 (service restart): restart"}}]"#
-            )?;
-            writeln!(
-                w,
-                r#"[{at},"=","event",{{"type":"closed","code":1012,"reason":"restart","requested":false}}]"#
-            )?;
-            writeln!(
-                w,
-                r#"[{at},"=","backoff",{{"attempt":1,"max_attempts":10,"delay_ms":734,"cause":"close 1012"}}]"#
-            )?;
-            writeln!(w, r#"[{at},"=","marker","reconnect 1"]"#)?;
-            let until = at + 734_000;
-            writeln!(
-                w,
-                r#"[{at},"=","state",{{"to":"backing_off","attempt":1,"max_attempts":10,"until_us":{until}}}]"#
-            )?;
-            attempt += 1;
-            writeln!(
-                w,
-                r#"[{until},"=","state",{{"to":"connecting","attempt":{attempt}}}]"#
-            )?;
-            t = until + 40_000;
-            connect(&mut w, t, attempt)?;
-            continue;
-        }
-        writeln!(
-            w,
-            r#"[{at},"<","text","{{\"type\":\"done\",\"usage\":{{\"prompt_tokens\":7,\"completion_tokens\":25}},\"finish_reason\":\"stop\"}}"]"#
-        )?;
-        writeln!(w, r#"[{at},"=","state",{{"to":"open"}}]"#)?;
-        t = at;
-        if second.is_multiple_of(30) {
-            let ping = second * 1_000_000 + 900_000;
-            writeln!(w, r#"[{ping},">","text","{{\"type\":\"ping\"}}"]"#)?;
-            writeln!(
-                w,
-                r#"[{},"<","text","{{\"type\":\"pong\"}}"]"#,
-                ping + 46_000
-            )?;
-            writeln!(
-                w,
-                r#"[{},"=","event",{{"type":"pong","rtt_us":46000}}]"#,
-                ping + 46_000
-            )?;
-            t = ping + 46_000;
-        }
-    }
-    writeln!(w, r#"[{t},"=","end",{{"reason":"quit"}}]"#)?;
-    w.inner.flush()?;
-    // On disk before measuring, so that writing 1 GiB back does not run beside the seeks.
-    w.inner.get_ref().sync_all()?;
-    Ok((w.bytes, t))
-}
-
-fn connect(w: &mut impl Write, t: u64, attempt: u32) -> std::io::Result<()> {
-    writeln!(w, r#"[{t},"<","upgrade",{{"status":101}}]"#)?;
-    writeln!(
-        w,
-        r#"[{t},"=","event",{{"type":"connected","attempt":{attempt},"handshake_us":40000}}]"#
-    )?;
-    writeln!(w, r#"[{t},"=","state",{{"to":"open"}}]"#)
-}
-
-struct CountingWriter<W: Write> {
-    inner: W,
-    bytes: u64,
-}
-
-impl<W: Write> Write for CountingWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.bytes += n as u64;
-        Ok(n)
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
-    }
 }

@@ -313,6 +313,7 @@ pub fn export(
     format: ExportFormat,
     out: &mut dyn Write,
 ) -> std::io::Result<u64> {
+    replay.play_forward_only();
     match format {
         ExportFormat::Csv => {
             writeln!(out, "{}", CSV_COLUMNS.join(","))?;

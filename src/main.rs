@@ -25,8 +25,6 @@ use crate::cli::{
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // The tokenizer's tables load off the sessions' threads while everything else starts.
-    relaytop_core::tokenize::warm_up();
     if let Some(dir) = &cli.log_dir
         && let Err(e) = std::fs::create_dir_all(dir)
     {

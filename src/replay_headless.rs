@@ -55,6 +55,7 @@ pub async fn run(
 ) -> anyhow::Result<Report> {
     let clock = tokio::time::Instant::now();
     let now = || clock.elapsed();
+    replay.play_forward_only();
     replay.set_idle_limit(options.idle_limit);
     replay.set_speed(now(), options.speed);
     if let Some(start) = options.start_at {

@@ -138,6 +138,7 @@ impl BodyState {
 /// order, and replays it as fast as possible for its report and its concurrency.
 pub fn read_recording(paths: &[PathBuf]) -> anyhow::Result<Recorded> {
     let mut replay = Replay::open(paths)?;
+    replay.play_forward_only();
     // The report, and the most requests in flight at once.
     let sessions = replay.sessions().len();
     let mut in_flight = vec![false; sessions];

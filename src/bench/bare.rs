@@ -21,6 +21,13 @@ struct Frame<'a> {
     content: Option<Cow<'a, str>>,
 }
 
+/// `relaytop bench bare URL`: the bare client as a process of its own.
+#[derive(clap::Args, Debug, Clone)]
+pub struct BareArgs {
+    /// The blaster's relay/v1 URL (ws://…).
+    pub url: String,
+}
+
 /// One bare run: what it read and how long it took (connect to `done`).
 #[derive(Clone, Copy, Debug)]
 pub struct BareRun {

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 
 use crate::bench::blaster::Blaster;
+use crate::bench::process::{self, Cost};
 use crate::bench::{BenchOptions, bare, grouped, median};
 use crate::headless::{self, HeadlessOptions, OutputFormat};
 use relaytop_core::record::RecordOptions;
@@ -29,6 +30,13 @@ pub struct IngestArgs {
     /// client run from a shell, e.g. under hyperfine); prints a configuration for it.
     #[arg(long, value_name = "ADDR")]
     pub serve: Option<SocketAddr>,
+    /// The relaytop binary the whole-process runs start (default: this one). Give it twice
+    /// or more to compare builds in one run, interleaved.
+    #[arg(long = "binary", value_name = "PATH")]
+    pub binaries: Vec<PathBuf>,
+    /// The binary whose `bench bare` is the reference process (default: this one).
+    #[arg(long, value_name = "PATH", hide = true)]
+    pub bare_binary: Option<PathBuf>,
 }
 
 /// The medians of one ingest bench, in frames per second.
@@ -38,6 +46,16 @@ pub struct IngestResult {
     pub bare: f64,
     pub recording: Option<f64>,
     pub no_recording: f64,
+    /// The whole-process runs: the bare client's medians, and each build's.
+    pub whole: WholeProcess,
+}
+
+/// The whole-process medians: each client a process of its own, as its user starts it.
+#[derive(Clone, Debug, Default)]
+pub struct WholeProcess {
+    pub bare: Cost,
+    /// Per build: recording on (unless `--no-record`), recording off.
+    pub builds: Vec<(PathBuf, Option<Cost>, Cost)>,
 }
 
 impl IngestResult {
@@ -136,16 +154,21 @@ pub async fn run(
         anyhow::Ok(())
     }
     .await;
+    let whole = match result {
+        Ok(()) => whole_process(args, options, &url, out),
+        Err(e) => Err(e),
+    };
     blaster.stop();
     if temporary {
         let _ = std::fs::remove_dir_all(&root);
     }
-    result?;
+    let whole = whole?;
     let result = IngestResult {
         frames: args.frames,
         bare: median(&bare_rates),
         recording: (!on_rates.is_empty()).then(|| median(&on_rates)),
         no_recording: median(&off_rates),
+        whole,
     };
     writeln!(
         out,
@@ -164,6 +187,7 @@ pub async fn run(
         row("relaytop, recording on", on)?;
     }
     row("relaytop, recording off", result.no_recording)?;
+    print_whole(&result, out)?;
     writeln!(
         out,
         "target: relaytop (recording on) >= 0.50 x bare: {:.2} ({})",
@@ -212,6 +236,131 @@ async fn relaytop_once(
         report.run.ended_by
     );
     Ok(elapsed)
+}
+
+/// The whole-process runs: `relaytop bench bare URL` (the bare client, a process of its own)
+/// and `relaytop headless --requests 1 -c CONFIG` (recording on and off) against the same
+/// blaster, `--runs` times interleaved; each measured from its start to its exit, with the
+/// CPU it used. Blocks this thread while each child runs (the blaster serves on the runtime's
+/// workers meanwhile).
+fn whole_process(
+    args: &IngestArgs,
+    options: &BenchOptions,
+    url: &str,
+    out: &mut (dyn Write + Send),
+) -> anyhow::Result<WholeProcess> {
+    let binaries = if args.binaries.is_empty() {
+        vec![std::env::current_exe()?]
+    } else {
+        args.binaries.clone()
+    };
+    // Its own directory for the configuration and the recordings, removed after.
+    let scratch = tempfile::Builder::new()
+        .prefix("relaytop-bench-ingest-")
+        .tempdir_in(std::env::temp_dir())?;
+    let root = scratch.path();
+    let config = root.join("ingest.toml");
+    std::fs::write(&config, config_text(url, args.frames))?;
+    let quiet = |c: &mut std::process::Command| {
+        c.stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+    };
+    let run_relaytop = |binary: &PathBuf, record: bool| -> anyhow::Result<Cost> {
+        let mut c = std::process::Command::new(binary);
+        if record {
+            c.arg("--record-dir").arg(root.join("recordings"));
+        } else {
+            c.arg("--no-record");
+        }
+        c.args(["headless", "--requests", "1", "--format", "json", "-c"])
+            .arg(&config);
+        quiet(&mut c);
+        let cost = tokio::task::block_in_place(|| process::run(&mut c))?;
+        anyhow::ensure!(
+            cost.success,
+            "{} headless failed against the blaster; run `{} headless --requests 1 -c {}` to see why",
+            binary.display(),
+            binary.display(),
+            config.display()
+        );
+        Ok(cost)
+    };
+    let (mut bares, mut builds) = (Vec::new(), vec![(Vec::new(), Vec::new()); binaries.len()]);
+    for run in 1..=args.runs {
+        let mut c = std::process::Command::new(match &args.bare_binary {
+            Some(b) => b.clone(),
+            None => std::env::current_exe()?,
+        });
+        c.args(["bench", "bare", url]);
+        quiet(&mut c);
+        let bare = tokio::task::block_in_place(|| process::run(&mut c))?;
+        anyhow::ensure!(bare.success, "the bare client process failed");
+        let mut line = format!("  whole process, run {run}: bare {:.0} ms", ms(bare.wall));
+        bares.push(bare);
+        for (binary, (ons, offs)) in binaries.iter().zip(&mut builds) {
+            if !options.no_record {
+                let on = run_relaytop(binary, true)?;
+                line += &format!(", recording {:.0} ms", ms(on.wall));
+                ons.push(on);
+            }
+            let off = run_relaytop(binary, false)?;
+            line += &format!(", not recording {:.0} ms", ms(off.wall));
+            offs.push(off);
+        }
+        writeln!(out, "{line}")?;
+    }
+    Ok(WholeProcess {
+        bare: process::median(&bares),
+        builds: binaries
+            .into_iter()
+            .zip(builds)
+            .map(|(b, (ons, offs))| {
+                (
+                    b,
+                    (!ons.is_empty()).then(|| process::median(&ons)),
+                    process::median(&offs),
+                )
+            })
+            .collect(),
+    })
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// The whole-process table: frames/s from start to exit, the ratio to the bare process, and
+/// CPU against the bare process's.
+fn print_whole(result: &IngestResult, out: &mut (dyn Write + Send)) -> anyhow::Result<()> {
+    let w = &result.whole;
+    let rate = |c: &Cost| result.frames as f64 / c.wall.as_secs_f64().max(1e-9);
+    writeln!(
+        out,
+        "whole process (start to exit)       frames/s   ratio   CPU ms   CPU x bare   peak RSS"
+    )?;
+    let mut row = |name: &str, c: &Cost| {
+        writeln!(
+            out,
+            "{name:<32} {:>12}   {:.2}   {:>6.0}   {:>10.2}   {:>4.0} MiB",
+            grouped(rate(c)),
+            rate(c) / rate(&w.bare),
+            ms(c.cpu),
+            c.cpu.as_secs_f64() / w.bare.cpu.as_secs_f64().max(1e-9),
+            c.peak_rss as f64 / f64::from(1 << 20)
+        )
+    };
+    row("bare client (own process)", &w.bare)?;
+    for (binary, on, off) in &w.builds {
+        let name = binary
+            .file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+        if let Some(on) = on {
+            row(&format!("{name}, recording on"), on)?;
+        }
+        row(&format!("{name}, recording off"), off)?;
+    }
+    Ok(())
 }
 
 /// `--serve`: the blaster alone, until Ctrl-C.

@@ -8,6 +8,11 @@ pub mod accuracy;
 pub mod bare;
 pub mod blaster;
 pub mod ingest;
+// libc: wait4, for a child's CPU time and peak memory.
+#[allow(unsafe_code)]
+pub mod process;
+pub mod recording;
+pub mod replay;
 // libc: the open-files limit, the page size, clock ticks and malloc_trim.
 #[allow(unsafe_code)]
 pub mod scale;
@@ -28,6 +33,13 @@ pub enum BenchCase {
     Scale(scale::ScaleArgs),
     /// Reported time to first token against what a local simulator injected.
     Accuracy(accuracy::AccuracyArgs),
+    /// A many-session recording replayed headless and exported to CSV by the binary, against
+    /// a plain JSON-lines scan of the same files.
+    Replay(replay::ReplayArgs),
+    /// The bare reference client alone, as a process of its own (`bench ingest` starts it
+    /// beside relaytop's own process): reads one response from URL and prints its figures.
+    #[command(hide = true)]
+    Bare(bare::BareArgs),
 }
 
 /// What every case may be told by the global flags.
@@ -52,6 +64,18 @@ pub async fn run(
         },
         BenchCase::Scale(args) => scale::run(&args, out).await.map(|_| ()),
         BenchCase::Accuracy(args) => accuracy::run(&args, out).await.map(|_| ()),
+        BenchCase::Replay(args) => replay::run(&args, out).map(|_| ()),
+        BenchCase::Bare(args) => {
+            let b = bare::run(args.url).await?;
+            writeln!(
+                out,
+                "{} chunks, {} chars in {} us",
+                b.chunks,
+                b.chars,
+                b.elapsed.as_micros()
+            )?;
+            Ok(())
+        }
     }
 }
 

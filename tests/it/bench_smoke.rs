@@ -11,6 +11,8 @@ async fn ingest_runs_and_reports_every_client() {
         frames: 10_000,
         runs: 1,
         serve: None,
+        binaries: vec![env!("CARGO_BIN_EXE_relaytop").into()],
+        bare_binary: Some(env!("CARGO_BIN_EXE_relaytop").into()),
     };
     let options = BenchOptions {
         no_record: false,
@@ -26,12 +28,22 @@ async fn ingest_runs_and_reports_every_client() {
         "relaytop, recording on",
         "relaytop, recording off",
         "target: relaytop (recording on) >= 0.50 x bare",
+        "bare client (own process)",
+        "relaytop, recording on",
+        "relaytop, recording off",
     ] {
         assert!(text.contains(line), "no `{line}` in:\n{text}");
     }
     assert_eq!(result.frames, 10_000);
     assert!(result.bare > 0.0 && result.no_recording > 0.0);
     assert!(result.recording.is_some_and(|r| r > 0.0));
+    // The whole-process runs: the bare client's process and relaytop's, each measured.
+    let whole = &result.whole;
+    assert!(whole.bare.success && whole.bare.wall > std::time::Duration::ZERO);
+    assert_eq!(whole.builds.len(), 1);
+    let (_, on, off) = &whole.builds[0];
+    assert!(on.is_some_and(|c| c.success && c.cpu > std::time::Duration::ZERO));
+    assert!(off.success && off.wall > std::time::Duration::ZERO);
     // Every run's recording is removed after it: the bench leaves nothing behind.
     assert_eq!(
         std::fs::read_dir(dir.path())

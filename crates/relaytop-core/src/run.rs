@@ -149,8 +149,6 @@ impl<'w> Run<'w> {
     /// Starts the run: the recording, the sessions `setup` names, the canary. Returns it
     /// with the receiving end of its event stream.
     pub fn start(world: &'w World, setup: RunSetup) -> anyhow::Result<(Run<'w>, EventReceiver)> {
-        // Counting tokens needs tables that take a moment to build: off the sessions' threads.
-        crate::tokenize::warm_up();
         let started_at = chrono::Utc::now();
         let clock = RunClock::new();
         let recorder = match &setup.recording {
@@ -188,6 +186,9 @@ impl<'w> Run<'w> {
             specs.push(spec);
         }
         let (mut supervisor, events) = Supervisor::new(clock);
+        // Counting tokens needs tables that take a moment to build: the ones these sessions'
+        // models use, off the sessions' threads.
+        crate::tokenize::warm_up_for(specs.iter().map(|spec| spec.info.model.as_str()));
         let timings = specs.iter().map(|spec| spec.timing).collect();
         for spec in specs {
             supervisor.start(spec);

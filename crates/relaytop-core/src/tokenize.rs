@@ -11,8 +11,8 @@
 //! | anything else (gemini, deepseek, qwen, …) | o200k_base × 1.0 | no |
 //!
 //! A provider prefix (`openai/gpt-4o`, `anthropic/claude-…` as OpenRouter names them) is
-//! looked through. The tables load once (about 100 ms); `warm_up` loads them off the
-//! sessions' threads at start.
+//! looked through. The tables load once (0.1 to 0.3 s each); `warm_up_for` loads the ones
+//! a run's models need off the sessions' threads as it starts.
 
 use tiktoken_rs::CoreBPE;
 use tiktoken_rs::tokenizer::{Tokenizer, get_tokenizer};
@@ -102,25 +102,47 @@ impl Counter {
     }
 }
 
-/// Loads the tokenizer tables on a thread of its own (once per process), so the first
-/// response counted does not hold up a session: the tables take about 650 million
-/// instructions to build (0.2 to 0.5 s), which on a session's thread would delay every
-/// session sharing it. `relaytop` calls it first thing; a count that comes before the tables
-/// are ready waits for them (so live runs and replays count alike).
-pub fn warm_up() {
-    static STARTED: std::sync::Once = std::sync::Once::new();
-    STARTED.call_once(|| {
-        let spawned = std::thread::Builder::new()
-            .name("relaytop-tokenizer".into())
-            .spawn(load_now);
-        if spawned.is_err() {
-            // No thread to spare: the first count loads them.
-            tracing::debug!("tokenizer tables load on first use");
+/// Loads the tokenizer tables the `models` count with, each on a thread of its own (once per
+/// process), so the first response counted does not hold up a session: o200k_base takes
+/// about 650 million instructions to build (0.2 to 0.3 s), cl100k_base about 320 million,
+/// which on a session's thread would delay every session sharing it. A run calls it with its
+/// sessions' models as it starts; a table nobody's model needs is never built (a process
+/// that counts nothing pays nothing: `relaytop bench ingest`, docs/PERFORMANCE.md). A count
+/// that comes before its table is ready waits for it (so live runs and replays count alike).
+pub fn warm_up_for<'a>(models: impl IntoIterator<Item = &'a str>) {
+    static O200K: std::sync::Once = std::sync::Once::new();
+    static CL100K: std::sync::Once = std::sync::Once::new();
+    let (mut o200k, mut cl100k) = (false, false);
+    for model in models {
+        match Counter::for_model(model).encoding {
+            Encoding::O200k => o200k = true,
+            Encoding::Cl100k => cl100k = true,
         }
-    });
+    }
+    let load = |once: &'static std::sync::Once, name: &str, build: fn()| {
+        once.call_once(|| {
+            let spawned = std::thread::Builder::new()
+                .name(format!("relaytop-{name}"))
+                .spawn(build);
+            if spawned.is_err() {
+                // No thread to spare: the first count loads it.
+                tracing::debug!(table = name, "a tokenizer table loads on first use");
+            }
+        });
+    };
+    if o200k {
+        load(&O200K, "o200k", || {
+            tiktoken_rs::o200k_base_singleton();
+        });
+    }
+    if cl100k {
+        load(&CL100K, "cl100k", || {
+            tiktoken_rs::cl100k_base_singleton();
+        });
+    }
 }
 
-/// Loads the tokenizer tables now, on this thread (benchmarks call it before their clocks
+/// Loads every tokenizer table now, on this thread (benchmarks call it before their clocks
 /// start).
 pub fn load_now() {
     tiktoken_rs::o200k_base_singleton();

@@ -23,7 +23,8 @@ const THINKING_WORDS: &[&str] = &[
     "The", " user", " asks", " about", " relays;", " keep", " it", " short.",
 ];
 
-const DEFAULT_CHUNK_WORDS: &[&str] = &[
+/// The words a simulated response streams by default, a token a chunk.
+pub const DEFAULT_CHUNK_WORDS: &[&str] = &[
     "Relay",
     " stations",
     " forward",

@@ -90,6 +90,8 @@ pub struct LineReader {
     parts: Arc<[PathBuf]>,
     pos: Position,
     reader: Option<BufReader<File>>,
+    /// The read buffer's size.
+    buffer: usize,
     /// The current file's header line has been skipped.
     header_seen: bool,
     /// A torn line was found: nothing follows.
@@ -104,10 +106,18 @@ impl LineReader {
             parts,
             pos,
             reader: None,
+            buffer: 64 << 10,
             header_seen: pos.offset > 0,
             stopped: false,
             buf: Vec::new(),
         }
+    }
+
+    /// The same reader with a read buffer of `bytes` (64 KiB by default).
+    #[must_use]
+    pub fn with_buffer(mut self, bytes: usize) -> Self {
+        self.buffer = bytes.max(1);
+        self
     }
 
     /// Where the next line starts.
@@ -134,7 +144,8 @@ impl LineReader {
                     };
                     let mut file = File::open(path)?;
                     file.seek(SeekFrom::Start(self.pos.offset))?;
-                    self.reader.insert(BufReader::with_capacity(64 << 10, file))
+                    self.reader
+                        .insert(BufReader::with_capacity(self.buffer, file))
                 }
             };
             let (n, complete, too_long) = read_line(reader, &mut self.buf)?;

@@ -19,7 +19,8 @@
 //! fold, the sources, the index thread's results); the per-protocol decoding is apart in
 //! `decoders`.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BTreeSet, BinaryHeap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -54,6 +55,10 @@ pub const RECENT_CHECKPOINT_LINES: u64 = 32_768;
 pub const RECENT_CHECKPOINTS: usize = 8;
 /// Problems remembered in detail (the rest are only counted).
 const PROBLEMS_KEPT: usize = 8;
+
+/// The read buffers of all the session files together (each between 4 and 64 KiB): what a
+/// recording of thousands of sessions holds to read them side by side.
+const READ_BUFFERS_BYTES: usize = 16 << 20;
 
 /// A point to jump to.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -270,6 +275,13 @@ struct Cursor {
     readers: Vec<Option<LineReader>>,
     /// Per session: its next line, read ahead.
     heads: Vec<Option<Record>>,
+    /// The sessions whose next line is read ahead, by that line's time (then session): the
+    /// next line of the merged timeline is the top. Filled on first use after a restore.
+    queue: BinaryHeap<Reverse<(u64, usize)>>,
+    /// `queue` holds every session that has a next line.
+    queued: bool,
+    /// Each session reader's buffer: the readers of a many-session recording share a budget.
+    read_buffer: usize,
     fold: Fold,
     /// Events of the last line applied, not yet handed out.
     pending: VecDeque<SessionEvent>,
@@ -288,6 +300,9 @@ impl Cursor {
             sources,
             readers: (0..n).map(|_| None).collect(),
             heads: vec![None; n],
+            queue: BinaryHeap::with_capacity(n),
+            queued: false,
+            read_buffer: (READ_BUFFERS_BYTES / n.max(1)).clamp(4 << 10, 64 << 10),
             fold,
             pending: VecDeque::new(),
             found_markers: Vec::new(),
@@ -334,6 +349,8 @@ impl Cursor {
         self.recent_last_lines = self.fold.stats.lines;
         self.readers.iter_mut().for_each(|r| *r = None);
         self.heads.iter_mut().for_each(|h| *h = None);
+        self.queue.clear();
+        self.queued = false;
         self.pending.clear();
     }
 
@@ -347,8 +364,10 @@ impl Cursor {
             return None;
         }
         let source = &self.sources[s];
+        let buffer = self.read_buffer;
         let reader = self.readers[s].get_or_insert_with(|| {
             LineReader::new(source.recording.parts.clone(), self.fold.positions[s])
+                .with_buffer(buffer)
         });
         let file = |r: &LineReader| r.path().map(Path::to_path_buf).unwrap_or_default();
         loop {
@@ -402,17 +421,26 @@ impl Cursor {
         }
     }
 
-    /// The session whose line comes next, and its time (ties: the lower session first).
+    /// The session whose line comes next, and its time (ties: the lower session first). Its
+    /// entry leaves the queue: the caller takes its head and calls `requeue`.
     fn next_line(&mut self) -> Option<(usize, u64)> {
-        let mut best: Option<(usize, u64)> = None;
-        for s in 0..self.sources.len() {
-            if let Some(t) = self.head_time(s)
-                && best.is_none_or(|(_, bt)| t < bt)
-            {
-                best = Some((s, t));
+        if !self.queued {
+            self.queued = true;
+            self.queue.clear();
+            for s in 0..self.sources.len() {
+                if let Some(t) = self.head_time(s) {
+                    self.queue.push(Reverse((t, s)));
+                }
             }
         }
-        best
+        self.queue.pop().map(|Reverse((t, s))| (s, t))
+    }
+
+    /// Reads session `s`'s next line ahead and queues it (after its head was taken).
+    fn requeue(&mut self, s: usize) {
+        if let Some(t) = self.head_time(s) {
+            self.queue.push(Reverse((t, s)));
+        }
     }
 
     /// The time of the next event, applying the lines before it (lines that make no event,
@@ -448,6 +476,7 @@ impl Cursor {
         if let Some(reader) = &self.readers[s] {
             self.fold.positions[s] = reader.position();
         }
+        self.requeue(s);
         self.fold.applied_until = Some(t);
         self.fold.stats.lines += 1;
         let session = SessionId::try_from(s).unwrap_or(SessionId::MAX);
@@ -573,6 +602,8 @@ pub struct Replay {
     shared: Arc<Shared>,
     indexer: Option<JoinHandle<()>>,
     indexing_started: bool,
+    /// `play_forward_only`: a seek forward folds on from here, with no index.
+    forward_only: bool,
     checkpoint_lines: u64,
     checkpoint_budget: usize,
     /// Gzip files unpacked for this replay (removed when it goes).
@@ -662,6 +693,7 @@ impl Replay {
             shared: Arc::new(Shared::default()),
             indexer: None,
             indexing_started: false,
+            forward_only: false,
             checkpoint_lines: CHECKPOINT_LINES,
             checkpoint_budget: CHECKPOINT_BUDGET_BYTES,
             _unpacked: found.unpacked,
@@ -675,6 +707,15 @@ impl Replay {
             self.checkpoint_lines = lines.max(1);
             self.cursor.recent_every = lines.max(1);
         }
+    }
+
+    /// Played once from start to end, never sought back (headless, export, against): keeps
+    /// no checkpoints near the play head, which would pack every session's metrics every
+    /// `RECENT_CHECKPOINT_LINES` lines for nothing.
+    pub fn play_forward_only(&mut self) {
+        self.cursor.recent_every = 0;
+        self.cursor.recent.clear();
+        self.forward_only = true;
     }
 
     /// Memory the index's checkpoints may hold (before indexing starts): more memory, denser
@@ -883,7 +924,9 @@ impl Replay {
     /// Goes to `target_us`: every event before it folded (not handed out), the next event the
     /// first at or after it.
     pub fn seek_to(&mut self, now: Duration, target_us: u64) {
-        self.start_indexing();
+        if !self.forward_only {
+            self.start_indexing();
+        }
         let before = |c: &Checkpoint| c.applied_until.is_none_or(|t| t < target_us);
         let recent = self
             .cursor
