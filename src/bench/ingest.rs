@@ -34,6 +34,10 @@ pub struct IngestArgs {
     /// or more to compare builds in one run, interleaved.
     #[arg(long = "binary", value_name = "PATH")]
     pub binaries: Vec<PathBuf>,
+    /// Also run this Node script (benches/clients/node-ws.cjs: the `ws` package) as a client
+    /// of its own in the whole-process runs, for scale.
+    #[arg(long, value_name = "SCRIPT")]
+    pub node: Option<PathBuf>,
     /// The binary whose `bench bare` is the reference process (default: this one).
     #[arg(long, value_name = "PATH", hide = true)]
     pub bare_binary: Option<PathBuf>,
@@ -54,6 +58,8 @@ pub struct IngestResult {
 #[derive(Clone, Debug, Default)]
 pub struct WholeProcess {
     pub bare: Cost,
+    /// The Node `ws` client (`--node`).
+    pub node: Option<Cost>,
     /// Per build: recording on (unless `--no-record`), recording off.
     pub builds: Vec<(PathBuf, Option<Cost>, Cost)>,
 }
@@ -286,7 +292,8 @@ fn whole_process(
         );
         Ok(cost)
     };
-    let (mut bares, mut builds) = (Vec::new(), vec![(Vec::new(), Vec::new()); binaries.len()]);
+    let (mut bares, mut nodes) = (Vec::new(), Vec::new());
+    let mut builds = vec![(Vec::new(), Vec::new()); binaries.len()];
     for run in 1..=args.runs {
         let mut c = std::process::Command::new(match &args.bare_binary {
             Some(b) => b.clone(),
@@ -298,6 +305,20 @@ fn whole_process(
         anyhow::ensure!(bare.success, "the bare client process failed");
         let mut line = format!("  whole process, run {run}: bare {:.0} ms", ms(bare.wall));
         bares.push(bare);
+        if let Some(script) = &args.node {
+            let mut c = std::process::Command::new("node");
+            c.arg(script).arg(url);
+            quiet(&mut c);
+            let node = tokio::task::block_in_place(|| process::run(&mut c))
+                .context("cannot start `node` (is Node.js installed?)")?;
+            anyhow::ensure!(
+                node.success,
+                "the Node client failed: run `node {} {url}` to see why (it needs `npm install ws`)",
+                script.display()
+            );
+            line += &format!(", node {:.0} ms", ms(node.wall));
+            nodes.push(node);
+        }
         for (binary, (ons, offs)) in binaries.iter().zip(&mut builds) {
             if !options.no_record {
                 let on = run_relaytop(binary, true)?;
@@ -312,6 +333,7 @@ fn whole_process(
     }
     Ok(WholeProcess {
         bare: process::median(&bares),
+        node: (!nodes.is_empty()).then(|| process::median(&nodes)),
         builds: binaries
             .into_iter()
             .zip(builds)
@@ -351,6 +373,9 @@ fn print_whole(result: &IngestResult, out: &mut (dyn Write + Send)) -> anyhow::R
         )
     };
     row("bare client (own process)", &w.bare)?;
+    if let Some(node) = &w.node {
+        row("node ws client (own process)", node)?;
+    }
     for (binary, on, off) in &w.builds {
         let name = binary
             .file_name()

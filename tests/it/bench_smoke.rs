@@ -12,6 +12,7 @@ async fn ingest_runs_and_reports_every_client() {
         runs: 1,
         serve: None,
         binaries: vec![env!("CARGO_BIN_EXE_relaytop").into()],
+        node: None,
         bare_binary: Some(env!("CARGO_BIN_EXE_relaytop").into()),
     };
     let options = BenchOptions {
