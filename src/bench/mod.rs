@@ -7,6 +7,9 @@
 pub mod accuracy;
 pub mod bare;
 pub mod blaster;
+// libc: the pseudo-terminal (openpty, setsid, TIOCSCTTY) and signals to its child.
+#[allow(unsafe_code)]
+pub mod dashboard;
 pub mod ingest;
 // libc: the open-files limit, the page size, clock ticks and malloc_trim.
 #[allow(unsafe_code)]
@@ -28,6 +31,9 @@ pub enum BenchCase {
     Scale(scale::ScaleArgs),
     /// Reported time to first token against what a local simulator injected.
     Accuracy(accuracy::AccuracyArgs),
+    /// The dashboard's own CPU: relaytop in a pseudo-terminal against the same world run
+    /// headless (default world, 1,000 probe sessions, 10 sessions probing once a minute).
+    Dashboard(dashboard::DashboardArgs),
 }
 
 /// What every case may be told by the global flags.
@@ -52,6 +58,7 @@ pub async fn run(
         },
         BenchCase::Scale(args) => scale::run(&args, out).await.map(|_| ()),
         BenchCase::Accuracy(args) => accuracy::run(&args, out).await.map(|_| ()),
+        BenchCase::Dashboard(args) => dashboard::run(&args, options, out).await.map(|_| ()),
     }
 }
 
