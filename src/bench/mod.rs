@@ -7,6 +7,9 @@
 pub mod accuracy;
 pub mod bare;
 pub mod blaster;
+// libc: the pseudo-terminal (openpty, setsid, TIOCSCTTY) and signals to its child.
+#[allow(unsafe_code)]
+pub mod dashboard;
 pub mod ingest;
 // libc: wait4, for a child's CPU time and peak memory.
 #[allow(unsafe_code)]
@@ -40,6 +43,9 @@ pub enum BenchCase {
     /// beside relaytop's own process): reads one response from URL and prints its figures.
     #[command(hide = true)]
     Bare(bare::BareArgs),
+    /// The dashboard's own CPU: relaytop in a pseudo-terminal against the same world run
+    /// headless (default world, 1,000 probe sessions, 10 sessions probing once a minute).
+    Dashboard(dashboard::DashboardArgs),
 }
 
 /// What every case may be told by the global flags.
@@ -76,6 +82,7 @@ pub async fn run(
             )?;
             Ok(())
         }
+        BenchCase::Dashboard(args) => dashboard::run(&args, options, out).await.map(|_| ()),
     }
 }
 

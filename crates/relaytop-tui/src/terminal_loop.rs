@@ -1,18 +1,22 @@
 //! The one terminal loop every screen runs on (the dashboard, the replay screen, `relaytop
-//! chat`): `tokio::select!` over crossterm's `EventStream`, the screen's own source of events
-//! (the session events), a frame deadline and SIGTERM/SIGINT/SIGHUP; the shared key, mouse,
-//! paste and resize handling; and drawing only when something changed, at most `fps` times a
-//! second (a key press, a click or a paste draws at once).
+//! chat`): `tokio::select!` over the terminal's input (read on a thread of its own), the
+//! screen's own source of events (the session events), a frame deadline and
+//! SIGTERM/SIGINT/SIGHUP; the shared key, mouse, paste and resize handling; and when to draw
+//! (`FramePacer`): only when something changed, at most `fps` times a second, a key press, a
+//! click or a paste at once, with the events that come while a frame waits folded together
+//! just before it.
 //!
 //! A screen says what it does through `Screen`; `run` sets the terminal up (`TerminalGuard`:
 //! given back on every way out, panics included), runs the loop and prints the panics of
 //! other threads it held back.
 
 use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use crossterm::event::{Event, EventStream, KeyEvent, KeyEventKind, MouseEvent, MouseEventKind};
-use futures_util::StreamExt;
+use crossterm::event::{Event, KeyEvent, KeyEventKind, MouseEvent, MouseEventKind};
+use futures_util::FutureExt;
 use ratatui::Frame;
 use ratatui::layout::Rect;
 use tokio::signal::unix::{SignalKind, signal};
@@ -116,35 +120,30 @@ async fn event_loop<S: Screen>(
     screen: &mut S,
     fps: u32,
 ) -> anyhow::Result<Ended> {
-    let frame_interval = Duration::from_secs_f64(1.0 / f64::from(fps.max(1)));
-    let mut terminal_events = EventStream::new();
+    let mut input = TerminalInput::start()?;
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sighup = signal(SignalKind::hangup())?;
     let mut open = true;
-    let mut dirty = true;
-    let mut draw_now = true;
-    let mut last_draw = Instant::now();
+    let mut pacer = FramePacer::new(fps, Instant::now());
     loop {
         let now = Instant::now();
+        if open && pacer.due(now) {
+            // The frame shows what queued up while it waited (one fold, one frame).
+            open = drain(screen);
+        }
         if screen.prepare(now) {
-            dirty = true;
+            pacer.changed();
         }
-        if draw_now || (dirty && now >= last_draw + frame_interval) {
+        if pacer.due(now) {
             terminal.draw(|frame| screen.draw(frame))?;
-            last_draw = Instant::now();
-            dirty = false;
-            draw_now = false;
+            pacer.drawn(Instant::now());
         }
-        let next_frame = last_draw + frame_interval;
-        let wanted = screen.wake(Instant::now(), next_frame);
-        let wake = if dirty {
-            wanted.min(next_frame)
-        } else {
-            wanted
-        };
+        let now = Instant::now();
+        let wake = pacer.wake(screen.wake(now, pacer.next_frame()));
+        let hold = pacer.hold_events(now);
         tokio::select! {
-            event = terminal_events.next() => {
+            event = input.next() => {
                 let Some(event) = event else { return Ok(Ended::InputEnded) };
                 let flow = match event? {
                     Event::Key(key) if key.kind != KeyEventKind::Release => screen.key(key),
@@ -165,18 +164,222 @@ async fn event_loop<S: Screen>(
                 };
                 match flow {
                     Flow::Quit => return Ok(Ended::Quit),
-                    Flow::Stay => draw_now = true,
+                    Flow::Stay => pacer.urgent(),
                     Flow::Ignored => {}
                 }
             }
-            received = screen.receive(), if open => {
+            received = screen.receive(), if open && !hold => {
                 open = received;
-                dirty = true;
+                pacer.changed();
             }
             _ = tokio::time::sleep_until(wake) => {}
             _ = sigterm.recv() => return Ok(Ended::Signal("terminated (SIGTERM)")),
             _ = sigint.recv() => return Ok(Ended::Signal("interrupted (SIGINT)")),
             _ = sighup.recv() => return Ok(Ended::Signal("hung up (SIGHUP)")),
         }
+    }
+}
+
+/// Folds what the screen's source has queued now, without waiting (a few rounds at most, so
+/// that a source faster than the fold cannot keep the frame from being drawn); false once
+/// the source has ended.
+fn drain<S: Screen>(screen: &mut S) -> bool {
+    for _ in 0..DRAIN_ROUNDS {
+        match screen.receive().now_or_never() {
+            Some(true) => {}
+            Some(false) => return false,
+            None => break,
+        }
+    }
+    true
+}
+
+/// Rounds of `receive` folded before a frame at most.
+const DRAIN_ROUNDS: usize = 8;
+
+/// When to draw: a frame when something the screen shows changed, at most `fps` a second,
+/// and at once after a key, a click, a paste or a resize. While a frame waits for its turn,
+/// the screen's events wait in their (bounded) stream and are folded all at once just
+/// before it: a burst of event batches is one wake of the loop, not one a batch. Pure: every
+/// decision takes `now`.
+#[derive(Clone, Debug)]
+pub struct FramePacer {
+    interval: Duration,
+    last_draw: Instant,
+    /// Something changed since the last frame.
+    dirty: bool,
+    /// The person did something: draw at once.
+    urgent: bool,
+}
+
+impl FramePacer {
+    /// A pacer for at most `fps` frames a second (1 at least) whose first frame is due at once.
+    pub fn new(fps: u32, now: Instant) -> FramePacer {
+        let interval = Duration::from_secs_f64(1.0 / f64::from(fps.max(1)));
+        FramePacer {
+            interval,
+            last_draw: now.checked_sub(interval).unwrap_or(now),
+            dirty: true,
+            urgent: true,
+        }
+    }
+
+    /// Something the screen shows changed (events, the screen's clock).
+    pub fn changed(&mut self) {
+        self.dirty = true;
+    }
+
+    /// A key, a click, a paste or a resize: the next frame is drawn at once.
+    pub fn urgent(&mut self) {
+        self.dirty = true;
+        self.urgent = true;
+    }
+
+    /// Whether a frame is to be drawn at `now`.
+    pub fn due(&self, now: Instant) -> bool {
+        self.urgent || (self.dirty && now >= self.next_frame())
+    }
+
+    /// A frame was drawn at `now`.
+    pub fn drawn(&mut self, now: Instant) {
+        self.last_draw = now;
+        self.dirty = false;
+        self.urgent = false;
+    }
+
+    /// The earliest moment the next frame may be drawn.
+    pub fn next_frame(&self) -> Instant {
+        self.last_draw + self.interval
+    }
+
+    /// Whether the screen's events should wait at `now`: a frame is pending and not due yet,
+    /// so folding them now would not show them any sooner.
+    pub fn hold_events(&self, now: Instant) -> bool {
+        self.dirty && !self.due(now)
+    }
+
+    /// When the loop wakes if nothing comes: when the screen wants (`wanted`), or for the
+    /// pending frame.
+    pub fn wake(&self, wanted: Instant) -> Instant {
+        if self.dirty {
+            wanted.min(self.next_frame())
+        } else {
+            wanted
+        }
+    }
+}
+
+/// The terminal's input, read on a thread of its own and handed over on a channel: waiting
+/// for it costs the loop nothing. (crossterm's `EventStream`, polled every time round the
+/// loop, spun on its reader's lock and woke its own thread each time: 10 % of the
+/// dashboard's thread with 40 sessions streaming, `perf`.) The thread looks at its stop flag
+/// every `INPUT_POLL`; it is told to stop when this is dropped.
+struct TerminalInput {
+    events: tokio::sync::mpsc::Receiver<std::io::Result<Event>>,
+    stop: Arc<AtomicBool>,
+}
+
+/// How often the input thread looks whether it should stop while no input comes.
+const INPUT_POLL: Duration = Duration::from_millis(100);
+
+impl TerminalInput {
+    fn start() -> std::io::Result<TerminalInput> {
+        let (tx, events) = tokio::sync::mpsc::channel(256);
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
+        std::thread::Builder::new()
+            .name("relaytop-input".into())
+            .spawn(move || {
+                while !stopped.load(Ordering::Relaxed) {
+                    let event = match crossterm::event::poll(INPUT_POLL) {
+                        Ok(false) => continue,
+                        Ok(true) => crossterm::event::read(),
+                        Err(e) => Err(e),
+                    };
+                    let failed = event.is_err();
+                    if tx.blocking_send(event).is_err() || failed {
+                        return;
+                    }
+                }
+            })?;
+        Ok(TerminalInput { events, stop })
+    }
+
+    /// The next input event; `None` once the input has ended.
+    async fn next(&mut self) -> Option<std::io::Result<Event>> {
+        self.events.recv().await
+    }
+}
+
+impl Drop for TerminalInput {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.events.close();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FRAME: Duration = Duration::from_millis(100);
+
+    /// A pacer at `fps` that drew its first frame at the returned instant.
+    fn drawn_once(fps: u32) -> (FramePacer, Instant) {
+        let t0 = Instant::now();
+        let mut pacer = FramePacer::new(fps, t0);
+        assert!(pacer.due(t0));
+        pacer.drawn(t0);
+        (pacer, t0)
+    }
+
+    #[test]
+    fn the_first_frame_is_due_at_once_and_nothing_more_until_something_changes() {
+        let (pacer, t0) = drawn_once(10);
+        assert!(!pacer.due(t0 + FRAME * 50));
+        assert!(!pacer.hold_events(t0 + FRAME));
+        let far = t0 + FRAME * 600;
+        assert_eq!(
+            pacer.wake(far),
+            far,
+            "idle: only the screen's own clock wakes it"
+        );
+    }
+
+    #[test]
+    fn changes_draw_at_most_fps_times_a_second_and_events_wait_for_the_frame() {
+        let (mut pacer, t0) = drawn_once(10);
+        pacer.changed();
+        let soon = t0 + Duration::from_millis(30);
+        assert!(!pacer.due(soon));
+        assert!(
+            pacer.hold_events(soon),
+            "the burst is folded just before the frame"
+        );
+        assert_eq!(pacer.wake(t0 + FRAME * 10), t0 + FRAME);
+        assert!(pacer.due(t0 + FRAME));
+        assert!(!pacer.hold_events(t0 + FRAME));
+        pacer.drawn(t0 + FRAME);
+        assert!(!pacer.due(t0 + FRAME * 3));
+    }
+
+    #[test]
+    fn a_key_draws_at_once_even_right_after_a_frame() {
+        let (mut pacer, t0) = drawn_once(10);
+        pacer.urgent();
+        let now = t0 + Duration::from_millis(1);
+        assert!(pacer.due(now));
+        assert!(!pacer.hold_events(now));
+        pacer.drawn(now);
+        assert!(!pacer.due(now));
+    }
+
+    #[test]
+    fn a_change_after_a_long_quiet_draws_at_once() {
+        let (mut pacer, t0) = drawn_once(30);
+        let later = t0 + Duration::from_secs(5);
+        pacer.changed();
+        assert!(pacer.due(later));
+        assert!(!pacer.hold_events(later));
     }
 }
