@@ -25,6 +25,9 @@ use crate::cli::{
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Every session is a socket (and a recorded one a file now and then): the soft limit,
+    // often 1,024, would refuse the thousandth session.
+    let open_files = relaytop::limits::raise_open_files();
     // The tokenizer's tables load off the sessions' threads while everything else starts.
     relaytop_core::tokenize::warm_up();
     if let Some(dir) = &cli.log_dir
@@ -58,7 +61,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli)) {
+    match runtime.block_on(run(cli, open_files)) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("relaytop: {e:#}");
@@ -67,9 +70,10 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+async fn run(cli: Cli, open_files: u64) -> anyhow::Result<ExitCode> {
     let record = (!cli.no_record).then(|| relaytop_core::record::RecordOptions {
         gzip: cli.record_gzip,
+        open_files: relaytop::limits::recording_open_files(open_files),
         ..relaytop_core::record::RecordOptions::new(
             cli.record_dir
                 .clone()
