@@ -12,5 +12,8 @@ pub mod compare;
 pub mod exit;
 pub mod export;
 pub mod headless;
+// libc: the open-files limit.
+#[allow(unsafe_code)]
+pub mod limits;
 pub mod replay_headless;
 pub mod start;

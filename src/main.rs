@@ -25,6 +25,9 @@ use crate::cli::{
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Every session is a socket (and a recorded one a file now and then): the soft limit,
+    // often 1,024, would refuse the thousandth session.
+    let open_files = relaytop::limits::raise_open_files();
     if let Some(dir) = &cli.log_dir
         && let Err(e) = std::fs::create_dir_all(dir)
     {
@@ -56,7 +59,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli)) {
+    match runtime.block_on(run(cli, open_files)) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("relaytop: {e:#}");
@@ -65,9 +68,10 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+async fn run(cli: Cli, open_files: u64) -> anyhow::Result<ExitCode> {
     let record = (!cli.no_record).then(|| relaytop_core::record::RecordOptions {
         gzip: cli.record_gzip,
+        open_files: relaytop::limits::recording_open_files(open_files),
         ..relaytop_core::record::RecordOptions::new(
             cli.record_dir
                 .clone()

@@ -8,8 +8,8 @@ use std::io::Write;
 use std::time::Duration;
 
 use crate::bench::blaster::{Answer, Blaster};
-use crate::bench::scale::raise_open_files;
 use crate::headless::{self, HeadlessOptions, OutputFormat};
+use crate::limits::raise_open_files;
 use relaytop_core::world::World;
 
 /// `relaytop bench accuracy`.

@@ -19,6 +19,9 @@ pub mod replay;
 // libc: the open-files limit, the page size, clock ticks and malloc_trim.
 #[allow(unsafe_code)]
 pub mod scale;
+// libc: SIGTERM to the measured process.
+#[allow(unsafe_code)]
+pub mod scale_process;
 // libc: glibc's heap in use (mallinfo2) and malloc_trim.
 #[allow(unsafe_code)]
 pub mod soak;
@@ -68,7 +71,7 @@ pub async fn run(
             Some(listen) => ingest::serve(listen, args.frames, out).await,
             None => ingest::run(&args, options, out).await.map(|_| ()),
         },
-        BenchCase::Scale(args) => scale::run(&args, out).await.map(|_| ()),
+        BenchCase::Scale(args) => scale::run(&args, options, out).await.map(|_| ()),
         BenchCase::Accuracy(args) => accuracy::run(&args, out).await.map(|_| ()),
         BenchCase::Replay(args) => replay::run(&args, out).map(|_| ()),
         BenchCase::Bare(args) => {

@@ -31,6 +31,28 @@ pub struct ScaleArgs {
     /// Chunks each session's response streams when all stream at once.
     #[arg(long, value_name = "N", default_value_t = 100)]
     pub chunks: u32,
+    /// The whole-process cases run this build of relaytop (as many times as given: each is
+    /// measured in turn, interleaved; default: this one).
+    #[arg(long, value_name = "PATH")]
+    pub binary: Vec<std::path::PathBuf>,
+    /// Rounds of the whole-process cases (each build once a round).
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub rounds: u32,
+    /// Seconds between each probe session's probes in the whole-process probe case.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
+    pub probe_interval_s: f64,
+    /// Which cases: the sessions in this process (no recording; bare connections beside
+    /// them), whole processes run as users run them (recording on), or both.
+    #[arg(long, value_enum, default_value_t = ScaleCases::All)]
+    pub cases: ScaleCases,
+}
+
+/// `bench scale --cases`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ScaleCases {
+    All,
+    InProcess,
+    Process,
 }
 
 /// What one scale bench measured.
@@ -45,12 +67,34 @@ pub struct ScaleResult {
     pub bare_rss_per_connection: f64,
 }
 
-/// Runs the scale bench and prints its table.
-pub async fn run(args: &ScaleArgs, out: &mut (dyn Write + Send)) -> anyhow::Result<ScaleResult> {
-    let n = args.sessions;
-    anyhow::ensure!(n > 0, "--sessions must be > 0");
-    let limit = raise_open_files();
-    writeln!(out, "scale: {n} sessions; open-files limit {limit}")?;
+/// Runs the scale bench's cases (`--cases`) and prints their tables.
+pub async fn run(
+    args: &ScaleArgs,
+    options: &crate::bench::BenchOptions,
+    out: &mut (dyn Write + Send),
+) -> anyhow::Result<Option<ScaleResult>> {
+    anyhow::ensure!(args.sessions > 0, "--sessions must be > 0");
+    let limit = crate::limits::raise_open_files();
+    writeln!(
+        out,
+        "scale: {} sessions; open-files limit {limit}",
+        args.sessions
+    )?;
+    let in_process = match args.cases {
+        ScaleCases::All | ScaleCases::InProcess => Some(run_in_process(args, out).await?),
+        ScaleCases::Process => None,
+    };
+    if args.cases != ScaleCases::InProcess {
+        crate::bench::scale_process::run(args, options.no_record, out).await?;
+    }
+    Ok(in_process)
+}
+
+/// The sessions in this process, without recording, beside bare connections.
+async fn run_in_process(
+    args: &ScaleArgs,
+    out: &mut (dyn Write + Send),
+) -> anyhow::Result<ScaleResult> {
     let mut sim = SimChild::start(args.chunks)?;
     let result = measure(args, &sim.url, out).await;
     sim.stop();
@@ -383,30 +427,6 @@ impl SimChild {
     }
 }
 
-/// Raises this process's open-files limit to its hard limit; returns the limit in force.
-pub fn raise_open_files() -> u64 {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit and setrlimit only read and write the struct passed.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
-            return 0;
-        }
-        if limit.rlim_cur < limit.rlim_max {
-            let raised = libc::rlimit {
-                rlim_cur: limit.rlim_max,
-                rlim_max: limit.rlim_max,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
-                limit = raised;
-            }
-        }
-    }
-    limit.rlim_cur
-}
-
 /// Gives the heap's free memory back to the system (glibc's `malloc_trim`), so that the
 /// next resident-memory baseline starts clean.
 fn trim_heap() {
@@ -419,7 +439,12 @@ fn trim_heap() {
 
 /// Resident bytes of this process (/proc/self/statm).
 pub fn resident_bytes() -> f64 {
-    let pages = std::fs::read_to_string("/proc/self/statm")
+    resident_bytes_in("/proc/self/statm")
+}
+
+/// Resident bytes of a process, from its statm file (/proc/PID/statm).
+pub fn resident_bytes_in(statm: &str) -> f64 {
+    let pages = std::fs::read_to_string(statm)
         .ok()
         .and_then(|s| s.split_whitespace().nth(1)?.parse::<f64>().ok())
         .unwrap_or(0.0);
@@ -430,9 +455,11 @@ pub fn resident_bytes() -> f64 {
 
 /// User and system CPU ticks of this process so far (/proc/self/stat).
 pub fn cpu_ticks() -> f64 {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
-        return 0.0;
-    };
+    stat_ticks(&std::fs::read_to_string("/proc/self/stat").unwrap_or_default())
+}
+
+/// User and system CPU ticks in a /proc/PID/stat line.
+pub fn stat_ticks(stat: &str) -> f64 {
     // Fields after the command name (which may hold spaces) in parentheses.
     let after = stat.rsplit(')').next().unwrap_or("");
     let fields: Vec<&str> = after.split_whitespace().collect();

@@ -53,3 +53,33 @@ async fn ingest_runs_and_reports_every_client() {
         0
     );
 }
+
+/// `relaytop bench scale --cases process` runs the binary as a user does (recording on) and
+/// reports every figure of every build; no figure is asserted but the sessions' count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scale_runs_the_binary_as_users_run_it() {
+    use relaytop::bench::scale::{self, ScaleArgs, ScaleCases};
+    let args = ScaleArgs {
+        sessions: 8,
+        heartbeat_s: 1.0,
+        idle_s: 1.0,
+        chunks: 5,
+        binary: vec![env!("CARGO_BIN_EXE_relaytop").into()],
+        rounds: 1,
+        probe_interval_s: 1.0,
+        cases: ScaleCases::Process,
+    };
+    let mut out = Vec::new();
+    let result = scale::run(&args, &BenchOptions::default(), &mut out)
+        .await
+        .expect("the bench runs");
+    assert!(result.is_none(), "no in-process case was asked for");
+    let text = String::from_utf8(out).expect("text");
+    for line in [
+        "whole process (recording on): 8 sessions",
+        "open-file errors, 8/8 files in run.json",
+        "idle CPU %",
+    ] {
+        assert!(text.contains(line), "no `{line}` in:\n{text}");
+    }
+}

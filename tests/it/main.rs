@@ -38,6 +38,7 @@ mod openai_transports;
 mod parser_properties;
 mod protocols;
 mod record_gzip;
+mod record_many;
 mod record_redaction;
 mod record_replay;
 mod record_roundtrip;

@@ -1,9 +1,9 @@
-//! Gzip recordings: the writer's sink (a file, or a gzip stream over it with a sync flush at
-//! every quarter-second write, so that a `kill -9` leaves a readable prefix) and the
-//! reader's unpacking (a `.jsonl.gz` file cannot be read from a byte offset, so opening one
-//! decompresses it once, sequentially, into a temporary file that lives as long as the
-//! replay; a stream cut short gives what it holds, and the reader then sees a torn line or a
-//! whole last line).
+//! Gzip recordings: the writer's compression (every write of a session's lines is one whole
+//! gzip member appended to its file, so that a `kill -9` leaves whole members and the file
+//! needs no open encoder between writes) and the reader's unpacking (a `.jsonl.gz` file
+//! cannot be read from a byte offset, so opening one decompresses it once, sequentially, into
+//! a temporary file that lives as long as the replay; a stream cut short gives what it holds,
+//! and the reader then sees a torn line or a whole last line).
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use flate2::Compression;
 use flate2::read::MultiGzDecoder;
-use flate2::write::GzEncoder;
+use flate2::write::DeflateEncoder;
 
 /// The suffix of a gzip session file.
 pub const SUFFIX: &str = ".gz";
@@ -24,48 +24,53 @@ pub fn is_gzip(path: &Path) -> bool {
         .is_some_and(|n| n.ends_with(".jsonl.gz"))
 }
 
-/// Where a session's lines go.
-#[derive(Debug)]
-pub enum Sink {
-    Plain(File),
-    Gzip(GzEncoder<File>),
+/// A gzip member's header (RFC 1952): deflate, no flags, no time, unknown OS.
+const MEMBER_HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
+
+/// Makes whole gzip members, one a write: a file of them is a multi-member gzip file, which
+/// `gzip -d`, `zcat` and the reader (`MultiGzDecoder`) read as one stream.
+///
+/// One compressor serves every session (the recorder's writer thread owns it): its state is
+/// hundreds of KiB, which one encoder kept open per session would cost each of 10,000
+/// sessions. Each member starts with a fresh dictionary; a member holds a quarter second of a
+/// session's lines (or 1 MiB of a fast stream), so that costs little.
+pub struct Members {
+    encoder: DeflateEncoder<Vec<u8>>,
 }
 
-impl Sink {
-    /// A sink over `file`, compressed or not.
-    pub fn new(file: File, gzip: bool) -> Sink {
-        if gzip {
-            Sink::Gzip(GzEncoder::new(file, Compression::default()))
-        } else {
-            Sink::Plain(file)
+impl std::fmt::Debug for Members {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Members").finish_non_exhaustive()
+    }
+}
+
+impl Default for Members {
+    fn default() -> Self {
+        Self {
+            encoder: DeflateEncoder::new(Vec::new(), Compression::default()),
         }
     }
+}
 
-    /// Writes `bytes` (whole lines) and pushes them to the file: a gzip stream is sync-flushed,
-    /// so that everything written so far decompresses even if the process dies now.
-    pub fn write_lines(&mut self, bytes: &[u8]) -> std::io::Result<()> {
-        match self {
-            Sink::Plain(f) => f.write_all(bytes),
-            Sink::Gzip(g) => {
-                g.write_all(bytes)?;
-                g.flush()
-            }
-        }
-    }
-
-    /// Ends the file (a gzip stream gets its trailer). Nothing may be written after.
-    ///
-    /// Everything is in the file for any reader the moment this returns, and survives
-    /// relaytop itself crashing; the kernel writes it to disk on its own schedule (within
-    /// 30 s by default on Linux). Waiting for the disk (`fsync`, or even starting the
-    /// writeback with `sync_file_range`) made the end of every run wait: 33 ms (23 ms) for
-    /// a 60 MB recording on this project's machine, seconds on a busy disk
-    /// (docs/RECORDING-NOTES.md).
-    pub fn finish(&mut self) -> std::io::Result<()> {
-        match self {
-            Sink::Plain(f) => f.flush(),
-            Sink::Gzip(g) => g.try_finish(),
-        }
+impl Members {
+    /// `bytes` compressed as one whole gzip member, in `out` (replacing what it held; its
+    /// allocation is reused).
+    pub fn member(&mut self, bytes: &[u8], out: &mut Vec<u8>) -> std::io::Result<()> {
+        let mut body = std::mem::take(out);
+        body.clear();
+        body.extend_from_slice(&MEMBER_HEADER);
+        // What the encoder held (nothing: it is reset after every member) is dropped.
+        self.encoder.reset(body)?;
+        self.encoder.write_all(bytes)?;
+        // Ends the deflate stream into `body` and resets the compressor for the next member.
+        let mut body = self.encoder.reset(Vec::new())?;
+        let mut crc = flate2::Crc::new();
+        crc.update(bytes);
+        body.extend_from_slice(&crc.sum().to_le_bytes());
+        // ISIZE: the input's length modulo 2^32.
+        body.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+        *out = body;
+        Ok(())
     }
 }
 
@@ -152,24 +157,46 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_sync_flushed_stream_cut_short_gives_its_prefix() {
+    fn members_appended_read_as_one_stream_and_a_cut_one_gives_its_prefix() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.jsonl.gz");
-        let mut sink = Sink::new(File::create(&path).unwrap(), true);
-        sink.write_lines(b"[1,\"=\",\"marker\",\"a\"]\n").unwrap();
-        sink.write_lines(b"[2,\"=\",\"marker\",\"b\"]\n").unwrap();
-        // A kill -9 now: no trailer.
-        let bytes = std::fs::read(&path).unwrap();
-        std::mem::forget(sink);
-        let cut = dir.path().join("cut.jsonl.gz");
-        std::fs::write(&cut, &bytes).unwrap();
-        let mut files = vec![cut];
+        let mut members = Members::default();
+        let mut file = Vec::new();
+        let mut out = Vec::new();
+        let lines = [
+            "[1,\"=\",\"marker\",\"a\"]\n",
+            "[2,\"=\",\"marker\",\"b\"]\n",
+            "",
+            "[3,\"=\",\"marker\",\"c\"]\n",
+        ];
+        for line in lines {
+            members.member(line.as_bytes(), &mut out).unwrap();
+            file.extend_from_slice(&out);
+        }
+        std::fs::write(&path, &file).unwrap();
+        let mut files = vec![path];
         let (held, notes) = unpack(&mut files).unwrap();
         assert!(held.is_some());
-        assert_eq!(
-            std::fs::read_to_string(&files[0]).unwrap(),
-            "[1,\"=\",\"marker\",\"a\"]\n[2,\"=\",\"marker\",\"b\"]\n"
-        );
+        assert!(notes.is_empty(), "{notes:?}");
+        assert_eq!(std::fs::read_to_string(&files[0]).unwrap(), lines.concat());
+        // The system's gzip reads it as one file too.
+        if let Ok(unzipped) = std::process::Command::new("gzip")
+            .arg("-dc")
+            .arg(dir.path().join("s.jsonl.gz"))
+            .output()
+        {
+            assert_eq!(String::from_utf8(unzipped.stdout).unwrap(), lines.concat());
+        }
+
+        // A kill -9 in the middle of the last write: its member is cut.
+        let cut = dir.path().join("cut.jsonl.gz");
+        std::fs::write(&cut, &file[..file.len() - out.len() / 2]).unwrap();
+        let mut files = vec![cut];
+        let (_held, notes) = unpack(&mut files).unwrap();
+        // Everything before the cut member, and at most a part of its line (a torn line).
+        let read = std::fs::read_to_string(&files[0]).unwrap();
+        assert!(read.starts_with(&lines[..3].concat()), "{read:?}");
+        assert!(lines.concat().starts_with(&read), "{read:?}");
         assert_eq!(notes.len(), 1, "{notes:?}");
         assert!(notes[0].contains("ends early"));
     }

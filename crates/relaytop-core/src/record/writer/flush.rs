@@ -1,41 +1,20 @@
 //! Writing out: the background thread that writes every buffer every quarter second (or at
 //! once when one asks), rotation of session files past their size limit.
 
+use std::fs::File;
 use std::io::Write as _;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
-use crate::record::format::{self, Header, RunFile, to_json};
-use crate::record::gzip::Sink;
+use crate::record::format::{self, RunFile, to_json};
 
-use super::buffer::{Buffer, admit, push_raw_text, render, shrink_when_idle};
+use super::buffer::{Buffer, admit, push_raw_text, render, shrink_when_idle, take_lines};
 use super::options::{EARLY_FLUSH_BYTES, FLUSH_EVERY};
-use super::recorder::{Inner, SessionFile, lock};
+use super::recorder::{Disk, Inner, SessionFile, Writer, lock};
 
 impl Inner {
-    /// Creates part `part` of a session's file with its header line.
-    pub(super) fn create_part(
-        &self,
-        stem: &str,
-        header: &Header,
-        part: u32,
-    ) -> std::io::Result<(Sink, u64)> {
-        let mut header = header.clone();
-        header.part = part;
-        let mut line = self.redactor.redact(to_json(&header));
-        line.push('\n');
-        let path = self.dir.join(self.file_name(stem, part));
-        let file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(path)?;
-        let mut sink = Sink::new(file, self.options.gzip);
-        sink.write_lines(line.as_bytes())?;
-        Ok((sink, line.len() as u64))
-    }
-
     /// The file name of part `part` of a session's file (`.jsonl`, or `.jsonl.gz`).
     pub(super) fn file_name(&self, stem: &str, part: u32) -> String {
         let name = format::part_file_name(stem, part);
@@ -46,19 +25,19 @@ impl Inner {
         }
     }
 
-    pub(super) fn add_to_manifest(&self, file: &SessionFile, part: u32) -> std::io::Result<()> {
-        {
-            let mut m = lock(&self.manifest);
-            m.files.push(RunFile {
-                path: self.file_name(&file.stem, part),
-                session: file.header.session.name.clone(),
-                id: file.id,
-                provider: file.header.session.provider.clone(),
-                model: file.header.session.model.clone(),
-                part,
-            });
-        }
-        self.write_manifest()
+    /// Names part `part` of a session's file in `run.json`, which the writer rewrites before
+    /// it makes that file (and at the end): adding 10,000 sessions writes it once, not 10,000
+    /// times.
+    pub(super) fn add_to_manifest(&self, file: &SessionFile, part: u32) {
+        lock(&self.manifest).files.push(RunFile {
+            path: self.file_name(&file.stem, part),
+            session: file.header.session.name.clone(),
+            id: file.id,
+            provider: file.header.session.provider.clone(),
+            model: file.header.session.model.clone(),
+            part,
+        });
+        self.manifest_dirty.store(true, Ordering::SeqCst);
     }
 
     /// Rewrites `run.json` (through a temporary file, so that it is always whole).
@@ -66,12 +45,26 @@ impl Inner {
     pub(super) fn write_manifest(&self) -> std::io::Result<()> {
         self.injected_fault()?;
         let m = lock(&self.manifest);
+        self.manifest_dirty.store(false, Ordering::SeqCst);
         let text = self
             .redactor
             .redact(serde_json::to_string_pretty(&*m).unwrap_or_default());
         let tmp = self.dir.join(".run.json.tmp");
-        std::fs::write(&tmp, text.as_bytes())?;
-        std::fs::rename(&tmp, self.dir.join(format::RUN_FILE))
+        let written = std::fs::write(&tmp, text.as_bytes())
+            .and_then(|()| std::fs::rename(&tmp, self.dir.join(format::RUN_FILE)));
+        if written.is_err() {
+            self.manifest_dirty.store(true, Ordering::SeqCst);
+        }
+        written
+    }
+
+    /// Rewrites `run.json` if sessions or parts were added since it was last written.
+    pub(super) fn write_manifest_if_changed(&self) -> std::io::Result<()> {
+        if self.manifest_dirty.load(Ordering::SeqCst) {
+            self.write_manifest()
+        } else {
+            Ok(())
+        }
     }
 
     /// Appends one line to a session's buffer (taps and markers).
@@ -110,12 +103,17 @@ impl Inner {
         if end {
             b.ended = true;
         }
-        self.ask_early_flush(file, b);
+        self.queue(file, b);
     }
 
-    /// Asks the writer thread to write `file` out now when its buffer (`b`, locked) has
-    /// grown past `EARLY_FLUSH_BYTES`, once until it has.
-    pub(super) fn ask_early_flush(&self, file: &Arc<SessionFile>, mut b: MutexGuard<'_, Buffer>) {
+    /// Puts `file` on the list the writer visits once its buffer (`b`, locked) has lines,
+    /// and asks the writer thread to write it out now once the buffer has grown past
+    /// `EARLY_FLUSH_BYTES` (once until it has).
+    pub(super) fn queue(&self, file: &Arc<SessionFile>, mut b: MutexGuard<'_, Buffer>) {
+        if !b.queued {
+            b.queued = true;
+            lock(&self.dirty).push(file.clone());
+        }
         if b.bytes.len() < EARLY_FLUSH_BYTES || b.flush_asked {
             return;
         }
@@ -143,22 +141,33 @@ impl Inner {
             dir.as_bytes().first().copied().unwrap_or(b'<'),
             text,
         );
-        self.ask_early_flush(file, b);
+        self.queue(file, b);
     }
 
-    /// Writes every buffer out, rotating files past the size limit.
+    /// Writes out every buffer that has lines (and `run.json` first when it changed),
+    /// rotating files past the size limit. Returns when everything buffered before the call
+    /// is written: one write-out runs at a time.
     pub(super) fn flush_all(&self) {
-        let files = lock(&self.files).clone();
-        for file in files {
-            self.flush_one(&file);
+        let mut writer = lock(&self.writer);
+        self.manifest_now();
+        let w = &mut *writer;
+        std::mem::swap(&mut *lock(&self.dirty), &mut w.pending);
+        let mut pending = std::mem::take(&mut w.pending);
+        for file in pending.drain(..) {
+            self.write_out(w, &file);
         }
+        w.pending = pending;
     }
 
-    /// Writes one session's buffer out, and updates `run.json` when its file rotated.
+    /// Writes one session's buffer out now (it asked: `EARLY_FLUSH_BYTES`).
     pub(super) fn flush_one(&self, file: &SessionFile) {
-        if let Some(part) = self.flush_file(file)
-            && let Err(e) = self.add_to_manifest(file, part)
-        {
+        let mut writer = lock(&self.writer);
+        self.write_out(&mut writer, file);
+    }
+
+    /// `run.json`, when it changed; a failure stops the recording.
+    fn manifest_now(&self) {
+        if let Err(e) = self.write_manifest_if_changed() {
             self.fail(format!(
                 "cannot update {}: {e}",
                 self.dir.join(format::RUN_FILE).display()
@@ -186,57 +195,98 @@ impl Inner {
         }
     }
 
-    /// Writes one session's buffer out. Returns the new part number when it rotated.
-    pub(super) fn flush_file(&self, file: &SessionFile) -> Option<u32> {
-        let mut disk = lock(&file.disk);
-        let disk = &mut *disk;
-        disk.spare.clear();
+    /// Writes one session's buffer out: makes its file (header first) at its first write,
+    /// reopens it in append mode when it was closed to keep the open files within their cap,
+    /// and rotates it past the size limit.
+    pub(super) fn write_out(&self, w: &mut Writer, file: &SessionFile) {
+        let Writer {
+            disks,
+            open,
+            spare,
+            lines,
+            gzip,
+            ..
+        } = w;
+        if disks.len() <= file.index {
+            disks.resize_with(file.index + 1, Disk::default);
+        }
+        let disk = &mut disks[file.index];
+        spare.clear();
         {
             let mut b = lock(&file.buffer);
-            std::mem::swap(&mut b.bytes, &mut disk.spare);
+            b.queued = false;
             b.flush_asked = false;
+            take_lines(&mut b.bytes, spare);
         }
-        if disk.spare.is_empty() || disk.failed || self.broken.load(Ordering::Relaxed) {
-            return None;
+        if spare.is_empty() || disk.failed || self.broken.load(Ordering::Relaxed) {
+            return;
         }
-        let f = disk.file.as_mut()?;
-        disk.lines.clear();
-        render(&disk.spare, &mut disk.lines);
-        // Lines were scrubbed as they were pushed, except the text frames rendered just now.
-        let lines = self.redactor.redact_bytes(&disk.lines);
-        if let Err(e) = self.injected_fault().and_then(|()| f.write_lines(&lines)) {
-            disk.failed = true;
-            let path = self.dir.join(self.file_name(&file.stem, disk.part));
-            self.fail(format!("cannot write {}: {e}", path.display()));
-            return None;
+        lines.clear();
+        if !disk.created {
+            let mut header = file.header.clone();
+            header.part = disk.part;
+            lines.extend_from_slice(to_json(&header).as_bytes());
+            lines.push(b'\n');
         }
-        disk.written += lines.len() as u64;
-        drop(lines);
-        // A busy session keeps its buffers (a new one is grown page by page all over again:
-        // `relaytop bench ingest`); one that has gone quiet gives the memory back.
-        shrink_when_idle(&mut disk.spare);
-        shrink_when_idle(&mut disk.lines);
-        if disk.written < self.options.rotate_bytes {
-            return None;
-        }
-        let part = disk.part + 1;
-        match self.create_part(&file.stem, &file.header, part) {
-            Ok((new, written)) => {
-                if let Some(mut old) = disk.file.replace(new)
-                    && let Err(e) = old.finish()
-                {
-                    tracing::warn!(session = %file.header.session.name, error = %e, "cannot close a rotated recording file");
+        render(spare, lines);
+        // Lines were scrubbed as they were pushed, except the header and the text frames
+        // rendered just now.
+        let scrubbed = self.redactor.redact_bytes(lines);
+        let path = self.dir.join(self.file_name(&file.stem, disk.part));
+        let mut opened = None;
+        let written = self.injected_fault().and_then(|()| {
+            let bytes: &[u8] = match gzip {
+                Some((members, member)) => {
+                    members.member(&scrubbed, member)?;
+                    member
                 }
-                disk.part = part;
-                disk.written = written;
-                Some(part)
+                None => &scrubbed,
+            };
+            if open.get_mut(file.index).is_none() {
+                opened = Some(self.open_part(&path, disk.created)?);
             }
-            Err(e) => {
-                // Keep writing to the big file rather than lose lines.
-                tracing::warn!(session = %file.header.session.name, error = %e, "cannot rotate the recording");
-                disk.written = 0;
-                None
+            match opened.as_mut().or(open.get_mut(file.index)) {
+                Some(f) => f.write_all(bytes),
+                None => Ok(()),
             }
+        });
+        if let Err(e) = written {
+            disk.failed = true;
+            self.fail(format!("cannot write {}: {e}", path.display()));
+            return;
+        }
+        disk.created = true;
+        disk.written += scrubbed.len() as u64;
+        drop(scrubbed);
+        // Closed past the cap: the least recently written (never this one).
+        drop(open.wrote(file.index, opened));
+        // A busy session's lines keep their buffers (a new one is grown page by page all over
+        // again: `relaytop bench ingest`); once it has gone quiet the memory goes back.
+        shrink_when_idle(spare);
+        shrink_when_idle(lines);
+        if let Some((_, member)) = gzip {
+            shrink_when_idle(member);
+        }
+        if disk.written >= self.options.rotate_bytes {
+            drop(open.close(file.index));
+            disk.part += 1;
+            disk.created = false;
+            disk.written = 0;
+            self.add_to_manifest(file, disk.part);
+        }
+    }
+
+    /// Opens a part of a session's file to write: a new one (`run.json` names it first), or
+    /// the one it was writing, in append mode.
+    fn open_part(&self, path: &std::path::Path, created: bool) -> std::io::Result<File> {
+        if created {
+            std::fs::OpenOptions::new().append(true).open(path)
+        } else {
+            self.write_manifest_if_changed()?;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(path)
         }
     }
 }

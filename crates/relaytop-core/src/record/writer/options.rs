@@ -31,9 +31,13 @@ pub struct RecordOptions {
     pub rotate_bytes: u64,
     /// Whether binary frames keep their bodies (base64) or only their length.
     pub binary_bodies: bool,
-    /// Write `<session>.jsonl.gz` files (gzip, sync-flushed at every write) instead of
+    /// Write `<session>.jsonl.gz` files (gzip, one whole member a write) instead of
     /// `.jsonl`. `rotate_bytes` then counts the lines' bytes before compression.
     pub gzip: bool,
+    /// Most session files kept open at once (the least recently written are closed and
+    /// reopened to append when they write again): `DEFAULT_OPEN_FILES`, or a share of the
+    /// process's open-files limit.
+    pub open_files: usize,
 }
 
 impl RecordOptions {
@@ -44,6 +48,7 @@ impl RecordOptions {
             rotate_bytes: DEFAULT_ROTATE_BYTES,
             binary_bodies: true,
             gzip: false,
+            open_files: super::open_files::DEFAULT_OPEN_FILES,
         }
     }
 

@@ -1,6 +1,8 @@
 //! The `Recorder`: the run's directory and `run.json`, a tap handed out per session, markers,
 //! and the end of the run.
 
+use std::collections::HashSet;
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
@@ -11,38 +13,64 @@ use std::time::Duration;
 use crate::record::format::{
     self, Header, HeaderConfig, HeaderRun, HeaderSession, RunManifest, json_string,
 };
-use crate::record::gzip::Sink;
+use crate::record::gzip::Members;
 use crate::session::event::micros;
 use crate::session::tap::{Tap, TapHandle};
 use crate::session::{EventKind, RunClock, SessionId, SessionInfo, SessionSpec};
 
 use super::buffer::Buffer;
 use super::flush::flush_loop;
+use super::open_files::OpenFiles;
 use super::options::{MarkerTarget, RecordOptions, RunMeta};
 use super::redact::Redactor;
 use super::tap::SessionTap;
 
-/// The file a session is being written to.
-#[derive(Debug)]
+/// Where a session's file stands on disk. The writer's alone (`Writer::disks`).
+#[derive(Debug, Default)]
 pub(super) struct Disk {
-    pub(super) file: Option<Sink>,
+    /// The current part's file exists: its header is written. A session's file is made at
+    /// its first write, not when the session is added (`run.json` already names it).
+    pub(super) created: bool,
     pub(super) part: u32,
+    /// Bytes of lines written to the current part (before compression).
     pub(super) written: u64,
-    /// The buffer swapped in on the last flush (keeps its allocation).
-    pub(super) spare: Vec<u8>,
-    /// The lines rendered from it (keeps its allocation too).
-    pub(super) lines: Vec<u8>,
     /// A write failed: logged once; later lines of this session are lost.
     pub(super) failed: bool,
 }
 
+/// One session's recording: what its tap appends to, and what its files are called.
 #[derive(Debug)]
 pub(super) struct SessionFile {
     pub(super) id: SessionId,
+    /// Its place among the run's files: its key in the writer's state.
+    pub(super) index: usize,
     pub(super) stem: String,
     pub(super) header: Header,
     pub(super) buffer: Mutex<Buffer>,
-    pub(super) disk: Mutex<Disk>,
+}
+
+/// The run's session files, and their stems (each file's name is unique).
+#[derive(Debug, Default)]
+pub(super) struct Files {
+    pub(super) list: Vec<Arc<SessionFile>>,
+    pub(super) stems: HashSet<String>,
+}
+
+/// What only writing touches, one write-out at a time (the writer thread, `Recorder::flush`,
+/// the end), under `Inner::writer`: the sessions' files on disk, the files kept open, and
+/// the buffers and compressor every session's write shares.
+#[derive(Debug)]
+pub(super) struct Writer {
+    pub(super) disks: Vec<Disk>,
+    pub(super) open: OpenFiles<File>,
+    /// A session's buffer as taken on a write (its allocation kept from one write to the next).
+    pub(super) spare: Vec<u8>,
+    /// The lines rendered from it.
+    pub(super) lines: Vec<u8>,
+    /// Gzip recordings: the compressor, and the member made of the lines.
+    pub(super) gzip: Option<(Members, Vec<u8>)>,
+    /// The sessions taken from `Inner::dirty`, being written.
+    pub(super) pending: Vec<Arc<SessionFile>>,
 }
 
 pub(super) struct Inner {
@@ -51,7 +79,14 @@ pub(super) struct Inner {
     pub(super) options: RecordOptions,
     pub(super) redactor: Redactor,
     pub(super) manifest: Mutex<RunManifest>,
-    pub(super) files: Mutex<Vec<Arc<SessionFile>>>,
+    /// `manifest` changed since `run.json` was written: the writer writes it before its next
+    /// write of session lines (so that a session's file never exists unnamed for long) and at
+    /// the end; never once per session added (that made starting 10,000 sessions quadratic).
+    pub(super) manifest_dirty: AtomicBool,
+    pub(super) files: Mutex<Files>,
+    /// Sessions whose buffers got lines since their last write: the writer visits only those.
+    pub(super) dirty: Mutex<Vec<Arc<SessionFile>>>,
+    pub(super) writer: Mutex<Writer>,
     pub(super) finished: AtomicBool,
     /// To the writer thread: a session file to write out now. Dropped to stop the thread.
     pub(super) wake: Mutex<Option<mpsc::Sender<Arc<SessionFile>>>>,
@@ -126,7 +161,17 @@ impl Recorder {
             options: options.clone(),
             redactor: Redactor::new(&run.secrets),
             manifest: Mutex::new(manifest),
-            files: Mutex::new(Vec::new()),
+            manifest_dirty: AtomicBool::new(false),
+            files: Mutex::new(Files::default()),
+            dirty: Mutex::new(Vec::new()),
+            writer: Mutex::new(Writer {
+                disks: Vec::new(),
+                open: OpenFiles::new(options.open_files),
+                spare: Vec::new(),
+                lines: Vec::new(),
+                gzip: options.gzip.then(|| (Members::default(), Vec::new())),
+                pending: Vec::new(),
+            }),
             finished: AtomicBool::new(false),
             wake: Mutex::new(Some(wake_tx)),
             flusher: Mutex::new(None),
@@ -209,10 +254,9 @@ impl Recorder {
         };
         let mut files = lock(&inner.files);
         let base = format::sanitize(&info.name);
-        let taken = |stem: &str| files.iter().any(|f| f.stem == stem);
         let mut stem = base.clone();
         let mut n = 0u32;
-        while taken(&stem) {
+        while files.stems.contains(&stem) {
             n += 1;
             stem = if n == 1 {
                 format!("{base}-{}", info.id)
@@ -220,24 +264,17 @@ impl Recorder {
                 format!("{base}-{}-{n}", info.id)
             };
         }
-        let (file, written) = inner.create_part(&stem, &header, 0)?;
+        files.stems.insert(stem.clone());
         let session = Arc::new(SessionFile {
             id: info.id,
+            index: files.list.len(),
             stem,
             header,
             buffer: Mutex::new(Buffer::default()),
-            disk: Mutex::new(Disk {
-                file: Some(file),
-                part: 0,
-                written,
-                spare: Vec::new(),
-                lines: Vec::new(),
-                failed: false,
-            }),
         });
-        files.push(session.clone());
+        files.list.push(session.clone());
         drop(files);
-        inner.add_to_manifest(&session, 0)?;
+        inner.add_to_manifest(&session, 0);
         Ok(TapHandle(Arc::new(SessionTap {
             inner: self.inner.clone(),
             file: session,
@@ -254,8 +291,12 @@ impl Recorder {
     /// event stream without that tap at hand must call it, or a replay will not reproduce the
     /// event. (The canary's markers go through the session's tap, `Supervisor::tap`.)
     pub fn event(&self, session: SessionId, at: Duration, kind: &EventKind) {
-        let files = lock(&self.inner.files).clone();
-        if let Some(file) = files.into_iter().find(|f| f.id == session) {
+        let file = lock(&self.inner.files)
+            .list
+            .iter()
+            .find(|f| f.id == session)
+            .cloned();
+        if let Some(file) = file {
             SessionTap {
                 inner: self.inner.clone(),
                 file,
@@ -267,7 +308,7 @@ impl Recorder {
     /// Writes a `marker` line (a point to jump to in replay) to one session or all, now.
     pub fn marker(&self, target: MarkerTarget, label: &str) {
         let at = self.inner.clock.now();
-        let files = lock(&self.inner.files).clone();
+        let files = lock(&self.inner.files).list.clone();
         for file in files {
             if target == MarkerTarget::All || target == MarkerTarget::Session(file.id) {
                 self.inner
@@ -284,7 +325,7 @@ impl Recorder {
         if inner.finished.swap(true, Ordering::SeqCst) {
             return Ok(inner.dir.clone());
         }
-        let files = lock(&inner.files).clone();
+        let files = lock(&inner.files).list.clone();
         let end = format!("{{\"reason\":{}}}", json_string(ended_by));
         for file in &files {
             inner.push_line(file, duration, "=", "end", &end, true);
@@ -313,16 +354,9 @@ impl Recorder {
                 inner.dir.join(format::RUN_FILE).display()
             ));
         }
-        for file in &files {
-            let mut disk = lock(&file.disk);
-            if let Some(f) = &mut disk.file
-                && let Err(e) = f.finish()
-                && !disk.failed
-            {
-                disk.failed = true;
-                inner.fail(format!("cannot finish {}'s recording: {e}", file.stem));
-            }
-        }
+        // Every write went to the files whole (gzip members too): closing them is all.
+        let closed: Vec<(usize, File)> = lock(&inner.writer).open.close_all().collect();
+        drop(closed);
         match lock(&inner.failure).clone() {
             Some(failure) => Err(std::io::Error::other(failure)),
             None => Ok(inner.dir.clone()),
