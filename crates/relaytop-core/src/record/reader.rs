@@ -7,6 +7,7 @@
 //! reported and skipped; an incomplete last line (a run cut short mid-write) ends the reading
 //! of that session, and the reader says where (line number and byte offset).
 
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -324,6 +325,8 @@ pub struct Recordings {
 /// files (rotated parts found beside them), or `run.json` files.
 pub fn discover(paths: &[PathBuf]) -> Result<Recordings, ReadError> {
     let mut files: Vec<PathBuf> = Vec::new();
+    // What `files` holds, to look up: a run of 10,000 sessions has as many files.
+    let mut known: HashSet<PathBuf> = HashSet::new();
     let mut manifests: Vec<RunManifest> = Vec::new();
     for path in paths {
         let (dir, explicit) = if path.is_dir() {
@@ -356,13 +359,15 @@ pub fn discover(paths: &[PathBuf]) -> Result<Recordings, ReadError> {
                     if !sibling.exists() {
                         break;
                     }
-                    if !files.contains(&sibling) {
+                    if known.insert(sibling.clone()) {
                         files.push(sibling);
                     }
                     part += 1;
                 }
             }
-            files.push(file);
+            if known.insert(file.clone()) {
+                files.push(file);
+            }
             continue;
         }
         let manifest_path = dir.join(format::RUN_FILE);
@@ -376,7 +381,7 @@ pub fn discover(paths: &[PathBuf]) -> Result<Recordings, ReadError> {
                 })?;
             for f in &manifest.files {
                 let p = dir.join(&f.path);
-                if p.exists() {
+                if p.exists() && known.insert(p.clone()) {
                     files.push(p);
                 }
             }
@@ -390,7 +395,7 @@ pub fn discover(paths: &[PathBuf]) -> Result<Recordings, ReadError> {
             .collect();
         listed.sort();
         for p in listed {
-            if !files.contains(&p) {
+            if known.insert(p.clone()) {
                 files.push(p);
             }
         }
@@ -408,16 +413,19 @@ pub fn discover(paths: &[PathBuf]) -> Result<Recordings, ReadError> {
 
     // Group files by session (run id, session id and name), parts in order.
     let mut groups: Vec<(Header, Vec<(u32, PathBuf)>)> = Vec::new();
-    let mut seen: Vec<PathBuf> = Vec::new();
+    // Each group's place in `groups`, by its key.
+    type GroupKey = (Option<String>, u32, String, String);
+    let mut group_of: HashMap<GroupKey, usize> = HashMap::new();
+    let mut seen: HashSet<PathBuf> = HashSet::new();
+    let mut queued: HashSet<PathBuf> = files.iter().cloned().collect();
     let mut queue: Vec<PathBuf> = files;
     let mut i = 0;
     while i < queue.len() {
         let path = queue[i].clone();
         i += 1;
-        if seen.contains(&path) {
+        if !seen.insert(path.clone()) {
             continue;
         }
-        seen.push(path.clone());
         let header = read_header(&path)?;
         // Rotated parts beside a session's first file.
         if header.part == 0
@@ -434,28 +442,29 @@ pub fn discover(paths: &[PathBuf]) -> Result<Recordings, ReadError> {
                 if !sibling.exists() {
                     break;
                 }
-                if !queue.contains(&sibling) {
+                if queued.insert(sibling.clone()) {
                     queue.push(sibling);
                 }
                 part += 1;
             }
         }
-        let key = |h: &Header| {
-            (
-                h.run.as_ref().map(|r| r.id.clone()),
-                h.session.id,
-                h.session.name.clone(),
-                h.started_at.clone(),
-            )
-        };
-        match groups.iter_mut().find(|(h, _)| key(h) == key(&header)) {
+        let key: GroupKey = (
+            header.run.as_ref().map(|r| r.id.clone()),
+            header.session.id,
+            header.session.name.clone(),
+            header.started_at.clone(),
+        );
+        match group_of.get(&key).and_then(|&g| groups.get_mut(g)) {
             Some((first, parts)) => {
                 if header.part < first.part {
                     *first = header.clone();
                 }
                 parts.push((header.part, path));
             }
-            None => groups.push((header.clone(), vec![(header.part, path)])),
+            None => {
+                group_of.insert(key, groups.len());
+                groups.push((header.clone(), vec![(header.part, path)]));
+            }
         }
     }
 
