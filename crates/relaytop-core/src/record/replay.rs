@@ -660,6 +660,9 @@ impl Replay {
         }
         let pricing = Pricing::from(pricing_map);
         let sources: Arc<[Source]> = sources.into();
+        // The tokenizer tables its sessions' models count with build on their own thread
+        // while the first lines are read, as a live run's do, not inside the first count.
+        crate::tokenize::warm_up_for(sources.iter().map(|s| s.info.model.as_str()));
         let manifest = found.manifest;
         let started_at = manifest
             .as_ref()
