@@ -16,13 +16,6 @@ pub struct Cost {
     pub success: bool,
 }
 
-impl Cost {
-    /// CPU time over wall time (1.0 = one core busy throughout).
-    pub fn cores(&self) -> f64 {
-        self.cpu.as_secs_f64() / self.wall.as_secs_f64().max(1e-9)
-    }
-}
-
 /// Runs `command` to its end and measures it.
 pub fn run(command: &mut Command) -> std::io::Result<Cost> {
     let start = Instant::now();
