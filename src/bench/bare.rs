@@ -33,6 +33,8 @@ pub struct BareArgs {
 pub struct BareRun {
     pub chunks: u64,
     pub chars: u64,
+    /// It read the response's `done` (not merely the end of the connection).
+    pub done: bool,
     pub elapsed: Duration,
 }
 
@@ -41,7 +43,7 @@ pub async fn run(url: String) -> anyhow::Result<BareRun> {
     let started = Instant::now();
     let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str()).await?;
     ws.send(Message::text(REQUEST)).await?;
-    let (mut chunks, mut chars) = (0u64, 0u64);
+    let (mut chunks, mut chars, mut done) = (0u64, 0u64, false);
     while let Some(message) = ws.next().await {
         let Message::Text(text) = message? else {
             continue;
@@ -52,7 +54,10 @@ pub async fn run(url: String) -> anyhow::Result<BareRun> {
                 chunks += 1;
                 chars += frame.content.map_or(0, |c| c.len() as u64);
             }
-            "done" => break,
+            "done" => {
+                done = true;
+                break;
+            }
             _ => {}
         }
     }
@@ -61,6 +66,7 @@ pub async fn run(url: String) -> anyhow::Result<BareRun> {
     Ok(BareRun {
         chunks,
         chars,
+        done,
         elapsed,
     })
 }

@@ -1,6 +1,11 @@
 //! The fast relay/v1 server of `relaytop bench ingest`: answers every `chat.completion` with
 //! a fixed number of pre-serialized chunk frames (fed in batches, one flush each), then
 //! `done`; answers `ping` with `pong`. Both ingest clients read from it, one after the other.
+//!
+//! `Answer::Blocks` (`bench ingest --blocks`) is a faster server: the chunk frames go out
+//! already encoded as WebSocket frames, packed into a buffer of about 64 KiB built once and
+//! written straight to the socket block after block, past tokio-tungstenite; only the
+//! handshake, `done`, `pong` and the client's close go through tokio-tungstenite.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -8,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::{FutureExt, SinkExt, StreamExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
@@ -18,6 +24,9 @@ pub const CHUNK_FRAME: &str = r#"{"type":"chunk","content":" token"}"#;
 /// Frames fed between two flushes (and two looks at the client).
 const FRAMES_PER_FLUSH: u64 = 256;
 
+/// `Answer::Blocks`: the most bytes of one block of pre-encoded frames (whole frames only).
+pub const BLOCK_BYTES: usize = 64 * 1024;
+
 /// What the blaster answers a `chat.completion` with.
 #[derive(Clone, Copy, Debug)]
 pub enum Answer {
@@ -27,6 +36,10 @@ pub enum Answer {
     /// it injects), then the rest and `done` at once; each delay as it was (from the request
     /// read to the first chunk written) is kept for `Blaster::delays`.
     Delay { delay: Duration, frames: u64 },
+    /// This many chunk frames pre-encoded as WebSocket frames, written straight to the socket
+    /// in blocks of about 64 KiB (`BLOCK_BYTES`, the last one partial), then `done`: a
+    /// faster server than `Blast`, which writes each frame through tokio-tungstenite.
+    Blocks { frames: u64 },
 }
 
 /// A running blaster, on a thread and runtime of its own (as a server in another process
@@ -45,6 +58,12 @@ impl Blaster {
     /// Listens on `listen` (port 0 for any) and streams `frames` chunks a request.
     pub async fn start(listen: SocketAddr, frames: u64) -> std::io::Result<Blaster> {
         Self::start_answering(listen, Answer::Blast { frames }).await
+    }
+
+    /// Listens on `listen` (port 0 for any) and writes `frames` chunks a request as
+    /// pre-encoded frames in 64 KiB blocks (`Answer::Blocks`).
+    pub async fn start_blocks(listen: SocketAddr, frames: u64) -> std::io::Result<Blaster> {
+        Self::start_answering(listen, Answer::Blocks { frames }).await
     }
 
     /// Listens on `listen` (port 0 for any) and answers every request with `answer`.
@@ -139,6 +158,7 @@ async fn serve(tcp: TcpStream, answer: Answer, sent: Arc<AtomicU64>, delays: Arc
         let flow = if text.contains(r#""chat.completion""#) {
             match answer {
                 Answer::Blast { frames } => stream(&mut ws, frames, &sent).await,
+                Answer::Blocks { frames } => blocks(&mut ws, frames, &sent).await,
                 Answer::Delay { delay, frames } => {
                     delayed(&mut ws, Instant::now(), delay, frames, &delays).await
                 }
@@ -176,10 +196,70 @@ async fn delayed(
             return false;
         }
     }
-    let done = format!(
+    ws.send(Message::text(done_frame(frames))).await.is_ok()
+}
+
+/// The `done` frame ending a response of `frames` chunks.
+fn done_frame(frames: u64) -> String {
+    format!(
         r#"{{"type":"done","usage":{{"prompt_tokens":1,"completion_tokens":{frames}}},"finish_reason":"stop"}}"#
-    );
-    ws.send(Message::text(done)).await.is_ok()
+    )
+}
+
+/// Reads what the client sent meanwhile without waiting; false when it closed or went away
+/// (its close is answered at once). Reading is independent of writing: tokio-tungstenite
+/// writes here only a reply it owes (close, pong), between two whole frames or blocks.
+async fn client_still_there(ws: &mut WebSocketStream<TcpStream>) -> bool {
+    while let Some(next) = ws.next().now_or_never() {
+        match next {
+            Some(Ok(Message::Close(_))) | Some(Err(_)) | None => {
+                let _ = ws.flush().await;
+                return false;
+            }
+            Some(Ok(_)) => {}
+        }
+    }
+    true
+}
+
+/// One block of `Answer::Blocks`: as many whole chunk frames as fit in `BLOCK_BYTES`, each
+/// encoded as a server's WebSocket text frame (unmasked: FIN and the text opcode, the
+/// 7-bit length, the payload), and the count of frames in it.
+fn encoded_block() -> (Vec<u8>, u64) {
+    const _: () = assert!(CHUNK_FRAME.len() < 126, "one byte of length");
+    let mut frame = Vec::with_capacity(2 + CHUNK_FRAME.len());
+    frame.push(0x81);
+    frame.push(CHUNK_FRAME.len() as u8);
+    frame.extend_from_slice(CHUNK_FRAME.as_bytes());
+    let count = BLOCK_BYTES / frame.len();
+    (frame.repeat(count), count as u64)
+}
+
+/// Streams one response as pre-encoded frames written straight to the socket, a block at a
+/// time; false when the client went away or closed meanwhile.
+async fn blocks(ws: &mut WebSocketStream<TcpStream>, frames: u64, sent: &AtomicU64) -> bool {
+    static BLOCK: std::sync::OnceLock<(Vec<u8>, u64)> = std::sync::OnceLock::new();
+    let (block, per_block) = BLOCK.get_or_init(encoded_block);
+    let frame_len = block.len() / *per_block as usize;
+    let mut left = frames;
+    while left > 0 {
+        // Nothing of tokio-tungstenite's (a reply it owes the client) is left half written
+        // before raw bytes follow; nothing to write costs no system call.
+        if ws.flush().await.is_err() {
+            return false;
+        }
+        let batch = left.min(*per_block);
+        let bytes = &block[..batch as usize * frame_len];
+        if ws.get_mut().write_all(bytes).await.is_err() {
+            return false;
+        }
+        left -= batch;
+        sent.fetch_add(batch, Ordering::Relaxed);
+        if !client_still_there(ws).await {
+            return false;
+        }
+    }
+    ws.send(Message::text(done_frame(frames))).await.is_ok()
 }
 
 /// Streams one response; false when the client went away or closed meanwhile.
@@ -199,18 +279,9 @@ async fn stream(ws: &mut WebSocketStream<TcpStream>, frames: u64, sent: &AtomicU
         left -= batch;
         sent.fetch_add(batch, Ordering::Relaxed);
         // A client that closes mid-stream (a session shutting down) is answered at once.
-        while let Some(next) = ws.next().now_or_never() {
-            match next {
-                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => {
-                    let _ = ws.flush().await;
-                    return false;
-                }
-                Some(Ok(_)) => {}
-            }
+        if !client_still_there(ws).await {
+            return false;
         }
     }
-    let done = format!(
-        r#"{{"type":"done","usage":{{"prompt_tokens":1,"completion_tokens":{frames}}},"finish_reason":"stop"}}"#
-    );
-    ws.send(Message::text(done)).await.is_ok()
+    ws.send(Message::text(done_frame(frames))).await.is_ok()
 }

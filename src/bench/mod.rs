@@ -32,7 +32,8 @@ use std::io::Write;
 #[derive(clap::Subcommand, Debug)]
 pub enum BenchCase {
     /// One session reading a huge response from a fast local server, through the whole
-    /// engine, against a bare tokio-tungstenite + serde_json client on the same server.
+    /// engine, against a bare tokio-tungstenite + serde_json client on the same server
+    /// (`--blocks`: a faster server, writing pre-encoded frames in 64 KiB blocks).
     Ingest(ingest::IngestArgs),
     /// Thousands of heartbeating sessions against a local simulator: time to open them,
     /// resident memory per session, CPU while idle, frames/s when all stream.
@@ -68,7 +69,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     match case {
         BenchCase::Ingest(args) => match args.serve {
-            Some(listen) => ingest::serve(listen, args.frames, out).await,
+            Some(listen) => ingest::serve(listen, args.frames, args.blocks, out).await,
             None => ingest::run(&args, options, out).await.map(|_| ()),
         },
         BenchCase::Scale(args) => scale::run(&args, options, out).await.map(|_| ()),

@@ -11,6 +11,7 @@ async fn ingest_runs_and_reports_every_client() {
         frames: 10_000,
         runs: 1,
         serve: None,
+        blocks: false,
         binaries: vec![env!("CARGO_BIN_EXE_relaytop").into()],
         node: None,
         bare_binary: Some(env!("CARGO_BIN_EXE_relaytop").into()),
@@ -52,6 +53,70 @@ async fn ingest_runs_and_reports_every_client() {
             .unwrap_or(0),
         0
     );
+}
+
+/// The block blaster (`bench ingest --blocks`) writes every chunk as a well-formed WebSocket
+/// frame, across block boundaries (10,000 frames: several 64 KiB blocks, the last partial),
+/// then `done`: the bare client reads exactly them, and relaytop's headless run completes
+/// the response with every token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn block_blaster_serves_every_frame_to_both_clients() {
+    use relaytop::bench::{bare, blaster::Blaster};
+    let blaster = Blaster::start_blocks(([127, 0, 0, 1], 0).into(), 10_000)
+        .await
+        .expect("the block blaster starts");
+    let b = bare::run(blaster.url())
+        .await
+        .expect("the bare client runs");
+    assert_eq!(b.chunks, 10_000);
+    assert_eq!(b.chars, 10_000 * " token".len() as u64);
+    assert!(b.done, "the bare client read no `done`");
+    assert_eq!(blaster.sent(), 10_000);
+    for record in [None, Some(tempfile::tempdir().expect("temp dir"))] {
+        let (_, tokens) = ingest::relaytop_once(
+            blaster.url(),
+            10_000,
+            record.as_ref().map(|d| d.path().to_owned()),
+        )
+        .await
+        .expect("relaytop completes the response");
+        assert_eq!(tokens, 10_000);
+    }
+    // At least each run's response (a session may start its next request before the run
+    // ends: the blaster answers it too, until the client closes).
+    assert!(blaster.sent() >= 30_000);
+    blaster.stop();
+}
+
+/// `relaytop bench ingest --blocks`: every client, in process and as a process of its own,
+/// reads from the block blaster, and the header says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingest_runs_against_the_block_blaster() {
+    let args = IngestArgs {
+        frames: 10_000,
+        runs: 1,
+        serve: None,
+        blocks: true,
+        binaries: vec![env!("CARGO_BIN_EXE_relaytop").into()],
+        node: None,
+        bare_binary: Some(env!("CARGO_BIN_EXE_relaytop").into()),
+    };
+    let options = BenchOptions {
+        no_record: true,
+        record_dir: None,
+    };
+    let mut out = Vec::new();
+    let result = ingest::run(&args, &options, &mut out)
+        .await
+        .expect("the bench runs against the block blaster");
+    let text = String::from_utf8(out).expect("text");
+    assert!(
+        text.contains("(blaster: pre-encoded frames in 64 KiB blocks)"),
+        "no blaster named in:\n{text}"
+    );
+    assert!(result.bare > 0.0 && result.no_recording > 0.0);
+    assert!(result.whole.bare.success);
+    assert!(result.whole.builds[0].2.success);
 }
 
 /// `relaytop bench scale --cases process` runs the binary as a user does (recording on) and
