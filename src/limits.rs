@@ -28,26 +28,50 @@ pub fn raise_open_files() -> u64 {
     limit.rlim_cur
 }
 
-/// How many session files a recording keeps open under an open-files limit of `limit`: a
-/// sixteenth of it, at most `DEFAULT_OPEN_FILES` and at least 16 (the rest is for sockets).
-pub fn recording_open_files(limit: u64) -> usize {
-    let share = usize::try_from(limit / 16).unwrap_or(usize::MAX);
+/// Most session files a recording keeps open under an open-files limit of `limit`: half
+/// of it, at most `MOST_OPEN_FILES`; the recorder leaves room for the sessions' sockets
+/// beside them (`RecordOptions::open_files_for`). An unknown limit (0) keeps the default.
+pub fn recording_open_files(limit: u64) -> (usize, Option<u64>) {
     if limit == 0 {
-        DEFAULT_OPEN_FILES
-    } else {
-        share.clamp(16, DEFAULT_OPEN_FILES)
+        return (DEFAULT_OPEN_FILES, None);
     }
+    let half = usize::try_from(limit / 2).unwrap_or(usize::MAX);
+    (half.clamp(16, MOST_OPEN_FILES), Some(limit))
 }
+
+/// Session files kept open at most, whatever the limit.
+pub const MOST_OPEN_FILES: usize = 16_384;
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn the_recording_takes_a_small_share_of_the_limit() {
-        assert_eq!(recording_open_files(0), DEFAULT_OPEN_FILES);
-        assert_eq!(recording_open_files(256), 16);
-        assert_eq!(recording_open_files(1024), 64);
-        assert_eq!(recording_open_files(1 << 20), DEFAULT_OPEN_FILES);
+    fn the_recording_leaves_the_sessions_their_sockets() {
+        assert_eq!(recording_open_files(0), (DEFAULT_OPEN_FILES, None));
+        assert_eq!(recording_open_files(20), (16, Some(20)));
+        assert_eq!(recording_open_files(20_000), (10_000, Some(20_000)));
+        assert_eq!(
+            recording_open_files(1 << 20),
+            (MOST_OPEN_FILES, Some(1 << 20))
+        );
+        let options = |limit| {
+            let (open_files, open_files_limit) = recording_open_files(limit);
+            relaytop_core::record::RecordOptions {
+                open_files,
+                open_files_limit,
+                ..relaytop_core::record::RecordOptions::new("rec")
+            }
+        };
+        // 10,000 sessions under 20,000: their sockets, an eighth more, 256 for the rest.
+        assert_eq!(
+            options(20_000).open_files_for(10_000),
+            20_000 - 11_250 - 256
+        );
+        // Few sessions: half the limit.
+        assert_eq!(options(20_000).open_files_for(10), 10_000);
+        // More sessions than the limit leaves room for: 16 still.
+        assert_eq!(options(1_024).open_files_for(2_000), 16);
+        assert_eq!(options(0).open_files_for(10_000), DEFAULT_OPEN_FILES);
     }
 }

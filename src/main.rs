@@ -69,9 +69,11 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli, open_files: u64) -> anyhow::Result<ExitCode> {
+    let (open_files, open_files_limit) = relaytop::limits::recording_open_files(open_files);
     let record = (!cli.no_record).then(|| relaytop_core::record::RecordOptions {
         gzip: cli.record_gzip,
-        open_files: relaytop::limits::recording_open_files(open_files),
+        open_files,
+        open_files_limit,
         ..relaytop_core::record::RecordOptions::new(
             cli.record_dir
                 .clone()

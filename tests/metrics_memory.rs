@@ -135,23 +135,30 @@ fn resident_bytes_of_idle_and_busy_metrics() {
     busy_hour(&mut m, SESSIONS);
     let busy_all = live() - before;
 
-    // One session on one provider: what is not the session is the provider and the totals,
-    // which hold the same figures.
+    // Half the sessions on one provider: what is not the sessions is the provider and the
+    // totals, which in both runs hold hundreds of sessions' samples (so the same buckets: a
+    // provider of one session holds a few samples a slice, and far less).
+    let half = SESSIONS / 2;
     let before = live();
-    let mut one = Metrics::new(vec![info(0, "legacy")], Pricing::new());
-    let idle_one = live() - before;
-    busy_hour(&mut one, 1);
-    let busy_one = live() - before;
+    let mut fewer = Metrics::new(
+        (0..half).map(|i| info(i, "legacy")).collect(),
+        Pricing::new(),
+    );
+    let idle_half = live() - before;
+    busy_hour(&mut fewer, half);
+    let busy_half = live() - before;
 
     let estimate_session =
         m.session(0).map_or(0, SessionStats::heap_bytes) + size_of::<SessionStats>();
-    let estimate_provider =
-        one.provider("legacy").map_or(0, ProviderStats::heap_bytes) + size_of::<ProviderStats>();
-    // busy_all = N * session + 2 * provider, busy_one = session + 2 * provider.
-    let n = f64::from(SESSIONS);
-    let idle_provider = (idle_one as f64 - idle_session) / 2.0;
-    let busy_session = (busy_all - busy_one) as f64 / (n - 1.0);
-    let busy_provider = (busy_one as f64 - busy_session) / 2.0;
+    let estimate_provider = fewer
+        .provider("legacy")
+        .map_or(0, ProviderStats::heap_bytes)
+        + size_of::<ProviderStats>();
+    // busy_all = N * session + 2 * provider, busy_half = N/2 * session + 2 * provider.
+    let n = f64::from(SESSIONS - half);
+    let idle_provider = (idle_half as f64 - idle_session * f64::from(half)) / 2.0;
+    let busy_session = (busy_all - busy_half) as f64 / n;
+    let busy_provider = (busy_half as f64 - busy_session * f64::from(half)) / 2.0;
 
     println!("metrics memory after an hour of probes (measured by the allocator):");
     println!(

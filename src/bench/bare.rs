@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 
 /// The one request the bare client sends.
 const REQUEST: &str = r#"{"type":"chat.completion","model":"bench","messages":[{"role":"user","content":"stream"}],"stream":true}"#;
@@ -26,6 +27,14 @@ struct Frame<'a> {
 pub struct BareArgs {
     /// The blaster's relay/v1 URL (ws://…).
     pub url: String,
+    /// Instead: open N connections that only heartbeat (a relay/v1 ping and a WebSocket ping
+    /// in one write every `--heartbeat-s`, their pongs read and parsed), until killed: the
+    /// reference for relaytop's idle sessions (`bench scale --cases process`).
+    #[arg(long, value_name = "N")]
+    pub idle: Option<u32>,
+    /// `--idle`: seconds between two heartbeats of a connection.
+    #[arg(long, value_name = "S", default_value_t = 5.0)]
+    pub heartbeat_s: f64,
 }
 
 /// One bare run: what it read and how long it took (connect to `done`).
@@ -69,4 +78,62 @@ pub async fn run(url: String) -> anyhow::Result<BareRun> {
         done,
         elapsed,
     })
+}
+
+/// `--idle`: `n` connections to `url` that heartbeat every `every`, spread over the interval,
+/// until the process is killed; returns only when one cannot connect or fails. With relaytop's
+/// WebSocket settings: with tungstenite's defaults (a 128 KiB read buffer) the same client
+/// takes 132 KiB and 1.7x the CPU of relaytop's idle session (docs/PERFORMANCE.md).
+pub async fn idle(url: String, n: u32, every: Duration) -> anyhow::Result<()> {
+    let every = every.max(Duration::from_millis(10));
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..n {
+        let mut request = url.as_str().into_client_request()?;
+        request.headers_mut().insert(
+            "authorization",
+            format!("Bearer {}", relaytop_core::world::SIMULATOR_KEY).parse()?,
+        );
+        // relaytop's own WebSocket settings (an 8 KiB read buffer), so the two differ only in
+        // what relaytop does beyond reading and answering.
+        let config = relaytop_core::session::connect::websocket_config();
+        let (ws, _) =
+            tokio_tungstenite::connect_async_with_config(request, Some(config), true).await?;
+        let first = every.mul_f64(f64::from(i) / f64::from(n.max(1)));
+        tasks.spawn(heartbeat(ws, first, every));
+    }
+    while let Some(ended) = tasks.join_next().await {
+        ended??;
+    }
+    Ok(())
+}
+
+/// One idle connection: a ping pair every `every` (the first after `first`), pongs parsed.
+async fn heartbeat(
+    mut ws: tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+    first: Duration,
+    every: Duration,
+) -> anyhow::Result<()> {
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + first, every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut pongs = 0u64;
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {
+                ws.feed(Message::text(r#"{"type":"ping"}"#)).await?;
+                ws.feed(Message::Ping(Default::default())).await?;
+                ws.flush().await?;
+            }
+            message = ws.next() => match message {
+                Some(Ok(Message::Text(text))) => {
+                    let frame: Frame<'_> = serde_json::from_str(text.as_str())?;
+                    pongs += u64::from(frame.kind == "pong");
+                }
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Err(e.into()),
+                None => anyhow::bail!("the relay closed the connection after {pongs} pongs"),
+            },
+        }
+    }
 }

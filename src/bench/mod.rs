@@ -75,6 +75,18 @@ pub async fn run(
         BenchCase::Scale(args) => scale::run(&args, options, out).await.map(|_| ()),
         BenchCase::Accuracy(args) => accuracy::run(&args, out).await.map(|_| ()),
         BenchCase::Replay(args) => replay::run(&args, out).map(|_| ()),
+        BenchCase::Bare(bare::BareArgs {
+            url,
+            idle: Some(n),
+            heartbeat_s,
+        }) => {
+            bare::idle(
+                url,
+                n,
+                std::time::Duration::from_secs_f64(heartbeat_s.max(0.01)),
+            )
+            .await
+        }
         BenchCase::Bare(args) => {
             let b = bare::run(args.url).await?;
             writeln!(

@@ -72,7 +72,24 @@ pub async fn run(
         load_average()
     )?;
     let mut results: Vec<Vec<(ProcessRun, ProcessRun)>> = vec![Vec::new(); binaries.len()];
+    let mut bares: Vec<ProcessRun> = Vec::new();
     for round in 1..=args.rounds {
+        // The reference: bare connections heartbeating as relaytop's idle sessions do.
+        let one = measure_bare_idle(args, 1).await?;
+        let mut bare = measure_bare_idle(args, args.sessions).await?;
+        bare.kib_per_session = (bare.kib_per_session * f64::from(args.sessions)
+            - one.kib_per_session)
+            / f64::from(args.sessions - 1).max(1.0);
+        writeln!(
+            out,
+            "  round {round} bare tokio-tungstenite idle client: all {}, {:.1} KiB/session, CPU {:.2} % \
+             (load average {})",
+            shown(bare.all_s, bare.connected, args.sessions),
+            bare.kib_per_session,
+            bare.cpu_percent.unwrap_or(0.0),
+            load_average()
+        )?;
+        bares.push(bare);
         for (i, binary) in binaries.iter().enumerate() {
             let base = measure(binary, args, Load::Idle, 1, no_record).await?;
             let probe = measure(binary, args, Load::Probe, args.sessions, no_record).await?;
@@ -124,6 +141,41 @@ pub async fn run(
             m(&|r| r.0.kib_per_session),
             m(&|r| r.0.open_file_errors as f64),
             m(&|r| r.1.cpu_percent.unwrap_or(0.0)),
+        )?;
+    }
+    let bare_cpu = median(
+        &bares
+            .iter()
+            .map(|r| r.cpu_percent.unwrap_or(0.0))
+            .collect::<Vec<_>>(),
+    );
+    writeln!(
+        out,
+        "{:<32}  {:>9}  {:>12.2}  {:>11.1}  {:>16}  {:>10.2}",
+        "bare idle client (reference)",
+        "",
+        median(
+            &bares
+                .iter()
+                .map(|r| r.all_s.unwrap_or(f64::INFINITY))
+                .collect::<Vec<_>>()
+        ),
+        median(&bares.iter().map(|r| r.kib_per_session).collect::<Vec<_>>()),
+        "",
+        bare_cpu,
+    )?;
+    for (binary, runs) in binaries.iter().zip(&results) {
+        let idle = median(
+            &runs
+                .iter()
+                .map(|r| r.1.cpu_percent.unwrap_or(0.0))
+                .collect::<Vec<_>>(),
+        );
+        writeln!(
+            out,
+            "{}: idle CPU {:.2}x the bare client's",
+            binary.display(),
+            idle / bare_cpu.max(f64::MIN_POSITIVE)
         )?;
     }
     writeln!(
@@ -205,12 +257,57 @@ async fn measure(
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
+    let (started, mut child) = spawn(&mut command, binary)?;
+    let mut run = observe(&sim, &mut child, started, args, load, n).await?;
+    child.stop(Duration::from_secs(60));
+    sim.stop().await;
+    run.open_file_errors = count_in_logs(&tmp.path().join("logs"), "Too many open files");
+    run.files = recorded_files(&tmp.path().join("rec"));
+    Ok(run)
+}
+
+/// The reference for the idle case: `relaytop bench bare --idle N` (this build), N bare
+/// tokio-tungstenite connections sending the same pings as relaytop's idle sessions, against
+/// the same simulated relay, measured as `measure` measures relaytop.
+async fn measure_bare_idle(args: &ScaleArgs, n: u32) -> anyhow::Result<ProcessRun> {
+    let sim = SimServer::start(([127, 0, 0, 1], 0).into(), SimProfile::default()).await?;
+    let binary = std::env::current_exe().context("cannot find relaytop's own executable")?;
+    let mut command = Command::new(&binary);
+    command
+        .args(["bench", "bare", "--idle"])
+        .arg(n.to_string())
+        .arg("--heartbeat-s")
+        .arg(args.heartbeat_s.to_string())
+        .arg(sim.url())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let (started, mut child) = spawn(&mut command, &binary)?;
+    let run = observe(&sim, &mut child, started, args, Load::Idle, n).await;
+    child.stop(Duration::from_secs(5));
+    sim.stop().await;
+    run
+}
+
+/// Starts `command` (`binary`'s): when, and the child, stopped however the measurement ends.
+fn spawn(command: &mut Command, binary: &Path) -> anyhow::Result<(Instant, ChildGuard)> {
     let started = Instant::now();
-    let mut child = ChildGuard(
-        command
-            .spawn()
-            .with_context(|| format!("cannot start {}", binary.display()))?,
-    );
+    let child = command
+        .spawn()
+        .with_context(|| format!("cannot start {}", binary.display()))?;
+    Ok((started, ChildGuard(child)))
+}
+
+/// Watches `child` connect `n` sessions to `sim`, then reads its memory and (idle, n > 1)
+/// its CPU over `--idle-s`.
+async fn observe(
+    sim: &SimServer,
+    child: &mut ChildGuard,
+    started: Instant,
+    args: &ScaleArgs,
+    load: Load,
+    n: u32,
+) -> anyhow::Result<ProcessRun> {
     let pid = child.0.id();
 
     // Connections, as the relay counts the upgrades it answered.
@@ -245,10 +342,6 @@ async fn measure(
                 * 100.0,
         );
     }
-    child.stop(Duration::from_secs(60));
-    sim.stop().await;
-    run.open_file_errors = count_in_logs(&tmp.path().join("logs"), "Too many open files");
-    run.files = recorded_files(&tmp.path().join("rec"));
     Ok(run)
 }
 

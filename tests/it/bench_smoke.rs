@@ -80,7 +80,9 @@ async fn block_blaster_serves_every_frame_to_both_clients() {
         )
         .await
         .expect("relaytop completes the response");
-        assert_eq!(tokens, 10_000);
+        // Every token of the response; a next request may have started (and finished)
+        // before the run stopped, as the blaster's count below allows.
+        assert!(tokens >= 10_000, "{tokens} tokens");
     }
     // At least each run's response (a session may start its next request before the run
     // ends: the blaster answers it too, until the client closes).

@@ -11,7 +11,7 @@ use hdrhistogram::{Counter, Histogram};
 use super::latency::{MAX_SAMPLE_US, Quantiles};
 
 /// How precise a histogram is, and so how big.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Precision {
     /// The lowest discernible value: the resolution below `lowest_us * 2^(digits)`.
     lowest_us: u64,
@@ -47,13 +47,21 @@ pub(crate) struct Recorded<T: Counter> {
     max_us: u64,
 }
 
-/// How a histogram's counts are held: whole (an HDR histogram, ready to record into; shared
+/// Samples a histogram keeps as they came before it becomes an HDR histogram: a session
+/// probing once a minute, or a slice of a window, holds a few samples in a few hundred bytes,
+/// not an HDR histogram's 0.5 to 2 KiB each (`relaytop bench scale`: memory per session).
+const FEW: usize = 16;
+
+/// How a histogram's counts are held: a few samples as they came (each value and its count,
+/// at most `FEW`; the HDR histogram they make is built when read whole, and they answer
+/// quantiles exactly as it would), whole (an HDR histogram, ready to record into; shared
 /// by copies until one of them records: a copy of the metrics costs little), or packed (only
 /// the buckets that hold samples, and the range the whole one covered: what a replay
 /// checkpoint keeps, a few KiB instead of tens). A packed histogram reads the same; changing
 /// it unpacks it first.
 #[derive(Clone, Debug)]
 enum Store<T: Counter> {
+    Few(Vec<(u64, T)>),
     Whole(Arc<Histogram<T>>),
     Packed {
         /// The whole histogram's highest trackable value (so unpacking gives its size back).
@@ -77,7 +85,7 @@ enum Buckets<T: Counter> {
 impl<T: Counter> Recorded<T> {
     pub(crate) fn new(precision: Precision) -> Self {
         Self {
-            counts: Store::Whole(Arc::new(Self::empty(precision, 2 * precision.lowest_us))),
+            counts: Store::Few(Vec::new()),
             precision,
             sum_us: 0,
             max_us: 0,
@@ -99,6 +107,16 @@ impl<T: Counter> Recorded<T> {
     /// The counts as a whole histogram (built, when packed).
     fn whole(&self) -> std::borrow::Cow<'_, Histogram<T>> {
         match &self.counts {
+            Store::Few(samples) => {
+                let high = samples.iter().map(|&(v, _)| v).max().unwrap_or(0);
+                let mut hist = Self::empty(self.precision, high);
+                for &(value, count) in samples {
+                    if hist.record_n(value, count).is_err() {
+                        hist.saturating_record_n(value, count);
+                    }
+                }
+                std::borrow::Cow::Owned(hist)
+            }
             Store::Whole(hist) => std::borrow::Cow::Borrowed(&**hist),
             Store::Packed { high, buckets } => {
                 let mut hist = Self::empty(self.precision, *high);
@@ -128,17 +146,18 @@ impl<T: Counter> Recorded<T> {
 
     /// The counts as a whole histogram to change (unpacked first, when packed).
     fn hist_mut(&mut self) -> &mut Histogram<T> {
-        if let Store::Packed { .. } = self.counts {
+        if !matches!(self.counts, Store::Whole(_)) {
             self.counts = Store::Whole(Arc::new(self.whole().into_owned()));
         }
         match &mut self.counts {
             Store::Whole(hist) => Arc::make_mut(hist),
-            Store::Packed { .. } => unreachable!("unpacked just above"),
+            Store::Few(_) | Store::Packed { .. } => unreachable!("made whole just above"),
         }
     }
 
     fn is_empty(&self) -> bool {
         match &self.counts {
+            Store::Few(samples) => samples.is_empty(),
             Store::Whole(hist) => hist.is_empty(),
             Store::Packed { buckets, .. } => match buckets {
                 Buckets::Sparse(b) => b.is_empty(),
@@ -150,6 +169,7 @@ impl<T: Counter> Recorded<T> {
     /// A copy holding only the buckets with samples (see `Store`).
     pub(crate) fn packed(&self) -> Self {
         let counts = match &self.counts {
+            Store::Few(samples) => Store::Few(samples.clone()),
             Store::Whole(hist) => Store::Packed {
                 high: hist.high(),
                 buckets: pack(hist),
@@ -175,12 +195,20 @@ impl<T: Counter> Recorded<T> {
             return;
         }
         let v = value_us.min(MAX_SAMPLE_US);
-        let hist = self.hist_mut();
-        let len = hist.distinct_values();
         // A count past the counter's range (a session's 16-bit slices) counts as its most.
         let count = <T as num_traits::FromPrimitive>::from_u64(n)
             .or_else(|| <T as num_traits::FromPrimitive>::from_u16(u16::MAX))
             .unwrap_or_else(T::one);
+        self.sum_us = self.sum_us.saturating_add(v.saturating_mul(n));
+        self.max_us = self.max_us.max(v);
+        if let Store::Few(samples) = &mut self.counts
+            && samples.len() < FEW
+        {
+            samples.push((v, count));
+            return;
+        }
+        let hist = self.hist_mut();
+        let len = hist.distinct_values();
         if hist.record_n(v, count).is_err() {
             // Only a failed resize can fail a record; keep the sample at the top of the range.
             hist.saturating_record_n(v, count);
@@ -190,12 +218,18 @@ impl<T: Counter> Recorded<T> {
             // clone holds exactly its length.
             *hist = hist.clone();
         }
-        self.sum_us = self.sum_us.saturating_add(v.saturating_mul(n));
-        self.max_us = self.max_us.max(v);
     }
 
     fn add(&mut self, other: &Self) {
         if other.is_empty() {
+            return;
+        }
+        if let (Store::Few(mine), Store::Few(theirs)) = (&mut self.counts, &other.counts)
+            && mine.len() + theirs.len() <= FEW
+        {
+            mine.extend_from_slice(theirs);
+            self.sum_us = self.sum_us.saturating_add(other.sum_us);
+            self.max_us = self.max_us.max(other.max_us);
             return;
         }
         let theirs = other.whole();
@@ -222,7 +256,10 @@ impl<T: Counter> Recorded<T> {
     }
 
     fn reset(&mut self) {
-        self.hist_mut().reset();
+        match &mut self.counts {
+            Store::Few(samples) => samples.clear(),
+            _ => self.hist_mut().reset(),
+        }
         self.sum_us = 0;
         self.max_us = 0;
     }
@@ -231,12 +268,20 @@ impl<T: Counter> Recorded<T> {
         if self.is_empty() {
             return Quantiles::default();
         }
+        if let Store::Few(samples) = &self.counts {
+            return self.few_quantiles(samples);
+        }
         let hist = self.whole();
         let count = hist.len();
         if count == 0 {
             return Quantiles::default();
         }
-        let at = |q: f64| hist.value_at_quantile(q).min(self.max_us);
+        self.answer(count, |q| hist.value_at_quantile(q))
+    }
+
+    /// The quantiles of `count` samples, `at` giving the value at a quantile.
+    fn answer(&self, count: u64, at: impl Fn(f64) -> u64) -> Quantiles {
+        let at = |q: f64| at(q).min(self.max_us);
         Quantiles {
             p50: at(0.50),
             p90: at(0.90),
@@ -248,9 +293,34 @@ impl<T: Counter> Recorded<T> {
         }
     }
 
+    /// `quantiles` of a few samples, as their HDR histogram answers them (`value_at_quantile`:
+    /// the highest value equivalent to the first sample whose running count reaches the
+    /// quantile's), without building it.
+    fn few_quantiles(&self, samples: &[(u64, T)]) -> Quantiles {
+        let mut sorted: Vec<(u64, u64)> = samples.iter().map(|&(v, c)| (v, c.as_u64())).collect();
+        sorted.sort_unstable_by_key(|&(v, _)| v);
+        let count: u64 = sorted.iter().map(|&(_, c)| c).sum();
+        if count == 0 {
+            return Quantiles::default();
+        }
+        let buckets = buckets_of(self.precision);
+        self.answer(count, |q| {
+            let wanted = ((q * count as f64).ceil() as u64).max(1);
+            let mut total = 0u64;
+            for &(value, c) in &sorted {
+                total += c;
+                if total >= wanted {
+                    return buckets.highest_equivalent(value);
+                }
+            }
+            0
+        })
+    }
+
     /// Heap bytes held by the counts.
     pub(crate) fn heap_bytes(&self) -> usize {
         match &self.counts {
+            Store::Few(samples) => samples.capacity() * std::mem::size_of::<(u64, T)>(),
             Store::Whole(hist) => hist.distinct_values() * std::mem::size_of::<T>(),
             Store::Packed { buckets, .. } => match buckets {
                 Buckets::Sparse(b) => std::mem::size_of_val(&**b),
@@ -258,6 +328,30 @@ impl<T: Counter> Recorded<T> {
             },
         }
     }
+}
+
+/// An empty histogram of `precision`, for its bucket arithmetic (which values are
+/// equivalent): one per precision (there are two), built once.
+fn buckets_of(precision: Precision) -> &'static Histogram<u8> {
+    static SESSION: std::sync::OnceLock<Histogram<u8>> = std::sync::OnceLock::new();
+    static PROVIDER: std::sync::OnceLock<Histogram<u8>> = std::sync::OnceLock::new();
+    let cell = if precision == SESSION_PRECISION {
+        &SESSION
+    } else {
+        debug_assert_eq!(
+            precision, PROVIDER_PRECISION,
+            "a third precision needs its own"
+        );
+        &PROVIDER
+    };
+    cell.get_or_init(|| {
+        Histogram::new_with_bounds(
+            precision.lowest_us,
+            2 * precision.lowest_us,
+            precision.digits,
+        )
+        .expect("bounds checked at compile time: lowest >= 1, high >= 2 * lowest, digits <= 5")
+    })
 }
 
 /// The buckets of `hist` that hold samples, in the smaller form.
@@ -531,6 +625,67 @@ mod tests {
             assert!(got.abs_diff(want) <= 1000, "got {got} want {want}");
         }
         assert_eq!(q.max, *samples.last().expect("samples"));
+    }
+
+    #[test]
+    fn a_few_samples_answer_as_their_hdr_histogram_does() {
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = move || {
+            x ^= x >> 12;
+            x ^= x << 25;
+            x ^= x >> 27;
+            x.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 20
+        };
+        for precision in [SESSION_PRECISION, PROVIDER_PRECISION] {
+            for round in 0..200u64 {
+                let mut few: Recorded<u32> = Recorded::new(precision);
+                let mut whole: Recorded<u32> = Recorded::new(precision);
+                whole.hist_mut();
+                for i in 0..(round % 20 + 1) {
+                    // Zero, below the lowest discernible value, milliseconds to minutes.
+                    let v = match (round + i) % 4 {
+                        0 => next() % 600,
+                        1 => next() % 2_000_000,
+                        2 => next() % 200_000_000,
+                        _ => 0,
+                    };
+                    let n = 1 + next() % 3;
+                    few.record_n(v, n);
+                    whole.record_n(v, n);
+                    assert_eq!(
+                        few.quantiles(),
+                        whole.quantiles(),
+                        "{precision:?} round {round}"
+                    );
+                }
+                let kept = few.quantiles();
+                // Read whole (or grown past FEW), the same.
+                assert_eq!(few.whole().len(), whole.whole().len());
+                let mut sum: Recorded<u32> = Recorded::new(precision);
+                sum.add(&few);
+                sum.add(&whole);
+                let mut twice = whole.clone();
+                twice.add(&whole);
+                assert_eq!(sum.quantiles(), twice.quantiles());
+                assert_eq!(few.packed().quantiles(), kept);
+            }
+        }
+    }
+
+    #[test]
+    fn a_new_histogram_holds_nothing_until_it_has_more_than_a_few_samples() {
+        let mut r: Recorded<u32> = Recorded::new(SESSION_PRECISION);
+        assert_eq!(r.heap_bytes(), 0);
+        for i in 0..FEW as u64 {
+            r.record(1_000 * (i + 1));
+        }
+        assert!(matches!(r.counts, Store::Few(_)));
+        assert!(r.heap_bytes() <= FEW * 16, "{}", r.heap_bytes());
+        r.record(50_000);
+        assert!(matches!(r.counts, Store::Whole(_)));
+        assert_eq!(r.quantiles().count, FEW as u64 + 1);
+        r.reset();
+        assert_eq!(r.quantiles().count, 0);
     }
 
     #[test]

@@ -664,8 +664,10 @@ impl Core {
     }
 }
 
-/// Runs a session on `transport` until it stops, is closed, or nobody listens any more.
-pub(crate) async fn run<T: Transport>(mut core: Core, mut transport: T) {
+/// Runs a session on `transport` until it stops, is closed, or nobody listens any more. Both
+/// come boxed: an async fn keeps its arguments twice in its state (as given and as moved in),
+/// and this state is every session's task (docs/PERFORMANCE.md: memory per session).
+pub(crate) async fn run<T: Transport>(mut core: Box<Core>, mut transport: Box<T>) {
     loop {
         let now = core.clock.now();
         let attempt = core.backoff.attempt() + 1;

@@ -258,8 +258,11 @@ impl Inner {
         disk.created = true;
         disk.written += scrubbed.len() as u64;
         drop(scrubbed);
-        // Closed past the cap: the least recently written (never this one).
-        drop(open.wrote(file.index, opened));
+        // Closed past the cap: the least recently written, or this one at once.
+        if opened.is_some() {
+            open.set_cap(self.options.open_files_for(lock(&self.files).list.len()));
+        }
+        drop(open.wrote(file.index, opened, self.clock.now()));
         // A busy session's lines keep their buffers (a new one is grown page by page all over
         // again: `relaytop bench ingest`); once it has gone quiet the memory goes back.
         shrink_when_idle(spare);

@@ -34,13 +34,32 @@ pub struct RecordOptions {
     /// Write `<session>.jsonl.gz` files (gzip, one whole member a write) instead of
     /// `.jsonl`. `rotate_bytes` then counts the lines' bytes before compression.
     pub gzip: bool,
-    /// Most session files kept open at once (the least recently written are closed and
-    /// reopened to append when they write again): `DEFAULT_OPEN_FILES`, or a share of the
-    /// process's open-files limit.
+    /// Most session files kept open at once (past it a file is written and closed at once, or
+    /// takes the place of one quiet for a while: `open_files::QUIET`).
     pub open_files: usize,
+    /// The process's open-files limit, when known: the files kept open are then also at most
+    /// what the sessions' sockets leave of it (one a session, an eighth more for reconnects,
+    /// and `RESERVED_FILES` for everything else), and at least 16.
+    pub open_files_limit: Option<u64>,
 }
 
+/// Open files left for what is neither a session's socket nor its recording (logs, the
+/// listener, DNS, TLS roots, the terminal).
+pub const RESERVED_FILES: u64 = 256;
+
 impl RecordOptions {
+    /// How many session files a recording of `sessions` sessions keeps open.
+    pub fn open_files_for(&self, sessions: usize) -> usize {
+        let Some(limit) = self.open_files_limit else {
+            return self.open_files;
+        };
+        let sockets = sessions as u64 + sessions as u64 / 8;
+        let left = limit.saturating_sub(sockets + RESERVED_FILES);
+        usize::try_from(left)
+            .unwrap_or(usize::MAX)
+            .clamp(16, self.open_files.max(16))
+    }
+
     /// Recording under `root`, with the default rotation size and binary bodies kept.
     pub fn new(root: impl Into<PathBuf>) -> Self {
         Self {
@@ -49,6 +68,7 @@ impl RecordOptions {
             binary_bodies: true,
             gzip: false,
             open_files: super::open_files::DEFAULT_OPEN_FILES,
+            open_files_limit: None,
         }
     }
 

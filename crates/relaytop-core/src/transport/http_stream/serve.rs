@@ -45,7 +45,7 @@ pub(crate) fn spawn<C: HttpStreamCodec>(
     let id = spec.info.id;
     let transport = HttpStreamTransport::new(codec);
     let core = Core::new(spec, clock, events, rx);
-    let task = tokio::spawn(driver::run(core, transport));
+    let task = tokio::spawn(driver::run(Box::new(core), Box::new(transport)));
     SessionHandle {
         id,
         commands: tx,
