@@ -157,8 +157,8 @@ async fn serve(tcp: TcpStream, answer: Answer, sent: Arc<AtomicU64>, delays: Arc
         };
         let flow = if text.contains(r#""chat.completion""#) {
             match answer {
-                Answer::Blast { frames } => stream(&mut ws, frames, &sent).await,
-                Answer::Blocks { frames } => blocks(&mut ws, frames, &sent).await,
+                Answer::Blast { frames } => stream(&mut ws, frames, &sent, false).await,
+                Answer::Blocks { frames } => stream(&mut ws, frames, &sent, true).await,
                 Answer::Delay { delay, frames } => {
                     delayed(&mut ws, Instant::now(), delay, frames, &delays).await
                 }
@@ -235,45 +235,35 @@ fn encoded_block() -> (Vec<u8>, u64) {
     (frame.repeat(count), count as u64)
 }
 
-/// Streams one response as pre-encoded frames written straight to the socket, a block at a
-/// time; false when the client went away or closed meanwhile.
-async fn blocks(ws: &mut WebSocketStream<TcpStream>, frames: u64, sent: &AtomicU64) -> bool {
+/// Streams one response in batches, then `done`; false when the client went away or closed
+/// meanwhile. Through tokio-tungstenite (`FRAMES_PER_FLUSH` frames fed, one flush), or
+/// (`blocks`) as pre-encoded frames written straight to the socket, a block at a time.
+async fn stream(
+    ws: &mut WebSocketStream<TcpStream>,
+    frames: u64,
+    sent: &AtomicU64,
+    blocks: bool,
+) -> bool {
     static BLOCK: std::sync::OnceLock<(Vec<u8>, u64)> = std::sync::OnceLock::new();
     let (block, per_block) = BLOCK.get_or_init(encoded_block);
-    let frame_len = block.len() / *per_block as usize;
-    let mut left = frames;
-    while left > 0 {
-        // Nothing of tokio-tungstenite's (a reply it owes the client) is left half written
-        // before raw bytes follow; nothing to write costs no system call.
-        if ws.flush().await.is_err() {
-            return false;
-        }
-        let batch = left.min(*per_block);
-        let bytes = &block[..batch as usize * frame_len];
-        if ws.get_mut().write_all(bytes).await.is_err() {
-            return false;
-        }
-        left -= batch;
-        sent.fetch_add(batch, Ordering::Relaxed);
-        if !client_still_there(ws).await {
-            return false;
-        }
-    }
-    ws.send(Message::text(done_frame(frames))).await.is_ok()
-}
-
-/// Streams one response; false when the client went away or closed meanwhile.
-async fn stream(ws: &mut WebSocketStream<TcpStream>, frames: u64, sent: &AtomicU64) -> bool {
     let chunk = Utf8Bytes::from_static(CHUNK_FRAME);
+    let per_batch = if blocks { *per_block } else { FRAMES_PER_FLUSH };
     let mut left = frames;
     while left > 0 {
-        let batch = left.min(FRAMES_PER_FLUSH);
-        for _ in 0..batch {
-            if ws.feed(Message::Text(chunk.clone())).await.is_err() {
-                return false;
+        let batch = left.min(per_batch);
+        let written = if blocks {
+            // Nothing of tokio-tungstenite's (a reply it owes the client) is left half
+            // written before raw bytes follow; nothing to write costs no system call.
+            let bytes = &block[..batch as usize * (block.len() / *per_block as usize)];
+            ws.flush().await.is_ok() && ws.get_mut().write_all(bytes).await.is_ok()
+        } else {
+            let mut fed = true;
+            for _ in 0..batch {
+                fed = fed && ws.feed(Message::Text(chunk.clone())).await.is_ok();
             }
-        }
-        if ws.flush().await.is_err() {
+            fed && ws.flush().await.is_ok()
+        };
+        if !written {
             return false;
         }
         left -= batch;
