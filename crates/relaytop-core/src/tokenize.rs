@@ -1,6 +1,6 @@
 //! Counting tokens in text a relay sent: the model family's own tokenizer where relaytop has
-//! it (OpenAI's o200k_base and cl100k_base, through tiktoken-rs), a documented ratio over
-//! o200k_base for families it does not have. Used for the estimate when a relay sends no
+//! it (OpenAI's o200k_base and cl100k_base, through the `tiktoken` crate), a documented ratio
+//! over o200k_base for families it does not have. Used for the estimate when a relay sends no
 //! usage, and for the usage audit (what a relay reports against what its text holds).
 //!
 //! | family (model name) | counted with | exact |
@@ -11,11 +11,16 @@
 //! | anything else (gemini, deepseek, qwen, …) | o200k_base × 1.0 | no |
 //!
 //! A provider prefix (`openai/gpt-4o`, `anthropic/claude-…` as OpenRouter names them) is
-//! looked through. The tables load once (0.1 to 0.3 s each); `warm_up_for` loads the ones
-//! a run's models need off the sessions' threads as it starts.
+//! looked through. The tables load once (about 60 ms for o200k_base); `warm_up_for` loads the
+//! ones a run's models need off the sessions' threads as it starts.
+//!
+//! Why `tiktoken` and not `tiktoken-rs` (docs/PERFORMANCE.md, issue #22): the same counts
+//! (a test compares both over this repository's text and random Unicode), but its tables are
+//! zstd-compressed (1.2 MB for both, against 5.3 MB of base64) and load in about half the
+//! time with a tenth of the allocations, and it counts 2 to 5 times faster without building
+//! the token list. Building o200k_base was a fifth of a short run's CPU.
 
-use tiktoken_rs::CoreBPE;
-use tiktoken_rs::tokenizer::{Tokenizer, get_tokenizer};
+use tiktoken::CoreBpe;
 
 /// How text of one model is counted.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -29,6 +34,19 @@ pub struct Counter {
 enum Encoding {
     O200k,
     Cl100k,
+}
+
+impl Encoding {
+    /// The table, built on first use (once per process).
+    fn table(self) -> &'static CoreBpe {
+        let name = match self {
+            Encoding::O200k => "o200k_base",
+            Encoding::Cl100k => "cl100k_base",
+        };
+        // Both vocabularies are compiled in (Cargo features `vocab-o200k_base` and
+        // `vocab-cl100k_base`), so the lookup cannot miss.
+        tiktoken::get_encoding(name).expect("the o200k_base and cl100k_base vocabularies are compiled in")
+    }
 }
 
 /// Tokens counted in a text.
@@ -47,12 +65,14 @@ impl Counter {
     pub fn for_model(model: &str) -> Counter {
         let name = model.trim().to_ascii_lowercase();
         let bare = name.rsplit('/').next().unwrap_or(&name);
-        match get_tokenizer(bare) {
-            Some(Tokenizer::O200kBase | Tokenizer::O200kHarmony) => Counter {
+        match tiktoken::model_to_encoding(bare) {
+            // o200k_harmony is o200k_base with chat-format special tokens, which text a relay
+            // streams never holds as such.
+            Some("o200k_base" | "o200k_harmony") => Counter {
                 encoding: Encoding::O200k,
                 ratio: 1.0,
             },
-            Some(Tokenizer::Cl100kBase) => Counter {
+            Some("cl100k_base") => Counter {
                 encoding: Encoding::Cl100k,
                 ratio: 1.0,
             },
@@ -76,11 +96,8 @@ impl Counter {
         self.ratio == 1.0
     }
 
-    fn bpe(&self) -> &'static CoreBPE {
-        match self.encoding {
-            Encoding::O200k => tiktoken_rs::o200k_base_singleton(),
-            Encoding::Cl100k => tiktoken_rs::cl100k_base_singleton(),
-        }
+    fn bpe(&self) -> &'static CoreBpe {
+        self.encoding.table()
     }
 
     /// Tokens in `text`.
@@ -91,7 +108,8 @@ impl Counter {
                 exact: self.is_exact(),
             };
         }
-        let raw = self.bpe().encode_ordinary(text).len() as f64;
+        // Ordinary text: a special token's spelling in a reply is counted as the text it is.
+        let raw = self.bpe().count(text) as f64;
         // Families without a table of their own: o200k_base as it counts (ratio 1.0), but
         // never marked exact.
         let ratio = if self.ratio == 0.0 { 1.0 } else { self.ratio };
@@ -104,7 +122,7 @@ impl Counter {
 
 /// Loads the tokenizer tables the `models` count with, each on a thread of its own (once per
 /// process), so the first response counted does not hold up a session: o200k_base takes
-/// about 650 million instructions to build (0.2 to 0.3 s), cl100k_base about 320 million,
+/// about 60 ms of a core to build, cl100k_base about 30 ms,
 /// which on a session's thread would delay every session sharing it. A run calls it with its
 /// sessions' models as it starts; a table nobody's model needs is never built (a process
 /// that counts nothing pays nothing: `relaytop bench ingest`, docs/PERFORMANCE.md). A count
@@ -132,12 +150,12 @@ pub fn warm_up_for<'a>(models: impl IntoIterator<Item = &'a str>) {
     };
     if o200k {
         load(&O200K, "o200k", || {
-            tiktoken_rs::o200k_base_singleton();
+            Encoding::O200k.table();
         });
     }
     if cl100k {
         load(&CL100K, "cl100k", || {
-            tiktoken_rs::cl100k_base_singleton();
+            Encoding::Cl100k.table();
         });
     }
 }
@@ -145,8 +163,8 @@ pub fn warm_up_for<'a>(models: impl IntoIterator<Item = &'a str>) {
 /// Loads every tokenizer table now, on this thread (benchmarks call it before their clocks
 /// start).
 pub fn load_now() {
-    tiktoken_rs::o200k_base_singleton();
-    tiktoken_rs::cl100k_base_singleton();
+    Encoding::O200k.table();
+    Encoding::Cl100k.table();
 }
 
 #[cfg(test)]
@@ -180,5 +198,89 @@ mod tests {
         // Chinese text: far more than one token per four characters.
         let zh = c.count("中转站的余额快用完了，请及时充值。").tokens;
         assert!(zh > 17 / 4 + 2, "{zh}");
+    }
+
+    /// The text the differential test counts: this repository's docs and this crate's
+    /// sources, line by line and whole, and random strings of ASCII, CJK, Cyrillic, emoji,
+    /// combining marks and odd whitespace.
+    fn corpus() -> Vec<String> {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut files = Vec::new();
+        let mut dirs = vec![root.join("src"), root.join("../../docs")];
+        while let Some(dir) = dirs.pop() {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else if path.extension().is_some_and(|e| e == "rs" || e == "md") {
+                    files.push(path);
+                }
+            }
+        }
+        files.sort();
+        let mut texts = Vec::new();
+        for file in files {
+            if let Ok(text) = std::fs::read_to_string(&file) {
+                texts.extend(text.lines().map(str::to_owned));
+                texts.push(text);
+            }
+        }
+        let alphabet: Vec<char> = "abcXYZ 019 \t\n\r  .,;:!?'\"-_/\\()[]{}<>中转站的余额快用完了请及时充值日本語のテキストカタカナ한국어Привет мир🙂🚀👍🏽éüßñ\u{00a0}\u{3000}\u{200b}\u{0301}'s'S'll'VE<|endoftext|>"
+            .chars()
+            .collect();
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for _ in 0..3_000 {
+            let n = (next() % 120) as usize + 1;
+            texts.push(
+                (0..n)
+                    .map(|_| alphabet[(next() % alphabet.len() as u64) as usize])
+                    .collect(),
+            );
+        }
+        texts
+    }
+
+    /// relaytop counts with the `tiktoken` crate for its load time and speed; this pins its
+    /// counts to tiktoken-rs's (itself OpenAI's tiktoken ported), text by text.
+    #[test]
+    fn counts_what_tiktoken_rs_counts() {
+        let texts = corpus();
+        assert!(texts.len() > 5_000, "{}", texts.len());
+        for (counter, reference) in [
+            (
+                Counter::for_model("gpt-4o"),
+                tiktoken_rs::o200k_base().unwrap(),
+            ),
+            (
+                Counter::for_model("gpt-4"),
+                tiktoken_rs::cl100k_base().unwrap(),
+            ),
+        ] {
+            let mut differ = Vec::new();
+            for text in &texts {
+                let ours = counter.count(text).tokens;
+                let theirs = reference.encode_ordinary(text).len().max(1) as u64;
+                if !text.is_empty() && ours != theirs {
+                    differ.push((ours, theirs, text.chars().take(60).collect::<String>()));
+                }
+            }
+            assert!(
+                differ.is_empty(),
+                "{:?}: {} of {} texts differ, first {:?}",
+                counter.encoding,
+                differ.len(),
+                texts.len(),
+                &differ[..differ.len().min(5)]
+            );
+        }
     }
 }
