@@ -540,3 +540,64 @@ fn rotated_files_replay_as_one() {
     assert_eq!(play_all(&mut first), whole);
     std::fs::remove_dir_all(&root).unwrap();
 }
+
+#[test]
+fn reading_ahead_on_its_own_thread_plays_what_reading_in_place_plays() {
+    // A damaged copy: malformed lines in one session, a torn end in another, markers.
+    let dir = copy_of_recording("ahead");
+    let path = session_file(&dir);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    lines.insert(7, "{not json".into());
+    lines.insert(
+        lines.len() / 2,
+        r#"[13,"<","close",{"code":"loud"}]"#.into(),
+    );
+    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    let other = dir.join("probe-1.jsonl");
+    let text = std::fs::read_to_string(&other).unwrap();
+    std::fs::write(&other, &text[..text.len() - 20]).unwrap();
+
+    let mut in_place = open(&dir);
+    let expected = play_all(&mut in_place);
+    let mut ahead = open(&dir);
+    ahead.play_forward_only();
+    let got = play_all(&mut ahead);
+    assert!(expected.len() > 100, "{}", expected.len());
+    assert_eq!(got.len(), expected.len());
+    assert!(got == expected, "the events differ");
+    assert_eq!(ahead.read_stats(), in_place.read_stats());
+    assert_eq!(ahead.read_stats().malformed, 2);
+    assert_eq!(ahead.read_stats().torn.len(), 1);
+    assert_eq!(report(&ahead), report(&in_place));
+    assert_eq!(ahead.markers(), in_place.markers());
+    assert!(
+        ahead.markers().iter().any(|m| m.label == USER_MARK),
+        "{:?}",
+        ahead.markers()
+    );
+
+    // A seek forward folds on; a seek back starts reading again from the start.
+    let mut sought = open(&dir);
+    sought.play_forward_only();
+    let middle = expected[expected.len() / 2].at_us;
+    sought.seek_to(Duration::ZERO, middle);
+    let first_after = expected.iter().find(|e| e.at_us >= middle).cloned();
+    assert_eq!(sought.next_event(), first_after);
+    sought.seek_to_start(Duration::ZERO);
+    let replayed = play_all(&mut sought);
+    assert!(
+        replayed == expected,
+        "a replay read again from the start differs"
+    );
+    assert_eq!(report(&sought), report(&in_place));
+
+    // Dropped halfway, the reading thread goes with it.
+    let mut dropped = open(&dir);
+    dropped.play_forward_only();
+    for _ in 0..10 {
+        dropped.next_event();
+    }
+    drop(dropped);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -45,7 +45,8 @@ impl Encoding {
         };
         // Both vocabularies are compiled in (Cargo features `vocab-o200k_base` and
         // `vocab-cl100k_base`), so the lookup cannot miss.
-        tiktoken::get_encoding(name).expect("the o200k_base and cl100k_base vocabularies are compiled in")
+        tiktoken::get_encoding(name)
+            .expect("the o200k_base and cl100k_base vocabularies are compiled in")
     }
 }
 

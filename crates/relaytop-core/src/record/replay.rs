@@ -37,7 +37,9 @@ use crate::record::reader::{self, Item, LineReader, Position, ReadError, Session
 use crate::report::RunInfo;
 use crate::session::{ErrorKind, EventKind, SessionEvent, SessionId, SessionInfo};
 
+mod ahead;
 mod decoders;
+use ahead::{NoFold, ReadAhead};
 use decoders::ProtocolDecoder;
 
 /// Lines between two checkpoints of the index, at least (a seek folds at most about this
@@ -291,6 +293,11 @@ struct Cursor {
     recent: VecDeque<Checkpoint>,
     recent_every: u64,
     recent_last_lines: u64,
+    /// Read, parse and decode on a thread of their own (`ahead`), this thread only folding:
+    /// for a replay played once forward (`Replay::play_forward_only`).
+    read_ahead: bool,
+    /// The reading thread, started by the first line wanted.
+    ahead: Option<ReadAhead>,
 }
 
 impl Cursor {
@@ -309,6 +316,8 @@ impl Cursor {
             recent: VecDeque::new(),
             recent_every: 0,
             recent_last_lines: 0,
+            read_ahead: false,
+            ahead: None,
         }
     }
 
@@ -345,6 +354,9 @@ impl Cursor {
 
     /// Goes back (or forward) to a checkpoint.
     fn restore(&mut self, fold: Fold) {
+        // The reading thread read on from where it was: it goes, and the next line wanted
+        // starts another from the restored positions.
+        self.ahead = None;
         self.fold = fold;
         self.recent_last_lines = self.fold.stats.lines;
         self.readers.iter_mut().for_each(|r| *r = None);
@@ -464,8 +476,12 @@ impl Cursor {
         Some(event)
     }
 
-    /// Applies the next line: its events go to `pending`. False at the end.
+    /// Applies the next line (reading ahead: the next batch of lines): its events go to
+    /// `pending`. False at the end.
     fn apply_next_line(&mut self) -> bool {
+        if self.read_ahead {
+            return self.apply_read_ahead();
+        }
         self.keep_recent();
         let Some((s, t)) = self.next_line() else {
             return false;
@@ -527,6 +543,48 @@ impl Cursor {
                 });
             }
         }
+        true
+    }
+
+    /// Takes the reading thread's next batch of lines, starting the thread if needed (from
+    /// this cursor's positions and decoders). False at the end.
+    fn apply_read_ahead(&mut self) -> bool {
+        if self.ahead.is_none() {
+            let fold = Fold {
+                decoders: self.fold.decoders.clone(),
+                positions: self.fold.positions.clone(),
+                finished: self.fold.finished.clone(),
+                state: NoFold::boxed(),
+                applied_until: self.fold.applied_until,
+                delivered_until: self.fold.delivered_until,
+                stats: self.fold.stats.clone(),
+            };
+            // Lines already read ahead here are read again there, from their positions.
+            self.readers.iter_mut().for_each(|r| *r = None);
+            self.heads.iter_mut().for_each(|h| *h = None);
+            self.queue.clear();
+            self.queued = false;
+            match ReadAhead::start(Cursor::new(self.sources.clone(), fold)) {
+                Some(ahead) => self.ahead = Some(ahead),
+                None => {
+                    tracing::debug!("no thread to read a replay ahead: reading in place");
+                    self.read_ahead = false;
+                    return self.apply_next_line();
+                }
+            }
+        }
+        let Some(batch) = self.ahead.as_mut().and_then(ReadAhead::next) else {
+            return false;
+        };
+        self.fold.stats.lines = batch.lines;
+        if let Some(stats) = batch.stats {
+            self.fold.stats = stats;
+        }
+        if batch.applied_until.is_some() {
+            self.fold.applied_until = batch.applied_until;
+        }
+        self.found_markers.extend(batch.markers);
+        self.pending.extend(batch.events);
         true
     }
 
@@ -714,10 +772,13 @@ impl Replay {
 
     /// Played once from start to end, never sought back (headless, export, against): keeps
     /// no checkpoints near the play head, which would pack every session's metrics every
-    /// `RECENT_CHECKPOINT_LINES` lines for nothing.
+    /// `RECENT_CHECKPOINT_LINES` lines for nothing, and reads, parses and decodes the lines
+    /// on a thread of its own while the caller's thread folds (`ahead`). A seek still works
+    /// (forward by folding on, back from the start).
     pub fn play_forward_only(&mut self) {
         self.cursor.recent_every = 0;
         self.cursor.recent.clear();
+        self.cursor.read_ahead = true;
         self.forward_only = true;
     }
 
