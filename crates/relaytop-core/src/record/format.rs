@@ -360,11 +360,53 @@ fn parse_text_line(line: &[u8]) -> Option<Record> {
         return None;
     };
     let data = rest.strip_suffix(b"]")?;
-    let text: String = serde_json::from_slice(data).ok()?;
+    let text = match unescape_json_string(data) {
+        Some(text) => text,
+        None => serde_json::from_slice(data).ok()?,
+    };
     Some(Record {
         t_us,
         entry: Entry::Text { dir, text },
     })
+}
+
+/// A JSON string literal (quotes included) unescaped, for what relaytop's own writer makes of
+/// a frame: `None` for anything else (a `\u` escape, a control character, text after the
+/// closing quote, bytes that are not UTF-8), which the caller leaves to serde_json, so that
+/// what is accepted and refused is serde_json's. Without a `Deserializer` and its growing
+/// scratch buffer per line: a third of a replay's parsing (docs/PERFORMANCE.md, issue #22).
+fn unescape_json_string(data: &[u8]) -> Option<String> {
+    let inner = data.strip_prefix(b"\"")?.strip_suffix(b"\"")?;
+    if inner.iter().any(|&b| b < 0x20) {
+        // A raw control character, which JSON does not allow in a string.
+        return None;
+    }
+    let mut out = Vec::with_capacity(inner.len());
+    let mut rest = inner;
+    loop {
+        let Some(at) = memchr::memchr2(b'\\', b'"', rest) else {
+            out.extend_from_slice(rest);
+            break;
+        };
+        out.extend_from_slice(&rest[..at]);
+        if rest[at] == b'"' || at + 1 >= rest.len() {
+            // A quote before the end, or a backslash escaping the closing quote.
+            return None;
+        }
+        out.push(match rest[at + 1] {
+            b'"' => b'"',
+            b'\\' => b'\\',
+            b'/' => b'/',
+            b'b' => 0x08,
+            b'f' => 0x0c,
+            b'n' => b'\n',
+            b'r' => b'\r',
+            b't' => b'\t',
+            _ => return None,
+        });
+        rest = &rest[at + 2..];
+    }
+    String::from_utf8(out).ok()
 }
 
 /// Parses one event line (without its newline).
@@ -572,6 +614,61 @@ pub fn part_file_name(stem: &str, part: u32) -> String {
 mod tests {
     use super::*;
     use crate::session::ErrorKind;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The text fast path reads what serde_json reads, and refuses what it refuses.
+        #[test]
+        fn text_unescaped_as_serde_json_does(text in "(?s)\\PC{0,80}|[\\x00-\\x7f]{0,40}") {
+            let written = json_string(&text);
+            let ours = unescape_json_string(written.as_bytes());
+            // serde_json writes control characters as \u escapes, left to it.
+            prop_assert!(ours.is_some() || written.contains("\\u"), "{written}");
+            if let Some(ours) = ours {
+                prop_assert_eq!(ours, text);
+            }
+        }
+
+        #[test]
+        fn any_bytes_unescaped_only_as_serde_json_would(data in proptest::collection::vec(
+            prop_oneof![Just(b'"'), Just(b'\\'), Just(b'n'), Just(b'u'), Just(b'0'), Just(0x01u8), Just(0xc3u8), Just(0xa9u8), any::<u8>()],
+            0..24,
+        )) {
+            let mut quoted = b"\"".to_vec();
+            quoted.extend_from_slice(&data);
+            quoted.push(b'"');
+            for candidate in [&data[..], &quoted[..]] {
+                if let Some(ours) = unescape_json_string(candidate) {
+                    let theirs: Result<String, _> = serde_json::from_slice(candidate);
+                    prop_assert_eq!(Some(ours), theirs.ok(), "{:?}", candidate);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn text_lines_read_the_same_by_either_path() {
+        for text in [
+            r#"{"type":"chunk","content":"Hel"}"#,
+            "a \"quoted\" \\ back\tslash\n/ and é 中 🙂",
+            "\u{1}\u{1f} control",
+            "",
+        ] {
+            let line = format!("[5,\"<\",\"text\",{}]", json_string(text));
+            let fast = parse_text_line(line.as_bytes()).expect("the fast path reads it");
+            assert_eq!(
+                fast.entry,
+                Entry::Text {
+                    dir: Dir::FromRelay,
+                    text: text.to_owned()
+                }
+            );
+        }
+        // A raw control character or a stray quote is malformed, as serde_json says.
+        assert!(parse_line(b"[5,\"<\",\"text\",\"a\x01b\"]").is_err());
+        assert!(parse_line(br#"[5,"<","text","a"b"]"#).is_err());
+        assert!(parse_line(br#"[5,"<","text","a\"]"#).is_err());
+    }
 
     #[test]
     fn spec_lines_parse() {

@@ -434,7 +434,7 @@ impl Cursor {
     }
 
     /// The session whose line comes next, and its time (ties: the lower session first). Its
-    /// entry leaves the queue: the caller takes its head and calls `requeue`.
+    /// entry stays at the top of the queue: the caller takes its head and calls `requeue`.
     fn next_line(&mut self) -> Option<(usize, u64)> {
         if !self.queued {
             self.queued = true;
@@ -445,13 +445,21 @@ impl Cursor {
                 }
             }
         }
-        self.queue.pop().map(|Reverse((t, s))| (s, t))
+        self.queue.peek().map(|&Reverse((t, s))| (s, t))
     }
 
-    /// Reads session `s`'s next line ahead and queues it (after its head was taken).
+    /// Reads session `s`'s next line ahead (after its head was taken) and moves it down the
+    /// queue from the top, where `next_line` left it: one sift, not a pop and a push.
     fn requeue(&mut self, s: usize) {
-        if let Some(t) = self.head_time(s) {
-            self.queue.push(Reverse((t, s)));
+        let next = self.head_time(s);
+        if let Some(mut top) = self.queue.peek_mut() {
+            debug_assert_eq!(top.0.1, s, "requeue follows next_line");
+            match next {
+                Some(t) => *top = Reverse((t, s)),
+                None => {
+                    std::collections::binary_heap::PeekMut::pop(top);
+                }
+            }
         }
     }
 
@@ -487,6 +495,7 @@ impl Cursor {
             return false;
         };
         let Some(record) = self.heads[s].take() else {
+            self.queue.pop();
             return false;
         };
         if let Some(reader) = &self.readers[s] {
