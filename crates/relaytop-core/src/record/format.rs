@@ -377,34 +377,27 @@ fn parse_text_line(line: &[u8]) -> Option<Record> {
 /// scratch buffer per line: a third of a replay's parsing (docs/PERFORMANCE.md, issue #22).
 fn unescape_json_string(data: &[u8]) -> Option<String> {
     let inner = data.strip_prefix(b"\"")?.strip_suffix(b"\"")?;
-    if inner.iter().any(|&b| b < 0x20) {
-        // A raw control character, which JSON does not allow in a string.
-        return None;
-    }
     let mut out = Vec::with_capacity(inner.len());
-    let mut rest = inner;
-    loop {
-        let Some(at) = memchr::memchr2(b'\\', b'"', rest) else {
-            out.extend_from_slice(rest);
-            break;
-        };
-        out.extend_from_slice(&rest[..at]);
-        if rest[at] == b'"' || at + 1 >= rest.len() {
-            // A quote before the end, or a backslash escaping the closing quote.
-            return None;
+    // One pass, byte by byte: a frame is short and full of escaped quotes, where a
+    // vectorised search restarting after each escape costs more than it saves.
+    let mut bytes = inner.iter();
+    while let Some(&b) = bytes.next() {
+        match b {
+            b'\\' => out.push(match bytes.next()? {
+                b'"' => b'"',
+                b'\\' => b'\\',
+                b'/' => b'/',
+                b'b' => 0x08,
+                b'f' => 0x0c,
+                b'n' => b'\n',
+                b'r' => b'\r',
+                b't' => b'\t',
+                _ => return None,
+            }),
+            // A quote before the end, or a raw control character (not allowed in JSON).
+            b'"' | 0..0x20 => return None,
+            _ => out.push(b),
         }
-        out.push(match rest[at + 1] {
-            b'"' => b'"',
-            b'\\' => b'\\',
-            b'/' => b'/',
-            b'b' => 0x08,
-            b'f' => 0x0c,
-            b'n' => b'\n',
-            b'r' => b'\r',
-            b't' => b'\t',
-            _ => return None,
-        });
-        rest = &rest[at + 2..];
     }
     String::from_utf8(out).ok()
 }

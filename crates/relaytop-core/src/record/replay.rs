@@ -59,8 +59,11 @@ pub const RECENT_CHECKPOINTS: usize = 8;
 const PROBLEMS_KEPT: usize = 8;
 
 /// The read buffers of all the session files together (each between 4 and 64 KiB): what a
-/// recording of thousands of sessions holds to read them side by side.
-const READ_BUFFERS_BYTES: usize = 16 << 20;
+/// recording of thousands of sessions holds to read them side by side. 4 MiB, not 16: the
+/// merge takes a line from each session in turn, so each buffer's next line is touched long
+/// after it was read, and 1,000 sessions' 16 KiB outgrew the caches (replay 5 to 10 % faster
+/// at 4 KiB each, docs/PERFORMANCE.md).
+const READ_BUFFERS_BYTES: usize = 4 << 20;
 
 /// A point to jump to.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -593,7 +596,12 @@ impl Cursor {
             self.fold.applied_until = batch.applied_until;
         }
         self.found_markers.extend(batch.markers);
-        self.pending.extend(batch.events);
+        if self.pending.is_empty() {
+            // The batch's buffer becomes the queue: no event moved.
+            self.pending = VecDeque::from(batch.events);
+        } else {
+            self.pending.extend(batch.events);
+        }
         true
     }
 
