@@ -125,6 +125,7 @@ pub async fn run(world: World, options: UiOptions) -> anyhow::Result<()> {
         now_us: 0,
         tick: 1_000_000,
         drawn_tick: u64::MAX,
+        moving: true,
         panic_at: test_panic_at(),
     };
     let result = terminal_loop::run(&mut screen, settings.mouse, settings.fps).await;
@@ -214,6 +215,9 @@ struct Dashboard<'a, 'w> {
     /// The clock on screen moves once a second; countdowns every tenth (as of the last frame).
     tick: u64,
     drawn_tick: u64,
+    /// Events of the selected session (its stream is on screen) or of a chat pane came
+    /// since the loop last asked: the next frame comes at the full rate, not the figures'.
+    moving: bool,
     panic_at: Option<Instant>,
 }
 
@@ -359,14 +363,22 @@ impl Screen for Dashboard<'_, '_> {
 
     async fn receive(&mut self) -> bool {
         let received = self.events.recv_many(&mut self.batch, EVENT_BATCH).await;
+        let selected = self.app.selected;
         for event in self.batch.drain(..) {
             if ChatHost::owns(&event) {
                 self.chats.apply(&event);
+                self.moving = true;
                 continue;
             }
+            // The selected session's stream is on screen: its text moves at the full rate.
+            self.moving |= Some(event.session) == selected;
             self.app.apply(&event);
             self.run.observe(&event);
         }
         received > 0
+    }
+
+    fn moved(&mut self) -> bool {
+        std::mem::take(&mut self.moving)
     }
 }

@@ -63,6 +63,13 @@ pub trait Screen {
     fn receive(&mut self) -> impl Future<Output = bool> {
         std::future::pending()
     }
+
+    /// Whether what changed since the last call moves where the person is looking (drawn at
+    /// the full rate), not only figures (drawn at most `FIGURES_FPS` a second); resets it.
+    /// The default: everything moves.
+    fn moved(&mut self) -> bool {
+        true
+    }
 }
 
 /// Lines a mouse wheel notch scrolls a chat pane (up is negative); `None` for anything else.
@@ -133,11 +140,17 @@ async fn event_loop<S: Screen>(
             open = drain(screen);
         }
         if screen.prepare(now) {
-            pacer.changed();
+            if screen.moved() {
+                pacer.changed();
+            } else {
+                pacer.figures_changed(now);
+            }
         }
         if pacer.due(now) {
             terminal.draw(|frame| screen.draw(frame))?;
             pacer.drawn(Instant::now());
+            // The frame shows whatever moved so far.
+            screen.moved();
         }
         let now = Instant::now();
         let wake = pacer.wake(screen.wake(now, pacer.next_frame()));
@@ -170,7 +183,11 @@ async fn event_loop<S: Screen>(
             }
             received = screen.receive(), if open && !hold => {
                 open = received;
-                pacer.changed();
+                if screen.moved() {
+                    pacer.changed();
+                } else {
+                    pacer.figures_changed(Instant::now());
+                }
             }
             _ = tokio::time::sleep_until(wake) => {}
             _ = sigterm.recv() => return Ok(Ended::Signal("terminated (SIGTERM)")),
@@ -198,35 +215,61 @@ fn drain<S: Screen>(screen: &mut S) -> bool {
 const DRAIN_ROUNDS: usize = 8;
 
 /// When to draw: a frame when something the screen shows changed, at most `fps` a second,
-/// and at once after a key, a click, a paste or a resize. While a frame waits for its turn,
-/// the screen's events wait in their (bounded) stream and are folded all at once just
-/// before it: a burst of event batches is one wake of the loop, not one a batch. Pure: every
+/// and at once after a key, a click, a paste or a resize. Changes come in two kinds: what
+/// moves where the person is looking (the selected session's streamed text, a chat's reply)
+/// is drawn at up to `fps`; figures alone (other sessions' counts, the clock) at most
+/// `FIGURES_FPS` times a second, as a person reads figures (htop redraws every 1.5 s). While
+/// a frame waits for its turn, the screen's events wait in their (bounded) stream and are
+/// folded at most once a `fps` interval: a burst of event batches is one wake of the loop,
+/// not one a batch, and motion among them still draws within one interval. Pure: every
 /// decision takes `now`.
 #[derive(Clone, Debug)]
 pub struct FramePacer {
     interval: Duration,
+    /// Between two frames that show only figures.
+    figures_interval: Duration,
     last_draw: Instant,
+    /// When the screen's events were last folded (or the last frame).
+    last_look: Instant,
     /// Something changed since the last frame.
     dirty: bool,
+    /// What changed includes motion: the frame comes at the full rate.
+    moving: bool,
     /// The person did something: draw at once.
     urgent: bool,
 }
+
+/// Frames a second at most when only figures changed (`FramePacer`).
+pub const FIGURES_FPS: u32 = 10;
 
 impl FramePacer {
     /// A pacer for at most `fps` frames a second (1 at least) whose first frame is due at once.
     pub fn new(fps: u32, now: Instant) -> FramePacer {
         let interval = Duration::from_secs_f64(1.0 / f64::from(fps.max(1)));
+        let figures_interval = interval.max(Duration::from_secs_f64(1.0 / f64::from(FIGURES_FPS)));
+        let last_draw = now.checked_sub(figures_interval).unwrap_or(now);
         FramePacer {
             interval,
-            last_draw: now.checked_sub(interval).unwrap_or(now),
+            figures_interval,
+            last_draw,
+            last_look: last_draw,
             dirty: true,
+            moving: true,
             urgent: true,
         }
     }
 
-    /// Something the screen shows changed (events, the screen's clock).
+    /// Something that moves changed (streamed text in view): drawn at up to `fps`.
     pub fn changed(&mut self) {
         self.dirty = true;
+        self.moving = true;
+    }
+
+    /// Only figures changed (counts, the screen's clock), as of `now`, when the screen's
+    /// events were folded: drawn at up to `FIGURES_FPS`.
+    pub fn figures_changed(&mut self, now: Instant) {
+        self.dirty = true;
+        self.last_look = now;
     }
 
     /// A key, a click, a paste or a resize: the next frame is drawn at once.
@@ -243,26 +286,39 @@ impl FramePacer {
     /// A frame was drawn at `now`.
     pub fn drawn(&mut self, now: Instant) {
         self.last_draw = now;
+        self.last_look = now;
         self.dirty = false;
+        self.moving = false;
         self.urgent = false;
     }
 
     /// The earliest moment the next frame may be drawn.
     pub fn next_frame(&self) -> Instant {
-        self.last_draw + self.interval
+        let wait = if self.moving {
+            self.interval
+        } else {
+            self.figures_interval
+        };
+        self.last_draw + wait
+    }
+
+    /// When the events waiting are next folded while a frame waits: once an interval, so
+    /// that motion among them is drawn at the full rate.
+    fn next_look(&self) -> Instant {
+        self.last_look + self.interval
     }
 
     /// Whether the screen's events should wait at `now`: a frame is pending and not due yet,
-    /// so folding them now would not show them any sooner.
+    /// and the events were folded less than an interval ago.
     pub fn hold_events(&self, now: Instant) -> bool {
-        self.dirty && !self.due(now)
+        self.dirty && !self.due(now) && now < self.next_look()
     }
 
-    /// When the loop wakes if nothing comes: when the screen wants (`wanted`), or for the
-    /// pending frame.
+    /// When the loop wakes if nothing comes: when the screen wants (`wanted`), for the
+    /// pending frame, or to fold the events that waited.
     pub fn wake(&self, wanted: Instant) -> Instant {
         if self.dirty {
-            wanted.min(self.next_frame())
+            wanted.min(self.next_frame()).min(self.next_look())
         } else {
             wanted
         }
@@ -372,6 +428,30 @@ mod tests {
         assert!(!pacer.hold_events(now));
         pacer.drawn(now);
         assert!(!pacer.due(now));
+    }
+
+    #[test]
+    fn figures_alone_draw_at_the_figures_rate_and_motion_among_them_at_the_full_rate() {
+        let (mut pacer, t0) = drawn_once(30);
+        let frame = Duration::from_secs_f64(1.0 / 30.0);
+        let figures = Duration::from_secs_f64(1.0 / f64::from(FIGURES_FPS));
+        pacer.figures_changed(t0 + Duration::from_millis(5));
+        assert!(!pacer.due(t0 + frame * 2), "figures wait for their rate");
+        assert!(pacer.due(t0 + figures));
+        // While the figures frame waits, events are folded once an interval, not held to it.
+        let look = t0 + Duration::from_millis(5) + frame;
+        assert!(pacer.hold_events(look - Duration::from_millis(1)));
+        assert!(!pacer.hold_events(look));
+        assert_eq!(pacer.wake(t0 + figures * 10), look);
+        // Motion found among them: drawn at once, the full rate's frame being past.
+        pacer.changed();
+        assert!(pacer.due(look));
+        pacer.drawn(look);
+        assert!(!pacer.due(look + frame));
+        // With fps below the figures rate, figures draw at fps.
+        let (mut slow, t1) = drawn_once(2);
+        slow.figures_changed(t1);
+        assert!(slow.due(t1 + Duration::from_millis(500)));
     }
 
     #[test]
