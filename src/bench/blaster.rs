@@ -48,6 +48,8 @@ pub struct Blaster {
     addr: SocketAddr,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
+    /// The serving thread's id, for its CPU (Linux).
+    tid: Arc<std::sync::OnceLock<u32>>,
     /// Chunk frames sent by every connection so far.
     sent: Arc<AtomicU64>,
     /// `Answer::Delay`: every delay injected, in microseconds, as measured here.
@@ -79,9 +81,18 @@ impl Blaster {
             .enable_all()
             .build()?;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let tid = Arc::new(std::sync::OnceLock::new());
+        let own_tid = tid.clone();
         let thread = std::thread::Builder::new()
             .name("blaster".into())
             .spawn(move || {
+                // "PID/task/TID": where the kernel counts this thread's CPU.
+                if let Some(t) = std::fs::read_link("/proc/thread-self")
+                    .ok()
+                    .and_then(|p| p.file_name()?.to_str()?.parse::<u32>().ok())
+                {
+                    let _ = own_tid.set(t);
+                }
                 runtime.block_on(async move {
                     let Ok(listener) = TcpListener::from_std(std_listener) else {
                         return;
@@ -100,11 +111,23 @@ impl Blaster {
             })?;
         Ok(Blaster {
             addr,
+            tid,
             stop: Some(stop),
             thread: Some(thread),
             sent,
             delays,
         })
+    }
+
+    /// CPU the blaster's thread has used so far (the kernel's count, in clock ticks: 10 ms
+    /// here); `None` where `/proc` does not say.
+    pub fn cpu(&self) -> Option<Duration> {
+        let tid = self.tid.get()?;
+        let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).ok()?;
+        let ticks = crate::bench::scale::stat_ticks(&stat);
+        Some(Duration::from_secs_f64(
+            ticks / crate::bench::scale::clock_ticks_per_s(),
+        ))
     }
 
     /// The relay/v1 URL to connect to.

@@ -14,6 +14,9 @@ pub struct Cost {
     pub peak_rss: u64,
     /// It exited with status 0.
     pub success: bool,
+    /// CPU the server it talked to used meanwhile, when the caller measured it (a server in
+    /// the bench's own process: `relaytop bench ingest`'s blaster).
+    pub server_cpu: Option<Duration>,
 }
 
 /// Runs `command` to its end and measures it.
@@ -71,6 +74,7 @@ pub fn reap(child: Child, start: Instant) -> std::io::Result<Cost> {
         cpu: time(usage.ru_utime) + time(usage.ru_stime),
         peak_rss,
         success: libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        server_cpu: None,
     })
 }
 
@@ -90,5 +94,12 @@ pub fn median(costs: &[Cost]) -> Cost {
         cpu: Duration::from_secs_f64(of(&|c| c.cpu.as_secs_f64())),
         peak_rss: of(&|c| c.peak_rss as f64) as u64,
         success: costs.iter().all(|c| c.success),
+        server_cpu: costs
+            .iter()
+            .all(|c| c.server_cpu.is_some())
+            .then(|| {
+                Duration::from_secs_f64(of(&|c| c.server_cpu.unwrap_or_default().as_secs_f64()))
+            })
+            .filter(|_| !costs.is_empty()),
     }
 }

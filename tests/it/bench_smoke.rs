@@ -49,6 +49,10 @@ async fn ingest_runs_and_reports_every_client() {
     let (_, on, off) = &whole.builds[0];
     assert!(on.is_some_and(|c| c.success && c.cpu > std::time::Duration::ZERO));
     assert!(off.success && off.wall > std::time::Duration::ZERO);
+    // What the blaster spent serving each client is measured beside it (Linux: its thread's
+    // CPU from /proc; 10 ms ticks, so it may read 0 for so short a run).
+    assert!(whole.bare.server_cpu.is_some() && off.server_cpu.is_some());
+    assert!(text.contains("server CPU ms"), "{text}");
     // Every run's recording is removed after it: the bench leaves nothing behind.
     assert_eq!(
         std::fs::read_dir(dir.path())
