@@ -23,7 +23,8 @@ pub struct Cli {
     #[arg(long, short = 'c', global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
 
-    /// Dashboard: the most frames drawn a second (1 to 120; default 30).
+    /// Dashboard: the most frames drawn a second (1 to 120; default 30). Figures alone (not the
+    /// selected session's stream) are redrawn at most 10 times a second.
     #[arg(long, value_name = "N")]
     pub fps: Option<u32>,
 

@@ -153,7 +153,7 @@ async fn event_loop<S: Screen>(
             screen.moved();
         }
         let now = Instant::now();
-        let wake = pacer.wake(screen.wake(now, pacer.next_frame()));
+        let wake = pacer.wake(now, screen.wake(now, pacer.next_frame()));
         let hold = pacer.hold_events(now);
         tokio::select! {
             event = input.next() => {
@@ -314,13 +314,18 @@ impl FramePacer {
         self.dirty && !self.due(now) && now < self.next_look()
     }
 
-    /// When the loop wakes if nothing comes: when the screen wants (`wanted`), for the
-    /// pending frame, or to fold the events that waited.
-    pub fn wake(&self, wanted: Instant) -> Instant {
-        if self.dirty {
-            wanted.min(self.next_frame()).min(self.next_look())
+    /// When the loop wakes at `now` if nothing comes: when the screen wants (`wanted`), for
+    /// the pending frame, or, while events are held, to fold them (events that are not held
+    /// wake the loop themselves).
+    pub fn wake(&self, now: Instant, wanted: Instant) -> Instant {
+        if !self.dirty {
+            return wanted;
+        }
+        let wake = wanted.min(self.next_frame());
+        if self.hold_events(now) {
+            wake.min(self.next_look())
         } else {
-            wanted
+            wake
         }
     }
 }
@@ -396,7 +401,7 @@ mod tests {
         assert!(!pacer.hold_events(t0 + FRAME));
         let far = t0 + FRAME * 600;
         assert_eq!(
-            pacer.wake(far),
+            pacer.wake(t0 + FRAME, far),
             far,
             "idle: only the screen's own clock wakes it"
         );
@@ -412,7 +417,7 @@ mod tests {
             pacer.hold_events(soon),
             "the burst is folded just before the frame"
         );
-        assert_eq!(pacer.wake(t0 + FRAME * 10), t0 + FRAME);
+        assert_eq!(pacer.wake(soon, t0 + FRAME * 10), t0 + FRAME);
         assert!(pacer.due(t0 + FRAME));
         assert!(!pacer.hold_events(t0 + FRAME));
         pacer.drawn(t0 + FRAME);
@@ -442,7 +447,13 @@ mod tests {
         let look = t0 + Duration::from_millis(5) + frame;
         assert!(pacer.hold_events(look - Duration::from_millis(1)));
         assert!(!pacer.hold_events(look));
-        assert_eq!(pacer.wake(t0 + figures * 10), look);
+        assert_eq!(
+            pacer.wake(t0 + Duration::from_millis(6), t0 + figures * 10),
+            look
+        );
+        // Past the look, events are not held: they wake the loop, and nothing else does
+        // before the figures frame (no spinning on a look that has passed).
+        assert_eq!(pacer.wake(look, t0 + figures * 10), t0 + figures);
         // Motion found among them: drawn at once, the full rate's frame being past.
         pacer.changed();
         assert!(pacer.due(look));
