@@ -588,6 +588,14 @@ impl Cursor {
         let Some(batch) = self.ahead.as_mut().and_then(ReadAhead::next) else {
             return false;
         };
+        if batch.broken {
+            self.fold.stats.read_errors.push(
+                "the replay stopped reading early (its reading thread failed): the figures \
+                 cover the recording up to there; run it again, and report it if it repeats"
+                    .into(),
+            );
+            return false;
+        }
         self.fold.stats.lines = batch.lines;
         if let Some(stats) = batch.stats {
             self.fold.stats = stats;

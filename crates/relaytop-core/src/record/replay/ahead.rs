@@ -36,6 +36,8 @@ pub(super) struct Batch {
     pub(super) stats: Option<ReadStats>,
     /// Nothing more to read.
     pub(super) done: bool,
+    /// The reading thread ended without finishing (it panicked): nothing else in the batch.
+    pub(super) broken: bool,
 }
 
 /// The reading thread, seen from the folding one.
@@ -78,10 +80,14 @@ impl ReadAhead {
             }
             Err(_) => {
                 // The thread ended without saying so (it panicked): what it read is handed
-                // over; the rest is not.
+                // over, and the replay says the rest is not.
                 tracing::warn!("the replay's reading thread stopped early");
                 self.done = true;
-                None
+                Some(Batch {
+                    done: true,
+                    broken: true,
+                    ..Batch::default()
+                })
             }
         }
     }
