@@ -140,11 +140,7 @@ async fn event_loop<S: Screen>(
             open = drain(screen);
         }
         if screen.prepare(now) {
-            if screen.moved() {
-                pacer.changed();
-            } else {
-                pacer.figures_changed(now);
-            }
+            pacer.screen_changed(screen.moved(), now);
         }
         if pacer.due(now) {
             terminal.draw(|frame| screen.draw(frame))?;
@@ -183,11 +179,7 @@ async fn event_loop<S: Screen>(
             }
             received = screen.receive(), if open && !hold => {
                 open = received;
-                if screen.moved() {
-                    pacer.changed();
-                } else {
-                    pacer.figures_changed(Instant::now());
-                }
+                pacer.screen_changed(screen.moved(), Instant::now());
             }
             _ = tokio::time::sleep_until(wake) => {}
             _ = sigterm.recv() => return Ok(Ended::Signal("terminated (SIGTERM)")),
@@ -270,6 +262,15 @@ impl FramePacer {
     pub fn figures_changed(&mut self, now: Instant) {
         self.dirty = true;
         self.last_look = now;
+    }
+
+    /// The screen changed, as of `now`: with motion (`Screen::moved`) or figures alone.
+    pub fn screen_changed(&mut self, moved: bool, now: Instant) {
+        if moved {
+            self.changed();
+        } else {
+            self.figures_changed(now);
+        }
     }
 
     /// A key, a click, a paste or a resize: the next frame is drawn at once.
