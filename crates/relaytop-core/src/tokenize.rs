@@ -142,7 +142,10 @@ pub fn warm_up_for<'a>(models: impl IntoIterator<Item = &'a str>) {
         once.call_once(|| {
             let spawned = std::thread::Builder::new()
                 .name(format!("relaytop-{name}"))
-                .spawn(build);
+                .spawn(move || {
+                    yield_to_sessions();
+                    build();
+                });
             if spawned.is_err() {
                 // No thread to spare: the first count loads it.
                 tracing::debug!(table = name, "a tokenizer table loads on first use");
@@ -158,6 +161,24 @@ pub fn warm_up_for<'a>(models: impl IntoIterator<Item = &'a str>) {
         load(&CL100K, "cl100k", || {
             Encoding::Cl100k.table();
         });
+    }
+}
+
+/// Lowers the calling thread's scheduling priority to the least (nice 19), so that building a
+/// table as a run starts takes the cores the sessions leave: on two cores a busy session, the
+/// run's consumer and its recorder already want both, and the table is not needed before the
+/// first response ends (a count that comes before it waits for it, and the build then has the
+/// cores to itself). Linux only: there a thread's nice value is its own; elsewhere it would be
+/// the whole process's, so this does nothing.
+fn yield_to_sessions() {
+    #[cfg(target_os = "linux")]
+    #[allow(unsafe_code)]
+    // SAFETY: setpriority only reads its arguments; `gettid` names this thread.
+    unsafe {
+        let tid = libc::gettid();
+        if libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 19) != 0 {
+            tracing::debug!("the tokenizer's thread keeps its priority");
+        }
     }
 }
 
