@@ -26,7 +26,7 @@ use crate::session::backoff::{Backoff, Retry};
 use crate::session::event::micros;
 use crate::session::handle::{RunClock, SessionCommand};
 use crate::session::ratelimit::{RateLimitBackoff, RateLimitRetry};
-use crate::session::tap::{Direction, Wire};
+use crate::session::tap::{Direction, Staged, Wire};
 use crate::session::workload::{AudioJob, Outgoing, WorkloadState};
 use crate::session::{
     ErrorKind, EventKind, SessionEvent, SessionSpec, SessionState, Watch, Workload,
@@ -125,10 +125,14 @@ pub(crate) struct Core {
     /// The session's key, scrubbed from every event before it leaves the session (so every
     /// consumer, the recorder and a replay see the same text).
     scrub: Option<crate::session::event::Scrub>,
+    /// Frames waiting to be shown to the tap (with the next batch of events, or before
+    /// anything else the tap is shown).
+    staged: Staged,
 }
 
 impl Drop for Core {
     fn drop(&mut self) {
+        self.show_staged();
         if self.waiting_for_slot
             && let Some(limits) = &self.spec.limits
         {
@@ -168,6 +172,7 @@ impl Core {
             state: None,
             orphaned: false,
             waiting_for_slot: false,
+            staged: Staged::default(),
         }
     }
 
@@ -260,6 +265,9 @@ impl Core {
         if let Some(scrub) = &self.scrub {
             kind.scrub(scrub);
         }
+        if self.spec.tap.is_some() {
+            self.show_staged();
+        }
         if let Some(tap) = &self.spec.tap {
             tap.0.event(at, &kind);
         }
@@ -303,11 +311,33 @@ impl Core {
         self.outbox.get(mark..).unwrap_or_default()
     }
 
-    /// Shows a frame to the tap, if there is one.
-    pub fn tap_wire(&self, at: Duration, direction: Direction, wire: Wire<'_>) {
+    /// Shows a frame to the tap, if there is one: a text frame or an SSE event is staged, to
+    /// be shown with the next batch (`flush`), anything else now, after what was staged.
+    pub fn tap_wire(&mut self, at: Duration, direction: Direction, wire: Wire<'_>) {
+        if self.spec.tap.is_none() {
+            return;
+        }
+        if self.staged.stage(at, direction, wire) {
+            if self.staged.is_full() {
+                self.show_staged();
+            }
+            return;
+        }
+        self.show_staged();
         if let Some(tap) = &self.spec.tap {
             tap.0.wire(at, direction, wire);
         }
+    }
+
+    /// Shows the tap the frames staged for it.
+    fn show_staged(&mut self) {
+        if self.staged.is_empty() {
+            return;
+        }
+        if let Some(tap) = &self.spec.tap {
+            tap.0.staged(&self.staged);
+        }
+        self.staged.clear();
     }
 
     pub fn set_state(&mut self, at: Duration, state: SessionState) {
@@ -320,6 +350,7 @@ impl Core {
     /// Hands what the outbox holds to the consumer as one batch (one wake of the consumer,
     /// however many events). A consumer that went away ends the session.
     pub async fn flush(&mut self) {
+        self.show_staged();
         if self.outbox.is_empty() {
             return;
         }

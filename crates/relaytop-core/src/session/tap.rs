@@ -7,6 +7,13 @@
 //! consumes goes through the tap (a WebSocket text frame, an SSE event with its name, an SSE
 //! event refused, the end of an SSE body), and everything the session decides (a wait, a
 //! cancelled response, a marker) it reports itself.
+//!
+//! A fast stream's text frames and SSE events are not shown one by one: the session stages
+//! them (`Staged`) and shows them to the tap together (`Tap::staged`) with its events'
+//! batch, or before anything else it shows the tap, so the tap sees everything in order, and a
+//! recorder takes its lock once a batch instead of once a frame. (What others show a tap
+//! directly, the canary's markers through `Supervisor::tap`, may come before frames the
+//! session staged a moment earlier: at most one batch, the recorder keeping times in order.)
 
 use std::fmt;
 use std::sync::Arc;
@@ -57,6 +64,116 @@ pub trait Tap: Send + Sync + 'static {
     fn wire(&self, at: Duration, direction: Direction, wire: Wire<'_>);
     /// The session reported `kind` at `at` (only events not derived from frames).
     fn event(&self, at: Duration, kind: &EventKind);
+    /// Frames the session staged, in the order they went by (as many calls to `wire`).
+    fn staged(&self, frames: &Staged) {
+        for (at, direction, wire) in frames.iter() {
+            self.wire(at, direction, wire);
+        }
+    }
+}
+
+/// Text frames and SSE events a session has staged for its tap: their bytes side by side in
+/// one buffer, so staging a frame allocates nothing once the buffer has grown.
+#[derive(Debug, Default)]
+pub struct Staged {
+    bytes: String,
+    frames: Vec<StagedFrame>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct StagedFrame {
+    at: Duration,
+    direction: Direction,
+    /// The SSE event name's length (its bytes come first), or `None` for a text frame.
+    event_len: Option<u32>,
+    /// Where the frame's bytes end in `Staged::bytes`.
+    end: u32,
+}
+
+impl Staged {
+    /// Staged frames past this many bytes or frames are shown to the tap at once (a session
+    /// flushes far more often: this bounds what a stream of frames that report no events
+    /// could stage).
+    pub const MAX_BYTES: usize = 256 << 10;
+    pub const MAX_FRAMES: usize = 1024;
+
+    /// Stages `wire` if it is a text frame or an SSE event (`true`); anything else is left
+    /// to the caller (`false`).
+    pub fn stage(&mut self, at: Duration, direction: Direction, wire: Wire<'_>) -> bool {
+        let event_len = match wire {
+            Wire::Text(text) => {
+                self.bytes.push_str(text);
+                None
+            }
+            Wire::SseEvent { event, data } => {
+                self.bytes.push_str(event);
+                self.bytes.push_str(data);
+                Some(u32::try_from(event.len()).unwrap_or(u32::MAX))
+            }
+            _ => return false,
+        };
+        // Frames are far smaller than 4 GiB (`connect::MAX_MESSAGE_BYTES`) and the buffer is
+        // shown to the tap past `MAX_BYTES`, so its length fits.
+        let end = u32::try_from(self.bytes.len()).unwrap_or(u32::MAX);
+        self.frames.push(StagedFrame {
+            at,
+            direction,
+            event_len,
+            end,
+        });
+        true
+    }
+
+    /// Whether the staged frames should be shown to the tap now, whatever comes next.
+    pub fn is_full(&self) -> bool {
+        self.bytes.len() >= Self::MAX_BYTES || self.frames.len() >= Self::MAX_FRAMES
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.frames.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.frames.len()
+    }
+
+    /// The staged frames, in order.
+    pub fn iter(&self) -> impl Iterator<Item = (Duration, Direction, Wire<'_>)> + '_ {
+        let mut start = 0usize;
+        self.frames.iter().map(move |f| {
+            let end = (f.end as usize).min(self.bytes.len());
+            let bytes = self.bytes.get(start..end).unwrap_or_default();
+            start = end;
+            let wire = match f.event_len {
+                None => Wire::Text(bytes),
+                Some(len) => {
+                    let (event, data) = split_at_char(bytes, len as usize);
+                    Wire::SseEvent { event, data }
+                }
+            };
+            (f.at, f.direction, wire)
+        })
+    }
+
+    /// Empties the stage after its frames were shown. A stage that held a few frames lets
+    /// its buffers go (an idle session holds none); a busy one keeps them for the next batch.
+    pub fn clear(&mut self) {
+        if self.frames.len() < 8 {
+            *self = Self::default();
+        } else {
+            self.bytes.clear();
+            self.frames.clear();
+        }
+    }
+}
+
+/// `text` split at `at` (a character boundary when the SSE event name was text, as it is).
+fn split_at_char(text: &str, at: usize) -> (&str, &str) {
+    if text.is_char_boundary(at) {
+        text.split_at(at)
+    } else {
+        ("", text)
+    }
 }
 
 /// A shared tap, as a session spec carries it.
@@ -66,5 +183,82 @@ pub struct TapHandle(pub Arc<dyn Tap>);
 impl fmt::Debug for TapHandle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("TapHandle")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn staged_frames_come_back_in_order_and_anything_else_is_not_staged() {
+        let mut staged = Staged::default();
+        let ms = Duration::from_millis;
+        assert!(staged.stage(ms(1), Direction::ToRelay, Wire::Text(r#"{"a":1}"#)));
+        assert!(staged.stage(
+            ms(2),
+            Direction::FromRelay,
+            Wire::SseEvent {
+                event: "délta",
+                data: "{}"
+            }
+        ));
+        assert!(staged.stage(ms(3), Direction::FromRelay, Wire::Text("")));
+        assert!(staged.stage(
+            ms(4),
+            Direction::FromRelay,
+            Wire::SseEvent {
+                event: "",
+                data: "x"
+            }
+        ));
+        assert!(!staged.stage(ms(5), Direction::FromRelay, Wire::BodyEnd));
+        assert!(!staged.stage(ms(5), Direction::FromRelay, Wire::Upgrade { status: 200 }));
+        let got: Vec<_> = staged.iter().collect();
+        assert_eq!(
+            got,
+            vec![
+                (ms(1), Direction::ToRelay, Wire::Text(r#"{"a":1}"#)),
+                (
+                    ms(2),
+                    Direction::FromRelay,
+                    Wire::SseEvent {
+                        event: "délta",
+                        data: "{}"
+                    }
+                ),
+                (ms(3), Direction::FromRelay, Wire::Text("")),
+                (
+                    ms(4),
+                    Direction::FromRelay,
+                    Wire::SseEvent {
+                        event: "",
+                        data: "x"
+                    }
+                ),
+            ]
+        );
+        assert_eq!(staged.len(), 4);
+        staged.clear();
+        assert!(staged.is_empty());
+        assert_eq!(staged.iter().count(), 0);
+    }
+
+    #[test]
+    fn a_stage_is_full_past_its_bounds() {
+        let mut staged = Staged::default();
+        let big = "x".repeat(Staged::MAX_BYTES / 4);
+        for _ in 0..3 {
+            staged.stage(Duration::ZERO, Direction::FromRelay, Wire::Text(&big));
+            assert!(!staged.is_full());
+        }
+        staged.stage(Duration::ZERO, Direction::FromRelay, Wire::Text(&big));
+        assert!(staged.is_full());
+        let mut many = Staged::default();
+        for i in 0..Staged::MAX_FRAMES {
+            assert!(!many.is_full(), "{i}");
+            many.stage(Duration::ZERO, Direction::FromRelay, Wire::Text("t"));
+        }
+        assert!(many.is_full());
     }
 }

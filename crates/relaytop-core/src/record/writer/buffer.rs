@@ -87,23 +87,53 @@ pub(super) fn push_raw_text(bytes: &mut Vec<u8>, t: u64, dir: u8, text: &str) {
     bytes.extend_from_slice(&text.as_bytes()[..len as usize]);
 }
 
+/// Starts an SSE event kept raw in a session's buffer (as `RAW_TEXT`): this byte, the time,
+/// the direction byte, the event name's length and the data's (`u32`s, little-endian), the
+/// name and the data.
+pub(super) const RAW_SSE: u8 = 1;
+/// Bytes of a raw SSE event before its name.
+pub(super) const RAW_SSE_HEAD: usize = 18;
+
+/// Appends an SSE event, raw, to a session's buffer (see `RAW_SSE`).
+pub(super) fn push_raw_sse(bytes: &mut Vec<u8>, t: u64, dir: u8, event: &str, data: &str) {
+    // As `push_raw_text`: an event's parts are far smaller than 4 GiB (the SSE framing
+    // refuses events over 1 MiB).
+    let event_len = u32::try_from(event.len()).unwrap_or(u32::MAX);
+    let data_len = u32::try_from(data.len()).unwrap_or(u32::MAX);
+    bytes.reserve(RAW_SSE_HEAD + event_len as usize + data_len as usize);
+    bytes.push(RAW_SSE);
+    bytes.extend_from_slice(&t.to_le_bytes());
+    bytes.push(dir);
+    bytes.extend_from_slice(&event_len.to_le_bytes());
+    bytes.extend_from_slice(&data_len.to_le_bytes());
+    bytes.extend_from_slice(&event.as_bytes()[..event_len as usize]);
+    bytes.extend_from_slice(&data.as_bytes()[..data_len as usize]);
+}
+
 /// Renders a session's buffer as the recording's lines: lines as they are, a raw text frame
-/// as its `[t,"<","text","…"]` line.
+/// as its `[t,"<","text","…"]` line, a raw SSE event as its
+/// `[t,"<","sse",{"event":"…","data":"…"}]` line.
 pub(super) fn render(buffer: &[u8], out: &mut Vec<u8>) {
     let mut rest = buffer;
     while let Some(&first) = rest.first() {
-        if first == RAW_TEXT && rest.len() >= RAW_TEXT_HEAD {
+        if first == RAW_SSE && rest.len() >= RAW_SSE_HEAD {
+            let (head, tail) = rest.split_at(RAW_SSE_HEAD);
+            let event_len = le_u32(&head[10..14]);
+            let data_len = le_u32(&head[14..18]);
+            let (event, tail) = tail.split_at(event_len.min(tail.len()));
+            let (data, after) = tail.split_at(data_len.min(tail.len()));
+            out.reserve(event.len() + data.len() + 48);
+            line_start(out, head, b"sse\",{\"event\":\"");
+            escape_json_into(out, event);
+            out.extend_from_slice(b"\",\"data\":\"");
+            escape_json_into(out, data);
+            out.extend_from_slice(b"\"}]\n");
+            rest = after;
+        } else if first == RAW_TEXT && rest.len() >= RAW_TEXT_HEAD {
             let (head, tail) = rest.split_at(RAW_TEXT_HEAD);
-            let t = u64::from_le_bytes(head[1..9].try_into().unwrap_or_default());
-            let dir = head[9];
-            let len = u32::from_le_bytes(head[10..14].try_into().unwrap_or_default()) as usize;
-            let (text, after) = tail.split_at(len.min(tail.len()));
+            let (text, after) = tail.split_at(le_u32(&head[10..14]).min(tail.len()));
             out.reserve(text.len() + 40);
-            out.push(b'[');
-            out.extend_from_slice(itoa::Buffer::new().format(t).as_bytes());
-            out.extend_from_slice(b",\"");
-            out.push(dir);
-            out.extend_from_slice(b"\",\"text\",\"");
+            line_start(out, head, b"text\",\"");
             escape_json_into(out, text);
             out.extend_from_slice(b"\"]\n");
             rest = after;
@@ -113,6 +143,23 @@ pub(super) fn render(buffer: &[u8], out: &mut Vec<u8>) {
             rest = &rest[end..];
         }
     }
+}
+
+/// Writes a raw entry's line up to its kind: `[`, the time and direction of its `head` (as
+/// `RAW_TEXT` and `RAW_SSE` lay them out), then `kind` (the kind's name and what follows).
+fn line_start(out: &mut Vec<u8>, head: &[u8], kind: &[u8]) {
+    let t = u64::from_le_bytes(head[1..9].try_into().unwrap_or_default());
+    out.push(b'[');
+    out.extend_from_slice(itoa::Buffer::new().format(t).as_bytes());
+    out.extend_from_slice(b",\"");
+    out.push(head[9]);
+    out.extend_from_slice(b"\",\"");
+    out.extend_from_slice(kind);
+}
+
+/// A little-endian `u32` length from its 4 bytes.
+fn le_u32(bytes: &[u8]) -> usize {
+    u32::from_le_bytes(bytes.try_into().unwrap_or_default()) as usize
 }
 
 /// How each byte is escaped in a JSON string: 0 not at all, `0xff` as `\u00XX`, else as a

@@ -9,8 +9,11 @@ use std::sync::{Arc, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
 use crate::record::format::{self, RunFile, to_json};
+use crate::session::tap::{Direction, Staged, Wire};
 
-use super::buffer::{Buffer, admit, push_raw_text, render, shrink_when_idle, take_lines};
+use super::buffer::{
+    Buffer, admit, push_raw_sse, push_raw_text, render, shrink_when_idle, take_lines,
+};
 use super::options::{EARLY_FLUSH_BYTES, FLUSH_EVERY};
 use super::recorder::{Disk, Inner, SessionFile, Writer, lock};
 
@@ -141,6 +144,36 @@ impl Inner {
             dir.as_bytes().first().copied().unwrap_or(b'<'),
             text,
         );
+        self.queue(file, b);
+    }
+
+    /// Frames a session staged (text frames and SSE events), copied raw into its buffer under
+    /// one lock, as `push_text` copies one; the writer thread renders and scrubs them.
+    pub(super) fn push_staged(&self, file: &Arc<SessionFile>, frames: &Staged) {
+        if self.finished.load(Ordering::Relaxed) || self.broken.load(Ordering::Relaxed) {
+            return;
+        }
+        let mut b = lock(&file.buffer);
+        for (at, direction, wire) in frames.iter() {
+            let dir = match direction {
+                Direction::ToRelay => b'>',
+                Direction::FromRelay => b'<',
+            };
+            match wire {
+                Wire::Text(text) => {
+                    if let Some(t) = admit(&mut b, at, text.len() + 16) {
+                        push_raw_text(&mut b.bytes, t, dir, text);
+                    }
+                }
+                Wire::SseEvent { event, data } => {
+                    if let Some(t) = admit(&mut b, at, event.len() + data.len() + 48) {
+                        push_raw_sse(&mut b.bytes, t, dir, event, data);
+                    }
+                }
+                // `Staged` holds only the two above; anything else was shown as it came.
+                _ => {}
+            }
+        }
         self.queue(file, b);
     }
 

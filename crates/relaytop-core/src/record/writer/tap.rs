@@ -6,7 +6,7 @@ use std::time::Duration;
 use base64::Engine as _;
 
 use crate::record::format::{self, json_string};
-use crate::session::tap::{Direction, Tap, Wire};
+use crate::session::tap::{Direction, Staged, Tap, Wire};
 use crate::session::{EventKind, SessionState};
 
 use super::recorder::{Inner, SessionFile};
@@ -73,6 +73,10 @@ impl Tap for SessionTap {
                 self.push(at, dir, "close", &data);
             }
         }
+    }
+
+    fn staged(&self, frames: &Staged) {
+        self.inner.push_staged(&self.file, frames);
     }
 
     fn event(&self, at: Duration, kind: &EventKind) {

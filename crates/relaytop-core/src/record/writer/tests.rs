@@ -4,7 +4,7 @@
 use crate::config::secret::Secret;
 use crate::record::format::json_string;
 
-use super::buffer::{escape_json_into, push_raw_text, render};
+use super::buffer::{escape_json_into, push_raw_sse, push_raw_text, render};
 use super::redact::Redactor;
 
 #[test]
@@ -29,6 +29,37 @@ fn raw_text_frames_render_as_the_lines_serde_json_would_write() {
             serde_json::to_string(text).unwrap()
         ));
         expected.push_str(&line);
+    }
+    let mut out = Vec::new();
+    render(&buffer, &mut out);
+    assert_eq!(String::from_utf8(out).unwrap(), expected);
+}
+
+#[test]
+fn raw_sse_events_render_as_the_lines_the_tap_wrote_one_by_one() {
+    let events = [
+        ("", ""),
+        (
+            "message_delta",
+            r#"{"type":"content_block_delta","delta":{"text":"hé"}}"#,
+        ),
+        ("ev\"il\n", "data with \u{0} nul, \t tab, 🦀 and \u{2028}"),
+    ];
+    let mut buffer = Vec::new();
+    let mut expected = String::new();
+    for (i, (event, data)) in events.iter().enumerate() {
+        let t = 1_000 + i as u64;
+        let dir = if i % 2 == 0 { "<" } else { ">" };
+        push_raw_sse(&mut buffer, t, dir.as_bytes()[0], event, data);
+        push_raw_text(&mut buffer, t, b'<', data);
+        // What the tap wrote for an SSE event before it was staged (`SessionTap::wire`).
+        let line = format!(
+            "[{t},\"{dir}\",\"sse\",{{\"event\":{},\"data\":{}}}]\n",
+            json_string(event),
+            json_string(data)
+        );
+        expected.push_str(&line);
+        expected.push_str(&format!("[{t},\"<\",\"text\",{}]\n", json_string(data)));
     }
     let mut out = Vec::new();
     render(&buffer, &mut out);

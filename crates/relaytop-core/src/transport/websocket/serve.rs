@@ -90,7 +90,7 @@ impl<C: WebSocketCodec> WebSocketTransport<C> {
     /// they fit the socket's buffer.
     pub(super) async fn send_frames(
         &self,
-        core: &Core,
+        core: &mut Core,
         socket: &mut RelaySocket,
         at: Duration,
         frames: Vec<Frame>,
@@ -103,7 +103,7 @@ impl<C: WebSocketCodec> WebSocketTransport<C> {
     /// flushing: the caller adds what goes in the same write, then flushes.
     async fn feed_frames(
         &self,
-        core: &Core,
+        core: &mut Core,
         socket: &mut RelaySocket,
         at: Duration,
         frames: Vec<Frame>,
