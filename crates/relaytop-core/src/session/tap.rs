@@ -96,6 +96,8 @@ impl Staged {
     /// could stage).
     pub const MAX_BYTES: usize = 256 << 10;
     pub const MAX_FRAMES: usize = 1024;
+    /// A batch of at least this many frames keeps the stage's buffers (`clear`).
+    const KEEP_FRAMES: usize = 64;
 
     /// Stages `wire` if it is a text frame or an SSE event (`true`); anything else is left
     /// to the caller (`false`).
@@ -155,10 +157,12 @@ impl Staged {
         })
     }
 
-    /// Empties the stage after its frames were shown. A stage that held a few frames lets
-    /// its buffers go (an idle session holds none); a busy one keeps them for the next batch.
+    /// Empties the stage after its frames were shown. A stage that held a stream's pace of
+    /// frames (a few a batch) lets its buffers go, so that a session between responses holds
+    /// none (10,000 probes: docs/PERFORMANCE.md); a fast stream's (batches of hundreds) keeps
+    /// them for the next batch.
     pub fn clear(&mut self) {
-        if self.frames.len() < 8 {
+        if self.frames.len() < Self::KEEP_FRAMES {
             *self = Self::default();
         } else {
             self.bytes.clear();
@@ -242,6 +246,22 @@ mod tests {
         staged.clear();
         assert!(staged.is_empty());
         assert_eq!(staged.iter().count(), 0);
+    }
+
+    #[test]
+    fn a_few_frames_leave_no_buffers_behind_and_a_fast_streams_keep_theirs() {
+        let mut staged = Staged::default();
+        for _ in 0..3 {
+            staged.stage(Duration::ZERO, Direction::FromRelay, Wire::Text("a chunk"));
+        }
+        staged.clear();
+        assert_eq!(staged.bytes.capacity() + staged.frames.capacity(), 0);
+        for _ in 0..Staged::KEEP_FRAMES {
+            staged.stage(Duration::ZERO, Direction::FromRelay, Wire::Text("a chunk"));
+        }
+        staged.clear();
+        assert!(staged.is_empty());
+        assert!(staged.bytes.capacity() > 0 && staged.frames.capacity() > 0);
     }
 
     #[test]
