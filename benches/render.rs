@@ -12,7 +12,7 @@ use ratatui::backend::TestBackend;
 
 use relaytop_core::cost::Pricing;
 use relaytop_core::session::{
-    EventKind, Protocol, SessionEvent, SessionInfo, SessionState, Tokens,
+    Completed, EventKind, Protocol, SessionEvent, SessionInfo, SessionState, Tokens,
 };
 use relaytop_tui::app::{App, SessionSetup};
 use relaytop_tui::render;
@@ -82,7 +82,7 @@ fn request(out: &mut Vec<SessionEvent>, session: u32, request: u64, at_us: u64, 
     }
     out.push(ev(
         at_us + ttft + 30_000,
-        EventKind::Done {
+        EventKind::Done(Box::new(Completed {
             request,
             model: "gpt-4.1".into(),
             ttft_us: Some(ttft),
@@ -102,7 +102,7 @@ fn request(out: &mut Vec<SessionEvent>, session: u32, request: u64, at_us: u64, 
             bytes: 100,
             cut: None,
             text_tokens: None,
-        },
+        })),
     ));
     out.push(ev(
         at_us + ttft + 30_000,
@@ -271,7 +271,7 @@ fn chat_pane() {
         if done {
             pane.apply(&ev(
                 at + 2,
-                EventKind::Done {
+                EventKind::Done(Box::new(Completed {
                     request,
                     model: "gpt-4.1".into(),
                     ttft_us: Some(400_000),
@@ -291,7 +291,7 @@ fn chat_pane() {
                     bytes: 120,
                     cut: None,
                     text_tokens: None,
-                },
+                })),
             ));
         }
     };

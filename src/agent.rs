@@ -150,7 +150,7 @@ pub async fn run(
                 for event in &batch {
                     run.observe(event);
                     metrics.apply(event);
-                    if matches!(event.kind, relaytop_core::session::EventKind::Done { .. }) {
+                    if matches!(event.kind, relaytop_core::session::EventKind::Done(_)) {
                         completed += 1;
                     }
                 }

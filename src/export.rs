@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use relaytop_core::cost::Response;
 use relaytop_core::record::replay::Replay;
-use relaytop_core::session::{EventKind, RequestId, SessionEvent, SessionId};
+use relaytop_core::session::{Completed, EventKind, RequestId, SessionEvent, SessionId};
 
 /// One request of a recording.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -194,20 +194,21 @@ pub fn for_each_row(
                     o.ttft_us.get_or_insert(ttft_us);
                 }
             }
-            EventKind::Done {
-                request,
-                model,
-                ttft_us,
-                answer_us,
-                total_us,
-                tokens,
-                reported_cost_usd,
-                finish_reason,
-                bytes,
-                cut,
-                text_tokens,
-                ..
-            } => {
+            EventKind::Done(done) => {
+                let Completed {
+                    request,
+                    model,
+                    ttft_us,
+                    answer_us,
+                    total_us,
+                    tokens,
+                    reported_cost_usd,
+                    finish_reason,
+                    bytes,
+                    cut,
+                    text_tokens,
+                    ..
+                } = *done;
                 let Some(mut o) = open.remove(&(session, request)) else {
                     continue;
                 };

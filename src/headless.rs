@@ -156,7 +156,7 @@ pub async fn run_with_status(
                             _ => {}
                         }
                         match &event.kind {
-                            EventKind::Done { .. } => completed += 1,
+                            EventKind::Done(_) => completed += 1,
                             EventKind::State(SessionState::Stopped { .. } | SessionState::Closed) => {
                                 let slot = &mut ended[event.session as usize];
                                 if !*slot {

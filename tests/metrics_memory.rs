@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicIsize, Ordering};
 
 use relaytop_core::cost::Pricing;
 use relaytop_core::metrics::{Metrics, ProviderStats, SessionStats};
-use relaytop_core::session::{EventKind, Protocol, SessionEvent, SessionInfo, Tokens};
+use relaytop_core::session::{Completed, EventKind, Protocol, SessionEvent, SessionInfo, Tokens};
 
 struct Counting;
 
@@ -86,7 +86,7 @@ fn busy_hour(m: &mut Metrics, sessions: u32) {
                 request,
                 ttft_us: ttft,
             });
-            evs.push(EventKind::Done {
+            evs.push(EventKind::Done(Box::new(Completed {
                 request,
                 model: String::new(),
                 ttft_us: Some(ttft),
@@ -106,7 +106,7 @@ fn busy_hour(m: &mut Metrics, sessions: u32) {
                 text_tokens: None,
                 chunks: 0,
                 bytes: 0,
-            });
+            })));
             if tick % 3 == 0 {
                 evs.push(EventKind::Pong { rtt_us: ttft / 8 });
             }

@@ -159,7 +159,7 @@ pub fn read_recording(paths: &[PathBuf]) -> anyhow::Result<Recorded> {
         };
         match &event.kind {
             EventKind::RequestSent { .. } => set(busy, true, &mut now_in_flight),
-            EventKind::Done { .. } | EventKind::RequestFailed { .. } => {
+            EventKind::Done(_) | EventKind::RequestFailed { .. } => {
                 set(busy, false, &mut now_in_flight);
             }
             EventKind::State(state) if !state.is_up() => set(busy, false, &mut now_in_flight),

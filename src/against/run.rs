@@ -172,7 +172,7 @@ pub async fn run(
                     s.busy = None;
                 }
             }
-            EventKind::Done { .. } | EventKind::RequestFailed { .. } => s.busy = None,
+            EventKind::Done(_) | EventKind::RequestFailed { .. } => s.busy = None,
             EventKind::RateLimited { wait_ms, .. } => {
                 if let Some(pacer) = pacer {
                     pacer.hold(event.at() + Duration::from_millis(*wait_ms));

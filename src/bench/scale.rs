@@ -297,7 +297,7 @@ impl Fold {
                     EventKind::Error { .. } => self.errors += 1,
                     EventKind::Pong { .. } => self.pongs += 1,
                     EventKind::Chunk { .. } => self.chunks += 1,
-                    EventKind::Done { .. } => self.done += 1,
+                    EventKind::Done(_) => self.done += 1,
                     _ => {}
                 }
             }

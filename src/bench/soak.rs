@@ -336,7 +336,7 @@ pub async fn run(options: SoakOptions, out: &mut dyn Write) -> anyhow::Result<So
                         t.open_drop_us = Some(event.at_us);
                     }
                     EventKind::State(SessionState::Stopped { .. }) => t.stopped = true,
-                    EventKind::Done { .. } => responses += 1,
+                    EventKind::Done(_) => responses += 1,
                     _ => {}
                 }
             }

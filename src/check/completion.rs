@@ -5,8 +5,8 @@ use std::time::{Duration, Instant};
 
 use relaytop_core::session::connect;
 use relaytop_core::session::{
-    self, BackoffPolicy, EventKind, Protocol, RunClock, SessionCommand, SessionInfo, SessionSpec,
-    SessionState, Timing, Workload,
+    self, BackoffPolicy, Completed, EventKind, Protocol, RunClock, SessionCommand, SessionInfo,
+    SessionSpec, SessionState, Timing, Workload,
 };
 
 use super::first_request::stalled_hint;
@@ -106,12 +106,13 @@ pub(super) async fn check_completion_and_heartbeat(
             _ => break,
         };
         match event.kind {
-            EventKind::Done {
-                ttft_us,
-                total_us,
-                tokens,
-                ..
-            } if !completed => {
+            EventKind::Done(done) if !completed => {
+                let Completed {
+                    ttft_us,
+                    total_us,
+                    tokens,
+                    ..
+                } = *done;
                 completed = true;
                 let ttft = ttft_us.map_or_else(
                     || "no text".to_owned(),

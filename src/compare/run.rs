@@ -20,8 +20,8 @@ use relaytop_core::record::RecordOptions;
 use relaytop_core::report::human_duration;
 use relaytop_core::run::{Ending, Run, RunSetup};
 use relaytop_core::session::{
-    EventKind, SessionCommand, SessionEvent, SessionInfo, SessionSpec, SessionState, Timing,
-    Workload,
+    Completed, EventKind, SessionCommand, SessionEvent, SessionInfo, SessionSpec, SessionState,
+    Timing, Workload,
 };
 use relaytop_core::world::World;
 
@@ -267,17 +267,18 @@ pub async fn run(world: &World, options: &CompareOptions) -> anyhow::Result<Comp
             EventKind::Chunk { request, text } => {
                 slot.stream.chunk(*request, event.at_us, text.len() as u64)
             }
-            EventKind::Done {
-                request,
-                ttft_us,
-                answer_us,
-                total_us,
-                tokens,
-                finish_reason,
-                bytes,
-                cut,
-                ..
-            } => {
+            EventKind::Done(done) => {
+                let Completed {
+                    request,
+                    ttft_us,
+                    answer_us,
+                    total_us,
+                    tokens,
+                    finish_reason,
+                    bytes,
+                    cut,
+                    ..
+                } = &**done;
                 slot.busy = None;
                 let figures = slot.stream.figures(
                     *request,

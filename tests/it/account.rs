@@ -368,7 +368,7 @@ async fn a_spent_balance_stops_probing_and_a_missing_channel_only_its_model() {
     spec.info.model = "gpt-4o-mini".into();
     let mut s = watch(spec);
     assert!(
-        s.wait_for(LONG, |k| matches!(k, EventKind::Done { .. }))
+        s.wait_for(LONG, |k| matches!(k, EventKind::Done(_)))
             .await
             .is_some()
     );
@@ -532,10 +532,10 @@ async fn a_top_up_resumes_a_session_the_spent_balance_stopped() {
         })
         .await;
     assert!(refused.is_some(), "not refused: {}", s.story());
-    assert_eq!(s.count(|k| matches!(k, EventKind::Done { .. })), 0);
+    assert_eq!(s.count(|k| matches!(k, EventKind::Done(_))), 0);
     server.top_up(5.0);
     assert!(
-        s.wait_for(LONG, |k| matches!(k, EventKind::Done { .. }))
+        s.wait_for(LONG, |k| matches!(k, EventKind::Done(_)))
             .await
             .is_some(),
         "no response after the top-up: {}",

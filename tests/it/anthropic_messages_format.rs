@@ -184,7 +184,7 @@ fn a_mid_stream_overloaded_error_fails_the_response() {
                 ..
             }
         )));
-        assert_eq!(count(&r.events, |e| matches!(e, EventKind::Done { .. })), 0);
+        assert_eq!(count(&r.events, |e| matches!(e, EventKind::Done(_))), 0);
     });
 }
 
@@ -216,7 +216,7 @@ fn cache_reads_and_writes_are_part_of_the_input() {
 fn a_truncated_stream_is_cut_not_done() {
     MESSAGES.every_split("truncated.sse", |r, _| {
         assert_eq!(r.inbounds, [SseInbound::StreamCut]);
-        assert_eq!(count(&r.events, |e| matches!(e, EventKind::Done { .. })), 0);
+        assert_eq!(count(&r.events, |e| matches!(e, EventKind::Done(_))), 0);
         assert!(text_of(&r.events).starts_with("Once upon"));
         assert!(r.end_us > 0);
     });
@@ -231,7 +231,7 @@ fn a_stream_without_message_stop_is_done_when_the_stop_reason_came() {
         assert_eq!(t, tokens(7, 3, 0, 0));
         assert_eq!(finish.as_deref(), Some("end_turn"));
         let done_at = r.events.iter().find_map(|e| match e {
-            EventKind::Done { total_us, .. } => Some(*total_us),
+            EventKind::Done(done) => Some(done.total_us),
             _ => None,
         });
         assert_eq!(done_at, Some(r.end_us), "done at the body's end");
@@ -346,7 +346,7 @@ fn a_recording_replays_to_the_same_events() {
     let dir = recorder.finish("done", at + ms(1)).unwrap();
     let dones = live
         .iter()
-        .filter(|(_, e)| matches!(e, EventKind::Done { .. }))
+        .filter(|(_, e)| matches!(e, EventKind::Done(_)))
         .count();
     assert_eq!(dones, files.len() - 2, "all but the cut and the overloaded");
 
@@ -428,7 +428,7 @@ mod sessions {
 
     use relaytop_core::config::secret::Secret;
     use relaytop_core::session::{
-        AuthStyle, ErrorKind, EventKind, Protocol, SessionCommand, SessionSpec, Workload,
+        AuthStyle, Completed, ErrorKind, EventKind, Protocol, SessionCommand, SessionSpec, Workload,
     };
     use relaytop_sim::SimProfile;
     use tokio::io::AsyncWriteExt as _;
@@ -469,7 +469,7 @@ mod sessions {
     }
 
     fn is_done(k: &EventKind) -> bool {
-        matches!(k, EventKind::Done { .. })
+        matches!(k, EventKind::Done(_))
     }
 
     #[tokio::test]
@@ -493,17 +493,17 @@ mod sessions {
                 .wait_for(LONG, is_done)
                 .await
                 .unwrap_or_else(|| panic!("{auth:?}: no response:\n{}", s.story()));
-            let EventKind::Done {
+            let EventKind::Done(completed) = done.kind else {
+                unreachable!()
+            };
+            let Completed {
                 ttft_us,
                 answer_us,
                 tokens,
                 finish_reason,
                 chunks,
                 ..
-            } = done.kind
-            else {
-                unreachable!()
-            };
+            } = *completed;
             let ttft_ms = ttft_us.unwrap() as f64 / 1000.0;
             assert!(
                 (120.0..600.0).contains(&ttft_ms),
@@ -525,12 +525,11 @@ mod sessions {
             );
             assert_eq!(finish_reason.as_deref(), Some("end_turn"));
             let limits = s.seen.iter().find_map(|e| match &e.kind {
-                EventKind::RateLimitStatus {
-                    requests_limit,
-                    requests_reset_ms,
-                    tokens_limit,
-                    ..
-                } => Some((*requests_limit, *requests_reset_ms, *tokens_limit)),
+                EventKind::RateLimitStatus(status) => Some((
+                    status.requests_limit,
+                    status.requests_reset_ms,
+                    status.tokens_limit,
+                )),
                 _ => None,
             });
             let (requests, reset, tokens_limit) =
@@ -661,14 +660,14 @@ mod sessions {
             .wait_for(LONG, is_done)
             .await
             .unwrap_or_else(|| panic!("no done:\n{}", s.story()));
-        let EventKind::Done {
+        let EventKind::Done(completed) = done.kind else {
+            unreachable!()
+        };
+        let Completed {
             tokens,
             finish_reason,
             ..
-        } = done.kind
-        else {
-            unreachable!()
-        };
+        } = *completed;
         assert_eq!((tokens.input, tokens.output), (7, 3));
         assert_eq!(finish_reason.as_deref(), Some("end_turn"));
         assert_eq!(s.count(|k| matches!(k, EventKind::Closed { .. })), 0);

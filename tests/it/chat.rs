@@ -12,7 +12,7 @@ use std::time::Duration;
 use relaytop_core::cost::ProviderPricing;
 use relaytop_core::protocol::relay_v1::{ClientFrame, Role};
 use relaytop_core::session::tap::{Direction, Tap, TapHandle, Wire};
-use relaytop_core::session::{EventKind, Protocol, SessionCommand, Workload};
+use relaytop_core::session::{Completed, EventKind, Protocol, SessionCommand, Workload};
 use relaytop_sim::SimProfile;
 use relaytop_tui::chat::{ChatPane, ReplyStatus};
 use support::{TEST_KEY, fast_timing, sim, spec, watch};
@@ -99,7 +99,7 @@ fn pane() -> ChatPane {
 }
 
 fn is_done(kind: &EventKind) -> bool {
-    matches!(kind, EventKind::Done { .. })
+    matches!(kind, EventKind::Done(_))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -222,14 +222,14 @@ async fn esc_cancels_a_long_reply_mid_stream() {
         .wait_for(Duration::from_secs(2), is_done)
         .await
         .expect("the relay ends a cancelled reply with done, long before its 20 s");
-    let EventKind::Done {
+    let EventKind::Done(completed) = done.kind else {
+        unreachable!()
+    };
+    let Completed {
         finish_reason,
         chunks,
         ..
-    } = done.kind
-    else {
-        unreachable!()
-    };
+    } = *completed;
     assert_eq!(finish_reason.as_deref(), Some("cancelled"));
     assert!(chunks < 100, "stopped early: {chunks} chunks");
     let mut pane = pane();

@@ -14,7 +14,9 @@ use relaytop_core::protocol::gemini::decode::{GeminiDecoder, GeminiFormat, SseIn
 use relaytop_core::protocol::gemini::wire::read_request;
 use relaytop_core::protocol::relay_v1::{ChatMessage, Role};
 use relaytop_core::session::workload::Outgoing;
-use relaytop_core::session::{AuthStyle, ErrorKind, EventKind, Protocol, SessionSpec, Tokens};
+use relaytop_core::session::{
+    AuthStyle, Completed, ErrorKind, EventKind, Protocol, SessionSpec, Tokens,
+};
 use relaytop_core::transport::http_stream::{Action, HttpStreamCodec};
 
 use crate::formats::{self, Fixtures, count, text_of};
@@ -94,12 +96,13 @@ fn thoughts_then_text() {
         _ => None,
     });
     assert_eq!(ttft, Some(first_thought), "the first token is the thought");
-    let Some(EventKind::Done {
-        ttft_us, answer_us, ..
-    }) = events.iter().find(|e| matches!(e, EventKind::Done { .. }))
+    let Some(EventKind::Done(done)) = events.iter().find(|e| matches!(e, EventKind::Done(_)))
     else {
         panic!("{events:?}")
     };
+    let Completed {
+        ttft_us, answer_us, ..
+    } = &**done;
     assert_eq!(*ttft_us, Some(first_thought));
     assert_eq!(
         *answer_us,
@@ -180,7 +183,7 @@ fn a_mid_stream_error_object() {
             )),
             1
         );
-        assert_eq!(count(events, |e| matches!(e, EventKind::Done { .. })), 0);
+        assert_eq!(count(events, |e| matches!(e, EventKind::Done(_))), 0);
     });
 }
 
@@ -201,7 +204,7 @@ fn a_stream_without_a_finish_reason_is_cut() {
     every_split("truncated.sse", |inbounds, events, _| {
         assert_eq!(inbounds, [SseInbound::StreamCut]);
         assert_eq!(text_of(events), "The answer is forty");
-        assert_eq!(count(events, |e| matches!(e, EventKind::Done { .. })), 0);
+        assert_eq!(count(events, |e| matches!(e, EventKind::Done(_))), 0);
         assert_eq!(
             count(events, |e| matches!(e, EventKind::Malformed { .. })),
             1,
@@ -526,11 +529,8 @@ fn rate_limit_headers_only_when_a_relay_sends_them() {
     );
     assert!(matches!(
         codec.rate_limits(&headers),
-        Some(EventKind::RateLimitStatus {
-            requests_limit: Some(60),
-            requests_remaining: Some(59),
-            ..
-        })
+        Some(EventKind::RateLimitStatus(status))
+            if status.requests_limit == Some(60) && status.requests_remaining == Some(59)
     ));
 }
 
@@ -560,7 +560,7 @@ fn sim_spec(server: &relaytop_sim::SimServer, auth: AuthStyle) -> SessionSpec {
 }
 
 fn is_done(k: &EventKind) -> bool {
-    matches!(k, EventKind::Done { .. })
+    matches!(k, EventKind::Done(_))
 }
 
 /// Every event's text, for "the key is nowhere" checks.
@@ -581,17 +581,17 @@ async fn a_session_streams_thoughts_then_the_answer_from_the_simulator() {
         .wait_for(LONG, is_done)
         .await
         .unwrap_or_else(|| panic!("no response:\n{}", s.story()));
-    let EventKind::Done {
+    let EventKind::Done(completed) = done.kind else {
+        unreachable!()
+    };
+    let Completed {
         ttft_us,
         answer_us,
         tokens,
         finish_reason,
         chunks,
         ..
-    } = done.kind
-    else {
-        unreachable!()
-    };
+    } = *completed;
     let ttft_ms = ttft_us.expect("a first token") as f64 / 1000.0;
     assert!(
         (120.0..600.0).contains(&ttft_ms),

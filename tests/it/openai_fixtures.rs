@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use relaytop_core::protocol::openai_chat::decode::{ChatFormat, SseInbound};
 use relaytop_core::protocol::openai_realtime::decode::{RealtimeDecoder, RealtimeInbound};
-use relaytop_core::session::{ErrorKind, EventKind, Tokens};
+use relaytop_core::session::{ErrorKind, EventKind, RateLimits, Tokens};
 
 use crate::formats::{self, Fixtures, fixture, text_of};
 
@@ -165,7 +165,7 @@ fn sse_mid_stream_error() {
                 ..
             }
         )));
-        assert!(!events.iter().any(|e| matches!(e, EventKind::Done { .. })));
+        assert!(!events.iter().any(|e| matches!(e, EventKind::Done(_))));
     });
 }
 
@@ -174,7 +174,7 @@ fn sse_broken_stream_is_cut() {
     every_split("broken_stream.sse", |inbounds, events, _| {
         assert_eq!(inbounds, [SseInbound::StreamCut]);
         assert_eq!(text_of(events), "The answer is forty");
-        assert!(!events.iter().any(|e| matches!(e, EventKind::Done { .. })));
+        assert!(!events.iter().any(|e| matches!(e, EventKind::Done(_))));
     });
 }
 
@@ -243,14 +243,16 @@ fn realtime_ga_text_exchange() {
     );
     assert_eq!(cost, None);
     assert_eq!(finish.as_deref(), Some("stop"));
-    assert!(events.contains(&EventKind::RateLimitStatus {
-        requests_limit: Some(5000),
-        requests_remaining: Some(4999),
-        requests_reset_ms: Some(12),
-        tokens_limit: Some(800_000),
-        tokens_remaining: Some(799_970),
-        tokens_reset_ms: Some(2),
-    }));
+    assert!(
+        events.contains(&EventKind::RateLimitStatus(Box::new(RateLimits {
+            requests_limit: Some(5000),
+            requests_remaining: Some(4999),
+            requests_reset_ms: Some(12),
+            tokens_limit: Some(800_000),
+            tokens_remaining: Some(799_970),
+            tokens_reset_ms: Some(2),
+        })))
+    );
     assert!(
         !events.iter().any(|e| matches!(
             e,

@@ -14,7 +14,8 @@ use relaytop_core::protocol::openai_responses::decode::{
 };
 use relaytop_core::session::tap::Wire;
 use relaytop_core::session::{
-    ErrorKind, EventKind, Protocol, SessionCommand, SessionSpec, SessionState, Tokens, Workload,
+    Completed, ErrorKind, EventKind, Protocol, SessionCommand, SessionSpec, SessionState, Tokens,
+    Workload,
 };
 use relaytop_sim::{SimProfile, SimServer};
 use support::*;
@@ -179,7 +180,7 @@ fn responses_failed_fails_the_request() {
             )),
             1
         );
-        assert_eq!(count(&r.events, |e| matches!(e, EventKind::Done { .. })), 0);
+        assert_eq!(count(&r.events, |e| matches!(e, EventKind::Done(_))), 0);
     });
 }
 
@@ -198,7 +199,7 @@ fn responses_top_level_error_event() {
             "{:?}",
             r.inbounds
         );
-        assert_eq!(count(&r.events, |e| matches!(e, EventKind::Done { .. })), 0);
+        assert_eq!(count(&r.events, |e| matches!(e, EventKind::Done(_))), 0);
         assert_eq!(
             count(&r.events, |e| matches!(e, EventKind::FirstToken { .. })),
             0,
@@ -272,7 +273,7 @@ fn responses_truncated_stream_is_cut() {
     RESPONSES.every_split("truncated.sse", |r, _| {
         assert_eq!(r.inbounds, [SseInbound::StreamCut]);
         assert_eq!(text_of(&r.events), "The answer is forty");
-        assert_eq!(count(&r.events, |e| matches!(e, EventKind::Done { .. })), 0);
+        assert_eq!(count(&r.events, |e| matches!(e, EventKind::Done(_))), 0);
         assert_eq!(
             count(&r.events, |e| matches!(e, EventKind::Malformed { .. })),
             1,
@@ -342,7 +343,7 @@ fn responses_spec(server: &SimServer, workload: Workload, path: &str) -> Session
 }
 
 fn is_done(k: &EventKind) -> bool {
-    matches!(k, EventKind::Done { .. })
+    matches!(k, EventKind::Done(_))
 }
 
 #[tokio::test]
@@ -359,7 +360,10 @@ async fn responses_session_against_the_simulator() {
         .wait_for(LONG, is_done)
         .await
         .unwrap_or_else(|| panic!("no response:\n{}", s.story()));
-    let EventKind::Done {
+    let EventKind::Done(completed) = done.kind else {
+        unreachable!()
+    };
+    let Completed {
         ttft_us,
         answer_us,
         tokens,
@@ -367,10 +371,7 @@ async fn responses_session_against_the_simulator() {
         finish_reason,
         chunks,
         ..
-    } = done.kind
-    else {
-        unreachable!()
-    };
+    } = *completed;
     // The simulator thinks 2 tokens, then answers 4, after 120 ms.
     let ttft_ms = ttft_us.expect("a first token") as f64 / 1000.0;
     assert!(
@@ -401,10 +402,7 @@ async fn responses_session_against_the_simulator() {
     assert!(
         s.count(|k| matches!(
             k,
-            EventKind::RateLimitStatus {
-                requests_limit: Some(_),
-                ..
-            }
+            EventKind::RateLimitStatus(status) if status.requests_limit.is_some()
         )) >= 1,
         "{}",
         s.story()

@@ -11,8 +11,10 @@ use crate::support;
 use std::time::Duration;
 
 use futures_util::StreamExt;
+use relaytop_core::session::{
+    Completed, EventKind, Protocol, SessionCommand, SessionSpec, SessionState,
+};
 use relaytop_core::session::{ErrorKind, Workload};
-use relaytop_core::session::{EventKind, Protocol, SessionCommand, SessionSpec, SessionState};
 use relaytop_sim::{SimProfile, SimServer, UpgradeRejection};
 use support::*;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -45,7 +47,7 @@ fn realtime_spec(server: &SimServer, workload: Workload) -> SessionSpec {
 }
 
 fn is_done(k: &EventKind) -> bool {
-    matches!(k, EventKind::Done { .. })
+    matches!(k, EventKind::Done(_))
 }
 
 #[tokio::test]
@@ -61,17 +63,17 @@ async fn sse_streams_with_ttft_tokens_cost_and_rate_limits() {
         .wait_for(LONG, is_done)
         .await
         .unwrap_or_else(|| panic!("no response:\n{}", s.story()));
-    let EventKind::Done {
+    let EventKind::Done(completed) = done.kind else {
+        unreachable!()
+    };
+    let Completed {
         ttft_us,
         tokens,
         reported_cost_usd,
         finish_reason,
         chunks,
         ..
-    } = done.kind
-    else {
-        unreachable!()
-    };
+    } = *completed;
     let ttft_ms = ttft_us.expect("a first token") as f64 / 1000.0;
     assert!(
         (120.0..600.0).contains(&ttft_ms),
@@ -91,11 +93,8 @@ async fn sse_streams_with_ttft_tokens_cost_and_rate_limits() {
     assert!(
         s.count(|k| matches!(
             k,
-            EventKind::RateLimitStatus {
-                requests_limit: Some(10_000),
-                tokens_remaining: Some(_),
-                ..
-            }
+            EventKind::RateLimitStatus(status)
+                if status.requests_limit == Some(10_000) && status.tokens_remaining.is_some()
         )) >= 1,
         "{}",
         s.story()
@@ -249,16 +248,16 @@ async fn realtime_streams_with_ttft_cached_tokens_rate_limits_and_ws_pings() {
         .wait_for(LONG, is_done)
         .await
         .unwrap_or_else(|| panic!("no response:\n{}", s.story()));
-    let EventKind::Done {
+    let EventKind::Done(completed) = done.kind else {
+        unreachable!()
+    };
+    let Completed {
         ttft_us,
         tokens,
         finish_reason,
         chunks,
         ..
-    } = done.kind
-    else {
-        unreachable!()
-    };
+    } = *completed;
     let ttft_ms = ttft_us.expect("a first token") as f64 / 1000.0;
     assert!(
         (120.0..600.0).contains(&ttft_ms),
@@ -268,7 +267,7 @@ async fn realtime_streams_with_ttft_cached_tokens_rate_limits_and_ws_pings() {
     assert!(tokens.input > 0 && !tokens.estimated);
     assert_eq!(tokens.cached_input, tokens.input / 2);
     assert_eq!(finish_reason.as_deref(), Some("stop"));
-    s.wait_for(LONG, |k| matches!(k, EventKind::RateLimitStatus { .. }))
+    s.wait_for(LONG, |k| matches!(k, EventKind::RateLimitStatus(_)))
         .await
         .expect("rate_limits.updated");
     // WebSocket Ping round trips are the heartbeat (200 ms in the fast timing).
@@ -277,9 +276,10 @@ async fn realtime_streams_with_ttft_cached_tokens_rate_limits_and_ws_pings() {
         .unwrap_or_else(|| panic!("no heartbeat:\n{}", s.story()));
     // Probes delete their items: the input does not grow from probe to probe.
     let second = s.wait_for(LONG, is_done).await.expect("a second response");
-    let EventKind::Done { tokens: t2, .. } = second.kind else {
+    let EventKind::Done(completed) = second.kind else {
         unreachable!()
     };
+    let Completed { tokens: t2, .. } = *completed;
     assert_eq!(t2.input, tokens.input, "the conversation stays small");
     assert_eq!(s.count(|k| matches!(k, EventKind::Malformed { .. })), 0);
     assert_eq!(s.count(|k| matches!(k, EventKind::UnknownFrame { .. })), 0);
@@ -364,14 +364,14 @@ async fn realtime_chat_cancel_and_history() {
         .expect("streaming");
     commands.send(SessionCommand::Cancel).await.unwrap();
     let done = s.wait_for(LONG, is_done).await.expect("done");
-    let EventKind::Done {
+    let EventKind::Done(completed) = done.kind else {
+        unreachable!()
+    };
+    let Completed {
         finish_reason,
         tokens: first,
         ..
-    } = done.kind
-    else {
-        unreachable!()
-    };
+    } = *completed;
     assert_eq!(finish_reason.as_deref(), Some("cancelled"));
     server.set_profile(quick(10.0, 3));
     commands
@@ -381,9 +381,10 @@ async fn realtime_chat_cancel_and_history() {
         .await
         .unwrap();
     let done = s.wait_for(LONG, is_done).await.expect("second turn");
-    let EventKind::Done { tokens: second, .. } = done.kind else {
+    let EventKind::Done(completed) = done.kind else {
         unreachable!()
     };
+    let Completed { tokens: second, .. } = *completed;
     assert!(
         second.input > first.input,
         "the server keeps the conversation: {} then {}",

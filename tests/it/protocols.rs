@@ -12,7 +12,7 @@ use crate::support;
 use std::time::Duration;
 
 use relaytop_core::session::{
-    ErrorKind, EventKind, Protocol, SessionCommand, SessionSpec, SessionState, Workload,
+    Completed, ErrorKind, EventKind, Protocol, SessionCommand, SessionSpec, SessionState, Workload,
 };
 use relaytop_sim::{SimProfile, SimServer};
 use support::*;
@@ -135,7 +135,7 @@ fn quick(ttft_ms: f64, tokens: u32) -> SimProfile {
 }
 
 fn is_done(k: &EventKind) -> bool {
-    matches!(k, EventKind::Done { .. })
+    matches!(k, EventKind::Done(_))
 }
 
 fn is_open(k: &EventKind) -> bool {
@@ -156,16 +156,16 @@ async fn every_protocol_streams_a_response_with_its_ttft_and_tokens() {
             .wait_for(LONG, is_done)
             .await
             .unwrap_or_else(|| panic!("{name:?}: no response:\n{}", s.story()));
-        let EventKind::Done {
+        let EventKind::Done(completed) = done.kind else {
+            unreachable!()
+        };
+        let Completed {
             ttft_us,
             tokens,
             finish_reason,
             chunks,
             ..
-        } = done.kind
-        else {
-            unreachable!()
-        };
+        } = *completed;
         let ttft_ms = ttft_us.expect("a first token") as f64 / 1000.0;
         assert!(
             (120.0..600.0).contains(&ttft_ms),
@@ -334,9 +334,10 @@ async fn every_protocol_cancels_a_reply() {
             .unwrap_or_else(|| panic!("{name:?}: not streaming:\n{}", s.story()));
         commands.send(SessionCommand::Cancel).await.unwrap();
         let done = s.wait_for(LONG, is_done).await.expect("done");
-        let EventKind::Done { finish_reason, .. } = done.kind else {
+        let EventKind::Done(completed) = done.kind else {
             unreachable!()
         };
+        let Completed { finish_reason, .. } = *completed;
         assert_eq!(finish_reason.as_deref(), Some("cancelled"), "{name:?}");
         commands.send(SessionCommand::Close).await.unwrap();
         s.wait_for(LONG, |k| {
@@ -368,14 +369,14 @@ async fn every_protocol_takes_one_shot_sends() {
             .wait_for(LONG, is_done)
             .await
             .unwrap_or_else(|| panic!("{name:?}: no response:\n{}", s.story()));
-        let EventKind::Done {
+        let EventKind::Done(completed) = done.kind else {
+            unreachable!()
+        };
+        let Completed {
             tokens,
             finish_reason,
             ..
-        } = done.kind
-        else {
-            unreachable!()
-        };
+        } = *completed;
         assert_eq!(
             tokens.output,
             u64::from(case.least_max_tokens.max(2)),

@@ -104,7 +104,7 @@ fn gzip_recordings_read_back_equal_to_plain_ones_rotated_or_not() {
     assert!(warnings.is_empty(), "{warnings:?}");
     let done = events
         .iter()
-        .filter(|e| matches!(e.kind, EventKind::Done { .. }))
+        .filter(|e| matches!(e.kind, EventKind::Done(_)))
         .count();
     assert_eq!(done, 60);
     for dir in [&gz, &rotated] {

@@ -117,7 +117,7 @@ fn files_closed_past_the_cap_and_reopened_keep_every_line_plain_and_gzip() {
     let (events, report) = play(std::slice::from_ref(&all_open));
     let done = events
         .iter()
-        .filter(|e| matches!(e.kind, EventKind::Done { .. }))
+        .filter(|e| matches!(e.kind, EventKind::Done(_)))
         .count();
     assert_eq!(done, (SESSIONS as u64 * REQUESTS) as usize);
     for dir in [&few_open, &gzip] {
@@ -151,6 +151,6 @@ fn a_session_file_run_json_does_not_name_is_replayed() {
     assert!(
         replayed
             .iter()
-            .any(|e| e.session == 7 && matches!(e.kind, EventKind::Done { .. }))
+            .any(|e| e.session == 7 && matches!(e.kind, EventKind::Done(_)))
     );
 }

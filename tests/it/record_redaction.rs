@@ -102,7 +102,7 @@ workload = "chat"
     while !answered {
         match tokio::time::timeout_at(deadline, events.recv()).await {
             Ok(Some(e)) => {
-                answered = e.session == chat && matches!(e.kind, EventKind::Done { .. });
+                answered = e.session == chat && matches!(e.kind, EventKind::Done(_));
             }
             _ => break,
         }

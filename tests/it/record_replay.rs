@@ -531,7 +531,7 @@ fn rotated_files_replay_as_one() {
     let whole = play_all(&mut open(&dirs[0]));
     let done = whole
         .iter()
-        .filter(|e| matches!(e.kind, EventKind::Done { .. }))
+        .filter(|e| matches!(e.kind, EventKind::Done(_)))
         .count();
     assert_eq!(done, 60);
     assert_eq!(play_all(&mut open(rotated)), whole);

@@ -615,7 +615,7 @@ fn an_sse_session_replays_from_its_recorded_events() {
     )));
     assert!(live.iter().any(|(_, e)| matches!(
         e,
-        EventKind::Done { finish_reason: Some(f), .. } if f == "cancelled"
+        EventKind::Done(done) if done.finish_reason.as_deref() == Some("cancelled")
     )));
 
     let mut replay = Replay::open(&[dir]).expect("replay opens");

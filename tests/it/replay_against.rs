@@ -270,7 +270,7 @@ async fn chat_turns_are_resent_with_their_conversation_in_order() {
                 .await
                 .expect("a response within 10 s")
                 .expect("events");
-            if matches!(event.kind, EventKind::Done { .. }) {
+            if matches!(event.kind, EventKind::Done(_)) {
                 break;
             }
         }
@@ -405,7 +405,7 @@ async fn chat_completions_traffic_is_resent_in_other_formats() {
                 .await
                 .expect("a response within 10 s")
                 .expect("events");
-            if matches!(event.kind, EventKind::Done { .. }) {
+            if matches!(event.kind, EventKind::Done(_)) {
                 break;
             }
         }

@@ -6,7 +6,7 @@ use crate::support;
 
 use std::time::Duration;
 
-use relaytop_core::session::{ErrorKind, EventKind, SessionCommand, SessionState};
+use relaytop_core::session::{Completed, ErrorKind, EventKind, SessionCommand, SessionState};
 use relaytop_sim::{DropMode, SimProfile, UpgradeRejection};
 use support::*;
 
@@ -27,20 +27,20 @@ async fn a_full_stream_measures_time_to_first_token() {
     let server = sim(steady(120.0, 6)).await;
     let mut s = watch(spec(&server.url(), probe(100), fast_timing()));
     let done = s
-        .wait_for(LONG, |k| matches!(k, EventKind::Done { .. }))
+        .wait_for(LONG, |k| matches!(k, EventKind::Done(_)))
         .await
         .unwrap_or_else(|| panic!("no response completed:\n{}", s.story()));
-    let EventKind::Done {
+    let EventKind::Done(completed) = done.kind else {
+        unreachable!()
+    };
+    let Completed {
         ttft_us,
         total_us,
         tokens,
         chunks,
         finish_reason,
         ..
-    } = done.kind
-    else {
-        unreachable!()
-    };
+    } = *completed;
     let ttft_ms = ttft_us.expect("a first token") as f64 / 1000.0;
     assert!(
         (120.0..400.0).contains(&ttft_ms),
@@ -117,7 +117,7 @@ async fn a_relay_killed_mid_stream_is_a_drop_then_a_reconnect() {
     s.wait_for(LONG, |k| matches!(k, EventKind::Connected { .. }))
         .await
         .unwrap_or_else(|| panic!("no reconnect:\n{}", s.story()));
-    s.wait_for(LONG, |k| matches!(k, EventKind::Done { .. }))
+    s.wait_for(LONG, |k| matches!(k, EventKind::Done(_)))
         .await
         .unwrap_or_else(|| panic!("no response after reconnect:\n{}", s.story()));
     assert!(s.count(|k| matches!(k, EventKind::Connected { .. })) >= 2);
@@ -256,12 +256,13 @@ async fn malformed_frames_are_counted_and_the_stream_completes() {
     let server = sim(noisy).await;
     let mut s = watch(spec(&server.url(), probe(100), fast_timing()));
     let done = s
-        .wait_for(LONG, |k| matches!(k, EventKind::Done { .. }))
+        .wait_for(LONG, |k| matches!(k, EventKind::Done(_)))
         .await
         .unwrap_or_else(|| panic!("the stream did not complete:\n{}", s.story()));
-    let EventKind::Done { chunks, .. } = done.kind else {
+    let EventKind::Done(completed) = done.kind else {
         unreachable!()
     };
+    let Completed { chunks, .. } = *completed;
     assert_eq!(chunks, 20, "every real chunk arrived");
     let bad = s.count(|k| {
         matches!(
@@ -380,7 +381,7 @@ async fn chat_history_survives_a_reconnect() {
         .expect("connects");
     let send = |text: &str| SessionCommand::Chat { text: text.into() };
     s.handle.commands.send(send("first")).await.unwrap();
-    s.wait_for(LONG, |k| matches!(k, EventKind::Done { .. }))
+    s.wait_for(LONG, |k| matches!(k, EventKind::Done(_)))
         .await
         .expect("first reply");
     s.handle
@@ -412,9 +413,12 @@ async fn chat_history_survives_a_reconnect() {
         prompt_tokens_estimate > 2,
         "the history went with the second turn: {prompt_tokens_estimate}"
     );
-    s.wait_for(LONG, |k| matches!(k, EventKind::Done { request: 2, .. }))
-        .await
-        .unwrap_or_else(|| panic!("no second reply:\n{}", s.story()));
+    s.wait_for(
+        LONG,
+        |k| matches!(k, EventKind::Done(done) if done.request == 2),
+    )
+    .await
+    .unwrap_or_else(|| panic!("no second reply:\n{}", s.story()));
     assert_eq!(server.stats().requests, 2);
     server.stop().await;
 }

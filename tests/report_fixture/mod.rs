@@ -9,7 +9,8 @@ use relaytop_core::cost::{Pricing, ProviderPricing};
 use relaytop_core::metrics::Metrics;
 use relaytop_core::report::{Report, RunInfo};
 use relaytop_core::session::{
-    ErrorKind, EventKind, Protocol, SessionEvent, SessionId, SessionInfo, SessionState, Tokens,
+    Completed, ErrorKind, EventKind, Protocol, SessionEvent, SessionId, SessionInfo, SessionState,
+    Tokens,
 };
 
 pub const MS: u64 = 1_000;
@@ -133,7 +134,7 @@ impl Builder {
         self.at(
             s,
             at + total,
-            EventKind::Done {
+            EventKind::Done(Box::new(Completed {
                 request,
                 model: model.into(),
                 ttft_us: Some(ttft),
@@ -146,7 +147,7 @@ impl Builder {
                 bytes: 12,
                 cut: None,
                 text_tokens: None,
-            },
+            })),
         );
         self.at(s, at + total, EventKind::State(SessionState::Open));
     }

@@ -140,7 +140,7 @@ impl<F: SseFormat> Fixtures<F> {
         ));
         inbounds.retain(|i| *i != SseInbound::Nothing && *i != SseInbound::Text);
         let ends = count(&events, |e| {
-            matches!(e, EventKind::Done { .. } | EventKind::RequestFailed { .. })
+            matches!(e, EventKind::Done(_) | EventKind::RequestFailed { .. })
         });
         assert!(ends <= 1, "{ends} ends: {events:?}");
         assert!(inbounds.len() <= 1, "{inbounds:?}");
@@ -205,15 +205,10 @@ pub fn timeless(events: &[EventKind]) -> Vec<EventKind> {
         .map(|mut e| {
             match &mut e {
                 EventKind::FirstToken { ttft_us, .. } => *ttft_us = 0,
-                EventKind::Done {
-                    ttft_us,
-                    answer_us,
-                    total_us,
-                    ..
-                } => {
-                    *ttft_us = ttft_us.map(|_| 0);
-                    *answer_us = answer_us.map(|_| 0);
-                    *total_us = 0;
+                EventKind::Done(done) => {
+                    done.ttft_us = done.ttft_us.map(|_| 0);
+                    done.answer_us = done.answer_us.map(|_| 0);
+                    done.total_us = 0;
                 }
                 _ => {}
             }
@@ -253,19 +248,12 @@ pub fn done_of(events: &[EventKind]) -> DoneOf {
     let dones: Vec<DoneOf> = events
         .iter()
         .filter_map(|e| match e {
-            EventKind::Done {
-                ttft_us,
-                answer_us,
-                tokens,
-                reported_cost_usd,
-                finish_reason,
-                ..
-            } => Some(DoneOf {
-                ttft_us: *ttft_us,
-                answer_us: *answer_us,
-                tokens: *tokens,
-                cost: *reported_cost_usd,
-                finish: finish_reason.clone(),
+            EventKind::Done(done) => Some(DoneOf {
+                ttft_us: done.ttft_us,
+                answer_us: done.answer_us,
+                tokens: done.tokens,
+                cost: done.reported_cost_usd,
+                finish: done.finish_reason.clone(),
             }),
             _ => None,
         })

@@ -29,7 +29,7 @@ fn frames(data: &[u8]) -> impl Iterator<Item = &str> {
 fn check_events(events: &[EventKind], requests: u64) {
     let done = events
         .iter()
-        .filter(|e| matches!(e, EventKind::Done { .. }))
+        .filter(|e| matches!(e, EventKind::Done(_)))
         .count() as u64;
     assert!(
         done <= requests,

@@ -371,15 +371,10 @@ impl<'a> Response<'a> {
     /// `None` for any other event.
     pub fn of(kind: &'a EventKind) -> Option<Self> {
         match kind {
-            EventKind::Done {
-                model,
-                tokens,
-                reported_cost_usd,
-                ..
-            } => Some(Self {
-                model,
-                tokens,
-                reported_cost_usd: *reported_cost_usd,
+            EventKind::Done(done) => Some(Self {
+                model: &done.model,
+                tokens: &done.tokens,
+                reported_cost_usd: done.reported_cost_usd,
             }),
             _ => None,
         }

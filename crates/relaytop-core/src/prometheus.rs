@@ -33,7 +33,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
 use crate::cost::{Pricing, Response};
-use crate::session::{ErrorKind, EventKind, RequestId, SessionEvent, SessionInfo, SessionState};
+use crate::session::{
+    Completed, ErrorKind, EventKind, RateLimits, RequestId, SessionEvent, SessionInfo, SessionState,
+};
 
 /// The content type of the exposition prometheus-client writes.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -218,7 +220,7 @@ impl AccountFamilies {
     fn observe(&self, event: &SessionEvent) {
         if !matches!(
             event.kind,
-            EventKind::Account(_) | EventKind::RelayError(_) | EventKind::Done { .. }
+            EventKind::Account(_) | EventKind::RelayError(_) | EventKind::Done(_)
         ) {
             return;
         }
@@ -724,17 +726,18 @@ impl Exporter {
                     self.ttft.get_or_create(labels).observe(seconds(*ttft_us));
                 }
             }
-            EventKind::Done {
-                request,
-                ttft_us,
-                answer_us,
-                total_us,
-                tokens,
-                bytes,
-                cut,
-                text_tokens,
-                ..
-            } => {
+            EventKind::Done(done) => {
+                let Completed {
+                    request,
+                    ttft_us,
+                    answer_us,
+                    total_us,
+                    tokens,
+                    bytes,
+                    cut,
+                    text_tokens,
+                    ..
+                } = &**done;
                 if cut.is_some() {
                     self.cut.get_or_create(labels).inc();
                 } else {
@@ -842,13 +845,14 @@ impl Exporter {
             EventKind::Malformed { .. } => {
                 self.malformed.get_or_create(labels).inc();
             }
-            EventKind::RateLimitStatus {
-                requests_limit,
-                requests_remaining,
-                tokens_limit,
-                tokens_remaining,
-                ..
-            } => {
+            EventKind::RateLimitStatus(status) => {
+                let RateLimits {
+                    requests_limit,
+                    requests_remaining,
+                    tokens_limit,
+                    tokens_remaining,
+                    ..
+                } = &**status;
                 let limits = [
                     ("requests", requests_limit, requests_remaining),
                     ("tokens", tokens_limit, tokens_remaining),
@@ -1086,7 +1090,7 @@ mod tests {
         ));
         e.observe(&ev(
             0,
-            EventKind::Done {
+            EventKind::Done(Box::new(Completed {
                 request: 1,
                 model: "gpt-4.1".into(),
                 ttft_us: Some(250_000),
@@ -1106,7 +1110,7 @@ mod tests {
                 bytes: 1,
                 cut: None,
                 text_tokens: None,
-            },
+            })),
         ));
         e.observe(&ev(
             7,
@@ -1152,23 +1156,25 @@ mod tests {
     #[test]
     fn the_grafana_dashboard_queries_metrics_that_exist() {
         let e = Exporter::new(&[info(0, Protocol::RelayV1)], Pricing::new());
-        let done = |request: RequestId, cut: Option<&str>| EventKind::Done {
-            request,
-            model: "gpt-4.1".into(),
-            ttft_us: Some(100),
-            answer_us: None,
-            total_us: 900,
-            tokens: Tokens {
-                input: 3,
-                output: 4,
-                ..Tokens::default()
-            },
-            reported_cost_usd: None,
-            finish_reason: Some("stop".into()),
-            chunks: 2,
-            bytes: 8,
-            cut: cut.map(str::to_owned),
-            text_tokens: Some(4),
+        let done = |request: RequestId, cut: Option<&str>| {
+            EventKind::Done(Box::new(Completed {
+                request,
+                model: "gpt-4.1".into(),
+                ttft_us: Some(100),
+                answer_us: None,
+                total_us: 900,
+                tokens: Tokens {
+                    input: 3,
+                    output: 4,
+                    ..Tokens::default()
+                },
+                reported_cost_usd: None,
+                finish_reason: Some("stop".into()),
+                chunks: 2,
+                bytes: 8,
+                cut: cut.map(str::to_owned),
+                text_tokens: Some(4),
+            }))
         };
         for kind in [
             EventKind::State(SessionState::Connecting { attempt: 1 }),
@@ -1210,14 +1216,14 @@ mod tests {
                 kind: ErrorKind::Network,
                 reason: "x".into(),
             },
-            EventKind::RateLimitStatus {
+            EventKind::RateLimitStatus(Box::new(RateLimits {
                 requests_limit: Some(10),
                 requests_remaining: Some(9),
                 requests_reset_ms: None,
                 tokens_limit: None,
                 tokens_remaining: None,
                 tokens_reset_ms: None,
-            },
+            })),
             EventKind::Account(Box::new(crate::account::AccountReading::new(
                 crate::account::AccountKind::NewApi,
                 crate::account::parse::Balance {
@@ -1333,7 +1339,7 @@ mod tests {
             }
             timed.push((
                 at,
-                EventKind::Done {
+                EventKind::Done(Box::new(Completed {
                     request,
                     model: "gpt-4.1".into(),
                     ttft_us: Some(first),
@@ -1350,7 +1356,7 @@ mod tests {
                     bytes: 80,
                     cut: None,
                     text_tokens: None,
-                },
+                })),
             ));
             for (t, kind) in timed {
                 let event = SessionEvent {

@@ -185,11 +185,11 @@ pub async fn transcribe(
                     *text = piece;
                 }
             }
-            EventKind::Done { total_us, .. } => {
+            EventKind::Done(done) => {
                 break match text.take() {
                     Some(text) => Ok(Transcript {
                         text,
-                        total: Duration::from_micros(total_us),
+                        total: Duration::from_micros(done.total_us),
                         model: model.clone(),
                     }),
                     None => Err(TranscribeError::Failed(

@@ -329,11 +329,7 @@ mod tests {
             &mut |_| {},
         );
         let done = events.iter().find_map(|e| match e {
-            EventKind::Done {
-                tokens,
-                finish_reason,
-                ..
-            } => Some((*tokens, finish_reason.clone())),
+            EventKind::Done(done) => Some((done.tokens, done.finish_reason.clone())),
             _ => None,
         });
         let (tokens, finish) = done.unwrap();

@@ -352,7 +352,7 @@ mod tests {
     use super::*;
     use crate::stream::Usage;
     use relaytop_core::protocol::openai_responses::decode::ResponsesDecoder;
-    use relaytop_core::session::EventKind;
+    use relaytop_core::session::{Completed, EventKind};
     use std::time::Duration;
 
     fn reply(finish: Finish) -> Reply {
@@ -445,16 +445,16 @@ mod tests {
             )),
             "{events:?}"
         );
-        let Some(EventKind::Done {
+        let Some(EventKind::Done(done)) = events.last() else {
+            panic!("{events:?}")
+        };
+        let Completed {
             tokens,
             reported_cost_usd,
             finish_reason,
             answer_us,
             ..
-        }) = events.last()
-        else {
-            panic!("{events:?}")
-        };
+        } = &**done;
         assert_eq!(
             (
                 tokens.input,
@@ -480,7 +480,8 @@ mod tests {
         let events = decode(&body);
         assert!(matches!(
             events.last(),
-            Some(EventKind::Done { finish_reason: Some(f), .. }) if f == "max_output_tokens"
+            Some(EventKind::Done(done))
+                if done.finish_reason.as_deref() == Some("max_output_tokens")
         ));
 
         let mut r = reply(Finish::Stop);

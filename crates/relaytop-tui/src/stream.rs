@@ -11,7 +11,7 @@ use std::collections::VecDeque;
 use unicode_width::UnicodeWidthChar;
 
 use crate::format;
-use relaytop_core::session::{EventKind, RequestId, SessionEvent, SessionState};
+use relaytop_core::session::{Completed, EventKind, RequestId, SessionEvent, SessionState};
 
 /// Longest line kept, in bytes; longer streamed text continues on a new line.
 pub const MAX_LINE_BYTES: usize = 2_000;
@@ -212,16 +212,17 @@ impl StreamRing {
                 *request,
                 format!("request #{request} · {model}"),
             ),
-            EventKind::Done {
-                request,
-                ttft_us,
-                answer_us,
-                total_us,
-                tokens,
-                finish_reason,
-                cut,
-                ..
-            } => {
+            EventKind::Done(done) => {
+                let Completed {
+                    request,
+                    ttft_us,
+                    answer_us,
+                    total_us,
+                    tokens,
+                    finish_reason,
+                    cut,
+                    ..
+                } = &**done;
                 self.last_chunk = None;
                 let mut text = format!(
                     "{} #{request} · {}{} tokens out",
@@ -448,7 +449,7 @@ mod tests {
         }
         ring.fold(&ev(
             2,
-            EventKind::Done {
+            EventKind::Done(Box::new(Completed {
                 request: 1,
                 model: String::new(),
                 ttft_us: Some(420_000),
@@ -468,7 +469,7 @@ mod tests {
                 bytes: 24,
                 cut: None,
                 text_tokens: None,
-            },
+            })),
         ));
         let texts: Vec<&str> = (ring.first_seq()..ring.end_seq())
             .map(|s| ring.get(s).unwrap().text.as_str())

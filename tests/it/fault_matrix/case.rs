@@ -180,7 +180,7 @@ pub(super) fn error(k: &EventKind) -> bool {
 }
 
 pub(super) fn done(k: &EventKind) -> bool {
-    matches!(k, EventKind::Done { .. })
+    matches!(k, EventKind::Done(_))
 }
 
 /// The cause of the one backoff so far.

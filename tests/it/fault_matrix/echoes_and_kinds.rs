@@ -76,7 +76,7 @@ async fn relay_v1_key_echoed_in_chunk_text_is_redacted() {
     ]])
     .await;
     let mut c = start(spec(&relay.url(), probe(10_000), quiet(quick(50))));
-    c.expect("the response", |k| matches!(k, EventKind::Done { .. }))
+    c.expect("the response", |k| matches!(k, EventKind::Done(_)))
         .await;
     let chunks: Vec<String> =
         c.s.seen
@@ -122,7 +122,7 @@ async fn openai_sse_key_echoed_in_a_401_body_and_in_chunk_text_is_redacted() {
     );
     let (url, task) = http_relay(models_ok(), http("200 OK", "text/event-stream", "", &body)).await;
     let mut c = start(sse_spec(&url));
-    c.expect("the response", |k| matches!(k, EventKind::Done { .. }))
+    c.expect("the response", |k| matches!(k, EventKind::Done(_)))
         .await;
     assert!(
         c.s.seen.iter().any(

@@ -6,7 +6,7 @@ use std::time::Duration;
 use crate::support::proxy::{Latency, Proxy, Slicer, Timeout};
 use crate::support::rogue::{self, Act, Rogue};
 use crate::support::{chat, fast_timing, probe, sim, spec};
-use relaytop_core::session::{ErrorKind, EventKind, SessionCommand, SessionState};
+use relaytop_core::session::{Completed, ErrorKind, EventKind, SessionCommand, SessionState};
 use relaytop_sim::SimProfile;
 
 use super::case::{
@@ -63,12 +63,12 @@ async fn slow_token_stream_is_not_a_dead_peer() {
     timing.dead_after = Duration::from_millis(800);
     let mut c = start(spec(&proxy.ws_url("/v1/stream"), probe(100), timing));
     let response = c.expect("a slow response", done).await;
-    let EventKind::Done {
-        chunks, total_us, ..
-    } = response.kind
-    else {
+    let EventKind::Done(completed) = response.kind else {
         unreachable!()
     };
+    let Completed {
+        chunks, total_us, ..
+    } = *completed;
     assert_eq!(chunks, 8);
     assert!(total_us >= 1_500_000, "the stream was slow: {total_us} µs");
     assert_eq!(c.count(error), 0, "no dead peer:\n{}", c.story());
@@ -189,9 +189,10 @@ async fn frames_sliced_into_single_bytes_arrive_whole() {
     });
     let mut c = start(spec(&proxy.ws_url("/v1/stream"), probe(100), fast_timing()));
     let response = c.expect("a response", done).await;
-    let EventKind::Done { chunks, tokens, .. } = response.kind else {
+    let EventKind::Done(completed) = response.kind else {
         unreachable!()
     };
+    let Completed { chunks, tokens, .. } = *completed;
     assert_eq!((chunks, tokens.output), (10, 10));
     c.expect("a pong", |k| matches!(k, EventKind::Pong { .. }))
         .await;

@@ -500,7 +500,7 @@ impl Accounts {
                 }
                 Vec::new()
             }
-            kind @ EventKind::Done { .. } => {
+            kind @ EventKind::Done(_) => {
                 let Some(info) = self.infos.get(event.session as usize) else {
                     return Vec::new();
                 };

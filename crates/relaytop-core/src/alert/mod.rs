@@ -179,7 +179,7 @@ impl Alerting {
         // Only these are counted: the rest (chunks, most of all) costs no lock.
         if !matches!(
             event.kind,
-            crate::session::EventKind::Done { .. }
+            crate::session::EventKind::Done(_)
                 | crate::session::EventKind::RequestFailed { .. }
                 | crate::session::EventKind::HeartbeatMissed { .. }
                 | crate::session::EventKind::Account(_)

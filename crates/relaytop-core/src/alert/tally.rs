@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use crate::config::slo::{Measured, Slos};
-use crate::session::{EventKind, SessionEvent, SessionInfo};
+use crate::session::{Completed, EventKind, SessionEvent, SessionInfo};
 
 use super::figure::{ScopeKey, ScopeKind};
 
@@ -129,13 +129,14 @@ impl Tallies {
         }
         let slo = self.slos.of(&info.provider);
         let t = match &event.kind {
-            EventKind::Done {
-                ttft_us,
-                total_us,
-                tokens,
-                cut,
-                ..
-            } => {
+            EventKind::Done(done) => {
+                let Completed {
+                    ttft_us,
+                    total_us,
+                    tokens,
+                    cut,
+                    ..
+                } = &**done;
                 let tpot_us = match ttft_us {
                     Some(ttft) if tokens.output >= 2 => {
                         Some(total_us.saturating_sub(*ttft) / (tokens.output - 1))

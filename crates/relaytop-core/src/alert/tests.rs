@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use super::*;
 use crate::config::secret::{Secret, SecretError};
 use crate::config::slo::SloConfig;
-use crate::session::{EventKind, Protocol, RequestId, Tokens};
+use crate::session::{Completed, EventKind, Protocol, RequestId, Tokens};
 
 const MS: u64 = 1_000;
 const S: u64 = 1_000_000;
@@ -56,7 +56,7 @@ fn request(session: u32, at: u64, request: RequestId, ttft: u64) -> Vec<SessionE
         ev(
             session,
             at,
-            EventKind::Done {
+            EventKind::Done(Box::new(Completed {
                 request,
                 model: "gpt-4.1".into(),
                 ttft_us: Some(ttft),
@@ -76,7 +76,7 @@ fn request(session: u32, at: u64, request: RequestId, ttft: u64) -> Vec<SessionE
                 bytes: 20,
                 cut: None,
                 text_tokens: None,
-            },
+            })),
         ),
     ]
 }

@@ -435,13 +435,11 @@ impl Inner {
                     busy.request = Some(*request);
                 }
             }
-            EventKind::Done {
-                ttft_us, total_us, ..
-            } => {
+            EventKind::Done(done) => {
                 if self.pools[i][k].busy.take().is_some() {
                     let us = match self.controller.plan().latency {
-                        LatencyKind::Ttft => ttft_us.unwrap_or(*total_us),
-                        LatencyKind::Total => *total_us,
+                        LatencyKind::Ttft => done.ttft_us.unwrap_or(done.total_us),
+                        LatencyKind::Total => done.total_us,
                     };
                     outcome = Some(Outcome::ok(Duration::from_micros(us)));
                 }

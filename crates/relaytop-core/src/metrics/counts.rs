@@ -5,7 +5,7 @@
 use serde::Serialize;
 
 use crate::cost::Cost;
-use crate::session::{ErrorKind, EventKind};
+use crate::session::{Completed, ErrorKind, EventKind};
 
 /// Longest error message or stop reason kept, in characters.
 pub const MAX_MESSAGE_CHARS: usize = 240;
@@ -318,7 +318,7 @@ impl Counts {
         match kind {
             EventKind::State(_)
             | EventKind::Marker { .. }
-            | EventKind::RateLimitStatus { .. }
+            | EventKind::RateLimitStatus(_)
             | EventKind::Account(_)
             | EventKind::RelayError(_) => {}
             EventKind::Connected { .. } => {
@@ -333,12 +333,13 @@ impl Counts {
                 inc(&mut self.chunks);
                 self.bytes = self.bytes.saturating_add(text.len() as u64);
             }
-            EventKind::Done {
-                tokens,
-                cut,
-                text_tokens,
-                ..
-            } => {
+            EventKind::Done(done) => {
+                let Completed {
+                    tokens,
+                    cut,
+                    text_tokens,
+                    ..
+                } = &**done;
                 if cut.is_some() {
                     inc(&mut self.responses_cut);
                 } else {

@@ -70,12 +70,12 @@ impl ModelStats {
     pub(super) fn absorb(&mut self, ev: &SessionEvent, seen: &Seen) {
         let at = ev.at_us;
         match &ev.kind {
-            EventKind::Done { total_us, .. } => {
+            EventKind::Done(done) => {
                 record_into(
                     &mut self.latency,
                     LatencyMetric::ResponseTime,
                     at,
-                    *total_us,
+                    done.total_us,
                     1,
                 );
             }

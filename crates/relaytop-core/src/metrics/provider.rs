@@ -271,9 +271,9 @@ impl ProviderStats {
         match &ev.kind {
             EventKind::Connected { .. } => tick(self, Tick::Connect),
             EventKind::RequestSent { .. } => tick(self, Tick::Request),
-            EventKind::Done { total_us, cut, .. } => {
+            EventKind::Done(done) => {
                 let cost = seen.cost.as_ref().map_or(0, |c| nano(c.total_usd));
-                if cut.is_some() {
+                if done.cut.is_some() {
                     // Spend counts; the response does not count as completed.
                     self.series.add(at, open, Tick::Cut);
                     self.series.add_cost(at, open, cost);
@@ -285,7 +285,7 @@ impl ProviderStats {
                         },
                     );
                 }
-                self.record(LatencyMetric::ResponseTime, at, *total_us);
+                self.record(LatencyMetric::ResponseTime, at, done.total_us);
             }
             EventKind::RequestFailed {
                 kind: crate::session::ErrorKind::Cut,

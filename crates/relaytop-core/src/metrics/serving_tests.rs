@@ -4,7 +4,7 @@
 
 use super::*;
 use crate::config::slo::Slo;
-use crate::session::{ErrorKind, EventKind, Protocol, RequestId, SessionState, Tokens};
+use crate::session::{Completed, ErrorKind, EventKind, Protocol, RequestId, SessionState, Tokens};
 
 const MS: u64 = 1_000;
 const S: u64 = 1_000_000;
@@ -80,7 +80,7 @@ fn stream(
     t += gap;
     out.push(ev(
         t,
-        EventKind::Done {
+        EventKind::Done(Box::new(Completed {
             request,
             model: "gpt-4.1".into(),
             ttft_us: Some(ttft),
@@ -97,7 +97,7 @@ fn stream(
             bytes: 4 * chunks,
             cut: cut.map(str::to_owned),
             text_tokens: Some(chunks),
-        },
+        })),
     ));
     t
 }
@@ -210,7 +210,7 @@ fn a_chunk_of_k_tokens_counts_as_k_gaps_of_gap_over_k() {
     }
     evs.push(ev(
         t,
-        EventKind::Done {
+        EventKind::Done(Box::new(Completed {
             request: 1,
             model: "m".into(),
             ttft_us: Some(S + 80 * MS),
@@ -227,7 +227,7 @@ fn a_chunk_of_k_tokens_counts_as_k_gaps_of_gap_over_k() {
             bytes: 160,
             cut: None,
             text_tokens: None,
-        },
+        })),
     ));
     let m = fold(&evs, Slo::default());
     let itl = m.providers()[0].latency(LatencyMetric::InterTokenLatency, Window::Run, t);

@@ -7,7 +7,9 @@ use serde::Serialize;
 
 use crate::config::slo::{Measured, Slo};
 use crate::cost::{ProviderPricing, Response};
-use crate::session::{EventKind, RequestId, SessionEvent, SessionInfo, SessionState, Tokens};
+use crate::session::{
+    Completed, EventKind, RequestId, SessionEvent, SessionInfo, SessionState, Tokens,
+};
 
 use super::counts::*;
 use super::latency::{
@@ -354,16 +356,17 @@ impl SessionStats {
                 self.ttft_request = Some(*request);
                 seen.ttft_us = Some(*ttft_us);
             }
-            EventKind::Done {
-                request,
-                ttft_us,
-                answer_us,
-                total_us,
-                tokens,
-                bytes,
-                cut,
-                ..
-            } => {
+            EventKind::Done(done) => {
+                let Completed {
+                    request,
+                    ttft_us,
+                    answer_us,
+                    total_us,
+                    tokens,
+                    bytes,
+                    cut,
+                    ..
+                } = &**done;
                 if let Some(ttft) = ttft_us
                     && self.ttft_request != Some(*request)
                 {

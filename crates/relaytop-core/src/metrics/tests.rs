@@ -6,7 +6,7 @@ use rand_distr::{Distribution, LogNormal};
 
 use super::*;
 use crate::cost::ProviderPricing;
-use crate::session::{ErrorKind, EventKind, Protocol, RequestId, SessionState, Tokens};
+use crate::session::{Completed, ErrorKind, EventKind, Protocol, RequestId, SessionState, Tokens};
 
 const MS: u64 = 1_000;
 const S: u64 = 1_000_000;
@@ -55,7 +55,7 @@ fn sent(request: RequestId) -> EventKind {
 }
 
 fn done(request: RequestId, ttft_us: Option<u64>, total_us: u64, tokens: Tokens) -> EventKind {
-    EventKind::Done {
+    EventKind::Done(Box::new(Completed {
         request,
         model: "gpt-4.1".into(),
         ttft_us,
@@ -68,7 +68,7 @@ fn done(request: RequestId, ttft_us: Option<u64>, total_us: u64, tokens: Tokens)
         bytes: 12,
         cut: None,
         text_tokens: None,
-    }
+    }))
 }
 
 fn tokens(input: u64, output: u64, estimated: bool) -> Tokens {
@@ -276,8 +276,8 @@ fn estimates_and_unpriced_models_are_flagged() {
         done(1, None, 100 * MS, tokens(1_000_000, 0, true)),
     ));
     let mut mystery = done(1, None, 100 * MS, tokens(10, 10, false));
-    if let EventKind::Done { model, .. } = &mut mystery {
-        *model = "mystery-1".into();
+    if let EventKind::Done(done) = &mut mystery {
+        done.model = "mystery-1".into();
     }
     m.apply(&ev(1, S, mystery.clone()));
     m.apply(&ev(1, 2 * S, mystery));

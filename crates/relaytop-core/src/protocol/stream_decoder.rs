@@ -375,17 +375,12 @@ fn done(
     let Some(mut done) = tracker.on_done(now, reported, finish_reason) else {
         return SseInbound::Nothing;
     };
-    if let EventKind::Done {
-        cut: slot,
-        reported_cost_usd,
-        ..
-    } = &mut done
-    {
+    if let EventKind::Done(completed) = &mut done {
         if let Some(cut) = cut {
             // The format's reason is the truer one (an empty reply that was also cut).
-            *slot = Some(cut);
+            completed.cut = Some(cut);
         }
-        *reported_cost_usd = usage.and_then(|u| u.cost_usd);
+        completed.reported_cost_usd = usage.and_then(|u| u.cost_usd);
     }
     out(done);
     SseInbound::ResponseDone

@@ -527,7 +527,7 @@ impl Cursor {
                         // The session reported the failure itself; the decoder's copy goes.
                         decoder.end_request(*kind, reason);
                     }
-                    EventKind::Done { .. } => {
+                    EventKind::Done(_) => {
                         // A response the session ended itself (an SSE cancel): the same.
                         decoder.end_request(ErrorKind::Other, "ended by the session");
                     }

@@ -365,7 +365,7 @@ impl Core {
     /// (a batch the consumer has emptied, or a new one as large as the last batch was): an
     /// idle session holds none.
     fn report(&mut self, event: SessionEvent) {
-        if matches!(event.kind, EventKind::Done { .. }) {
+        if matches!(event.kind, EventKind::Done(_)) {
             // A completed response is proof of health (backoff.rs: the reset rule).
             self.backoff.on_healthy();
         }
@@ -742,7 +742,7 @@ pub(crate) async fn run<T: Transport>(mut core: Box<Core>, mut transport: Box<T>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::session::{Protocol, SessionInfo, Timing};
+    use crate::session::{Completed, Protocol, SessionInfo, Timing};
 
     fn core() -> Core {
         core_with(Timing::default())
@@ -927,7 +927,7 @@ mod tests {
         core.connected(now, 4, Duration::from_millis(1));
         core.derived(
             now,
-            EventKind::Done {
+            EventKind::Done(Box::new(Completed {
                 request: 1,
                 model: "m".into(),
                 ttft_us: None,
@@ -940,7 +940,7 @@ mod tests {
                 bytes: 0,
                 cut: None,
                 text_tokens: None,
-            },
+            })),
         );
         assert_eq!(core.backoff.attempt(), 0);
     }

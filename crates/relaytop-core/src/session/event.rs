@@ -184,6 +184,57 @@ impl ErrorKind {
     }
 }
 
+/// A completed response: what `EventKind::Done` carries.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Completed {
+    pub request: RequestId,
+    pub model: String,
+    /// Time to first token; `None` when the response carried no text.
+    pub ttft_us: Option<u64>,
+    /// Time to the first answer token, when thinking came before it (when it did not,
+    /// the first answer token is the first token).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answer_us: Option<u64>,
+    /// From sending the request to `done`.
+    pub total_us: u64,
+    pub tokens: Tokens,
+    /// Cost in US dollars reported by the relay, when it reports one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reported_cost_usd: Option<f64>,
+    pub finish_reason: Option<String>,
+    pub chunks: u32,
+    /// Output bytes (UTF-8) of the response text.
+    pub bytes: u64,
+    /// Set when the response ended cleanly yet was cut short: a chat stream whose usage
+    /// and `[DONE]` came though no choice carried a `finish_reason`, a Responses
+    /// `incomplete`, an empty response. Says why. Absent in older recordings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cut: Option<String>,
+    /// Output tokens relaytop counted in the answer text with a tokenizer, when it
+    /// counted them (for the usage audit, or as the estimate when no usage came).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text_tokens: Option<u64>,
+}
+
+/// The relay's own account of its rate limits (`EventKind::RateLimitStatus`). Each field is
+/// absent when the relay did not say; resets are in milliseconds from when the event was
+/// reported.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RateLimits {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests_limit: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests_remaining: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests_reset_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens_limit: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens_remaining: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens_reset_ms: Option<u64>,
+}
+
 /// What happened.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -215,36 +266,9 @@ pub enum EventKind {
         request: RequestId,
         text: compact_str::CompactString,
     },
-    /// A response completed.
-    Done {
-        request: RequestId,
-        model: String,
-        /// Time to first token; `None` when the response carried no text.
-        ttft_us: Option<u64>,
-        /// Time to the first answer token, when thinking came before it (when it did not,
-        /// the first answer token is the first token).
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        answer_us: Option<u64>,
-        /// From sending the request to `done`.
-        total_us: u64,
-        tokens: Tokens,
-        /// Cost in US dollars reported by the relay, when it reports one.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        reported_cost_usd: Option<f64>,
-        finish_reason: Option<String>,
-        chunks: u32,
-        /// Output bytes (UTF-8) of the response text.
-        bytes: u64,
-        /// Set when the response ended cleanly yet was cut short: a chat stream whose usage
-        /// and `[DONE]` came though no choice carried a `finish_reason`, a Responses
-        /// `incomplete`, an empty response. Says why. Absent in older recordings.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        cut: Option<String>,
-        /// Output tokens relaytop counted in the answer text with a tokenizer, when it
-        /// counted them (for the usage audit, or as the estimate when no usage came).
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        text_tokens: Option<u64>,
-    },
+    /// A response completed. Boxed: unboxed, its 216 bytes would set the size of every event
+    /// (a chunk needs 32), and there is only one per response.
+    Done(Box<Completed>),
     /// A request ended without `done` (an error frame, a drop mid-stream, a timeout).
     RequestFailed {
         request: RequestId,
@@ -301,21 +325,9 @@ pub enum EventKind {
     Marker { label: String },
     /// The relay's own account of its rate limits: openai-sse's `x-ratelimit-*` response
     /// headers, or openai-realtime's `rate_limits.updated`. Each field is absent when the relay
-    /// did not say; resets are in milliseconds from when the event was reported.
-    RateLimitStatus {
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        requests_limit: Option<u64>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        requests_remaining: Option<u64>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        requests_reset_ms: Option<u64>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        tokens_limit: Option<u64>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        tokens_remaining: Option<u64>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        tokens_reset_ms: Option<u64>,
-    },
+    /// did not say; resets are in milliseconds from when the event was reported. Boxed, as
+    /// `Done` is: one per response at most, and three times a chunk's size.
+    RateLimitStatus(Box<RateLimits>),
     /// A reading of the provider's account (`crate::account`), reported on behalf of the
     /// provider's first session so that its recording holds it.
     Account(Box<crate::account::AccountReading>),
@@ -352,13 +364,9 @@ impl EventKind {
                 }
             }
             EventKind::RequestSent { model, .. } => text(model, key),
-            EventKind::Done {
-                model,
-                finish_reason,
-                ..
-            } => {
-                text(model, key);
-                if let Some(reason) = finish_reason {
+            EventKind::Done(done) => {
+                text(&mut done.model, key);
+                if let Some(reason) = &mut done.finish_reason {
                     text(reason, key);
                 }
             }
@@ -387,7 +395,7 @@ impl EventKind {
             | EventKind::FirstToken { .. }
             | EventKind::Pong { .. }
             | EventKind::HeartbeatMissed { .. }
-            | EventKind::RateLimitStatus { .. } => {}
+            | EventKind::RateLimitStatus(_) => {}
         }
     }
 }
@@ -521,5 +529,99 @@ mod tests {
         ));
         assert!(Scrub::new(&Secret::new("  ")).is_none());
         assert_eq!(format!("{scrub:?}"), "Scrub([REDACTED])");
+        let mut done = EventKind::Done(Box::new(Completed {
+            model: format!("m-{KEY}"),
+            finish_reason: Some(format!("{KEY}!")),
+            ..Completed::default()
+        }));
+        done.scrub(&scrub);
+        assert_eq!(
+            done,
+            EventKind::Done(Box::new(Completed {
+                model: "m-[REDACTED]".into(),
+                finish_reason: Some("[REDACTED]!".into()),
+                ..Completed::default()
+            }))
+        );
+    }
+
+    #[test]
+    fn an_event_stays_small() {
+        // Every event is moved a few times on the hot path (decoder, session channel, fold,
+        // recorder), up to a million a second, and an enum is as large as its largest variant:
+        // large, rare variants are boxed so that a chunk does not copy 232 bytes.
+        let size = std::mem::size_of::<SessionEvent>();
+        assert!(size <= 80, "SessionEvent takes {size} bytes");
+    }
+
+    #[test]
+    fn boxed_events_serialize_flat_and_round_trip() {
+        // Recordings, `replay --format json` and exports hold the fields beside `type`, as
+        // they were when the variants held them inline.
+        let done = SessionEvent {
+            session: 2,
+            at_us: 1_500_000,
+            kind: EventKind::Done(Box::new(Completed {
+                request: 3,
+                model: "gpt-4.1".into(),
+                ttft_us: Some(420_000),
+                answer_us: None,
+                total_us: 1_200_000,
+                tokens: Tokens {
+                    input: 9,
+                    output: 12,
+                    cached_input: 3,
+                    cache_write_input: 0,
+                    reasoning_output: 4,
+                    estimated: false,
+                },
+                reported_cost_usd: None,
+                finish_reason: Some("stop".into()),
+                chunks: 12,
+                bytes: 48,
+                cut: None,
+                text_tokens: None,
+            })),
+        };
+        let json = serde_json::to_string(&done).unwrap();
+        assert_eq!(
+            json,
+            r#"{"session":2,"at_us":1500000,"kind":{"type":"done","request":3,"model":"gpt-4.1","ttft_us":420000,"total_us":1200000,"tokens":{"input":9,"output":12,"cached_input":3,"reasoning_output":4,"estimated":false},"finish_reason":"stop","chunks":12,"bytes":48}}"#
+        );
+        assert_eq!(serde_json::from_str::<SessionEvent>(&json).unwrap(), done);
+
+        let cut = EventKind::Done(Box::new(Completed {
+            request: 1,
+            model: "m".into(),
+            answer_us: Some(5),
+            total_us: 9,
+            reported_cost_usd: Some(0.25),
+            cut: Some("empty response".into()),
+            text_tokens: Some(11),
+            ..Completed::default()
+        }));
+        let json = serde_json::to_string(&cut).unwrap();
+        assert_eq!(
+            json,
+            r#"{"type":"done","request":1,"model":"m","ttft_us":null,"answer_us":5,"total_us":9,"tokens":{"input":0,"output":0,"cached_input":0,"estimated":false},"reported_cost_usd":0.25,"finish_reason":null,"chunks":0,"bytes":0,"cut":"empty response","text_tokens":11}"#
+        );
+        assert_eq!(serde_json::from_str::<EventKind>(&json).unwrap(), cut);
+
+        let limits = EventKind::RateLimitStatus(Box::new(RateLimits {
+            requests_limit: Some(10_000),
+            requests_remaining: Some(9_998),
+            tokens_reset_ms: Some(0),
+            ..RateLimits::default()
+        }));
+        let json = serde_json::to_string(&limits).unwrap();
+        assert_eq!(
+            json,
+            r#"{"type":"rate_limit_status","requests_limit":10000,"requests_remaining":9998,"tokens_reset_ms":0}"#
+        );
+        assert_eq!(serde_json::from_str::<EventKind>(&json).unwrap(), limits);
+        assert_eq!(
+            serde_json::from_str::<EventKind>(r#"{"type":"rate_limit_status"}"#).unwrap(),
+            EventKind::RateLimitStatus(Box::default())
+        );
     }
 }

@@ -24,7 +24,8 @@ pub mod tap;
 pub mod workload;
 
 pub use event::{
-    ErrorKind, EventKind, RequestId, SessionEvent, SessionId, SessionState, Tokens, Watch,
+    Completed, ErrorKind, EventKind, RateLimits, RequestId, SessionEvent, SessionId, SessionState,
+    Tokens, Watch,
 };
 pub use handle::{
     HttpCheck, RunClock, SessionCommand, SessionHandle, http_check, http_classify, spawn,

@@ -14,7 +14,7 @@
 use std::time::Duration;
 
 use crate::session::event::micros;
-use crate::session::{ErrorKind, EventKind, RequestId, Tokens};
+use crate::session::{Completed, ErrorKind, EventKind, RequestId, Tokens};
 use crate::tokenize::Counter;
 
 /// Most text (answer, and thinking apart) kept of one response for counting its tokens; the
@@ -268,7 +268,7 @@ impl ResponseTracker {
                 }
             }
         };
-        Some(EventKind::Done {
+        Some(EventKind::Done(Box::new(Completed {
             request: r.request,
             model: r.model,
             ttft_us: r
@@ -286,7 +286,7 @@ impl ResponseTracker {
             cut: (r.chars == 0 && finish_reason != Some("cancelled"))
                 .then(|| EMPTY_RESPONSE.to_owned()),
             text_tokens,
-        })
+        })))
     }
 
     /// The request under way failed: the event to report, or `None` if none was under way.
@@ -345,7 +345,7 @@ mod tests {
             .unwrap();
         assert_eq!(
             done,
-            EventKind::Done {
+            EventKind::Done(Box::new(Completed {
                 request: 1,
                 model: "gpt-4.1".into(),
                 ttft_us: Some(420_000),
@@ -365,7 +365,7 @@ mod tests {
                 bytes: 6,
                 cut: None,
                 text_tokens: Some(2),
-            }
+            }))
         );
         assert_eq!(t.in_flight(), None);
     }
@@ -375,14 +375,14 @@ mod tests {
         let mut t = ResponseTracker::new();
         t.begin(ms(0), "m", 7);
         t.on_chunk(ms(1), "héllo wörld", |_| {});
-        let Some(EventKind::Done {
+        let Some(EventKind::Done(done)) = t.on_done(ms(2), None, None) else {
+            panic!("expected done");
+        };
+        let Completed {
             tokens,
             text_tokens,
             ..
-        }) = t.on_done(ms(2), None, None)
-        else {
-            panic!("expected done");
-        };
+        } = *done;
         // Counted with o200k_base (the tokenizer for families it has no table of).
         let counted = Counter::for_model("m").count("héllo wörld").tokens;
         assert_eq!(text_tokens, Some(counted));

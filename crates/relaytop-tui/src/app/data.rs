@@ -223,27 +223,20 @@ impl Data {
         self.log.fold(event, &name);
         if let Some(view) = self.view_mut(event.session) {
             view.stream.fold(event);
-            match event.kind {
+            match &event.kind {
                 EventKind::HeartbeatMissed { .. } => {
                     view.last_missed_heartbeat_us = Some(event.at_us);
                 }
                 EventKind::Connected { .. } => view.connected_at_us = Some(event.at_us),
-                EventKind::RateLimitStatus {
-                    requests_limit,
-                    requests_remaining,
-                    requests_reset_ms,
-                    tokens_limit,
-                    tokens_remaining,
-                    tokens_reset_ms,
-                } => {
+                EventKind::RateLimitStatus(status) => {
                     view.rate_limits = Some(RateLimits {
                         at_us: event.at_us,
-                        requests_limit,
-                        requests_remaining,
-                        requests_reset_ms,
-                        tokens_limit,
-                        tokens_remaining,
-                        tokens_reset_ms,
+                        requests_limit: status.requests_limit,
+                        requests_remaining: status.requests_remaining,
+                        requests_reset_ms: status.requests_reset_ms,
+                        tokens_limit: status.tokens_limit,
+                        tokens_remaining: status.tokens_remaining,
+                        tokens_reset_ms: status.tokens_reset_ms,
                     });
                 }
                 _ => {}

@@ -16,7 +16,7 @@ use crate::format;
 use crate::theme::Theme;
 use relaytop_core::cost::{ProviderPricing, Response};
 use relaytop_core::session::{
-    ErrorKind, EventKind, Protocol, RequestId, SessionCommand, SessionEvent, SessionId,
+    Completed, ErrorKind, EventKind, Protocol, RequestId, SessionCommand, SessionEvent, SessionId,
     SessionState,
 };
 
@@ -473,16 +473,17 @@ impl ChatPane {
                     turn.touch();
                 }
             }
-            EventKind::Done {
-                request,
-                model,
-                ttft_us,
-                total_us,
-                tokens,
-                reported_cost_usd,
-                finish_reason,
-                ..
-            } => {
+            EventKind::Done(done) => {
+                let Completed {
+                    request,
+                    model,
+                    ttft_us,
+                    total_us,
+                    tokens,
+                    reported_cost_usd,
+                    finish_reason,
+                    ..
+                } = &**done;
                 // The model the `Done` names, as it names it (the pane does not fall back on
                 // the session's model).
                 let cost = self.pricing.cost(&Response {

@@ -12,8 +12,8 @@ use crate::format;
 use crate::theme::Theme;
 use relaytop_core::cost::{ProviderPricing, response_cost};
 use relaytop_core::session::{
-    ErrorKind, EventKind, Protocol, RequestId, SessionCommand, SessionEvent, SessionInfo,
-    SessionState, Tokens,
+    Completed, ErrorKind, EventKind, Protocol, RequestId, SessionCommand, SessionEvent,
+    SessionInfo, SessionState, Tokens,
 };
 
 fn info() -> SessionInfo {
@@ -79,7 +79,7 @@ fn reply(pane: &mut ChatPane, request: RequestId, at: u64, chunks: &[&str]) {
     }
     pane.apply(&event(
         at + 1800,
-        EventKind::Done {
+        EventKind::Done(Box::new(Completed {
             request,
             model: "gpt-4.1".into(),
             ttft_us: Some(412_000),
@@ -99,7 +99,7 @@ fn reply(pane: &mut ChatPane, request: RequestId, at: u64, chunks: &[&str]) {
             bytes: 100,
             cut: None,
             text_tokens: None,
-        },
+        })),
     ));
 }
 
@@ -227,7 +227,7 @@ fn esc_cancels_a_streaming_reply_then_leaves() {
     // A cancelled reply is marked so.
     p.apply(&event(
         10,
-        EventKind::Done {
+        EventKind::Done(Box::new(Completed {
             request: 1,
             model: "gpt-4.1".into(),
             ttft_us: None,
@@ -240,7 +240,7 @@ fn esc_cancels_a_streaming_reply_then_leaves() {
             bytes: 0,
             cut: None,
             text_tokens: None,
-        },
+        })),
     ));
     assert_eq!(p.turns().next().unwrap().status, ReplyStatus::Cancelled);
     assert!(!p.busy());

@@ -12,7 +12,8 @@ use crate::app::{App, Effect, SessionSetup};
 use crate::render;
 use relaytop_core::cost::{Pricing, ProviderPricing};
 use relaytop_core::session::{
-    ErrorKind, EventKind, Protocol, SessionEvent, SessionId, SessionInfo, SessionState, Tokens,
+    Completed, ErrorKind, EventKind, Protocol, SessionEvent, SessionId, SessionInfo, SessionState,
+    Tokens,
 };
 
 pub(super) const S: u64 = 1_000_000;
@@ -217,7 +218,7 @@ pub(super) fn events() -> Vec<SessionEvent> {
             push(
                 id,
                 done_at,
-                EventKind::Done {
+                EventKind::Done(Box::new(Completed {
                     request,
                     model: model.into(),
                     ttft_us: Some(ttft),
@@ -237,7 +238,7 @@ pub(super) fn events() -> Vec<SessionEvent> {
                     bytes: 70,
                     cut: None,
                     text_tokens: None,
-                },
+                })),
             );
             push(id, done_at, EventKind::State(SessionState::Open));
         }

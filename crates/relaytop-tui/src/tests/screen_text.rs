@@ -4,7 +4,7 @@
 use crossterm::event::KeyCode;
 
 use crate::theme::{Role, Theme};
-use relaytop_core::session::{EventKind, SessionEvent};
+use relaytop_core::session::{EventKind, RateLimits, SessionEvent};
 
 use super::fixture::{NOW, S, draw, fixture, press, screen_text};
 
@@ -55,14 +55,14 @@ fn the_relays_rate_limits_show_under_the_stream() {
     app.apply(&SessionEvent {
         session: 7,
         at_us: NOW - S,
-        kind: EventKind::RateLimitStatus {
+        kind: EventKind::RateLimitStatus(Box::new(RateLimits {
             requests_limit: Some(60),
             requests_remaining: Some(4),
             requests_reset_ms: Some(3_000),
             tokens_limit: Some(150_000),
             tokens_remaining: Some(149_000),
             tokens_reset_ms: None,
-        },
+        })),
     });
     let text = screen_text(&draw(&mut app, 200, 50));
     assert!(

@@ -10,7 +10,7 @@ use reqwest::header::HeaderMap;
 
 use crate::protocol::anthropic_messages::wire::MessagesError;
 use crate::session::connect::status_kind;
-use crate::session::{ErrorKind, EventKind};
+use crate::session::{ErrorKind, EventKind, RateLimits};
 use crate::transport::http_stream::Action;
 
 pub use crate::protocol::openai_chat::policy::should_retry;
@@ -169,14 +169,14 @@ pub fn rate_limit_event(headers: &HeaderMap, now: DateTime<Utc>) -> Option<Event
     if requests == (None, None, None) && tokens == (None, None, None) {
         return None;
     }
-    Some(EventKind::RateLimitStatus {
+    Some(EventKind::RateLimitStatus(Box::new(RateLimits {
         requests_limit: requests.0,
         requests_remaining: requests.1,
         requests_reset_ms: requests.2,
         tokens_limit: tokens.0,
         tokens_remaining: tokens.1,
         tokens_reset_ms: tokens.2,
-    })
+    })))
 }
 
 #[cfg(test)]
@@ -349,14 +349,14 @@ mod tests {
         }
         assert_eq!(
             rate_limit_event(&h, now),
-            Some(EventKind::RateLimitStatus {
+            Some(EventKind::RateLimitStatus(Box::new(RateLimits {
                 requests_limit: Some(50),
                 requests_remaining: Some(49),
                 requests_reset_ms: Some(1500),
                 tokens_limit: Some(40000),
                 tokens_remaining: None,
                 tokens_reset_ms: Some(0),
-            })
+            })))
         );
         // Input tokens stand in for tokens; retry-after for a reset that cannot be read.
         let mut h = HeaderMap::new();
@@ -370,14 +370,14 @@ mod tests {
         }
         assert_eq!(
             rate_limit_event(&h, now),
-            Some(EventKind::RateLimitStatus {
+            Some(EventKind::RateLimitStatus(Box::new(RateLimits {
                 requests_limit: None,
                 requests_remaining: None,
                 requests_reset_ms: None,
                 tokens_limit: Some(30000),
                 tokens_remaining: Some(0),
                 tokens_reset_ms: Some(7000),
-            })
+            })))
         );
         // retry-after alone is not a rate-limit status.
         let mut h = HeaderMap::new();

@@ -124,7 +124,7 @@ impl SseFormat for GeminiFormat {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::session::EventKind;
+    use crate::session::{Completed, EventKind};
     use std::time::Duration;
 
     fn ms(ms: u64) -> Duration {
@@ -167,17 +167,17 @@ mod tests {
             d.on_end(ms(300), &mut |e| events.push(e), &mut |_| {}),
             SseInbound::ResponseDone
         );
-        let EventKind::Done {
+        let EventKind::Done(done) = &events[0] else {
+            panic!("{events:?}");
+        };
+        let Completed {
             ttft_us,
             answer_us,
             tokens,
             finish_reason,
             total_us,
             ..
-        } = &events[0]
-        else {
-            panic!("{events:?}");
-        };
+        } = &**done;
         assert_eq!(*ttft_us, Some(100_000));
         assert_eq!(*answer_us, Some(250_000));
         assert_eq!(*total_us, 300_000);

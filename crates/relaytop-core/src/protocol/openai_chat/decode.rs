@@ -154,7 +154,8 @@ mod tests {
         assert_eq!(inbound, SseInbound::ResponseDone);
         assert!(matches!(
             &events[0],
-            EventKind::Done { tokens, finish_reason: Some(f), .. } if tokens.estimated && f == "stop"
+            EventKind::Done(done)
+                if done.tokens.estimated && done.finish_reason.as_deref() == Some("stop")
         ));
     }
 
@@ -174,7 +175,8 @@ mod tests {
         );
         assert!(matches!(
             &events[0],
-            EventKind::Done { finish_reason: Some(f), tokens, .. } if f == "cancelled" && tokens.estimated
+            EventKind::Done(done)
+                if done.finish_reason.as_deref() == Some("cancelled") && done.tokens.estimated
         ));
         assert_eq!(d.in_flight(), None);
     }

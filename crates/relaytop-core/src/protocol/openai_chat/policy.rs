@@ -7,7 +7,7 @@ use reqwest::header::HeaderMap;
 
 use crate::protocol::openai_chat::wire::{ApiError, RateLimitHeaders};
 use crate::session::connect::status_kind;
-use crate::session::{ErrorKind, EventKind};
+use crate::session::{ErrorKind, EventKind, RateLimits};
 use crate::transport::http_stream::Action;
 
 /// Classifies a non-2xx answer by its status, its error body and `x-should-retry`.
@@ -69,13 +69,15 @@ pub fn error_kind(error: &ApiError<'_>) -> ErrorKind {
 /// The `RateLimitStatus` event of a response's headers, when it has any `x-ratelimit-*`.
 pub fn rate_limit_event(headers: &HeaderMap) -> Option<EventKind> {
     let r = RateLimitHeaders::read(|name| headers.get(name).and_then(|v| v.to_str().ok()));
-    (!r.is_empty()).then_some(EventKind::RateLimitStatus {
-        requests_limit: r.requests_limit,
-        requests_remaining: r.requests_remaining,
-        requests_reset_ms: r.requests_reset_ms,
-        tokens_limit: r.tokens_limit,
-        tokens_remaining: r.tokens_remaining,
-        tokens_reset_ms: r.tokens_reset_ms,
+    (!r.is_empty()).then(|| {
+        EventKind::RateLimitStatus(Box::new(RateLimits {
+            requests_limit: r.requests_limit,
+            requests_remaining: r.requests_remaining,
+            requests_reset_ms: r.requests_reset_ms,
+            tokens_limit: r.tokens_limit,
+            tokens_remaining: r.tokens_remaining,
+            tokens_reset_ms: r.tokens_reset_ms,
+        }))
     })
 }
 

@@ -12,7 +12,7 @@ use crate::protocol::openai_realtime::wire::{RealtimeError, ResponseStatus, Serv
 use crate::session::ratelimit::SlowDown;
 use crate::session::response::ResponseTracker;
 use crate::session::response::incomplete_cut;
-use crate::session::{ErrorKind, EventKind, RequestId, Tokens};
+use crate::session::{ErrorKind, EventKind, RateLimits, RequestId, Tokens};
 
 /// What a server event meant for the session, beyond the events it produced.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -200,17 +200,17 @@ impl RealtimeDecoder {
                 let Some(mut done) = self.tracker.on_done(now, reported, Some(finish)) else {
                     return RealtimeInbound::Nothing;
                 };
-                if let EventKind::Done { cut, .. } = &mut done
+                if let EventKind::Done(completed) = &mut done
                     && finish == "incomplete"
                 {
                     // An `incomplete` that is no length limit or filter: not whole.
-                    *cut = Some(incomplete_cut(reason.as_deref()));
+                    completed.cut = Some(incomplete_cut(reason.as_deref()));
                 }
                 out(done);
                 RealtimeInbound::ResponseDone
             }
             ServerEvent::RateLimitsUpdated { limits } => {
-                let mut event = EventKind::RateLimitStatus {
+                let mut status = RateLimits {
                     requests_limit: None,
                     requests_remaining: None,
                     requests_reset_ms: None,
@@ -218,17 +218,14 @@ impl RealtimeDecoder {
                     tokens_remaining: None,
                     tokens_reset_ms: None,
                 };
-                let EventKind::RateLimitStatus {
+                let RateLimits {
                     requests_limit,
                     requests_remaining,
                     requests_reset_ms,
                     tokens_limit,
                     tokens_remaining,
                     tokens_reset_ms,
-                } = &mut event
-                else {
-                    return RealtimeInbound::Nothing;
-                };
+                } = &mut status;
                 for limit in limits {
                     let reset_ms = limit
                         .reset_seconds
@@ -248,7 +245,7 @@ impl RealtimeDecoder {
                         _ => {}
                     }
                 }
-                out(event);
+                out(EventKind::RateLimitStatus(Box::new(status)));
                 RealtimeInbound::Nothing
             }
             ServerEvent::Error(error) => {
@@ -292,6 +289,7 @@ impl RealtimeDecoder {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::session::Completed;
 
     fn ms(ms: u64) -> Duration {
         Duration::from_millis(ms)
@@ -331,14 +329,14 @@ mod tests {
             r#"{"type":"response.done","response":{"status":"completed","usage":{"input_tokens":100,"output_tokens":5,"input_token_details":{"cached_tokens":64}}}}"#,
         );
         assert_eq!(i, RealtimeInbound::ResponseDone);
-        let EventKind::Done {
+        let EventKind::Done(done) = &e[0] else {
+            panic!("{e:?}")
+        };
+        let Completed {
             tokens,
             finish_reason,
             ..
-        } = &e[0]
-        else {
-            panic!("{e:?}")
-        };
+        } = &**done;
         assert_eq!(
             (tokens.input, tokens.cached_input, tokens.output),
             (100, 64, 5)

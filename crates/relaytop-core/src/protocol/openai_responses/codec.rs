@@ -103,7 +103,7 @@ mod tests {
     use super::*;
     use crate::config::secret::Secret;
     use crate::protocol::relay_v1::{ChatMessage, Role};
-    use crate::session::{ErrorKind, Protocol, SessionInfo, Timing, Workload};
+    use crate::session::{ErrorKind, Protocol, RateLimits, SessionInfo, Timing, Workload};
     use crate::transport::http_stream::Action;
 
     fn spec(url: &str, auth: AuthStyle) -> SessionSpec {
@@ -256,14 +256,14 @@ mod tests {
         headers.insert("x-ratelimit-reset-tokens", HeaderValue::from_static("1.5s"));
         assert_eq!(
             codec.rate_limits(&headers),
-            Some(EventKind::RateLimitStatus {
+            Some(EventKind::RateLimitStatus(Box::new(RateLimits {
                 requests_limit: Some(500),
                 requests_remaining: None,
                 requests_reset_ms: None,
                 tokens_limit: None,
                 tokens_remaining: Some(9000),
                 tokens_reset_ms: Some(1500),
-            })
+            })))
         );
     }
 }

@@ -216,7 +216,7 @@ fn stream_usage(u: Usage) -> StreamUsage {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::session::EventKind;
+    use crate::session::{Completed, EventKind};
     use std::time::Duration;
 
     fn ms(ms: u64) -> Duration {
@@ -429,16 +429,16 @@ mod tests {
             }
         );
         let done = events.last().unwrap();
-        let EventKind::Done {
+        let EventKind::Done(completed) = done else {
+            panic!("{done:?}")
+        };
+        let Completed {
             ttft_us,
             answer_us,
             tokens,
             finish_reason,
             ..
-        } = done
-        else {
-            panic!("{done:?}")
-        };
+        } = &**completed;
         assert_eq!((*ttft_us, *answer_us), (Some(100_000), Some(300_000)));
         assert_eq!(
             (tokens.input, tokens.output, tokens.reasoning_output),
