@@ -106,10 +106,12 @@ pub fn resident_bytes() -> Option<u64> {
     Some(pages * 4096)
 }
 
-/// Runs the agent until SIGTERM or SIGINT; prints the summary to `out` at the end.
+/// Runs the agent until SIGTERM or SIGINT (taken by `signals`); prints the summary to `out` at
+/// the end.
 pub async fn run(
     world: &World,
     options: &AgentOptions,
+    mut signals: Signals,
     out: &mut (dyn Write + Send),
 ) -> anyhow::Result<Report> {
     let (mut run, mut events) = Run::start(world, RunSetup::default())?;
@@ -135,7 +137,6 @@ pub async fn run(
     let record_root = world.recording.as_ref().map(|r| r.root.clone());
     let current_dir = run.recorder().map(|r| r.dir().to_owned());
 
-    let mut signals = Signals::new()?;
     eprintln!(
         "relaytop agent: {} sessions ({}); SIGHUP reloads, SIGTERM or Ctrl-C stops",
         infos.len(),
@@ -272,15 +273,17 @@ enum Signal {
     Reload,
 }
 
-/// SIGTERM and SIGINT stop the agent; SIGHUP reloads it.
-struct Signals {
+/// SIGTERM and SIGINT stop the agent; SIGHUP reloads it. Taken before `/healthz` is served:
+/// a supervisor that reloads as soon as it answers must not end the agent with a SIGHUP that
+/// comes before the handler (the signal's default action ends the process).
+pub struct Signals {
     term: tokio::signal::unix::Signal,
     int: tokio::signal::unix::Signal,
     hup: tokio::signal::unix::Signal,
 }
 
 impl Signals {
-    fn new() -> anyhow::Result<Signals> {
+    pub fn new() -> anyhow::Result<Signals> {
         use tokio::signal::unix::{SignalKind, signal};
         Ok(Signals {
             term: signal(SignalKind::terminate())?,

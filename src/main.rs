@@ -261,6 +261,7 @@ async fn run_agent(
         }
         r
     });
+    let signals = relaytop::agent::Signals::new()?;
     let url = world.serve_metrics(listen).await?;
     eprintln!(
         "relaytop agent: location {location}; Prometheus metrics at {url}, health at http://{}/healthz",
@@ -273,7 +274,7 @@ async fn run_agent(
         budget,
     };
     let mut stdout = std::io::BufWriter::new(std::io::stdout());
-    let result = relaytop::agent::run(&world, &options, &mut stdout).await;
+    let result = relaytop::agent::run(&world, &options, signals, &mut stdout).await;
     drop(stdout);
     if let Some(dir) = world.recording_dir() {
         eprintln!("relaytop agent: recorded to {}", dir.display());
