@@ -87,9 +87,7 @@ pub async fn run(
     };
 
     if options.speed == Speed::AsFastAsPossible {
-        while let Some(event) = replay.next_event() {
-            write_event(&event, &mut accounts, out)?;
-        }
+        replay.play_to_end(|event| write_event(event, &mut accounts, out))?;
     } else {
         let ctrl_c = tokio::signal::ctrl_c();
         tokio::pin!(ctrl_c);

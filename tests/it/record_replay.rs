@@ -592,6 +592,37 @@ fn reading_ahead_on_its_own_thread_plays_what_reading_in_place_plays() {
     );
     assert_eq!(report(&sought), report(&in_place));
 
+    // Played to the end by reference: the same events, figures, statistics and markers, read
+    // ahead or in place; an error stops it, and the events after it are still handed out.
+    for forward_only in [true, false] {
+        let mut lent = open(&dir);
+        if forward_only {
+            lent.play_forward_only();
+        }
+        let mut seen = Vec::new();
+        let stopped = lent.play_to_end(|e| {
+            seen.push(e.clone());
+            if seen.len() == 50 {
+                Err("stop")
+            } else {
+                Ok(())
+            }
+        });
+        assert_eq!(stopped, Err("stop"));
+        assert_eq!(lent.next_event().as_ref(), expected.get(50));
+        seen.extend(expected.get(50).cloned());
+        lent.play_to_end(|e| {
+            seen.push(e.clone());
+            Ok::<(), ()>(())
+        })
+        .unwrap();
+        assert!(seen == expected, "the events lent differ");
+        assert!(lent.at_end());
+        assert_eq!(lent.read_stats(), in_place.read_stats());
+        assert_eq!(report(&lent), report(&in_place));
+        assert_eq!(lent.markers(), in_place.markers());
+    }
+
     // Dropped halfway, the reading thread goes with it.
     let mut dropped = open(&dir);
     dropped.play_forward_only();

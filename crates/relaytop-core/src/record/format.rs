@@ -370,6 +370,105 @@ fn parse_text_line(line: &[u8]) -> Option<Record> {
     })
 }
 
+/// A byte cursor over a line as relaytop's own writer makes it, for the fast paths of
+/// `parse_local_line`: each step takes exactly the piece it expects or gives up (`None`),
+/// and the line goes to serde_json, so that what is accepted and refused stays serde_json's.
+struct Exact<'a>(&'a [u8]);
+
+impl<'a> Exact<'a> {
+    /// The bytes `piece`, verbatim.
+    fn lit(&mut self, piece: &[u8]) -> Option<()> {
+        self.0 = self.0.strip_prefix(piece)?;
+        Some(())
+    }
+
+    /// A JSON unsigned integer that fits a `u64` (no sign, fraction, exponent or leading
+    /// zero: serde_json refuses a leading zero, and the others it reads otherwise).
+    fn uint(&mut self) -> Option<u64> {
+        let digits = self.0.iter().take_while(|b| b.is_ascii_digit()).count();
+        if digits == 0 || (digits > 1 && self.0[0] == b'0') {
+            return None;
+        }
+        if matches!(self.0.get(digits), Some(b'.' | b'e' | b'E')) {
+            return None;
+        }
+        let mut n: u64 = 0;
+        for &d in &self.0[..digits] {
+            n = n.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
+        }
+        self.0 = &self.0[digits..];
+        Some(n)
+    }
+
+    /// A JSON string literal without escapes or control characters, its text borrowed.
+    fn plain_str(&mut self) -> Option<&'a str> {
+        let rest = self.0.strip_prefix(b"\"")?;
+        let len = rest.iter().position(|&b| b == b'"')?;
+        let inner = &rest[..len];
+        if inner.iter().any(|&b| b == b'\\' || b < 0x20) {
+            return None;
+        }
+        let text = std::str::from_utf8(inner).ok()?;
+        self.0 = &rest[len + 1..];
+        Some(text)
+    }
+
+    /// Nothing left.
+    fn end(&self) -> Option<()> {
+        self.0.is_empty().then_some(())
+    }
+}
+
+/// A session-reported line as relaytop writes the most frequent ones, read without the
+/// general parser (which reads an event's data into a `serde_json::Value` or serde's buffered
+/// content first): `state` lines `{"to":"open"}`, `{"to":"closed"}`,
+/// `{"to":"streaming","request":N}`, `{"to":"connecting","attempt":N}`, and `request_sent`
+/// events. `None` for anything else (another shape, order or spelling, an escape), which the
+/// caller leaves to the general parser: the fast path only ever reads what it would read, the
+/// same way (`local_lines_read_the_same_by_either_path`).
+fn parse_local_line(line: &[u8]) -> Option<Record> {
+    let mut p = Exact(line);
+    p.lit(b"[")?;
+    let t_us = p.uint()?;
+    p.lit(b",\"=\",\"")?;
+    let kind = if p.lit(b"state\",{\"to\":").is_some() {
+        let state = match p.plain_str()? {
+            "open" => SessionState::Open,
+            "closed" => SessionState::Closed,
+            "streaming" => {
+                p.lit(b",\"request\":")?;
+                SessionState::Streaming { request: p.uint()? }
+            }
+            "connecting" => {
+                p.lit(b",\"attempt\":")?;
+                SessionState::Connecting {
+                    attempt: u32::try_from(p.uint()?).ok()?,
+                }
+            }
+            _ => return None,
+        };
+        EventKind::State(state)
+    } else {
+        p.lit(b"event\",{\"type\":\"request_sent\",\"request\":")?;
+        let request = p.uint()?;
+        p.lit(b",\"model\":")?;
+        let model = p.plain_str()?.to_owned();
+        p.lit(b",\"prompt_tokens_estimate\":")?;
+        let prompt_tokens_estimate = p.uint()?;
+        EventKind::RequestSent {
+            request,
+            model,
+            prompt_tokens_estimate,
+        }
+    };
+    p.lit(b"}]")?;
+    p.end()?;
+    Some(Record {
+        t_us,
+        entry: Entry::Event(kind),
+    })
+}
+
 /// A JSON string literal (quotes included) unescaped, for what relaytop's own writer makes of
 /// a frame: `None` for anything else (a `\u` escape, a control character, text after the
 /// closing quote, bytes that are not UTF-8), which the caller leaves to serde_json, so that
@@ -407,6 +506,15 @@ pub fn parse_line(line: &[u8]) -> Result<Record, LineError> {
     if let Some(record) = parse_text_line(line) {
         return Ok(record);
     }
+    if let Some(record) = parse_local_line(line) {
+        return Ok(record);
+    }
+    parse_general(line)
+}
+
+/// Parses one event line with serde_json, whatever its shape (`parse_line` without its fast
+/// paths).
+fn parse_general(line: &[u8]) -> Result<Record, LineError> {
     let (t_us, dir, kind, data): (u64, Cow<'_, str>, Cow<'_, str>, &RawValue) =
         serde_json::from_slice(line)?;
     let dir = Dir::parse(&dir).ok_or_else(|| LineError::Dir(dir.to_string()))?;
@@ -661,6 +769,80 @@ mod tests {
         assert!(parse_line(b"[5,\"<\",\"text\",\"a\x01b\"]").is_err());
         assert!(parse_line(br#"[5,"<","text","a"b"]"#).is_err());
         assert!(parse_line(br#"[5,"<","text","a\"]"#).is_err());
+    }
+
+    #[test]
+    fn local_lines_read_the_same_by_either_path() {
+        let mut lines: Vec<String> = [
+            EventKind::State(SessionState::Open),
+            EventKind::State(SessionState::Closed),
+            EventKind::State(SessionState::Streaming { request: 0 }),
+            EventKind::State(SessionState::Streaming { request: u64::MAX }),
+            EventKind::State(SessionState::Connecting { attempt: 1 }),
+            EventKind::State(SessionState::Connecting { attempt: u32::MAX }),
+            EventKind::RequestSent {
+                request: 17,
+                model: "gpt-4.1".into(),
+                prompt_tokens_estimate: 7,
+            },
+            EventKind::RequestSent {
+                request: 1,
+                model: "é 中".into(),
+                prompt_tokens_estimate: 0,
+            },
+        ]
+        .iter()
+        .map(|kind| {
+            let (k, data) = encode_event(kind);
+            format!("[1000000,\"=\",\"{k}\",{data}]")
+        })
+        .collect();
+        let fast_count = lines.len();
+        for (i, line) in lines.iter().enumerate() {
+            let fast = parse_local_line(line.as_bytes());
+            assert!(fast.is_some(), "line {i} takes the fast path: {line}");
+            assert_eq!(fast, parse_general(line.as_bytes()).ok(), "{line}");
+        }
+        // Shapes the fast path leaves to serde_json, which reads or refuses them.
+        lines.extend(
+            [
+                r#"[007,"=","state",{"to":"open"}]"#,
+                r#"[7,"=","state",{"to":"streaming","request":01}]"#,
+                r#"[7,"=","state",{"to":"streaming","request":1.0}]"#,
+                r#"[7,"=","state",{"to":"streaming","request":1e3}]"#,
+                r#"[7,"=","state",{"to":"streaming","request":-1}]"#,
+                r#"[7,"=","state",{"to":"streaming","request":18446744073709551616}]"#,
+                r#"[7,"=","state",{"to":"connecting","attempt":4294967296}]"#,
+                r#"[7,"=","state",{"to":"streaming"}]"#,
+                r#"[7,"=","state",{"to":"open","x":1}]"#,
+                r#"[7,"=","state",{"to":"op\u0065n"}]"#,
+                r#"[7,"=","state",{"to":"backing_off","attempt":1,"max_attempts":2,"until_us":3}]"#,
+                r#"[7,"=","state",{"to":"open"}] "#,
+                r#"[7,"=","state",{"to":"open"}],"#,
+                r#"[7, "=","state",{"to":"open"}]"#,
+                r#"[7,"=","event",{"type":"request_sent","request":2,"model":"a\"b","prompt_tokens_estimate":3}]"#,
+                r#"[7,"=","event",{"type":"request_sent","model":"m","request":2,"prompt_tokens_estimate":3}]"#,
+                r#"[7,"=","event",{"type":"request_sent","request":2,"model":"m","prompt_tokens_estimate":3,"x":0}]"#,
+                r#"[7,"=","event",{"type":"request_sent","request":2,"model":"m\u0001","prompt_tokens_estimate":3}]"#,
+                "[7,\"=\",\"event\",{\"type\":\"request_sent\",\"request\":2,\"model\":\"a\tb\",\"prompt_tokens_estimate\":3}]",
+            ]
+            .map(String::from),
+        );
+        let mut bytes: Vec<Vec<u8>> = lines.iter().map(|l| l.clone().into_bytes()).collect();
+        // Not UTF-8 inside the model's name.
+        bytes.push(
+            b"[7,\"=\",\"event\",{\"type\":\"request_sent\",\"request\":2,\"model\":\"\xff\",\"prompt_tokens_estimate\":3}]"
+                .to_vec(),
+        );
+        for (i, line) in bytes.iter().enumerate() {
+            let general = parse_general(line);
+            match parse_local_line(line) {
+                Some(fast) => assert_eq!(Some(fast), general.ok(), "{line:?}"),
+                None => assert!(i >= fast_count, "{line:?}"),
+            }
+            // Whichever path reads it, `parse_line` reads what the general parser reads.
+            assert_eq!(parse_line(line).ok(), parse_general(line).ok(), "{line:?}");
+        }
     }
 
     #[test]

@@ -149,6 +149,36 @@ impl LineReader {
                         .insert(BufReader::with_capacity(self.buffer, file))
                 }
             };
+            // Most lines are whole in the read buffer: parsed there, not copied out first.
+            let chunk = reader.fill_buf()?;
+            if let Some(end) = memchr::memchr(b'\n', chunk) {
+                let at = self.pos;
+                self.pos.offset += end as u64 + 1;
+                self.pos.line += 1;
+                let line = chunk[..end].trim_ascii();
+                let blank = line.is_empty() || line[0] == b'#';
+                // The first line that is not blank is the file's header, when it is one.
+                let header =
+                    !blank && !std::mem::replace(&mut self.header_seen, true) && line[0] == b'{';
+                let item = if blank || header {
+                    None
+                } else {
+                    // A line with its newline is whole: malformed if it does not parse,
+                    // never torn.
+                    Some(match parse_line(line) {
+                        Ok(record) => Item::Record { record, at },
+                        Err(e) => Item::Malformed {
+                            at,
+                            reason: e.to_string(),
+                        },
+                    })
+                };
+                reader.consume(end + 1);
+                match item {
+                    Some(item) => return Ok(item),
+                    None => continue,
+                }
+            }
             let (n, complete, too_long) = read_line(reader, &mut self.buf)?;
             if n == 0 {
                 if self.pos.part + 1 < self.parts.len() {
@@ -285,17 +315,27 @@ pub fn last_time(path: &Path) -> std::io::Result<Option<u64>> {
         let mut tail = Vec::with_capacity(usize::try_from(len - start).unwrap_or(0));
         (&mut file).take(len - start).read_to_end(&mut tail)?;
         // Only lines followed by a newline are whole (the first one may be cut, unless the
-        // window starts the file).
+        // window starts the file). Read from the last one back, until one has a time.
         let whole_end = memchr::memrchr(b'\n', &tail).unwrap_or(0);
-        let mut lines: Vec<&[u8]> = tail[..whole_end].split(|b| *b == b'\n').collect();
-        if start > 0 && !lines.is_empty() {
-            lines.remove(0);
-        }
-        if let Some(t) = lines.iter().rev().find_map(|l| {
-            let l = l.trim_ascii();
-            (l.first() == Some(&b'[')).then(|| parse_line(l).ok().map(|r| r.t_us))?
-        }) {
-            return Ok(Some(t));
+        let mut rest = &tail[..whole_end];
+        loop {
+            let (line, first) = match memchr::memrchr(b'\n', rest) {
+                Some(i) => (&rest[i + 1..], false),
+                None => (rest, true),
+            };
+            if first && start > 0 {
+                break;
+            }
+            let l = line.trim_ascii();
+            if l.first() == Some(&b'[')
+                && let Ok(record) = parse_line(l)
+            {
+                return Ok(Some(record.t_us));
+            }
+            if first {
+                break;
+            }
+            rest = &rest[..rest.len() - line.len() - 1];
         }
         if start == 0 || window >= 16 << 20 {
             return Ok(None);
@@ -517,15 +557,20 @@ mod tests {
     use super::*;
 
     fn read_all(text: &str) -> Vec<Item> {
+        read_all_with_buffer(text, 64 << 10, "")
+    }
+
+    /// Every item of `text` read through a read buffer of `buffer` bytes.
+    fn read_all_with_buffer(text: &str, buffer: usize, name: &str) -> Vec<Item> {
         let dir = std::env::temp_dir().join(format!(
-            "relaytop-reader-{}-{}",
+            "relaytop-reader-{}-{}{name}",
             std::process::id(),
             text.len()
         ));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("s.jsonl");
         std::fs::write(&path, text).unwrap();
-        let mut r = LineReader::new(Arc::from(vec![path]), Position::START);
+        let mut r = LineReader::new(Arc::from(vec![path]), Position::START).with_buffer(buffer);
         let mut items = Vec::new();
         loop {
             let item = r.next_item().unwrap();
@@ -553,6 +598,52 @@ mod tests {
         assert!(matches!(&items[2], Item::Record { record, .. } if record.t_us == 2));
         assert!(matches!(&items[3], Item::Torn { at } if at.line == 7));
         assert_eq!(items[4], Item::End);
+    }
+
+    #[test]
+    fn lines_whole_in_the_buffer_read_as_lines_across_it() {
+        // Lines whole in the read buffer are parsed where they are; lines across its end are
+        // copied out first: both give the same items at the same positions.
+        let text = "\n# c\n{\"format\":\"relaytop-recording\"}\n[1,\"=\",\"state\",{\"to\":\"open\"}]\n  \nnot json\n[2,\"<\",\"text\",\"{\\\"type\\\":1}\"]\r\n# x\n[3,\"=\",\"marker\",\"a\"]\n[4,\"=\",\"mar";
+        let whole = read_all(text);
+        assert_eq!(whole.len(), 6, "{whole:?}");
+        for buffer in [1, 2, 3, 5, 8, 13, 21, 34] {
+            let items = read_all_with_buffer(text, buffer, &format!("-b{buffer}"));
+            assert_eq!(items, whole, "a read buffer of {buffer} bytes");
+        }
+    }
+
+    #[test]
+    fn the_last_time_is_the_last_whole_line_with_one() {
+        let dir = std::env::temp_dir().join(format!("relaytop-last-time-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("s.jsonl");
+        let last = |text: &str| {
+            std::fs::write(&path, text).unwrap();
+            last_time(&path).unwrap()
+        };
+        let header = "{\"format\":\"relaytop-recording\"}\n";
+        assert_eq!(last(header), None);
+        assert_eq!(last(""), None);
+        assert_eq!(last("[5,\"=\",\"marker\",\"a\"]\n"), Some(5));
+        let lines = format!(
+            "{header}[1,\"=\",\"marker\",\"a\"]\n[2,\"=\",\"marker\",\"b\"]\n# c\n\n[3,\"=\",\"mar\n"
+        );
+        // A malformed, blank or comment line is passed over; a torn last one too.
+        assert_eq!(last(&lines), Some(2));
+        assert_eq!(last(&format!("{lines}[4,\"=\",\"mar")), Some(2));
+        // A tail longer than the first window: only whole lines inside it count.
+        let filler = "[9,\"=\",\"marker\",\"x\"]\n".repeat(4_000);
+        assert_eq!(
+            last(&format!("{header}{filler}[10,\"=\",\"marker\",\"y\"]\n")),
+            Some(10)
+        );
+        let malformed = "not json\n".repeat(10_000);
+        assert_eq!(
+            last(&format!("{header}[1,\"=\",\"marker\",\"a\"]\n{malformed}")),
+            Some(1)
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

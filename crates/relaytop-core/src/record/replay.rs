@@ -926,6 +926,33 @@ impl Replay {
         event
     }
 
+    /// Every event from here to the end, at once (no clock), as `next_event` hands them out
+    /// one by one (each folded into the metrics first), but lent to `each` where it waits
+    /// rather than moved out: for reports that play a whole recording. Stops at the first
+    /// error of `each` (the events after that one stay to be handed out).
+    pub fn play_to_end<E>(
+        &mut self,
+        mut each: impl FnMut(&SessionEvent) -> Result<(), E>,
+    ) -> Result<(), E> {
+        while self.next_time().is_some() {
+            let cursor = &mut self.cursor;
+            let mut handed = 0;
+            let mut result = Ok(());
+            for event in &cursor.pending {
+                cursor.fold.state.apply(event);
+                cursor.fold.delivered_until = Some(event.at_us);
+                handed += 1;
+                result = each(event);
+                if result.is_err() {
+                    break;
+                }
+            }
+            cursor.pending.drain(..handed);
+            result?;
+        }
+        Ok(())
+    }
+
     // ---- playing on a clock ----
 
     /// The next event if it is due at `now` (the caller's monotonic time), else `None`.

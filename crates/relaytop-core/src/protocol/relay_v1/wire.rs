@@ -199,6 +199,19 @@ struct RawChunkFrame<'a> {
     id: Option<Text<'a>>,
 }
 
+/// The content of a chunk frame written exactly as `{"type":"chunk","content":"..."}` with
+/// no escape or control character in the content (most frames of a stream), read without
+/// serde_json; `None` for anything else, which serde_json reads (or refuses) as before.
+fn plain_chunk(text: &str) -> Option<&str> {
+    let content = text
+        .strip_prefix(r#"{"type":"chunk","content":""#)?
+        .strip_suffix(r#""}"#)?;
+    let plain = content
+        .bytes()
+        .all(|b| b != b'"' && b != b'\\' && b >= 0x20);
+    plain.then_some(content)
+}
+
 /// Every field any server frame may carry, all optional, borrowed where possible.
 #[derive(Deserialize)]
 struct RawServerFrame<'a> {
@@ -230,6 +243,17 @@ impl<'a> ServerFrame<'a> {
     /// Parses one server text frame. A frame that is not JSON, or that lacks a field its
     /// type needs, is an error the caller counts; an unknown `type` is `Unknown`.
     pub fn parse(text: &'a str) -> Result<Self, FrameError> {
+        if let Some(content) = plain_chunk(text) {
+            return Ok(ServerFrame::Chunk {
+                content: Cow::Borrowed(content),
+                id: None,
+            });
+        }
+        Self::parse_general(text)
+    }
+
+    /// `parse` without its first fast path (`plain_chunk`): serde_json reads every frame.
+    fn parse_general(text: &'a str) -> Result<Self, FrameError> {
         let chunk: RawChunkFrame<'a> =
             serde_json::from_str(text).map_err(|e| FrameError::from_json(text, &e))?;
         if chunk.kind.0 == "chunk"
@@ -320,6 +344,39 @@ impl FrameError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plain_chunks_read_as_serde_json_reads_them() {
+        for text in [
+            r#"{"type":"chunk","content":"Hel"}"#,
+            r#"{"type":"chunk","content":""}"#,
+            r#"{"type":"chunk","content":" é 中 🙂"}"#,
+        ] {
+            assert!(plain_chunk(text).is_some(), "{text}");
+            assert_eq!(
+                ServerFrame::parse(text).ok(),
+                ServerFrame::parse_general(text).ok()
+            );
+        }
+        // Left to serde_json: an escape, a control character, a quote, another shape.
+        for text in [
+            r#"{"type":"chunk","content":"a"b"}"#,
+            r#"{"type":"chunk","content":"a
+b"}"#,
+            "{\"type\":\"chunk\",\"content\":\"a\tb\"}",
+            r#"{"type":"chunk","content":"a"}"}"#,
+            r#"{"type":"chunk","content":"a"} "#,
+            r#"{"type":"chunk","content":"a","id":"r1"}"#,
+            r#"{"content":"a","type":"chunk"}"#,
+        ] {
+            assert_eq!(plain_chunk(text), None, "{text}");
+            assert_eq!(
+                ServerFrame::parse(text).ok(),
+                ServerFrame::parse_general(text).ok(),
+                "{text}"
+            );
+        }
+    }
 
     #[test]
     fn chunk_borrows_its_content() {

@@ -8,6 +8,7 @@
 //! folds nothing), so the events, their order, the markers and the read statistics are the
 //! same. Memory stays bounded: at most `BATCHES_AHEAD` batches of `BATCH_EVENTS` events wait.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
@@ -20,6 +21,8 @@ use crate::session::SessionEvent;
 
 /// Events in one hand-over (a batch is sent sooner when the recording ends).
 pub(super) const BATCH_EVENTS: usize = 2_048;
+/// Room for the events of the line that fills a batch (a line makes a few at most).
+const BATCH_SLACK: usize = 16;
 /// Batches that may wait for the folding thread.
 pub(super) const BATCHES_AHEAD: usize = 4;
 
@@ -139,14 +142,17 @@ fn read(mut cursor: Cursor, tx: &SyncSender<Batch>, stop: &AtomicBool) {
     let mut problems = problems_of(&cursor.fold.stats);
     loop {
         let mut batch = Batch::default();
-        while batch.events.len() < BATCH_EVENTS {
+        // The cursor's queue of events becomes the batch: only pushed to, it starts its
+        // buffer, so that handing it over moves no event.
+        cursor.pending = VecDeque::with_capacity(BATCH_EVENTS + BATCH_SLACK);
+        while cursor.pending.len() < BATCH_EVENTS {
             if !cursor.apply_next_line() {
                 batch.done = true;
                 break;
             }
-            batch.events.extend(cursor.pending.drain(..));
             batch.markers.append(&mut cursor.found_markers);
         }
+        batch.events = Vec::from(std::mem::take(&mut cursor.pending));
         batch.applied_until = cursor.fold.applied_until;
         batch.lines = cursor.fold.stats.lines;
         let now = problems_of(&cursor.fold.stats);
