@@ -888,6 +888,13 @@ impl Replay {
         true
     }
 
+    /// Folds nothing from now on: for a consumer that keeps figures of its own and never
+    /// reads the replay's metrics (`relaytop export`), whose thread then only hands events
+    /// out. As `fold_into`: only before anything is played or indexed (false after).
+    pub fn fold_nothing(&mut self) -> bool {
+        self.fold_into(NoFold::boxed())
+    }
+
     /// Each session's heartbeat interval, as its header says (`None`: no heartbeats).
     pub fn heartbeats(&self) -> Vec<Option<Duration>> {
         self.sources
