@@ -78,6 +78,8 @@ pub trait Tap: Send + Sync + 'static {
 pub struct Staged {
     bytes: String,
     frames: Vec<StagedFrame>,
+    /// The last batch's size (bytes, frames): what the next one reserves as it starts.
+    last: (u32, u32),
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -96,12 +98,17 @@ impl Staged {
     /// could stage).
     pub const MAX_BYTES: usize = 256 << 10;
     pub const MAX_FRAMES: usize = 1024;
-    /// A batch of at least this many frames keeps the stage's buffers (`clear`).
-    const KEEP_FRAMES: usize = 64;
 
     /// Stages `wire` if it is a text frame or an SSE event (`true`); anything else is left
     /// to the caller (`false`).
     pub fn stage(&mut self, at: Duration, direction: Direction, wire: Wire<'_>) -> bool {
+        if !matches!(wire, Wire::Text(_) | Wire::SseEvent { .. }) {
+            return false;
+        }
+        if self.frames.capacity() == 0 {
+            self.bytes.reserve(self.last.0 as usize);
+            self.frames.reserve(self.last.1 as usize);
+        }
         let event_len = match wire {
             Wire::Text(text) => {
                 self.bytes.push_str(text);
@@ -157,17 +164,17 @@ impl Staged {
         })
     }
 
-    /// Empties the stage after its frames were shown. A stage that held a stream's pace of
-    /// frames (a few a batch) lets its buffers go, so that a session between responses holds
-    /// none (10,000 probes: docs/PERFORMANCE.md); a fast stream's (batches of hundreds) keeps
-    /// them for the next batch.
+    /// Empties the stage after its frames were shown, letting its buffers go (as the outbox
+    /// goes with each batch): a session between responses holds none (10,000 probes:
+    /// docs/PERFORMANCE.md). The next batch reserves the size of this one as it starts, so a
+    /// fast stream allocates once a batch.
     pub fn clear(&mut self) {
-        if self.frames.len() < Self::KEEP_FRAMES {
-            *self = Self::default();
-        } else {
-            self.bytes.clear();
-            self.frames.clear();
-        }
+        self.last = (
+            u32::try_from(self.bytes.len()).unwrap_or(u32::MAX),
+            u32::try_from(self.frames.len()).unwrap_or(u32::MAX),
+        );
+        self.bytes = String::new();
+        self.frames = Vec::new();
     }
 }
 
@@ -249,19 +256,17 @@ mod tests {
     }
 
     #[test]
-    fn a_few_frames_leave_no_buffers_behind_and_a_fast_streams_keep_theirs() {
+    fn a_shown_stage_holds_no_buffers_and_the_next_batch_reserves_the_last_ones_size() {
         let mut staged = Staged::default();
-        for _ in 0..3 {
-            staged.stage(Duration::ZERO, Direction::FromRelay, Wire::Text("a chunk"));
-        }
-        staged.clear();
-        assert_eq!(staged.bytes.capacity() + staged.frames.capacity(), 0);
-        for _ in 0..Staged::KEEP_FRAMES {
+        for _ in 0..100 {
             staged.stage(Duration::ZERO, Direction::FromRelay, Wire::Text("a chunk"));
         }
         staged.clear();
         assert!(staged.is_empty());
-        assert!(staged.bytes.capacity() > 0 && staged.frames.capacity() > 0);
+        assert_eq!(staged.bytes.capacity() + staged.frames.capacity(), 0);
+        staged.stage(Duration::ZERO, Direction::FromRelay, Wire::Text("a chunk"));
+        assert!(staged.bytes.capacity() >= 700 && staged.frames.capacity() >= 100);
+        assert!(!staged.stage(Duration::ZERO, Direction::FromRelay, Wire::BodyEnd));
     }
 
     #[test]
