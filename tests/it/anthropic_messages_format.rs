@@ -288,6 +288,7 @@ fn a_recording_replays_to_the_same_events() {
         source: "anthropic fixtures".into(),
         pricing: Default::default(),
         secrets: Vec::new(),
+        slo: Default::default(),
     };
     let recorder =
         Recorder::start(&RecordOptions::new(root.path()), meta, RunClock::new()).unwrap();

@@ -68,6 +68,7 @@ fn record(root: &Path, gzip: bool, rotate_bytes: u64, requests: u64) -> PathBuf 
         source: "synthetic".into(),
         pricing: Default::default(),
         secrets: Vec::new(),
+        slo: Default::default(),
     };
     let recorder = Recorder::start(&options, meta, RunClock::new()).unwrap();
     let tap = recorder.tap(&info, &Timing::default(), None).unwrap();

@@ -72,6 +72,7 @@ fn record(root: &Path, gzip: bool, open_files: usize) -> PathBuf {
         source: "many sessions".into(),
         pricing: Default::default(),
         secrets: Vec::new(),
+        slo: Default::default(),
     };
     let recorder = Recorder::start(&options, meta, RunClock::new()).unwrap();
     let dir = recorder.dir().to_owned();

@@ -150,6 +150,7 @@ fn a_tap_scrubs_every_kind_of_line() {
             source: format!("config with {TEST_KEY} in its path"),
             pricing: Default::default(),
             secrets: vec![Secret::new(TEST_KEY), Secret::new("")],
+            slo: Default::default(),
         },
         RunClock::new(),
     )

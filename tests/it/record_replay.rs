@@ -499,6 +499,7 @@ fn rotated_files_replay_as_one() {
             source: "synthetic".into(),
             pricing: Default::default(),
             secrets: Vec::new(),
+            slo: Default::default(),
         };
         let recorder = Recorder::start(&options, meta, RunClock::new()).unwrap();
         let tap = recorder.tap(&info, &Timing::default(), None).unwrap();

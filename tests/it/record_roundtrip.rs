@@ -39,6 +39,12 @@ heartbeat_s = 0.2
 dead_after_s = 2
 backoff = {{ base_ms = 50, cap_ms = 200 }}
 
+# Between the flaky relay's TTFT p50 and p99, so that some requests are good and some are
+# not: a replay judges them by the objectives the run kept in its run.json.
+[slo]
+ttft_ms = 45
+objective = 0.9
+
 [[providers]]
 name = "legacy"
 simulate = "legacy"
@@ -208,6 +214,12 @@ async fn a_replayed_run_reports_what_the_live_run_reported() {
         "session names are made safe for file names"
     );
     assert!(live.totals.figures.completed > 0, "responses completed");
+    let good = live.totals.figures.good;
+    assert!(
+        good > 0 && good < live.totals.figures.completed,
+        "the objective judges some requests good and some not: {good} of {}",
+        live.totals.figures.completed
+    );
 
     // The run directory, replayed headless as fast as possible.
     assert_eq!(runs.replay.sessions().len(), 4);
@@ -523,6 +535,7 @@ fn an_sse_session_replays_from_its_recorded_events() {
         source: "sse fixtures".into(),
         pricing: Default::default(),
         secrets: Vec::new(),
+        slo: Default::default(),
     };
     let recorder =
         Recorder::start(&RecordOptions::new(root.path()), meta, RunClock::new()).expect("recorder");

@@ -251,6 +251,7 @@ async fn chat_turns_are_resent_with_their_conversation_in_order() {
             source: "test".into(),
             pricing: Default::default(),
             secrets: vec![relaytop_core::config::secret::Secret::new(TEST_KEY)],
+            slo: Default::default(),
         },
         clock,
     )
@@ -384,6 +385,7 @@ async fn chat_completions_traffic_is_resent_in_other_formats() {
             source: "test".into(),
             pricing: Default::default(),
             secrets: vec![relaytop_core::config::secret::Secret::new(TEST_KEY)],
+            slo: Default::default(),
         },
         clock,
     )

@@ -149,6 +149,7 @@ fn recording() -> &'static Path {
             )]
             .into(),
             secrets: Vec::new(),
+            slo: Default::default(),
         };
         let recorder =
             Recorder::start(&RecordOptions::new(root.clone()), meta, RunClock::new()).unwrap();

@@ -160,6 +160,7 @@ impl<'w> Run<'w> {
                     source: source.clone(),
                     pricing: world.config.pricing(),
                     secrets: world.config.secrets(),
+                    slo: world.config.slo.clone(),
                 },
                 clock,
             )?),

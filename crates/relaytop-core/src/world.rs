@@ -286,6 +286,7 @@ impl World {
             source: self.config.source.clone(),
             pricing: self.config.pricing(),
             secrets: self.config.secrets(),
+            slo: self.config.slo.clone(),
         };
         let recorder = Recorder::start(options, run, clock).with_context(|| {
             format!(

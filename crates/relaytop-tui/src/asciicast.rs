@@ -100,6 +100,7 @@ pub fn export(
         replay.pricing().clone(),
         started.fixed_offset(),
     )
+    .with_slos(replay.slos().clone())
     .with_themes(vec![options.theme.clone()], 0);
     let title = format!(
         "relaytop · {} · {}",

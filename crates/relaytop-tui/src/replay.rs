@@ -149,7 +149,8 @@ impl ReplayDriver {
     /// from the start).
     pub fn new(mut replay: Replay) -> anyhow::Result<ReplayDriver> {
         let setups = setups(&replay);
-        let data = Data::new(&setups, replay.pricing().clone());
+        // Good requests are judged by the run's own objectives, as the run judged them.
+        let data = Data::new(&setups, replay.pricing().clone()).with_slos(replay.slos().clone());
         if !replay.fold_into(Box::new(data)) {
             anyhow::bail!("the replay was already played or indexed");
         }

@@ -30,6 +30,7 @@ pub(super) fn start(mut spec: SessionSpec) -> Case {
         source: "fault matrix".into(),
         pricing: Default::default(),
         secrets: vec![Secret::new(TEST_KEY)],
+        slo: Default::default(),
     };
     let recorder =
         Recorder::start(&RecordOptions::new(root.path()), meta, clock).expect("recorder starts");

@@ -41,7 +41,7 @@ pub struct SloConfig {
 }
 
 /// The objective of one provider (or of the run), resolved: thresholds in microseconds.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Slo {
     /// Time to first token at most this, microseconds.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -139,7 +139,7 @@ fn fmt_ms(us: u64) -> String {
 }
 
 /// Every provider's objective, resolved.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Slos {
     /// The run's objective, and every provider's unless it has its own.
     pub default: Slo,

@@ -156,6 +156,10 @@ pub struct Header {
     /// The session's provider's prices, so that a lone file still prices its responses.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pricing: Option<ProviderPricing>,
+    /// The session's provider's objective, so that a lone file judges its requests good as
+    /// the run did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slo: Option<crate::config::slo::Slo>,
 }
 
 impl Header {
@@ -213,6 +217,11 @@ pub struct RunManifest {
     /// Every provider's prices, so that a replay prices responses as the run did.
     #[serde(default)]
     pub pricing: BTreeMap<String, ProviderPricing>,
+    /// The run's objectives (`[slo]`), so that a replay counts good requests as the run did.
+    /// Absent in older recordings (a replay then judges with none: every completed request
+    /// is good).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slo: Option<crate::config::slo::Slos>,
     /// Set when the run ended cleanly.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ended_at: Option<String>,

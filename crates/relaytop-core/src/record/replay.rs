@@ -29,6 +29,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+use crate::config::slo::Slos;
 use crate::cost::Pricing;
 use crate::metrics::Metrics;
 use crate::record::format::{Entry, Record, RunManifest};
@@ -233,7 +234,7 @@ struct Fold {
 }
 
 impl Fold {
-    fn new(sources: &[Source], pricing: &Pricing) -> Self {
+    fn new(sources: &[Source], pricing: &Pricing, slos: &Slos) -> Self {
         let n = sources.len();
         Self {
             decoders: sources
@@ -242,10 +243,13 @@ impl Fold {
                 .collect(),
             positions: vec![Position::START; n],
             finished: vec![false; n],
-            state: Box::new(Metrics::new(
-                sources.iter().map(|s| s.info.clone()).collect(),
-                pricing.clone(),
-            )),
+            state: Box::new(
+                Metrics::new(
+                    sources.iter().map(|s| s.info.clone()).collect(),
+                    pricing.clone(),
+                )
+                .with_slos(slos.clone()),
+            ),
             applied_until: None,
             delivered_until: None,
             stats: ReadStats::default(),
@@ -675,6 +679,8 @@ pub struct Replay {
     sources: Arc<[Source]>,
     infos: Vec<SessionInfo>,
     pricing: Pricing,
+    /// The run's objectives, as its `run.json` keeps them (none in older recordings).
+    slos: Slos,
     manifest: Option<RunManifest>,
     started_at: DateTime<Utc>,
     source_label: String,
@@ -761,7 +767,19 @@ impl Replay {
                     .map(|r| r.source.clone())
             })
             .unwrap_or_default();
-        let mut initial = Fold::new(&sources, &pricing);
+        // The run's objectives; session files opened without their run.json, each provider's
+        // from its sessions' headers.
+        let slos = manifest
+            .as_ref()
+            .and_then(|m| m.slo.clone())
+            .unwrap_or_else(|| Slos {
+                providers: sources
+                    .iter()
+                    .filter_map(|s| Some((s.info.provider.clone(), s.recording.header.slo?)))
+                    .collect(),
+                ..Slos::default()
+            });
+        let mut initial = Fold::new(&sources, &pricing, &slos);
         initial.stats.read_errors.extend(found.notes);
         let mut cursor = Cursor::new(sources.clone(), initial.clone());
         cursor.recent_every = RECENT_CHECKPOINT_LINES;
@@ -770,6 +788,7 @@ impl Replay {
             cursor,
             sources,
             pricing,
+            slos,
             manifest,
             started_at,
             source_label,
@@ -823,6 +842,11 @@ impl Replay {
     /// The prices the run used.
     pub fn pricing(&self) -> &Pricing {
         &self.pricing
+    }
+
+    /// The objectives the run judged its requests by (none for an older recording).
+    pub fn slos(&self) -> &Slos {
+        &self.slos
     }
 
     /// `run.json`, when a run directory was opened.

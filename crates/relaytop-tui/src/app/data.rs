@@ -95,6 +95,16 @@ pub struct Data {
 }
 
 impl Data {
+    /// Judges requests against `slos` (goodput), as the run did.
+    pub fn with_slos(mut self, slos: relaytop_core::config::slo::Slos) -> Data {
+        let metrics = std::mem::replace(
+            &mut self.metrics,
+            Metrics::new(Vec::new(), Default::default()),
+        );
+        self.metrics = metrics.with_slos(slos);
+        self
+    }
+
     pub fn new(sessions: &[SessionSetup], pricing: Pricing) -> Data {
         let infos: Vec<SessionInfo> = sessions.iter().map(|s| s.info.clone()).collect();
         let mut accounts = relaytop_core::account::Accounts::new(Vec::new(), pricing.clone());

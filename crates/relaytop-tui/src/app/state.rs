@@ -193,11 +193,8 @@ impl App {
 
     /// Judges requests against the config's service-level objectives (goodput).
     pub fn with_slos(mut self, slos: relaytop_core::config::slo::Slos) -> App {
-        let metrics = std::mem::replace(
-            &mut self.live.metrics,
-            relaytop_core::metrics::Metrics::new(Vec::new(), Default::default()),
-        );
-        self.live.metrics = metrics.with_slos(slos);
+        let live = std::mem::replace(&mut self.live, Data::new(&[], Default::default()));
+        self.live = live.with_slos(slos);
         self
     }
 

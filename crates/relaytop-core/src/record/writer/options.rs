@@ -93,6 +93,8 @@ pub struct RunMeta {
     pub pricing: std::collections::BTreeMap<String, ProviderPricing>,
     /// Every secret the configuration loaded: scrubbed from everything written.
     pub secrets: Vec<Secret>,
+    /// The run's objectives, so that a replay judges requests good as the run did.
+    pub slo: crate::config::slo::Slos,
 }
 
 /// Which sessions a marker goes to.

@@ -150,6 +150,7 @@ impl Recorder {
             source: run.source,
             files: Vec::new(),
             pricing: run.pricing,
+            slo: Some(run.slo),
             ended_at: None,
             duration_us: None,
             ended_by: None,
@@ -223,13 +224,14 @@ impl Recorder {
         api_key_env: Option<&str>,
     ) -> std::io::Result<TapHandle> {
         let inner = &self.inner;
-        let (run_id, source, started_at, pricing) = {
+        let (run_id, source, started_at, pricing, slo) = {
             let m = lock(&inner.manifest);
             (
                 m.run_id.clone(),
                 m.source.clone(),
                 m.started_at.clone(),
                 m.pricing.get(&info.provider).cloned(),
+                m.slo.as_ref().map(|s| *s.of(&info.provider)),
             )
         };
         let header = Header {
@@ -251,6 +253,7 @@ impl Recorder {
             run: Some(HeaderRun { id: run_id, source }),
             part: 0,
             pricing,
+            slo,
         };
         let mut files = lock(&inner.files);
         let base = format::sanitize(&info.name);
