@@ -265,9 +265,7 @@ impl Core {
         if let Some(scrub) = &self.scrub {
             kind.scrub(scrub);
         }
-        if self.spec.tap.is_some() {
-            self.show_staged();
-        }
+        self.show_staged();
         if let Some(tap) = &self.spec.tap {
             tap.0.event(at, &kind);
         }

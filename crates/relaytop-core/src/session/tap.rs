@@ -102,25 +102,22 @@ impl Staged {
     /// Stages `wire` if it is a text frame or an SSE event (`true`); anything else is left
     /// to the caller (`false`).
     pub fn stage(&mut self, at: Duration, direction: Direction, wire: Wire<'_>) -> bool {
-        if !matches!(wire, Wire::Text(_) | Wire::SseEvent { .. }) {
-            return false;
-        }
+        // A text frame is its text; an SSE event its name (`event_len` bytes), then its data.
+        let (name, text, event_len) = match wire {
+            Wire::Text(text) => ("", text, None),
+            Wire::SseEvent { event, data } => (
+                event,
+                data,
+                Some(u32::try_from(event.len()).unwrap_or(u32::MAX)),
+            ),
+            _ => return false,
+        };
         if self.frames.capacity() == 0 {
             self.bytes.reserve(self.last.0 as usize);
             self.frames.reserve(self.last.1 as usize);
         }
-        let event_len = match wire {
-            Wire::Text(text) => {
-                self.bytes.push_str(text);
-                None
-            }
-            Wire::SseEvent { event, data } => {
-                self.bytes.push_str(event);
-                self.bytes.push_str(data);
-                Some(u32::try_from(event.len()).unwrap_or(u32::MAX))
-            }
-            _ => return false,
-        };
+        self.bytes.push_str(name);
+        self.bytes.push_str(text);
         // Frames are far smaller than 4 GiB (`connect::MAX_MESSAGE_BYTES`) and the buffer is
         // shown to the tap past `MAX_BYTES`, so its length fits.
         let end = u32::try_from(self.bytes.len()).unwrap_or(u32::MAX);
